@@ -1,0 +1,90 @@
+//! What a provider can do, so that the controller rejects an impossible spec *before* any
+//! cloud call (with a Warning event and a condition) instead of failing half-way in the cloud.
+
+use serde::Serialize;
+
+use crate::spec::{IpFamily, LoadBalancerSpec, Protocol, Scheme, SessionAffinity};
+use crate::status::IpMode;
+
+/// Where a provider keeps the state of its load balancers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum StateLocation {
+    /// In a cloud (or a file): survives a controller restart, so an unchanged Service needs no
+    /// mutating call at start.
+    Durable,
+    /// In this process (memory, local): lost on restart, so the controller re-ensures every
+    /// Service at start, handing the provider the recorded address to keep.
+    InProcess,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Capabilities {
+    pub protocols: Vec<Protocol>,
+    /// TCP and UDP on one load balancer (`MixedProtocolLBService`).
+    pub mixed_protocols: bool,
+    /// The same port number with two protocols (e.g. DNS on 53/TCP and 53/UDP).
+    pub same_port_multiple_protocols: bool,
+    pub source_ranges: bool,
+    pub requested_ip: bool,
+    pub internal: bool,
+    pub client_ip_affinity: bool,
+    pub ip_families: Vec<IpFamily>,
+    pub max_listeners: usize,
+    pub ip_mode: IpMode,
+    pub state: StateLocation,
+}
+
+impl Capabilities {
+    /// Every reason the spec cannot be built by this provider, in a readable form; empty when
+    /// the spec is supported.
+    pub fn check(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        let mut problems = Vec::new();
+        for p in spec.protocols() {
+            if !self.protocols.contains(&p) {
+                problems.push(format!(
+                    "protocol {p} is not supported by this provider (supported: {})",
+                    join(&self.protocols)
+                ));
+            }
+        }
+        if spec.protocols().len() > 1 && !self.mixed_protocols {
+            problems.push("mixing protocols on one load balancer is not supported by this provider".into());
+        }
+        if !self.same_port_multiple_protocols {
+            let mut ports: Vec<u16> = spec.listeners.iter().map(|l| l.port).collect();
+            ports.sort();
+            if ports.windows(2).any(|w| w[0] == w[1]) {
+                problems.push("one port with several protocols is not supported by this provider".into());
+            }
+        }
+        if spec.listeners.len() > self.max_listeners {
+            problems.push(format!(
+                "{} ports requested, this provider supports at most {}",
+                spec.listeners.len(),
+                self.max_listeners
+            ));
+        }
+        if spec.restricts_sources() && !self.source_ranges {
+            problems.push("loadBalancerSourceRanges cannot be enforced by this provider".into());
+        }
+        if spec.requested_ip.is_some() && !self.requested_ip {
+            problems.push("loadBalancerIP cannot be honoured by this provider".into());
+        }
+        if spec.scheme == Scheme::Internal && !self.internal {
+            problems.push("internal load balancers are not supported by this provider".into());
+        }
+        if matches!(spec.session_affinity, SessionAffinity::ClientIp { .. }) && !self.client_ip_affinity {
+            problems.push("sessionAffinity ClientIP is not supported by this provider".into());
+        }
+        for f in &spec.ip_families {
+            if !self.ip_families.contains(f) {
+                problems.push(format!("IP family {f:?} is not supported by this provider"));
+            }
+        }
+        problems
+    }
+}
+
+fn join(protocols: &[Protocol]) -> String {
+    protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,147 @@
+//! The conformance suite every provider runs (memory in unit tests; aws against moto, gcp
+//! against its fake, local against real sockets in their own crates).
+//!
+//! Each check uses its own ids, so checks do not interfere and can run against a shared
+//! backend. Checks panic with a message naming the broken guarantee (they are test code).
+
+use std::collections::BTreeMap;
+
+use crate::provider::Provider;
+use crate::spec::{
+    AddressKind, HealthCheck, HealthCheckProtocol, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,
+    NodeAddress, Protocol, Scheme, SessionAffinity, Target,
+};
+
+/// The cluster name the suite uses.
+pub const CLUSTER: &str = "conformance";
+
+/// An id unique to this process run and `name`.
+pub fn id(name: &str) -> LoadBalancerId {
+    LoadBalancerId::new(
+        CLUSTER,
+        "conformance",
+        name,
+        format!("{name}-{}-{}", std::process::id(), unique()),
+    )
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A node target with an InternalIP on loopback.
+pub fn target(node: &str, ip: &str) -> Target {
+    Target {
+        node: node.into(),
+        provider_id: None,
+        addresses: vec![NodeAddress { kind: AddressKind::InternalIP, address: ip.into() }],
+    }
+}
+
+/// A minimal TCP spec with the given ports (node ports 30000 + port).
+pub fn spec(ports: &[u16]) -> LoadBalancerSpec {
+    LoadBalancerSpec {
+        listeners: ports
+            .iter()
+            .map(|p| Listener { port: *p, protocol: Protocol::Tcp, node_port: 30000 + p % 2000, name: None })
+            .collect(),
+        targets: vec![target("node-a", "127.0.0.1")],
+        health_check: HealthCheck {
+            protocol: HealthCheckProtocol::Tcp,
+            port: None,
+            path: None,
+            interval_seconds: 10,
+            timeout_seconds: 5,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        },
+        source_ranges: vec!["0.0.0.0/0".parse().expect("literal CIDR")],
+        requested_ip: None,
+        scheme: Scheme::InternetFacing,
+        session_affinity: SessionAffinity::None,
+        ip_families: vec![IpFamily::IPv4],
+        options: BTreeMap::new(),
+    }
+}
+
+/// Runs every check.
+pub async fn run_all(p: &dyn Provider) {
+    ensure_then_get(p).await;
+    ensure_is_idempotent(p).await;
+    update_converges_in_place(p).await;
+    delete_removes_everything(p).await;
+    delete_of_nothing_succeeds(p).await;
+    distinct_ids_get_distinct_load_balancers(p).await;
+    record_is_enough_to_delete(p).await;
+}
+
+pub async fn ensure_then_get(p: &dyn Provider) {
+    let id = id("get");
+    assert!(p.get(&id, None).await.expect("get before ensure").is_none(), "get before ensure must be None");
+    let st = p.ensure(&id, &spec(&[80]), None).await.expect("ensure");
+    assert!(!st.ingress.is_empty(), "ensure must return an address");
+    let got = p.get(&id, Some(&st.record)).await.expect("get").expect("get after ensure must be Some");
+    assert_eq!(got.ingress, st.ingress, "get must report the address ensure returned");
+    p.delete(&id, Some(&st.record)).await.expect("cleanup");
+}
+
+pub async fn ensure_is_idempotent(p: &dyn Provider) {
+    let id = id("idem");
+    let s = spec(&[80, 443]);
+    let a = p.ensure(&id, &s, None).await.expect("first ensure");
+    let b = p.ensure(&id, &s, Some(&a.record)).await.expect("second ensure");
+    assert_eq!(a.ingress, b.ingress, "same spec twice must give the same address");
+    assert_eq!(a.record, b.record, "same spec twice must give the same record");
+    // Without the record too (a crash before the record was written).
+    let c = p.ensure(&id, &s, None).await.expect("ensure without record");
+    assert_eq!(a.ingress, c.ingress, "ensure must find its own resources without the record");
+    p.delete(&id, Some(&a.record)).await.expect("cleanup");
+}
+
+pub async fn update_converges_in_place(p: &dyn Provider) {
+    let id = id("update");
+    let a = p.ensure(&id, &spec(&[80]), None).await.expect("ensure");
+    let mut changed = spec(&[80, 8080]);
+    changed.targets.push(target("node-b", "127.0.0.2"));
+    let b = p.ensure(&id, &changed, Some(&a.record)).await.expect("update");
+    assert_eq!(a.ingress, b.ingress, "an update must keep the address");
+    if let Some(hash) = p.get(&id, Some(&b.record)).await.expect("get").and_then(|s| s.spec_hash) {
+        assert_eq!(hash, changed.hash(), "get must report the updated spec");
+    }
+    p.delete(&id, Some(&b.record)).await.expect("cleanup");
+}
+
+pub async fn delete_removes_everything(p: &dyn Provider) {
+    let id = id("delete");
+    let st = p.ensure(&id, &spec(&[80]), None).await.expect("ensure");
+    p.delete(&id, Some(&st.record)).await.expect("delete");
+    assert!(p.get(&id, Some(&st.record)).await.expect("get").is_none(), "nothing may remain after delete");
+    p.delete(&id, Some(&st.record)).await.expect("a second delete must succeed");
+}
+
+pub async fn delete_of_nothing_succeeds(p: &dyn Provider) {
+    let id = id("never");
+    p.delete(&id, None).await.expect("delete of an id never ensured must succeed");
+}
+
+pub async fn distinct_ids_get_distinct_load_balancers(p: &dyn Provider) {
+    let a = id("distinct");
+    let b = id("distinct");
+    let sa = p.ensure(&a, &spec(&[80]), None).await.expect("ensure a");
+    let sb = p.ensure(&b, &spec(&[80]), None).await.expect("ensure b");
+    p.delete(&a, Some(&sa.record)).await.expect("delete a");
+    assert!(p.get(&b, Some(&sb.record)).await.expect("get b").is_some(), "deleting one id must not touch another");
+    p.delete(&b, Some(&sb.record)).await.expect("delete b");
+}
+
+pub async fn record_is_enough_to_delete(p: &dyn Provider) {
+    // Deletion must not depend on the spec (the user may have changed annotations since).
+    let id = id("record");
+    let mut s = spec(&[80]);
+    s.options.insert("some-option".into(), "value".into());
+    let st = p.ensure(&id, &s, None).await.expect("ensure");
+    p.delete(&id, Some(&st.record)).await.expect("delete from record");
+    assert!(p.get(&id, Some(&st.record)).await.expect("get").is_none(), "delete from the record left something");
+}

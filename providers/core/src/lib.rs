@@ -1,0 +1,31 @@
+//! `cloudlb-provider`: the contract between cloudlb's controller and the clouds.
+//!
+//! Providers never see Kubernetes types. The controller translates a Service (and its Nodes)
+//! once into a [`LoadBalancerSpec`]; a provider converges its cloud to that spec and reports a
+//! [`LoadBalancerStatus`]. This crate holds:
+//!
+//! - [`Provider`], the trait with its guarantees written down (see [`provider`]);
+//! - the spec/status/id types ([`spec`], [`status`]) and the [`Record`] of what was made;
+//! - [`ProviderError`], whose [`ErrorClass`] drives the controller's retries;
+//! - [`Capabilities`], checked before any cloud call;
+//! - [`naming`]: deterministic, bounded resource names;
+//! - [`memory::MemoryProvider`], the reference implementation;
+//! - [`conformance`], the suite every provider runs.
+
+pub mod capabilities;
+pub mod conformance;
+pub mod error;
+pub mod memory;
+pub mod naming;
+pub mod provider;
+pub mod spec;
+pub mod status;
+
+pub use capabilities::{Capabilities, StateLocation};
+pub use error::{ErrorClass, ProviderError, Result};
+pub use provider::Provider;
+pub use spec::{
+    AddressKind, HealthCheck, HealthCheckProtocol, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,
+    NodeAddress, Protocol, Scheme, SessionAffinity, Target,
+};
+pub use status::{IngressPoint, IpMode, LoadBalancerStatus, Record};

@@ -1,0 +1,478 @@
+//! The in-process provider: the reference implementation of the contract, used by tests and
+//! benchmarks (`--provider memory`).
+//!
+//! It allocates addresses from a pool, keeps every load balancer in a map, and can be made to
+//! behave like a slow, flaky cloud: a fixed latency per call and a failure rate. It counts its
+//! calls by kind so that tests can assert "no mutating call happened".
+//!
+//! By default its state lives in the process ([`StateLocation::InProcess`]): the controller then
+//! re-ensures every Service at start and hands back the recorded address, which is kept. With a
+//! state file it behaves like a remote cloud ([`StateLocation::Durable`]): every mutation is
+//! written to the file before the call returns (group commit: concurrent calls share one write),
+//! so a restarted controller can be checked to make zero mutating calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::capabilities::{Capabilities, StateLocation};
+use crate::error::{ProviderError, Result};
+use crate::provider::Provider;
+use crate::spec::{IpFamily, LoadBalancerId, LoadBalancerSpec, Protocol};
+use crate::status::{IngressPoint, IpMode, LoadBalancerStatus, Record};
+
+/// Record key under which the allocated address is kept.
+pub const RECORD_IP: &str = "ip";
+
+#[derive(Clone, Debug)]
+pub struct MemoryConfig {
+    pub pool: IpNet,
+    /// Added to every call (ensure, delete, get).
+    pub latency: Duration,
+    /// Probability in [0, 1] that a call fails with a retryable error (after the latency).
+    pub failure_rate: f64,
+    pub protocols: Vec<Protocol>,
+    /// Persist state here; makes the provider [`StateLocation::Durable`].
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            pool: "198.51.100.0/24".parse().expect("valid literal CIDR"),
+            latency: Duration::ZERO,
+            failure_rate: 0.0,
+            protocols: vec![Protocol::Tcp, Protocol::Udp],
+            state_file: None,
+        }
+    }
+}
+
+/// Calls by kind, since the provider was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CallCounts {
+    pub ensure: u64,
+    pub delete: u64,
+    pub get: u64,
+    /// `ensure` calls that changed something (created or updated a load balancer).
+    pub changed: u64,
+    pub failed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    ensure: AtomicU64,
+    delete: AtomicU64,
+    get: AtomicU64,
+    changed: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Entry {
+    id: LoadBalancerId,
+    spec: LoadBalancerSpec,
+    ip: IpAddr,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    /// Keyed by `cluster/uid`.
+    lbs: BTreeMap<String, Entry>,
+    #[serde(skip)]
+    allocated: BTreeSet<IpAddr>,
+    /// Where the next allocation search starts, so allocation is not O(pool) each time.
+    #[serde(skip)]
+    cursor: u128,
+}
+
+pub struct MemoryProvider {
+    config: MemoryConfig,
+    state: Mutex<State>,
+    counters: Counters,
+    /// Mutations applied / mutations known to be on disk (group commit).
+    generation: AtomicU64,
+    flushed: AtomicU64,
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+impl MemoryProvider {
+    /// A provider with in-process state, or loaded from `config.state_file` when it exists.
+    pub fn new(config: MemoryConfig) -> Result<Self> {
+        let mut state = State::default();
+        if let Some(path) = &config.state_file {
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    state = serde_json::from_slice(&bytes).map_err(|e| ProviderError::Invalid {
+                        call: "memory.load_state",
+                        message: format!("{}: {e}", path.display()),
+                    })?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ProviderError::Invalid {
+                        call: "memory.load_state",
+                        message: format!("{}: {e}", path.display()),
+                    });
+                }
+            }
+        }
+        state.allocated = state.lbs.values().map(|e| e.ip).collect();
+        Ok(Self {
+            config,
+            state: Mutex::new(state),
+            counters: Counters::default(),
+            generation: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn calls(&self) -> CallCounts {
+        let c = &self.counters;
+        CallCounts {
+            ensure: c.ensure.load(Ordering::Relaxed),
+            delete: c.delete.load(Ordering::Relaxed),
+            get: c.get.load(Ordering::Relaxed),
+            changed: c.changed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Number of load balancers that exist.
+    pub fn len(&self) -> usize {
+        self.lock().lbs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The spec currently implemented for `id` (tests).
+    pub fn spec_of(&self, id: &LoadBalancerId) -> Option<LoadBalancerSpec> {
+        self.lock().lbs.get(&key(id)).map(|e| e.spec.clone())
+    }
+
+    /// Drop a load balancer behind the controller's back (drift tests).
+    pub fn forget(&self, id: &LoadBalancerId) {
+        let mut st = self.lock();
+        if let Some(e) = st.lbs.remove(&key(id)) {
+            st.allocated.remove(&e.ip);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in a way that matters
+        // more than losing the whole provider, so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn simulate(&self, call: &'static str) -> Result<()> {
+        if !self.config.latency.is_zero() {
+            tokio::time::sleep(self.config.latency).await;
+        }
+        if self.config.failure_rate > 0.0 && rand::random::<f64>() < self.config.failure_rate {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(ProviderError::Retryable {
+                call,
+                message: "injected failure (--memory-failure-rate)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Wait until every mutation made so far is on disk (no-op without a state file).
+    async fn persist(&self) -> Result<()> {
+        let Some(path) = &self.config.state_file else {
+            return Ok(());
+        };
+        let mine = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let _guard = self.flush_lock.lock().await;
+        if self.flushed.load(Ordering::SeqCst) >= mine {
+            return Ok(()); // another call's write already covered ours
+        }
+        let covered = self.generation.load(Ordering::SeqCst);
+        let bytes = {
+            let st = self.lock();
+            serde_json::to_vec(&*st).map_err(|e| ProviderError::Retryable {
+                call: "memory.persist",
+                message: e.to_string(),
+            })?
+        };
+        let tmp = path.with_extension("tmp");
+        let io = |e: std::io::Error| ProviderError::Retryable {
+            call: "memory.persist",
+            message: format!("{}: {e}", path.display()),
+        };
+        tokio::fs::write(&tmp, &bytes).await.map_err(io)?;
+        tokio::fs::rename(&tmp, path).await.map_err(io)?;
+        self.flushed.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn status(&self, entry: &Entry) -> LoadBalancerStatus {
+        let mut record = Record::default();
+        record.set(RECORD_IP, entry.ip.to_string());
+        LoadBalancerStatus {
+            ingress: vec![IngressPoint::Ip(entry.ip)],
+            ip_mode: IpMode::VIP,
+            record,
+            spec_hash: Some(entry.spec.hash()),
+        }
+    }
+}
+
+fn key(id: &LoadBalancerId) -> String {
+    format!("{}/{}", id.cluster, id.uid)
+}
+
+impl State {
+    fn is_free(&self, ip: IpAddr) -> bool {
+        !self.allocated.contains(&ip)
+    }
+
+    /// Pick the address for a load balancer: the requested one, else the recorded one, else
+    /// the first free one in the pool.
+    fn choose_ip(
+        &mut self,
+        pool: &IpNet,
+        requested: Option<IpAddr>,
+        current: Option<IpAddr>,
+        recorded: Option<IpAddr>,
+    ) -> Result<IpAddr> {
+        if let Some(ip) = requested {
+            if Some(ip) == current {
+                return Ok(ip);
+            }
+            if !pool.contains(&ip) {
+                return Err(ProviderError::Invalid {
+                    call: "memory.allocate",
+                    message: format!("loadBalancerIP {ip} is outside the address pool {pool}"),
+                });
+            }
+            if !self.is_free(ip) {
+                return Err(ProviderError::Conflict {
+                    call: "memory.allocate",
+                    resource: ip.to_string(),
+                    message: "address already used by another load balancer".into(),
+                });
+            }
+            return Ok(ip);
+        }
+        if let Some(ip) = current {
+            return Ok(ip);
+        }
+        if let Some(ip) = recorded.filter(|ip| pool.contains(ip) && self.is_free(*ip)) {
+            return Ok(ip);
+        }
+        self.next_free(pool).ok_or_else(|| ProviderError::Quota {
+            call: "memory.allocate",
+            message: format!("address pool {pool} is exhausted"),
+        })
+    }
+
+    fn next_free(&mut self, pool: &IpNet) -> Option<IpAddr> {
+        let (base, size): (u128, u128) = match pool {
+            IpNet::V4(n) => (u32::from(n.network()) as u128, 1u128 << (32 - n.prefix_len())),
+            IpNet::V6(n) => (u128::from(n.network()), 1u128.checked_shl(128 - n.prefix_len() as u32).unwrap_or(u128::MAX)),
+        };
+        // Skip the network and broadcast addresses of IPv4 pools larger than a /31.
+        let (first, last) = match pool {
+            IpNet::V4(_) if size > 2 => (1, size - 2),
+            _ => (0, size - 1),
+        };
+        let span = last - first + 1;
+        for step in 0..span.min(self.allocated.len() as u128 + 1) {
+            let offset = first + (self.cursor + step) % span;
+            let ip = match pool {
+                IpNet::V4(_) => IpAddr::from(std::net::Ipv4Addr::from((base + offset) as u32)),
+                IpNet::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(base + offset)),
+            };
+            if self.is_free(ip) {
+                self.cursor = (self.cursor + step + 1) % span;
+                return Some(ip);
+            }
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl Provider for MemoryProvider {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            protocols: self.config.protocols.clone(),
+            mixed_protocols: true,
+            same_port_multiple_protocols: true,
+            source_ranges: true,
+            requested_ip: true,
+            internal: true,
+            client_ip_affinity: true,
+            ip_families: match self.config.pool {
+                IpNet::V4(_) => vec![IpFamily::IPv4],
+                IpNet::V6(_) => vec![IpFamily::IPv6],
+            },
+            max_listeners: 100,
+            ip_mode: IpMode::VIP,
+            state: if self.config.state_file.is_some() {
+                StateLocation::Durable
+            } else {
+                StateLocation::InProcess
+            },
+        }
+    }
+
+    async fn ensure(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus> {
+        self.counters.ensure.fetch_add(1, Ordering::Relaxed);
+        self.simulate("memory.ensure").await?;
+        let recorded = record.and_then(|r| r.get(RECORD_IP)).and_then(|s| s.parse().ok());
+        let (status, changed) = {
+            let mut st = self.lock();
+            let k = key(id);
+            let current = st.lbs.get(&k);
+            if let Some(e) = current.filter(|e| &e.spec == spec) {
+                (self.status(e), false)
+            } else {
+                let current_ip = current.map(|e| e.ip);
+                let ip = st.choose_ip(&self.config.pool, spec.requested_ip, current_ip, recorded)?;
+                if let Some(old) = current_ip.filter(|old| *old != ip) {
+                    st.allocated.remove(&old);
+                }
+                st.allocated.insert(ip);
+                let entry = Entry { id: id.clone(), spec: spec.clone(), ip };
+                let status = self.status(&entry);
+                st.lbs.insert(k, entry);
+                (status, true)
+            }
+        };
+        if changed {
+            self.counters.changed.fetch_add(1, Ordering::Relaxed);
+            self.persist().await?;
+        }
+        Ok(status)
+    }
+
+    async fn delete(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<()> {
+        self.counters.delete.fetch_add(1, Ordering::Relaxed);
+        self.simulate("memory.delete").await?;
+        let removed = {
+            let mut st = self.lock();
+            let removed = st.lbs.remove(&key(id));
+            if let Some(e) = &removed {
+                st.allocated.remove(&e.ip);
+            }
+            removed.is_some()
+        };
+        if removed {
+            self.persist().await?;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<Option<LoadBalancerStatus>> {
+        self.counters.get.fetch_add(1, Ordering::Relaxed);
+        self.simulate("memory.get").await?;
+        Ok(self.lock().lbs.get(&key(id)).map(|e| self.status(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    fn small_pool(cidr: &str) -> MemoryProvider {
+        MemoryProvider::new(MemoryConfig { pool: cidr.parse().unwrap(), ..Default::default() }).unwrap()
+    }
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        let p = MemoryProvider::new(MemoryConfig::default()).unwrap();
+        conformance::run_all(&p).await;
+    }
+
+    #[tokio::test]
+    async fn pool_exhaustion_is_quota_and_release_frees() {
+        // A /30 has two usable addresses.
+        let p = small_pool("192.0.2.0/30");
+        let spec = conformance::spec(&[80]);
+        let a = conformance::id("a");
+        let b = conformance::id("b");
+        let c = conformance::id("c");
+        p.ensure(&a, &spec, None).await.unwrap();
+        p.ensure(&b, &spec, None).await.unwrap();
+        let err = p.ensure(&c, &spec, None).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Quota { .. }), "{err}");
+        p.delete(&a, None).await.unwrap();
+        let st = p.ensure(&c, &spec, None).await.unwrap();
+        assert_eq!(st.ingress, vec![IngressPoint::Ip("192.0.2.1".parse().unwrap())]);
+    }
+
+    #[tokio::test]
+    async fn requested_ip_outside_pool_or_taken_is_refused() {
+        let p = small_pool("192.0.2.0/29");
+        let mut spec = conformance::spec(&[80]);
+        spec.requested_ip = Some("203.0.113.9".parse().unwrap());
+        let err = p.ensure(&conformance::id("a"), &spec, None).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Invalid { .. }), "{err}");
+        spec.requested_ip = Some("192.0.2.5".parse().unwrap());
+        p.ensure(&conformance::id("a"), &spec, None).await.unwrap();
+        let err = p.ensure(&conformance::id("b"), &spec, None).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Conflict { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn state_file_survives_restart_and_makes_provider_durable() {
+        let dir = std::env::temp_dir().join(format!("cloudlb-mem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("state.json");
+        let _ = std::fs::remove_file(&file);
+        let config = MemoryConfig { state_file: Some(file.clone()), ..Default::default() };
+        let first = MemoryProvider::new(config.clone()).unwrap();
+        assert_eq!(first.capabilities().state, StateLocation::Durable);
+        let id = conformance::id("persisted");
+        let st = first.ensure(&id, &conformance::spec(&[80]), None).await.unwrap();
+        drop(first);
+        let second = MemoryProvider::new(config).unwrap();
+        assert_eq!(second.get(&id, None).await.unwrap(), Some(st));
+        // The address stays allocated: another load balancer gets a different one.
+        let other = second.ensure(&conformance::id("other"), &conformance::spec(&[80]), None).await.unwrap();
+        assert_ne!(other.ingress, second.get(&id, None).await.unwrap().unwrap().ingress);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn injected_failures_are_retryable_and_counted() {
+        let p = MemoryProvider::new(MemoryConfig { failure_rate: 1.0, ..Default::default() }).unwrap();
+        let err = p.ensure(&conformance::id("x"), &conformance::spec(&[80]), None).await.unwrap_err();
+        assert_eq!(err.class(), crate::ErrorClass::Retryable);
+        assert_eq!(p.calls().failed, 1);
+        assert!(p.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unchanged_ensure_is_not_a_change() {
+        let p = MemoryProvider::new(MemoryConfig::default()).unwrap();
+        let id = conformance::id("x");
+        p.ensure(&id, &conformance::spec(&[80]), None).await.unwrap();
+        p.ensure(&id, &conformance::spec(&[80]), None).await.unwrap();
+        assert_eq!(p.calls().ensure, 2);
+        assert_eq!(p.calls().changed, 1);
+    }
+}

@@ -1,0 +1,58 @@
+//! The contract between the controller and a cloud.
+//!
+//! ```text
+//!   controller ── ensure(id, spec, record) ──▶ provider ──▶ cloud converges to spec
+//!              ◀─ status (ingress, record) ──
+//!              ── delete(id, record) ───────▶ nothing of id is left
+//!              ── get(id, record) ─────────▶ what exists now (drift check)
+//! ```
+//!
+//! # Guarantees a provider gives
+//! - `ensure` is idempotent: calling it again with the same arguments changes nothing and
+//!   returns the same status. It converges *in place* where the cloud allows it.
+//! - `ensure` and `delete` are safe to cancel at any await point and to re-run after a crash:
+//!   every resource is found again by its deterministic name **and** its ownership tags.
+//! - `delete` succeeds when nothing exists, and when an `ensure` never finished.
+//! - A resource that has our name but not our ownership tags is a [`ProviderError::Conflict`]:
+//!   it is never adopted, modified or deleted.
+//! - Nothing outside `id` is touched.
+//!
+//! # Assumptions a provider may make
+//! - The spec passed [`Capabilities::check`] (the controller rejects others before calling).
+//! - `record` is what this provider returned for `id` earlier (or `None`/empty): it may be stale
+//!   (a crash between the cloud call and the write of the record) but is never made up.
+//!
+//! # Errors
+//! Every failure is a [`ProviderError`] whose `class()` drives the controller's retry policy.
+
+use async_trait::async_trait;
+
+use crate::capabilities::Capabilities;
+use crate::error::Result;
+use crate::spec::{LoadBalancerId, LoadBalancerSpec};
+use crate::status::{LoadBalancerStatus, Record};
+
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// Short name (`aws`, `gcp`, `local`, `memory`), used in logs and metrics.
+    fn name(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Create or update the load balancer for `id` so that it implements `spec`.
+    ///
+    /// `record` is what was recorded after the last successful call (e.g. the allocated address,
+    /// which should be kept).
+    async fn ensure(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus>;
+
+    /// Remove everything made for `id`. Succeeds when nothing exists.
+    async fn delete(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<()>;
+
+    /// What exists for `id` now, without changing anything; `None` when nothing does.
+    async fn get(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<Option<LoadBalancerStatus>>;
+}
