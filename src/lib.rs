@@ -1,1 +1,32 @@
+//! cloudlb: a Kubernetes controller that gives Services of `type: LoadBalancer` a real load
+//! balancer outside the cluster, pointed at the nodes' NodePorts, and writes its address back
+//! into `status.loadBalancer` so `kubectl get svc` shows an EXTERNAL-IP.
+//!
+//! ```text
+//!  args ─▶ app ─▶ controller ─┬─ claim      (is this Service ours?)
+//!                             ├─ desired    (PURE: Service + Nodes -> LoadBalancerSpec)
+//!                             ├─ reconcile  (finalizer, provider, record, status, events)
+//!                             └─ metrics    (/metrics, /healthz, /readyz)
+//!  providers ─▶ cloudlb-provider::Provider (memory; aws, gcp, local to come)
+//!  demo ─▶ cloudlb-sandbox (an in-memory Kubernetes API) + the controller + a demo Service
+//! ```
+//!
+//! Modules:
+//! - [`args`]: every flag; [`app`]: start-up; [`providers`]: the provider factory;
+//! - [`claim`]: which Services are ours; [`desired`]: the pure spec builder and node rules;
+//! - [`controller`]: reconcile, status and conditions, finalizer, backoff, node tracking;
+//! - [`keys`]: annotation keys, reasons, finalizer; [`metrics`]; [`demo`]: `cloudlb sandbox`.
 
+pub mod app;
+pub mod args;
+pub mod claim;
+pub mod controller;
+pub mod demo;
+pub mod desired;
+pub mod error;
+pub mod keys;
+pub mod logging;
+pub mod metrics;
+pub mod providers;
+
+pub use error::{Error, Result};

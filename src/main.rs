@@ -1,1 +1,49 @@
-fn main(){}
+//! `cloudlb`: parse flags, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cloudlb::args::{Cli, Command};
+use cloudlb::{app, demo, logging};
+
+fn main() -> ExitCode {
+    // Both the AWS and Google SDKs use aws-lc-rs; rustls panics if two providers are compiled in
+    // and none is chosen, so choose one before any client is built.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Run(a) => a.controller.log_format,
+        Command::Sandbox(a) => a.controller.log_format,
+    };
+    logging::init(format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => app::run(args).await,
+            Command::Sandbox(args) => demo::sandbox(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(&format!(": {text}"));
+                }
+                source = s.source();
+            }
+            tracing::error!("{msg}");
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Every command-line flag, in one place. Bad values exit non-zero with a message saying what
+//! to fix (clap's parsers plus the validators below).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cloudlb_provider::Protocol;
+use ipnet::IpNet;
+
+use crate::keys::DEFAULT_CLASS;
+
+#[derive(Parser, Debug)]
+#[command(name = "cloudlb", version, about = "Load balancers for Kubernetes Services of type LoadBalancer")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller against a Kubernetes API (in-cluster, --kubeconfig or ~/.kube/config).
+    Run(RunArgs),
+    /// Start an in-memory Kubernetes API on 127.0.0.1, run the controller against it and create
+    /// a demo Service: try cloudlb with no cluster and no cloud account.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// In-process load balancers with addresses from --memory-ip-pool (tests, benchmarks, demos).
+    Memory,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Which cloud makes the load balancers.
+    #[arg(long, value_enum, default_value = "memory", env = "CLOUDLB_PROVIDER")]
+    pub provider: ProviderKind,
+    /// Name of this cluster: part of every cloud resource's name and ownership tags.
+    #[arg(long, default_value = "kubernetes", value_parser = parse_cluster_name)]
+    pub cluster_name: String,
+    /// The spec.loadBalancerClass this controller claims.
+    #[arg(long, default_value = DEFAULT_CLASS, value_parser = parse_class)]
+    pub load_balancer_class: String,
+    /// Also claim LoadBalancer Services without a class (sidecar of a cloud-controller-manager
+    /// started with --controllers=*,-service).
+    #[arg(long)]
+    pub manage_unclassed: bool,
+    /// Only watch Services in this namespace (default: all namespaces).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Services reconciled at once; one slow cloud call never holds up the others.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub concurrency: u16,
+    /// How often each load balancer is checked against the cloud for drift (e.g. 10m, 90s, 1h).
+    #[arg(long, default_value = "10m", value_parser = parse_duration_min_1s)]
+    pub resync_period: Duration,
+    /// Where /metrics, /healthz and /readyz are served [default: 0.0.0.0:8080 for `run`,
+    /// 127.0.0.1:0 (a free port) for `sandbox`].
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log format (the level comes from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MemoryArgs {
+    /// Memory provider: addresses are allocated from this CIDR.
+    #[arg(long, default_value = "198.18.0.0/15", value_parser = parse_cidr)]
+    pub memory_ip_pool: IpNet,
+    /// Memory provider: latency added to every call (e.g. 50ms).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub memory_latency: Duration,
+    /// Memory provider: probability (0 to 1) that a call fails with a retryable error.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub memory_failure_rate: f64,
+    /// Memory provider: protocols it accepts (comma-separated), to test capability checks.
+    #[arg(long, default_value = "TCP,UDP", value_parser = parse_protocol, value_delimiter = ',')]
+    pub memory_protocols: Vec<Protocol>,
+    /// Memory provider: keep state in this file, so it survives restarts like a cloud would.
+    #[arg(long)]
+    pub memory_state_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Kubeconfig file (default: in-cluster config, else $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SandboxArgs {
+    /// Port of the sandbox API on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Where to write the kubeconfig for kubectl.
+    #[arg(long, default_value = "cloudlb-sandbox.kubeconfig")]
+    pub kubeconfig_out: PathBuf,
+    /// Do not create the demo Node and Service.
+    #[arg(long)]
+    pub no_demo: bool,
+    /// Exit after the demo Service has its address (for scripts and CI).
+    #[arg(long)]
+    pub exit_after_demo: bool,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+}
+
+/// `500ms`, `30s`, `10m`, `2h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (use e.g. 500ms, 30s, 10m, 1h)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+}
+
+fn parse_duration_min_1s(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("{s:?} is too short; use at least 1s"));
+    }
+    Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a probability from 0 to 1")),
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| format!("{s:?} is not a CIDR (e.g. 198.18.0.0/15)"))
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    match s.trim().to_ascii_uppercase().as_str() {
+        "TCP" => Ok(Protocol::Tcp),
+        "UDP" => Ok(Protocol::Udp),
+        "SCTP" => Ok(Protocol::Sctp),
+        _ => Err(format!("{s:?} is not a protocol (TCP, UDP or SCTP)")),
+    }
+}
+
+/// Lowercase letters, digits and dashes, 1-40 chars: it ends up in cloud names and tags.
+fn parse_cluster_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 40
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok { Ok(s.to_string()) } else { Err(format!("{s:?}: use 1-40 lowercase letters, digits and dashes")) }
+}
+
+/// A qualified name like `example.com/lb` (what the apiserver accepts for loadBalancerClass).
+fn parse_class(s: &str) -> Result<String, String> {
+    let valid_part = |p: &str| {
+        !p.is_empty() && p.len() <= 63 && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    match s.split_once('/') {
+        Some((prefix, name)) if !prefix.is_empty() && prefix.len() <= 253 && valid_part(name) => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not a load balancer class; use a domain-prefixed name like example.com/lb")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("10 minutes").is_err());
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration_min_1s("10ms").is_err());
+    }
+
+    #[test]
+    fn flags_validate() {
+        assert!(parse_cluster_name("prod-eu-1").is_ok());
+        assert!(parse_cluster_name("Prod").is_err());
+        assert!(parse_cluster_name("").is_err());
+        assert!(parse_class("cloudlb.io/lb").is_ok());
+        assert!(parse_class("lb").is_err());
+        assert!(parse_rate("1.5").is_err());
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert_eq!(parse_protocol("udp"), Ok(Protocol::Udp));
+    }
+
+    #[test]
+    fn cli_parses_and_rejects() {
+        let ok = Cli::try_parse_from(["cloudlb", "run", "--provider", "memory", "--concurrency", "8"]);
+        assert!(ok.is_ok(), "{ok:?}");
+        for bad in [
+            vec!["cloudlb", "run", "--provider", "nope"],
+            vec!["cloudlb", "run", "--concurrency", "0"],
+            vec!["cloudlb", "run", "--resync-period", "soon"],
+            vec!["cloudlb", "run", "--memory-failure-rate", "2"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

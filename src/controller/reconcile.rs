@@ -1,0 +1,369 @@
+//! One pass over one Service: decide whether it is ours, build its desired load balancer,
+//! converge the provider (only when something changed), and write back what happened.
+//!
+//! ```text
+//!   not ours / deleting ──(has finalizer)──▶ cleanup: delete LB ▶ clear status ▶ drop finalizer
+//!   ours ──▶ build spec ──invalid──▶ Warning + condition, no cloud call, wait for a change
+//!              │
+//!              ▼
+//!        finalizer ▶ unchanged hash & confirmed? ──yes──▶ nothing (drift check on its period)
+//!              │ no
+//!              ▼
+//!        provider.ensure ▶ record + hash annotations ▶ status (ingress + condition) ▶ event
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloudlb_provider::{
+    ErrorClass, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Record, StateLocation,
+};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::status::{self, Cond};
+use super::{Context, finalizer};
+use crate::claim::is_claimed;
+use crate::desired;
+use crate::error::{Error, Result};
+use crate::keys::{ANN_RECORD, ANN_SPEC_HASH, event, reason};
+
+pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_inner(&svc, &ctx).await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { crate::metrics::Outcome::Ok } else { crate::metrics::Outcome::Error };
+    ctx.metrics.reconciles.get_or_create(&crate::metrics::ResultLabels { result: outcome }).inc();
+    if result.is_ok() {
+        ctx.backoff.succeeded(&key(&svc));
+    }
+    result
+}
+
+/// Retry policy for failed reconciles: per-object exponential backoff with jitter; a
+/// provider's own retry-after (throttling) is honoured when longer.
+pub fn error_policy(svc: Arc<Service>, err: &Error, ctx: Arc<Context>) -> Action {
+    let mut delay = ctx.backoff.failed(&key(&svc));
+    if let Some(after) = err.provider_error().and_then(|e| e.retry_after()) {
+        delay = delay.max(after);
+    }
+    warn!(service = %key(&svc), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn key(svc: &Service) -> String {
+    format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())
+}
+
+fn api(ctx: &Context, svc: &Service) -> Api<Service> {
+    Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default())
+}
+
+fn lb_id(ctx: &Context, svc: &Service) -> LoadBalancerId {
+    LoadBalancerId::new(
+        ctx.config.cluster_name.clone(),
+        svc.namespace().unwrap_or_default(),
+        svc.name_any(),
+        svc.uid().unwrap_or_default(),
+    )
+}
+
+/// The record annotation, if present and readable.
+fn record(svc: &Service) -> Option<Record> {
+    let text = svc.annotations().get(ANN_RECORD)?;
+    match Record::from_json(text) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            // Someone edited it; the provider still finds its resources by name and tags.
+            warn!(service = %key(svc), error = %e, "unreadable {ANN_RECORD} annotation; ignoring it");
+            None
+        }
+    }
+}
+
+/// `<frontend>.<targets>`: two hashes, so a target-only change can be told apart.
+fn spec_hash(spec: &LoadBalancerSpec) -> String {
+    let frontend = LoadBalancerSpec { targets: Vec::new(), ..spec.clone() };
+    let targets = serde_json::to_vec(&spec.targets).unwrap_or_default();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&targets);
+    let t: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}.{t}", frontend.hash())
+}
+
+async fn reconcile_inner(svc: &Service, ctx: &Context) -> Result<Action> {
+    let ours = is_claimed(svc, &ctx.config.claim);
+    let deleting = svc.metadata.deletion_timestamp.is_some();
+    if !ours || deleting {
+        if finalizer::has(svc) {
+            return cleanup(svc, ctx, deleting).await;
+        }
+        return Ok(Action::await_change());
+    }
+    apply(svc, ctx).await
+}
+
+async fn cleanup(svc: &Service, ctx: &Context, deleting: bool) -> Result<Action> {
+    let id = lb_id(ctx, svc);
+    let record = record(svc);
+    info!(service = %key(svc), deleting, "deleting load balancer");
+    ctx.event(svc, EventType::Normal, event::DELETING, "Delete", "Deleting load balancer").await;
+    if let Err(e) = ctx.provider.delete(&id, record.as_ref()).await {
+        ctx.event(svc, EventType::Warning, event::DELETE_FAILED, "Delete", &format!("Error deleting load balancer: {e}"))
+            .await;
+        return Err(Error::Delete(e));
+    }
+    let api = api(ctx, svc);
+    if !deleting {
+        // The Service stays but is no longer ours: take back what we wrote.
+        if let Some(patch) = status::clear(svc) {
+            api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(Error::PatchStatus)?;
+        }
+        let annotations = json!({"metadata": {"annotations": {ANN_RECORD: null, ANN_SPEC_HASH: null}}});
+        api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(annotations))
+            .await
+            .map_err(Error::PatchAnnotations)?;
+    }
+    finalizer::remove(&api, svc).await.map_err(Error::RemoveFinalizer)?;
+    ctx.forget(svc);
+    ctx.event(svc, EventType::Normal, event::DELETED, "Delete", "Deleted load balancer").await;
+    Ok(Action::await_change())
+}
+
+async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
+    let nodes = ctx.nodes.get();
+    let spec = match desired::build_for(svc, &nodes, &ctx.config.desired, &ctx.caps) {
+        Ok(spec) => spec,
+        Err(invalid) => {
+            let cond = Cond::not_ready(reason::INVALID_SPEC, invalid.to_string());
+            if !status::condition_is(svc, &cond) {
+                info!(service = %key(svc), problems = %invalid, "invalid load balancer spec");
+                ctx.event(svc, EventType::Warning, event::INVALID_SPEC, "Validate", &invalid.to_string()).await;
+                write_status(ctx, svc, None, &cond).await?;
+            }
+            // Nothing that exists is touched; wait for the user to fix the Service.
+            return Ok(Action::await_change());
+        }
+    };
+    let hash = spec_hash(&spec);
+    let id = lb_id(ctx, svc);
+    let recorded_hash = svc.annotations().get(ANN_SPEC_HASH).cloned();
+    let record = record(svc);
+    let has_address = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .is_some_and(|i| !i.is_empty());
+
+    let mut why = if recorded_hash.as_deref() != Some(hash.as_str()) {
+        Some(if recorded_hash.is_none() { "new" } else { "changed" })
+    } else if record.is_none() || !has_address {
+        Some("incomplete")
+    } else {
+        None
+    };
+    if why.is_none() {
+        match ctx.confirmation_due(svc) {
+            Confirm::NotDue(after) => {
+                ready_condition(svc, ctx, &spec).await?;
+                return Ok(Action::requeue(after));
+            }
+            Confirm::Reensure => why = Some("restart"),
+            Confirm::Check => match ctx.provider.get(&id, record.as_ref()).await {
+                Ok(Some(st)) if st.spec_hash.as_deref().is_none_or(|h| h == spec.hash()) => {
+                    ctx.confirmed(svc);
+                    ready_condition(svc, ctx, &spec).await?;
+                    return Ok(Action::requeue(ctx.config.resync_period));
+                }
+                Ok(found) => {
+                    let what = if found.is_some() { "differs from its spec" } else { "is missing" };
+                    warn!(service = %key(svc), "load balancer {what}; repairing");
+                    ctx.event(svc, EventType::Warning, event::DRIFT, "Sync", &format!("Load balancer {what}; repairing"))
+                        .await;
+                    why = Some("drift");
+                }
+                Err(e) => return Err(Error::Get(e)),
+            },
+        }
+    }
+    let why = why.unwrap_or("changed");
+
+    let svc = if finalizer::has(svc) {
+        svc.clone()
+    } else {
+        finalizer::add(&api(ctx, svc), svc).await.map_err(Error::AddFinalizer)?
+    };
+    let svc = &svc;
+    let targets_only = recorded_hash.as_deref().and_then(|h| h.split('.').next()) == hash.split('.').next()
+        && why == "changed";
+    if !targets_only {
+        ctx.event(svc, EventType::Normal, event::ENSURING, "Ensure", "Ensuring load balancer").await;
+    }
+    debug!(service = %key(svc), why, "ensuring load balancer");
+    let st = match ctx.provider.ensure(&id, &spec, record.as_ref()).await {
+        Ok(st) => st,
+        Err(e) => return ensure_failed(svc, ctx, e).await,
+    };
+    ctx.confirmed(svc);
+    save_record(ctx, svc, &st, &hash).await?;
+    let cond = ready_cond(&spec);
+    let ingress = status::ingress(&st.ingress, st.ip_mode, &spec.listeners);
+    if let Some(patch) = status::patch(svc, Some(ingress), Some(&cond)) {
+        api(ctx, svc)
+            .patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(Error::PatchStatus)?;
+    }
+    if spec.targets.is_empty() {
+        ctx.event(svc, EventType::Warning, event::UNAVAILABLE, "Ensure", "There are no available nodes for LoadBalancer")
+            .await;
+    }
+    if targets_only {
+        let note = format!("Updated load balancer with new hosts ({} targets)", spec.targets.len());
+        ctx.event(svc, EventType::Normal, event::UPDATED, "Update", &note).await;
+    } else {
+        ctx.event(svc, EventType::Normal, event::ENSURED, "Ensure", "Ensured load balancer").await;
+    }
+    info!(service = %key(svc), why, address = ?st.ingress, targets = spec.targets.len(), "load balancer ensured");
+    Ok(Action::requeue(ctx.config.resync_period))
+}
+
+fn ready_cond(spec: &LoadBalancerSpec) -> Cond {
+    if spec.targets.is_empty() {
+        Cond::not_ready(
+            reason::NO_ELIGIBLE_NODES,
+            "the load balancer has an address but no eligible node to send traffic to",
+        )
+    } else {
+        Cond::ready(format!("load balancer ready with {} targets", spec.targets.len()))
+    }
+}
+
+/// Makes sure the condition says ready when nothing needed doing (e.g. after an error cleared).
+async fn ready_condition(svc: &Service, ctx: &Context, spec: &LoadBalancerSpec) -> Result<()> {
+    let cond = ready_cond(spec);
+    if status::condition_is(svc, &cond) {
+        return Ok(());
+    }
+    write_status(ctx, svc, None, &cond).await
+}
+
+async fn write_status(ctx: &Context, svc: &Service, ingress: Option<Vec<k8s_openapi::api::core::v1::LoadBalancerIngress>>, cond: &Cond) -> Result<()> {
+    if let Some(patch) = status::patch(svc, ingress, Some(cond)) {
+        api(ctx, svc)
+            .patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(Error::PatchStatus)?;
+    }
+    Ok(())
+}
+
+async fn save_record(ctx: &Context, svc: &Service, st: &LoadBalancerStatus, hash: &str) -> Result<()> {
+    let record = st.record.to_json();
+    let ann = svc.annotations();
+    if ann.get(ANN_RECORD) == Some(&record) && ann.get(ANN_SPEC_HASH).map(String::as_str) == Some(hash) {
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"annotations": {ANN_RECORD: record, ANN_SPEC_HASH: hash}}});
+    api(ctx, svc)
+        .patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(Error::PatchAnnotations)?;
+    Ok(())
+}
+
+async fn ensure_failed(svc: &Service, ctx: &Context, e: cloudlb_provider::ProviderError) -> Result<Action> {
+    match e.class() {
+        ErrorClass::Provisioning => {
+            let after = e.retry_after().unwrap_or(Duration::from_secs(10));
+            write_status(ctx, svc, None, &Cond::not_ready(reason::PROVISIONING, e.to_string())).await?;
+            Ok(Action::requeue(after))
+        }
+        ErrorClass::Retryable | ErrorClass::Throttled => {
+            let note = format!("Error syncing load balancer: {e}");
+            ctx.event(svc, EventType::Warning, event::SYNC_FAILED, "Ensure", &note).await;
+            write_status(ctx, svc, None, &Cond::not_ready(reason::PROVIDER_ERROR, e.to_string())).await?;
+            Err(Error::Ensure(e))
+        }
+        ErrorClass::Permanent => {
+            let cond = Cond::not_ready(e.reason(), e.to_string());
+            if !status::condition_is(svc, &cond) {
+                let note = format!("Error syncing load balancer: {e}");
+                ctx.event(svc, EventType::Warning, event::SYNC_FAILED, "Ensure", &note).await;
+                write_status(ctx, svc, None, &cond).await?;
+            }
+            // Retrying will not help until something changes; look again after a resync period
+            // in case what blocks it (a conflicting resource, a quota) went away.
+            Ok(Action::requeue(ctx.config.resync_period))
+        }
+    }
+}
+
+/// What to do for a Service whose spec is unchanged.
+pub enum Confirm {
+    /// The provider state was confirmed recently; look again after this long.
+    NotDue(Duration),
+    /// Ask the provider whether it still implements the spec.
+    Check,
+    /// The provider keeps state in-process and has not seen this Service since start.
+    Reensure,
+}
+
+impl Context {
+    pub fn confirmation_due(&self, svc: &Service) -> Confirm {
+        let uid = svc.uid().unwrap_or_default();
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        let period = self.config.resync_period;
+        let last = match checked.get(&uid) {
+            Some(t) => *t,
+            None if self.caps.state == StateLocation::InProcess => return Confirm::Reensure,
+            None => {
+                // First sight since start: schedule the first drift check at a random point
+                // of the period, so a restart does not fire every check at once.
+                let offset = period.mul_f64(rand::random::<f64>());
+                let t = Instant::now().checked_sub(offset).unwrap_or_else(Instant::now);
+                checked.insert(uid, t);
+                t
+            }
+        };
+        let elapsed = last.elapsed();
+        if elapsed >= period { Confirm::Check } else { Confirm::NotDue(period - elapsed) }
+    }
+
+    pub fn confirmed(&self, svc: &Service) {
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        checked.insert(svc.uid().unwrap_or_default(), Instant::now());
+    }
+
+    pub fn forget(&self, svc: &Service) {
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        checked.remove(&svc.uid().unwrap_or_default());
+        self.backoff.succeeded(&key(svc));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudlb_provider::conformance;
+
+    #[test]
+    fn spec_hash_separates_targets() {
+        let a = conformance::spec(&[80]);
+        let mut b = a.clone();
+        b.targets.push(conformance::target("node-b", "127.0.0.2"));
+        let (ha, hb) = (spec_hash(&a), spec_hash(&b));
+        assert_ne!(ha, hb);
+        assert_eq!(ha.split('.').next(), hb.split('.').next());
+        let mut c = a.clone();
+        c.listeners[0].node_port += 1;
+        assert_ne!(spec_hash(&c).split('.').next(), ha.split('.').next());
+    }
+}

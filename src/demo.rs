@@ -1,0 +1,1 @@
+pub async fn sandbox(_a: crate::args::SandboxArgs) -> crate::Result<()> { Ok(()) }

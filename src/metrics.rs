@@ -1,0 +1,196 @@
+//! Prometheus metrics and the health endpoints, served on `--metrics-addr`.
+//!
+//! Provider calls are counted here for every provider (through [`InstrumentedProvider`]), so the
+//! claim "an unchanged Service costs no mutating cloud call" is observable in production, and
+//! tests and benchmarks assert on the same counters users would graph.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use cloudlb_provider::{
+    Capabilities, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Provider, Record, Result as PResult,
+};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Call {
+    Ensure,
+    Delete,
+    Get,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    Ok,
+    Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub call: Call,
+    pub result: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: Outcome,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub provider_calls: Family<CallLabels, Counter>,
+    pub provider_duration: Histogram,
+    pub eligible_nodes: Gauge,
+    pub node_set_changes: Counter,
+    pub ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cloudlb");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles of Services, by result", reconciles.clone());
+        let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            reconcile_duration.clone(),
+        );
+        let provider_calls = Family::<CallLabels, Counter>::default();
+        registry.register("provider_calls", "Provider calls, by call and result", provider_calls.clone());
+        let provider_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "provider_call_duration_seconds",
+            "Duration of provider calls",
+            provider_duration.clone(),
+        );
+        let eligible_nodes = Gauge::default();
+        registry.register("eligible_nodes", "Nodes that load balancers send traffic to", eligible_nodes.clone());
+        let node_set_changes = Counter::default();
+        registry.register(
+            "node_set_changes",
+            "Changes of the eligible node set (each re-checks every load balancer's targets)",
+            node_set_changes.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            provider_calls,
+            provider_duration,
+            eligible_nodes,
+            node_set_changes,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    fn provider_call(&self, call: Call, ok: bool, started: Instant) {
+        let result = if ok { Outcome::Ok } else { Outcome::Error };
+        self.provider_calls.get_or_create(&CallLabels { call, result }).inc();
+        self.provider_duration.observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends. Returns the bound address.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { what: "metrics server", addr, source })?;
+    let bound = listener.local_addr().map_err(|source| Error::Bind { what: "metrics server", addr, source })?;
+    let m = metrics.clone();
+    let r = metrics.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m.clone();
+                async move {
+                    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let r = r.clone();
+                async move {
+                    if r.ready.load(Ordering::Relaxed) {
+                        (StatusCode::OK, "ok").into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for the first node list").into_response()
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// Wraps any provider and counts/times its calls.
+pub struct InstrumentedProvider {
+    pub inner: Arc<dyn Provider>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl Provider for InstrumentedProvider {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn ensure(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> PResult<LoadBalancerStatus> {
+        let started = Instant::now();
+        let r = self.inner.ensure(id, spec, record).await;
+        self.metrics.provider_call(Call::Ensure, r.is_ok(), started);
+        r
+    }
+
+    async fn delete(&self, id: &LoadBalancerId, record: Option<&Record>) -> PResult<()> {
+        let started = Instant::now();
+        let r = self.inner.delete(id, record).await;
+        self.metrics.provider_call(Call::Delete, r.is_ok(), started);
+        r
+    }
+
+    async fn get(&self, id: &LoadBalancerId, record: Option<&Record>) -> PResult<Option<LoadBalancerStatus>> {
+        let started = Instant::now();
+        let r = self.inner.get(id, record).await;
+        self.metrics.provider_call(Call::Get, r.is_ok(), started);
+        r
+    }
+}
