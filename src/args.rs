@@ -85,6 +85,9 @@ pub struct MemoryArgs {
     /// Memory provider: probability (0 to 1) that a call fails with a retryable error.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub memory_failure_rate: f64,
+    /// Memory provider: the first N calls fail with a retryable error (deterministic faults).
+    #[arg(long, default_value_t = 0)]
+    pub memory_fail_first: u64,
     /// Memory provider: protocols it accepts (comma-separated), to test capability checks.
     #[arg(long, default_value = "TCP,UDP", value_parser = parse_protocol, value_delimiter = ',')]
     pub memory_protocols: Vec<Protocol>,

@@ -1,1 +1,187 @@
-pub async fn sandbox(_a: crate::args::SandboxArgs) -> crate::Result<()> { Ok(()) }
+//! `cloudlb sandbox`: try cloudlb with no cluster and no cloud account.
+//!
+//! Starts the in-memory Kubernetes API (crate `cloudlb-sandbox`) on 127.0.0.1, writes a
+//! kubeconfig for kubectl, runs the real controller against it over HTTP, creates a demo Node
+//! and a demo `type: LoadBalancer` Service, prints what `kubectl get svc` shows once the Service
+//! has its EXTERNAL-IP, and keeps serving so that `kubectl apply` of your own Services works.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tracing::info;
+
+use crate::app;
+use crate::args::SandboxArgs;
+use crate::error::{Error, Result};
+
+const DEMO_SERVICE: &str = "hello";
+const DEMO_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn sandbox(args: SandboxArgs) -> Result<()> {
+    let bind: SocketAddr = ([127, 0, 0, 1], args.port).into();
+    let sandbox = cloudlb_sandbox::Sandbox::start(cloudlb_sandbox::SandboxConfig { bind, ..Default::default() })
+        .await
+        .map_err(|e| Error::Sandbox(Box::new(e)))?;
+    let path = &args.kubeconfig_out;
+    sandbox
+        .write_kubeconfig(path)
+        .map_err(|source| Error::Write { path: path.display().to_string(), source })?;
+    info!(url = %sandbox.url(), kubeconfig = %path.display(), "sandbox Kubernetes API serving");
+    let client = app::client(Some(path)).await?;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller_client = client.clone();
+    let controller_args = args.controller.clone();
+    let mut controller = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        app::start(controller_client, &controller_args, ([127, 0, 0, 1], 0).into(), stop).await
+    });
+
+    if !args.no_demo {
+        let result = tokio::select! {
+            r = demo(&client, &args) => r,
+            // The controller ended early: report why instead of waiting for the timeout.
+            r = wait_controller(&mut controller) => return r,
+        };
+        result?;
+        println!();
+        println!("cloudlb is running against a sandbox Kubernetes API at {}.", sandbox.url());
+        println!("Try it with kubectl:");
+        println!("  kubectl --kubeconfig {} get svc", path.display());
+        println!("  kubectl --kubeconfig {} describe svc {DEMO_SERVICE}", path.display());
+        println!("  kubectl --kubeconfig {} apply -f your-service.yaml   # type: LoadBalancer, loadBalancerClass: {DEMO_CLASS}", path.display(), DEMO_CLASS = args.controller.load_balancer_class);
+        if !args.exit_after_demo {
+            println!("Press Ctrl-C to stop.");
+        }
+    }
+    if !args.exit_after_demo {
+        tokio::select! {
+            _ = app::shutdown_signal() => {}
+            r = wait_controller(&mut controller) => return r,
+        }
+    }
+    // Stop the controller first, while the API it talks to is still up.
+    let _ = stop_tx.send(());
+    let result = wait_controller(&mut controller).await;
+    sandbox.shutdown().await;
+    result
+}
+
+async fn wait_controller(handle: &mut tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+    match handle.await {
+        Ok(r) => r,
+        Err(e) => Err(Error::Sandbox(Box::new(e))),
+    }
+}
+
+async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "sandbox-node-1", "labels": {"kubernetes.io/hostname": "sandbox-node-1"}},
+        "spec": {"providerID": "sandbox:///sandbox-node-1"},
+        "status": {"addresses": [
+            {"type": "InternalIP", "address": "127.0.0.1"},
+            {"type": "Hostname", "address": "sandbox-node-1"}
+        ]}
+    }))
+    .map_err(|e| Error::Demo(kube::Error::SerdeError(e)))?;
+    create_if_absent(&nodes, &node).await?;
+
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": DEMO_SERVICE, "namespace": "default"},
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": args.controller.load_balancer_class,
+            "selector": {"app": DEMO_SERVICE},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
+        }
+    }))
+    .map_err(|e| Error::Demo(kube::Error::SerdeError(e)))?;
+    create_if_absent(&services, &svc).await?;
+
+    let has_address = |s: Option<&Service>| {
+        s.and_then(|s| s.status.as_ref())
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .is_some_and(|i| !i.is_empty())
+    };
+    let svc = match tokio::time::timeout(DEMO_TIMEOUT, await_condition(services.clone(), DEMO_SERVICE, has_address)).await {
+        Ok(Ok(Some(svc))) => svc,
+        Ok(Ok(None)) => return Err(Error::Demo(not_found(DEMO_SERVICE))),
+        Ok(Err(e)) => return Err(Error::Demo(kube::Error::Service(Box::new(e)))),
+        Err(_) => {
+            println!("The demo Service did not get an address within {DEMO_TIMEOUT:?}; see the log above.");
+            return Ok(());
+        }
+    };
+    println!("$ kubectl get svc {DEMO_SERVICE}");
+    print!("{}", table(&[svc]));
+    Ok(())
+}
+
+fn not_found(name: &str) -> kube::Error {
+    kube::Error::Api(Box::new(kube::core::Status::failure(&format!("{name} disappeared"), "NotFound").with_code(404)))
+}
+
+async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Error::Demo(e)),
+    }
+}
+
+/// The columns of `kubectl get svc`.
+pub fn table(services: &[Service]) -> String {
+    let mut rows = vec![["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"].map(String::from).to_vec()];
+    for s in services {
+        let spec = s.spec.clone().unwrap_or_default();
+        let external: Vec<String> = s
+            .status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| i.ip.or(i.hostname))
+            .collect();
+        let external = if external.is_empty() { "<pending>".to_string() } else { external.join(",") };
+        let ports: Vec<String> = spec
+            .ports
+            .unwrap_or_default()
+            .iter()
+            .map(|p| match p.node_port {
+                Some(np) => format!("{}:{}/{}", p.port, np, p.protocol.as_deref().unwrap_or("TCP")),
+                None => format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP")),
+            })
+            .collect();
+        rows.push(vec![
+            s.name_any(),
+            spec.type_.unwrap_or_default(),
+            spec.cluster_ip.unwrap_or_else(|| "<none>".into()),
+            external,
+            ports.join(","),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}

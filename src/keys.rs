@@ -11,6 +11,10 @@ pub const DEFAULT_CLASS: &str = "cloudlb.io/lb";
 pub const ANN_RECORD: &str = "cloudlb.io/load-balancer-record";
 /// Annotation: `<frontend-hash>.<targets-hash>` of the last spec the provider accepted.
 pub const ANN_SPEC_HASH: &str = "cloudlb.io/spec-hash";
+/// Annotation: the `spec.loadBalancerClass` (`""` for none) the Service was claimed with; a
+/// Service whose class no longer matches it is cleaned up, one that matches but is no longer
+/// claimed (our flags changed) is left alone.
+pub const ANN_CLAIMED_CLASS: &str = "cloudlb.io/claimed-class";
 /// Annotation: `"true"` asks for an internal load balancer.
 pub const ANN_INTERNAL: &str = "cloudlb.io/internal";
 /// Annotation: source ranges when `spec.loadBalancerSourceRanges` is empty (the Kubernetes one).

@@ -17,7 +17,9 @@ use axum::routing::get;
 use cloudlb_provider::{
     Capabilities, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Provider, Record, Result as PResult,
 };
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -26,17 +28,37 @@ use prometheus_client::registry::Registry;
 
 use crate::error::{Error, Result};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum Call {
     Ensure,
     Delete,
     Get,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     Error,
+}
+
+/// Label values are lowercase words from a `match`, never formatted from data.
+impl EncodeLabelValue for Call {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Call::Ensure => "ensure",
+            Call::Delete => "delete",
+            Call::Get => "get",
+        })
+    }
+}
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+        })
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

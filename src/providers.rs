@@ -17,6 +17,7 @@ pub fn build(args: &ControllerArgs) -> Result<Arc<dyn Provider>> {
                 pool: m.memory_ip_pool,
                 latency: m.memory_latency,
                 failure_rate: m.memory_failure_rate,
+                fail_first: m.memory_fail_first,
                 protocols: m.memory_protocols.clone(),
                 state_file: m.memory_state_file.clone(),
             };

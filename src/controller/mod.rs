@@ -24,7 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cloudlb_provider::{Capabilities, Provider};
 use futures::StreamExt;
@@ -64,8 +64,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
-    /// When the provider last confirmed each Service's load balancer (by uid).
-    pub checked: Mutex<HashMap<String, Instant>>,
+    /// What the provider last confirmed for each Service's load balancer (by uid).
+    pub checked: Mutex<HashMap<String, reconcile::Confirmed>>,
 }
 
 impl Context {
@@ -173,6 +173,7 @@ pub async fn run(
             }
         })
         .await;
+    tracker.task.abort();
     info!("controller stopped");
     Ok(())
 }

@@ -59,6 +59,8 @@ pub struct NodeTracker {
     pub ready: watch::Receiver<bool>,
     /// One item per change of the eligible set (after the first list).
     pub changes: mpsc::UnboundedReceiver<()>,
+    /// The watch task; aborted when the controller stops.
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 /// Starts watching Nodes in the background.
@@ -68,7 +70,7 @@ pub fn spawn(client: Client, metrics: Arc<Metrics>) -> NodeTracker {
     let (change_tx, changes) = mpsc::unbounded_channel();
     let api: Api<Node> = Api::all(client);
     let task_set = set.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
         let mut init: BTreeMap<String, Node> = BTreeMap::new();
         let mut stream = watcher(api, watcher::Config::default()).modify(trim).default_backoff().boxed();
@@ -115,7 +117,7 @@ pub fn spawn(client: Client, metrics: Arc<Metrics>) -> NodeTracker {
             }
         }
     });
-    NodeTracker { set, ready, changes }
+    NodeTracker { set, ready, changes, task }
 }
 
 /// The change notifications as a stream for `Controller::reconcile_all_on`.

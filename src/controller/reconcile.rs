@@ -31,7 +31,10 @@ use super::{Context, finalizer};
 use crate::claim::is_claimed;
 use crate::desired;
 use crate::error::{Error, Result};
-use crate::keys::{ANN_RECORD, ANN_SPEC_HASH, event, reason};
+use crate::keys::{ANN_CLAIMED_CLASS, ANN_RECORD, ANN_SPEC_HASH, FINALIZER, event, reason};
+
+/// The backoff "attempt" of a deletion (specs use their hash).
+const DELETE_ATTEMPT: &str = "delete";
 
 pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
@@ -39,19 +42,15 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     let outcome = if result.is_ok() { crate::metrics::Outcome::Ok } else { crate::metrics::Outcome::Error };
     ctx.metrics.reconciles.get_or_create(&crate::metrics::ResultLabels { result: outcome }).inc();
-    if result.is_ok() {
-        ctx.backoff.succeeded(&key(&svc));
-    }
     result
 }
 
 /// Retry policy for failed reconciles: per-object exponential backoff with jitter; a
 /// provider's own retry-after (throttling) is honoured when longer.
 pub fn error_policy(svc: Arc<Service>, err: &Error, ctx: Arc<Context>) -> Action {
-    let mut delay = ctx.backoff.failed(&key(&svc));
-    if let Some(after) = err.provider_error().and_then(|e| e.retry_after()) {
-        delay = delay.max(after);
-    }
+    let attempt = ctx.attempt_of(&svc);
+    let min = err.provider_error().and_then(|e| e.retry_after());
+    let delay = ctx.backoff.failed(&key(&svc), &attempt, min);
     warn!(service = %key(&svc), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -98,16 +97,48 @@ fn spec_hash(spec: &LoadBalancerSpec) -> String {
 async fn reconcile_inner(svc: &Service, ctx: &Context) -> Result<Action> {
     let ours = is_claimed(svc, &ctx.config.claim);
     let deleting = svc.metadata.deletion_timestamp.is_some();
-    if !ours || deleting {
-        if finalizer::has(svc) {
-            return cleanup(svc, ctx, deleting).await;
-        }
+    if ours && !deleting {
+        return apply(svc, ctx).await;
+    }
+    if !finalizer::has(svc) {
         return Ok(Action::await_change());
     }
-    apply(svc, ctx).await
+    if !deleting && !wants_cleanup(svc) {
+        // The Service still asks for the same load balancer it was claimed with: what changed is
+        // this controller's --load-balancer-class / --manage-unclassed. A flag typo must never
+        // tear down working load balancers, so leave it and say why.
+        let note = format!(
+            "Service carries {FINALIZER} but its class {:?} is not claimed by this controller \
+             (--load-balancer-class {}, --manage-unclassed {}); its load balancer is left as it is",
+            class_of(svc),
+            ctx.config.claim.class,
+            ctx.config.claim.manage_unclassed
+        );
+        warn!(service = %key(svc), "{note}");
+        return Ok(Action::await_change());
+    }
+    cleanup(svc, ctx, deleting).await
+}
+
+/// `spec.loadBalancerClass`, `""` when unset.
+fn class_of(svc: &Service) -> String {
+    svc.spec.as_ref().and_then(|s| s.load_balancer_class.clone()).unwrap_or_default()
+}
+
+/// Whether a Service that is not (or no longer) ours should lose its load balancer: its type is
+/// no longer LoadBalancer, or its class differs from the one it was claimed with.
+fn wants_cleanup(svc: &Service) -> bool {
+    let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+    match svc.annotations().get(ANN_CLAIMED_CLASS) {
+        Some(claimed) => !is_lb || *claimed != class_of(svc),
+        None => !is_lb,
+    }
 }
 
 async fn cleanup(svc: &Service, ctx: &Context, deleting: bool) -> Result<Action> {
+    if let Some(wait) = ctx.backoff.gate(&key(svc), DELETE_ATTEMPT) {
+        return Ok(Action::requeue(wait));
+    }
     let id = lb_id(ctx, svc);
     let record = record(svc);
     info!(service = %key(svc), deleting, "deleting load balancer");
@@ -125,13 +156,15 @@ async fn cleanup(svc: &Service, ctx: &Context, deleting: bool) -> Result<Action>
                 .await
                 .map_err(Error::PatchStatus)?;
         }
-        let annotations = json!({"metadata": {"annotations": {ANN_RECORD: null, ANN_SPEC_HASH: null}}});
+        let annotations =
+            json!({"metadata": {"annotations": {ANN_RECORD: null, ANN_SPEC_HASH: null, ANN_CLAIMED_CLASS: null}}});
         api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(annotations))
             .await
             .map_err(Error::PatchAnnotations)?;
     }
     finalizer::remove(&api, svc).await.map_err(Error::RemoveFinalizer)?;
     ctx.forget(svc);
+    ctx.backoff.succeeded(&key(svc));
     ctx.event(svc, EventType::Normal, event::DELETED, "Delete", "Deleted load balancer").await;
     Ok(Action::await_change())
 }
@@ -162,6 +195,11 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
         .and_then(|lb| lb.ingress.as_ref())
         .is_some_and(|i| !i.is_empty());
 
+    // We wrote this exact spec a moment ago; the watch cache may not have caught up with both
+    // writes yet (annotations and status are two patches), which must not cost another ensure.
+    if ctx.just_written(svc, &hash) {
+        return Ok(Action::requeue(ctx.config.resync_period));
+    }
     let mut why = if recorded_hash.as_deref() != Some(hash.as_str()) {
         Some(if recorded_hash.is_none() { "new" } else { "changed" })
     } else if record.is_none() || !has_address {
@@ -178,7 +216,8 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
             Confirm::Reensure => why = Some("restart"),
             Confirm::Check => match ctx.provider.get(&id, record.as_ref()).await {
                 Ok(Some(st)) if st.spec_hash.as_deref().is_none_or(|h| h == spec.hash()) => {
-                    ctx.confirmed(svc);
+                    ctx.confirmed(svc, &hash);
+                    ctx.backoff.succeeded(&key(svc));
                     ready_condition(svc, ctx, &spec).await?;
                     return Ok(Action::requeue(ctx.config.resync_period));
                 }
@@ -194,6 +233,10 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
         }
     }
     let why = why.unwrap_or("changed");
+    if let Some(wait) = ctx.backoff.gate(&key(svc), &hash) {
+        // The same spec failed a moment ago; our own condition write woke us up early.
+        return Ok(Action::requeue(wait));
+    }
 
     let svc = if finalizer::has(svc) {
         svc.clone()
@@ -211,7 +254,6 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
         Ok(st) => st,
         Err(e) => return ensure_failed(svc, ctx, e).await,
     };
-    ctx.confirmed(svc);
     save_record(ctx, svc, &st, &hash).await?;
     let cond = ready_cond(&spec);
     let ingress = status::ingress(&st.ingress, st.ip_mode, &spec.listeners);
@@ -221,6 +263,9 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
             .await
             .map_err(Error::PatchStatus)?;
     }
+    // Only now is everything written: a failed write above retries the whole pass.
+    ctx.confirmed(svc, &hash);
+    ctx.backoff.succeeded(&key(svc));
     if spec.targets.is_empty() {
         ctx.event(svc, EventType::Warning, event::UNAVAILABLE, "Ensure", "There are no available nodes for LoadBalancer")
             .await;
@@ -267,11 +312,16 @@ async fn write_status(ctx: &Context, svc: &Service, ingress: Option<Vec<k8s_open
 
 async fn save_record(ctx: &Context, svc: &Service, st: &LoadBalancerStatus, hash: &str) -> Result<()> {
     let record = st.record.to_json();
+    let class = class_of(svc);
     let ann = svc.annotations();
-    if ann.get(ANN_RECORD) == Some(&record) && ann.get(ANN_SPEC_HASH).map(String::as_str) == Some(hash) {
+    if ann.get(ANN_RECORD) == Some(&record)
+        && ann.get(ANN_SPEC_HASH).map(String::as_str) == Some(hash)
+        && ann.get(ANN_CLAIMED_CLASS) == Some(&class)
+    {
         return Ok(());
     }
-    let patch = json!({"metadata": {"annotations": {ANN_RECORD: record, ANN_SPEC_HASH: hash}}});
+    let patch =
+        json!({"metadata": {"annotations": {ANN_RECORD: record, ANN_SPEC_HASH: hash, ANN_CLAIMED_CLASS: class}}});
     api(ctx, svc)
         .patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
         .await
@@ -316,36 +366,65 @@ pub enum Confirm {
     Reensure,
 }
 
+/// What the controller knows about a Service's load balancer since this process started.
+pub struct Confirmed {
+    /// When the provider last confirmed (or was made to implement) the spec.
+    pub at: Instant,
+    /// The spec hash last written to the Service together with the provider's status; `None`
+    /// for a first sight that was not confirmed yet.
+    pub hash: Option<String>,
+}
+
 impl Context {
     pub fn confirmation_due(&self, svc: &Service) -> Confirm {
         let uid = svc.uid().unwrap_or_default();
         let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
         let period = self.config.resync_period;
         let last = match checked.get(&uid) {
-            Some(t) => *t,
+            Some(c) => c.at,
             None if self.caps.state == StateLocation::InProcess => return Confirm::Reensure,
             None => {
                 // First sight since start: schedule the first drift check at a random point
                 // of the period, so a restart does not fire every check at once.
                 let offset = period.mul_f64(rand::random::<f64>());
-                let t = Instant::now().checked_sub(offset).unwrap_or_else(Instant::now);
-                checked.insert(uid, t);
-                t
+                let at = Instant::now().checked_sub(offset).unwrap_or_else(Instant::now);
+                checked.insert(uid, Confirmed { at, hash: None });
+                at
             }
         };
         let elapsed = last.elapsed();
         if elapsed >= period { Confirm::Check } else { Confirm::NotDue(period - elapsed) }
     }
 
-    pub fn confirmed(&self, svc: &Service) {
+    /// Whether `hash` is what this process last wrote for `svc`, within the resync period.
+    pub fn just_written(&self, svc: &Service, hash: &str) -> bool {
+        let checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        checked
+            .get(&svc.uid().unwrap_or_default())
+            .is_some_and(|c| c.hash.as_deref() == Some(hash) && c.at.elapsed() < self.config.resync_period)
+    }
+
+    pub fn confirmed(&self, svc: &Service, hash: &str) {
         let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-        checked.insert(svc.uid().unwrap_or_default(), Instant::now());
+        checked.insert(svc.uid().unwrap_or_default(), Confirmed { at: Instant::now(), hash: Some(hash.to_string()) });
+    }
+
+    /// What a pass over `svc` attempts, for the backoff gate: "delete", or the spec hash.
+    pub fn attempt_of(&self, svc: &Service) -> String {
+        let ours = is_claimed(svc, &self.config.claim) && svc.metadata.deletion_timestamp.is_none();
+        if !ours {
+            return DELETE_ATTEMPT.into();
+        }
+        let nodes = self.nodes.get();
+        match desired::build_for(svc, &nodes, &self.config.desired, &self.caps) {
+            Ok(spec) => spec_hash(&spec),
+            Err(_) => "invalid".into(),
+        }
     }
 
     pub fn forget(&self, svc: &Service) {
         let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
         checked.remove(&svc.uid().unwrap_or_default());
-        self.backoff.succeeded(&key(svc));
     }
 }
 

@@ -38,6 +38,8 @@ pub struct MemoryConfig {
     pub latency: Duration,
     /// Probability in [0, 1] that a call fails with a retryable error (after the latency).
     pub failure_rate: f64,
+    /// The first this-many calls fail with a retryable error (deterministic fault injection).
+    pub fail_first: u64,
     pub protocols: Vec<Protocol>,
     /// Persist state here; makes the provider [`StateLocation::Durable`].
     pub state_file: Option<PathBuf>,
@@ -49,6 +51,7 @@ impl Default for MemoryConfig {
             pool: "198.51.100.0/24".parse().expect("valid literal CIDR"),
             latency: Duration::ZERO,
             failure_rate: 0.0,
+            fail_first: 0,
             protocols: vec![Protocol::Tcp, Protocol::Udp],
             state_file: None,
         }
@@ -73,6 +76,7 @@ struct Counters {
     get: AtomicU64,
     changed: AtomicU64,
     failed: AtomicU64,
+    calls: AtomicU64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -178,11 +182,14 @@ impl MemoryProvider {
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }
-        if self.config.failure_rate > 0.0 && rand::random::<f64>() < self.config.failure_rate {
+        let n = self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let injected = n < self.config.fail_first
+            || (self.config.failure_rate > 0.0 && rand::random::<f64>() < self.config.failure_rate);
+        if injected {
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
             return Err(ProviderError::Retryable {
                 call,
-                message: "injected failure (--memory-failure-rate)".into(),
+                message: "injected failure (--memory-failure-rate / --memory-fail-first)".into(),
             });
         }
         Ok(())
@@ -464,6 +471,16 @@ mod tests {
         assert_eq!(err.class(), crate::ErrorClass::Retryable);
         assert_eq!(p.calls().failed, 1);
         assert!(p.is_empty());
+    }
+
+    #[tokio::test]
+    async fn fail_first_fails_exactly_that_many_calls() {
+        let p = MemoryProvider::new(MemoryConfig { fail_first: 2, ..Default::default() }).unwrap();
+        let id = conformance::id("x");
+        assert!(p.ensure(&id, &conformance::spec(&[80]), None).await.is_err());
+        assert!(p.get(&id, None).await.is_err());
+        assert!(p.ensure(&id, &conformance::spec(&[80]), None).await.is_ok());
+        assert_eq!(p.calls().failed, 2);
     }
 
     #[tokio::test]

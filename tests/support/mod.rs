@@ -1,0 +1,350 @@
+//! Test harness: an in-process sandbox Kubernetes API (reached over HTTP with a kubeconfig),
+//! and the real `cloudlb` binary run against it as a child process.
+//!
+//! Waiting is always on a condition with a bounded timeout: object state through watches
+//! (`await_condition`), controller counters by polling `/metrics` until they match.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloudlb_sandbox::{Sandbox, SandboxConfig};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const CLASS: &str = "cloudlb.io/lb";
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub struct Cluster {
+    pub sandbox: Sandbox,
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.expect("sandbox starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("sandbox.kubeconfig");
+        sandbox.write_kubeconfig(&kubeconfig).expect("write kubeconfig");
+        let config = kube::Config::new(sandbox.url().parse().expect("sandbox url"));
+        let client = Client::try_from(config).expect("client");
+        Cluster { sandbox, client, kubeconfig, dir }
+    }
+
+    pub fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    pub fn nodes(&self) -> Api<Node> {
+        Api::all(self.client.clone())
+    }
+
+    pub async fn add_node(&self, name: &str, ip: &str, labels: &[(&str, &str)]) -> Node {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let node: Node = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"providerID": format!("memory:///{name}")},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]}
+        }))
+        .expect("node json");
+        self.nodes().create(&PostParams::default(), &node).await.expect("create node")
+    }
+
+    pub async fn patch_node(&self, name: &str, patch: Value) {
+        self.nodes().patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch node");
+    }
+
+    pub async fn patch_node_status(&self, name: &str, patch: Value) {
+        self.nodes().patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch node status");
+    }
+
+    /// A LoadBalancer Service with our class; `extra` is merged into the object.
+    pub async fn add_service(&self, name: &str, ports: &[(i32, &str)], extra: Value) -> Service {
+        let ports: Vec<Value> = ports.iter().map(|(p, proto)| json!({"port": p, "protocol": proto, "name": format!("p{p}-{}", proto.to_lowercase())})).collect();
+        let mut obj = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "loadBalancerClass": CLASS, "ports": ports, "selector": {"app": name}}
+        });
+        merge(&mut obj, extra);
+        let svc: Service = serde_json::from_value(obj).expect("service json");
+        self.services().create(&PostParams::default(), &svc).await.expect("create service")
+    }
+
+    pub async fn patch_service(&self, name: &str, patch: Value) -> Service {
+        self.services().patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch service")
+    }
+
+    pub async fn get(&self, name: &str) -> Service {
+        self.services().get(name).await.expect("get service")
+    }
+
+    /// Waits until the Service satisfies `cond` (watch-driven), panicking with `what` on timeout.
+    pub async fn wait_service(&self, name: &str, what: &str, cond: impl Fn(&Service) -> bool + Send + 'static) -> Service {
+        let fut = await_condition(self.services(), name, move |s: Option<&Service>| s.is_some_and(&cond));
+        match tokio::time::timeout(WAIT, fut).await {
+            Ok(Ok(Some(s))) => s,
+            Ok(Ok(None)) => panic!("{name}: gone while waiting for {what}"),
+            Ok(Err(e)) => panic!("{name}: watch failed while waiting for {what}: {e}"),
+            Err(_) => panic!("{name}: timed out after {WAIT:?} waiting for {what}; now: {:?}", self.services().get_opt(name).await),
+        }
+    }
+
+    pub async fn wait_address(&self, name: &str) -> String {
+        let svc = self.wait_service(name, "an EXTERNAL-IP", |s| external_ip(s).is_some()).await;
+        external_ip(&svc).expect("address present")
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        let fut = await_condition(self.services(), name, |s: Option<&Service>| s.is_none());
+        tokio::time::timeout(WAIT, fut).await.expect("timed out waiting for deletion").expect("watch");
+    }
+
+    /// Events about `name` (reason, type, note), read through events.k8s.io/v1.
+    pub async fn events(&self, name: &str) -> Vec<(String, String, String)> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        let list = api.list(&ListParams::default()).await.expect("list events");
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.type_.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    pub async fn wait_event(&self, name: &str, reason: &str) -> (String, String, String) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(e) = self.events(name).await.into_iter().find(|e| e.0 == reason) {
+                return e;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name}: no {reason} event within {WAIT:?}; have {:?}", self.events(name).await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+pub fn external_ip(svc: &Service) -> Option<String> {
+    let ingress = svc.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?;
+    let first = ingress.first()?;
+    first.ip.clone().or(first.hostname.clone())
+}
+
+pub fn condition(svc: &Service) -> Option<(String, String, String)> {
+    svc.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "cloudlb.io/LoadBalancerReady")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+pub fn has_finalizer(svc: &Service) -> bool {
+    svc.finalizers().iter().any(|f| f == "cloudlb.io/load-balancer-cleanup")
+}
+
+/// The real binary, running `cloudlb run` against a cluster.
+pub struct Controller {
+    child: Child,
+    pub metrics: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    http: reqwest_lite::Client,
+}
+
+impl Controller {
+    pub async fn start(cluster: &Cluster, extra: &[&str]) -> Controller {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudlb"));
+        cmd.arg("run")
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json", "--cluster-name", "test"])
+            .args(extra)
+            .env("RUST_LOG", "info,cloudlb=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn cloudlb");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let task_logs = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut addr_tx = Some(addr_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "serving metrics and health" {
+                        if let (Some(tx), Some(a)) = (addr_tx.take(), v["addr"].as_str()) {
+                            let _ = tx.send(a.parse::<SocketAddr>().expect("addr"));
+                        }
+                    }
+                }
+                if std::env::var_os("CLOUDLB_TEST_LOGS").is_some() {
+                    eprintln!("[cloudlb] {line}");
+                }
+                task_logs.lock().expect("logs").push(line);
+            }
+        });
+        let metrics = match tokio::time::timeout(WAIT, addr_rx).await {
+            Ok(Ok(a)) => a,
+            _ => panic!("cloudlb did not start; log: {:#?}", logs.lock().expect("logs")),
+        };
+        let c = Controller { child, metrics, logs, http: reqwest_lite::Client::new() };
+        c.wait_ready().await;
+        c
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok((200, _)) = self.http.get(self.metrics, "/readyz").await {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "cloudlb not ready; log: {:#?}", self.logs.lock().expect("logs"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sum of a metric over all label sets matching every `label="value"` given.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, body) = self.http.get(self.metrics, "/metrics").await.expect("scrape /metrics");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Provider calls of one kind (ensure, delete, get), any result.
+    pub async fn calls(&self, call: &str) -> u64 {
+        self.metric("cloudlb_provider_calls_total", &[("call", call)]).await as u64
+    }
+
+    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], what: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.metric(name, labels).await;
+            if ok(v) {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: {name}{labels:?} = {v} after {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the controller has been idle (no reconcile) for `quiet`, bounded by WAIT.
+    pub async fn settle(&self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut last = self.metric("cloudlb_reconciles_total", &[]).await;
+        let mut since = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let now = self.metric("cloudlb_reconciles_total", &[]).await;
+            if now != last {
+                last = now;
+                since = tokio::time::Instant::now();
+            } else if since.elapsed() >= quiet {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "controller never settled (reconciles keep coming: a hot loop?)");
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(Ok(status)) => assert!(status.success(), "cloudlb exited with {status}"),
+            _ => {
+                let _ = self.child.kill().await;
+                panic!("cloudlb did not stop within 10s of SIGTERM");
+            }
+        }
+    }
+
+    pub async fn wait_log(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !self.log_contains(needle) {
+            assert!(tokio::time::Instant::now() < deadline, "no log line with {needle:?} within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.logs.lock().expect("logs").iter().any(|l| l.contains(needle))
+    }
+}
+
+/// A minimal HTTP/1.1 GET client over TCP, enough for /metrics and /readyz (no extra crate).
+pub mod reqwest_lite {
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[derive(Clone, Default)]
+    pub struct Client;
+
+    impl Client {
+        pub fn new() -> Self {
+            Client
+        }
+
+        pub async fn get(&self, addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await?;
+            let text = String::from_utf8_lossy(&buf).to_string();
+            let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+            Ok((code, dechunk(&body)))
+        }
+    }
+
+    /// Undo chunked transfer encoding if present (axum streams /metrics bodies chunked only
+    /// when large; plain bodies pass through).
+    fn dechunk(body: &str) -> String {
+        let mut out = String::new();
+        let mut rest = body;
+        loop {
+            let Some((size, after)) = rest.split_once("\r\n") else { return body.to_string() };
+            let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+            if n == 0 {
+                return out;
+            }
+            if after.len() < n {
+                return body.to_string();
+            }
+            out.push_str(&after[..n]);
+            rest = after[n..].trim_start_matches("\r\n");
+        }
+    }
+}
