@@ -195,6 +195,10 @@ impl Provider for InstrumentedProvider {
         self.inner.capabilities()
     }
 
+    fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        self.inner.validate(spec)
+    }
+
     async fn ensure(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> PResult<LoadBalancerStatus> {
         let started = Instant::now();
         let r = self.inner.ensure(id, spec, record).await;

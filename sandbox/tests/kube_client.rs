@@ -436,9 +436,9 @@ async fn watcher_and_reflector_see_changes() {
             let mut events = watcher(svcs.clone(), cfg).reflect(writer).applied_objects().boxed();
             let first = events.try_next().await.unwrap().unwrap();
             assert_eq!(first.name_any(), "pre");
-            reader.wait_until_ready().await.unwrap();
             svcs.create(&PostParams::default(), &lb("live")).await.unwrap();
             assert_eq!(events.try_next().await.unwrap().unwrap().name_any(), "live");
+            reader.wait_until_ready().await.unwrap();
             svcs.patch("live", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
             let m = events.try_next().await.unwrap().unwrap();
             assert_eq!(m.labels().get("x").map(String::as_str), Some("y"));

@@ -171,7 +171,7 @@ async fn cleanup(svc: &Service, ctx: &Context, deleting: bool) -> Result<Action>
 
 async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
     let nodes = ctx.nodes.get();
-    let spec = match desired::build_for(svc, &nodes, &ctx.config.desired, &ctx.caps) {
+    let spec = match desired::build_for(svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) {
         Ok(spec) => spec,
         Err(invalid) => {
             let cond = Cond::not_ready(reason::INVALID_SPEC, invalid.to_string());
@@ -416,7 +416,7 @@ impl Context {
             return DELETE_ATTEMPT.into();
         }
         let nodes = self.nodes.get();
-        match desired::build_for(svc, &nodes, &self.config.desired, &self.caps) {
+        match desired::build_for(svc, &nodes, &self.config.desired, &self.caps, self.provider.as_ref()) {
             Ok(spec) => spec_hash(&spec),
             Err(_) => "invalid".into(),
         }

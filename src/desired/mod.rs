@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use cloudlb_provider::{
-    Capabilities, HealthCheck, HealthCheckProtocol, IpFamily, Listener, LoadBalancerSpec, Protocol, Scheme,
+    Capabilities, HealthCheck, Provider, HealthCheckProtocol, IpFamily, Listener, LoadBalancerSpec, Protocol, Scheme,
     SessionAffinity, Target,
 };
 use ipnet::IpNet;
@@ -192,15 +192,17 @@ pub fn build(svc: &Service, nodes: &[EligibleNode], cfg: &DesiredConfig) -> Resu
     })
 }
 
-/// `build` followed by the provider's capability check.
+/// `build` followed by the provider's capability check and its own validation of options.
 pub fn build_for(
     svc: &Service,
     nodes: &[EligibleNode],
     cfg: &DesiredConfig,
     caps: &Capabilities,
+    provider: &dyn Provider,
 ) -> Result<LoadBalancerSpec, Invalid> {
     let spec = build(svc, nodes, cfg)?;
-    let problems = caps.check(&spec);
+    let mut problems = caps.check(&spec);
+    problems.extend(provider.validate(&spec));
     if problems.is_empty() { Ok(spec) } else { Err(Invalid { problems }) }
 }
 

@@ -155,8 +155,8 @@ fn all_problems_are_reported_at_once() {
 fn capabilities_reject_unsupported_protocol() {
     let provider = MemoryProvider::new(MemoryConfig::default()).unwrap();
     let s = svc(vec![port(80, "SCTP", Some(30080))]);
-    let e = build_for(&s, &[], &DesiredConfig::default(), &provider.capabilities()).unwrap_err();
+    let e = build_for(&s, &[], &DesiredConfig::default(), &provider.capabilities(), &provider).unwrap_err();
     assert!(e.to_string().contains("protocol SCTP is not supported"), "{e}");
     let s = svc(vec![port(53, "UDP", Some(30053)), port(53, "TCP", Some(30054))]);
-    assert!(build_for(&s, &[], &DesiredConfig::default(), &provider.capabilities()).is_ok());
+    assert!(build_for(&s, &[], &DesiredConfig::default(), &provider.capabilities(), &provider).is_ok());
 }

@@ -39,6 +39,14 @@ pub trait Provider: Send + Sync + 'static {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// Provider-specific problems with `spec` (its `options`, e.g. a malformed annotation value),
+    /// in words a user can act on; empty when the provider can build it. Called before any
+    /// cloud call, together with [`Capabilities::check`]; must not do I/O.
+    fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        let _ = spec;
+        Vec::new()
+    }
+
     /// Create or update the load balancer for `id` so that it implements `spec`.
     ///
     /// `record` is what was recorded after the last successful call (e.g. the allocated address,
