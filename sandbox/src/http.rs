@@ -160,7 +160,7 @@ pub async fn handle(State(app): State<App>, method: Method, uri: Uri, headers: H
         "/api" => return json_response(200, &discovery::api_versions(&app.server_address)),
         "/apis" => return json_response(200, &discovery::api_group_list()),
         // An empty protobuf message is a valid (schema-less) OpenAPI v2 document.
-        "/openapi/v2" => return bytes_response(200, "application/com.github.proto-openapi.spec.v2@v1.0+protobuf", Vec::new()),
+        "/openapi/v2" => return bytes_response(200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf", Vec::new()),
         "/openapi/v3" => return json_response(200, &discovery::openapi_v3_root()),
         p if p.starts_with("/openapi/v3/") => return json_response(200, &discovery::openapi_v3_doc()),
         p if p.starts_with("/healthz/") || p.starts_with("/readyz/") || p.starts_with("/livez/") => {

@@ -535,3 +535,18 @@ async fn nodes_and_leases() {
     })
     .await
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_watches() {
+    bounded(async {
+        let sb = start().await;
+        let c = client(&sb).await;
+        let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
+        let rv = svcs.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+        let mut w = svcs.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
+        sb.shutdown().await;
+        // the stream ends (cleanly or with a connection error), it does not hang
+        let _ = w.try_next().await;
+    })
+    .await
+}

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use cloudlb_provider::{
-    Capabilities, HealthCheck, Provider, HealthCheckProtocol, IpFamily, Listener, LoadBalancerSpec, Protocol, Scheme,
+    Capabilities, HealthCheck, HealthTarget, Provider, HealthCheckProtocol, IpFamily, Listener, LoadBalancerSpec, Protocol, Scheme,
     SessionAffinity, Target,
 };
 use ipnet::IpNet;
@@ -262,6 +262,7 @@ fn health_check(svc: &Service, ann: &BTreeMap<String, String>, problems: &mut Ve
         ));
     }
     HealthCheck {
+        target: if local { HealthTarget::ServiceHealthCheckNodePort } else { HealthTarget::KubeProxy },
         protocol: HealthCheckProtocol::Http,
         port: Some(port),
         path: Some("/healthz".into()),

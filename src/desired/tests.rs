@@ -75,6 +75,7 @@ fn traffic_policy_local_uses_health_check_node_port() {
     spec_mut(&mut s).external_traffic_policy = Some("Local".into());
     spec_mut(&mut s).health_check_node_port = Some(32000);
     assert_eq!(ok(&s).health_check.port, Some(32000));
+    assert_eq!(ok(&s).health_check.target, HealthTarget::ServiceHealthCheckNodePort);
     spec_mut(&mut s).health_check_node_port = None;
     assert!(err(&s).contains("healthCheckNodePort"));
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::provider::Provider;
 use crate::spec::{
-    AddressKind, HealthCheck, HealthCheckProtocol, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,
+    AddressKind, HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,
     NodeAddress, Protocol, Scheme, SessionAffinity, Target,
 };
 
@@ -49,6 +49,7 @@ pub fn spec(ports: &[u16]) -> LoadBalancerSpec {
             .collect(),
         targets: vec![target("node-a", "127.0.0.1")],
         health_check: HealthCheck {
+            target: HealthTarget::KubeProxy,
             protocol: HealthCheckProtocol::Tcp,
             port: None,
             path: None,

@@ -25,7 +25,7 @@ pub use capabilities::{Capabilities, StateLocation};
 pub use error::{ErrorClass, ProviderError, Result};
 pub use provider::Provider;
 pub use spec::{
-    AddressKind, HealthCheck, HealthCheckProtocol, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,
+    AddressKind, HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,
     NodeAddress, Protocol, Scheme, SessionAffinity, Target,
 };
 pub use status::{IngressPoint, IpMode, LoadBalancerStatus, Record};

@@ -136,11 +136,25 @@ pub enum HealthCheckProtocol {
     Tcp,
 }
 
+/// What a health check asks about a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HealthTarget {
+    /// `externalTrafficPolicy: Cluster`: is the node forwarding at all? The default check is the
+    /// node's kube-proxy (`:10256/healthz`); a provider that cannot reach it may instead probe
+    /// the traffic port (TCP connect to each listener's node port).
+    KubeProxy,
+    /// `externalTrafficPolicy: Local`: does the node have a ready endpoint? Answered by kube-proxy
+    /// on the Service's `healthCheckNodePort` (`port`), HTTP `/healthz`.
+    ServiceHealthCheckNodePort,
+}
+
 /// How the load balancer decides a target is healthy.
 ///
 /// `port: None` means "the traffic port" (each listener's node port).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HealthCheck {
+    pub target: HealthTarget,
     pub protocol: HealthCheckProtocol,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -234,6 +248,7 @@ mod tests {
             }],
             targets: vec![],
             health_check: HealthCheck {
+                target: HealthTarget::KubeProxy,
                 protocol: HealthCheckProtocol::Http,
                 port: Some(10256),
                 path: Some("/healthz".into()),

@@ -1,0 +1,173 @@
+//! The sandbox through the real `kubectl` binary (skipped, with a printed reason, when
+//! /usr/bin/kubectl is absent): apply twice, get (Table printing: EXTERNAL-IP <pending> then
+//! the IP), get nodes, describe (events), patch, annotate, delete.
+
+mod common;
+
+use common::{bounded, client, start};
+use k8s_openapi::api::core::v1::{Node, Service};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Resource;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Kubectl {
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = tokio::process::Command::new(KUBECTL);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        cmd.env("HOME", self._dir.0.as_os_str()); // keep kubectl's discovery cache per test
+        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl spawns");
+        if let Some(input) = stdin {
+            use tokio::io::AsyncWriteExt;
+            let mut i = child.stdin.take().unwrap();
+            i.write_all(input.as_bytes()).await.unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().await.unwrap();
+        let (o, e) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+        println!("$ kubectl {}\n{o}{e}", args.join(" "));
+        (out.status.success(), o, e)
+    }
+
+    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, o, e) = self.run(args, stdin).await;
+        assert!(ok, "kubectl {args:?} failed: {o}{e}");
+        o
+    }
+}
+
+const SVC: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  type: LoadBalancer
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+  - name: https
+    port: 443
+";
+
+#[tokio::test]
+async fn kubectl_end_to_end() {
+    if !Path::new(KUBECTL).exists() {
+        println!("skipping: {KUBECTL} is absent");
+        return;
+    }
+    bounded(async {
+        let sb = start().await;
+        let dir = std::env::temp_dir().join(format!("sandbox-kubectl-{}-{}", std::process::id(), sb.addr().port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        sb.write_kubeconfig(&kubeconfig).unwrap();
+        let k = Kubectl { kubeconfig, _dir: TempDir(dir) };
+
+        let out = k.ok(&["apply", "-f", "-"], Some(SVC)).await;
+        assert!(out.contains("service/web created"), "{out}");
+        let out = k.ok(&["apply", "-f", "-"], Some(SVC)).await;
+        assert!(out.contains("service/web unchanged") || out.contains("service/web configured"), "{out}");
+        // a changed manifest is configured, node ports stay
+        let c = client(&sb).await;
+        let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
+        let before = svcs.get("web").await.unwrap();
+        let out = k.ok(&["apply", "-f", "-"], Some(&SVC.replace("targetPort: 8080", "targetPort: 9090"))).await;
+        assert!(out.contains("service/web configured"), "{out}");
+        let after = svcs.get("web").await.unwrap();
+        let np = |s: &Service| s.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().map(|p| p.node_port).collect::<Vec<_>>();
+        assert_eq!(np(&before), np(&after));
+
+        let out = k.ok(&["get", "svc"], None).await;
+        let header = out.lines().next().unwrap();
+        for col in ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] {
+            assert!(header.contains(col), "{out}");
+        }
+        let row = out.lines().find(|l| l.starts_with("web ")).unwrap();
+        assert!(row.contains("LoadBalancer") && row.contains("<pending>"), "{out}");
+        let ports = np(&after);
+        assert!(row.contains(&format!("80:{}/TCP,443:{}/TCP", ports[0].unwrap(), ports[1].unwrap())), "{out}");
+
+        svcs.patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}})))
+            .await
+            .unwrap();
+        let out = k.ok(&["get", "svc", "web", "-o", "wide"], None).await;
+        assert!(out.contains("203.0.113.10") && out.contains("SELECTOR") && out.contains("app=web"), "{out}");
+
+        // nodes
+        let nodes: Api<Node> = Api::all(c.clone());
+        let n: Node = serde_json::from_value(json!({
+            "metadata": {"name": "node-a", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {
+                "kubeletVersion": "v1.33.0", "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "containerd://2.0",
+                "kernelVersion": "6.1", "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "osImage": "Debian", "systemUUID": ""}}
+        }))
+        .unwrap();
+        nodes.create(&PostParams::default(), &n).await.unwrap();
+        let out = k.ok(&["get", "nodes"], None).await;
+        let row = out.lines().find(|l| l.starts_with("node-a")).unwrap();
+        assert!(row.contains("Ready") && row.contains("control-plane") && row.contains("v1.33.0"), "{out}");
+
+        // describe shows events recorded through events.k8s.io/v1
+        let rec = Recorder::new(c.clone(), Reporter { controller: "cloudlb".into(), instance: Some("cloudlb-0".into()) });
+        rec.publish(
+            &Event {
+                type_: EventType::Normal,
+                reason: "EnsuredLoadBalancer".into(),
+                note: Some("Ensured load balancer".into()),
+                action: "Ensure".into(),
+                secondary: None,
+            },
+            &after.object_ref(&()),
+        )
+        .await
+        .unwrap();
+        let out = k.ok(&["describe", "svc", "web"], None).await;
+        assert!(out.contains("LoadBalancer Ingress:") && out.contains("203.0.113.10"), "{out}");
+        assert!(out.contains("EnsuredLoadBalancer") && out.contains("Ensured load balancer"), "{out}");
+        let out = k.ok(&["get", "events"], None).await;
+        assert!(out.contains("service/web") && out.contains("EnsuredLoadBalancer"), "{out}");
+
+        // patch (strategic by default), annotate, label
+        k.ok(&["patch", "svc", "web", "-p", r#"{"spec":{"ports":[{"port":80,"targetPort":7070}]}}"#], None).await;
+        let s = svcs.get("web").await.unwrap();
+        assert_eq!(s.spec.as_ref().unwrap().ports.as_ref().unwrap().len(), 2);
+        k.ok(&["patch", "svc", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"m":"1"}}}"#], None).await;
+        k.ok(&["patch", "svc", "web", "--type=json", "-p", r#"[{"op":"add","path":"/metadata/labels/j","value":"2"}]"#], None).await;
+        k.ok(&["annotate", "svc", "web", "cloudlb.io/test=yes"], None).await;
+        let s = svcs.get("web").await.unwrap();
+        assert_eq!(s.metadata.annotations.as_ref().unwrap().get("cloudlb.io/test").map(String::as_str), Some("yes"));
+        assert_eq!(s.metadata.labels.as_ref().unwrap().get("j").map(String::as_str), Some("2"));
+        let out = k.ok(&["get", "svc", "web", "-o", "jsonpath={.status.loadBalancer.ingress[0].ipMode}"], None).await;
+        assert_eq!(out, "VIP");
+        let (ok, _, err) = k.run(&["get", "svc", "missing"], None).await;
+        assert!(!ok && err.contains("NotFound") && err.contains("\"missing\" not found"), "{err}");
+
+        let out = k.ok(&["delete", "svc", "web"], None).await;
+        assert!(out.contains("service \"web\" deleted"), "{out}");
+        let out = k.ok(&["get", "svc"], None).await;
+        assert!(!out.contains("web"), "{out}");
+        sb.shutdown().await;
+    })
+    .await
+}
