@@ -325,11 +325,10 @@ fn namespace_empty(inner: &Inner, ns: &str) -> bool {
 }
 
 fn maybe_finish_namespace(inner: &mut Inner, ns: &str) {
-    if let Some(n) = inner.get("namespaces", "", ns) {
-        if is_deleting(&n) && namespace_empty(inner, ns) {
+    if let Some(n) = inner.get("namespaces", "", ns)
+        && is_deleting(&n) && namespace_empty(inner, ns) {
             remove(inner, "namespaces", "", ns, (*n).clone(), None);
         }
-    }
 }
 
 /// PUT (main resource or status).
@@ -368,6 +367,7 @@ pub fn parse_body(body: &[u8], yaml_ok: bool) -> ApiResult<Value> {
 }
 
 /// PATCH; returns the object and whether it was created (server-side apply of a new object).
+#[allow(clippy::too_many_arguments)]
 pub fn patch(
     inner: &mut Inner,
     def: &'static ResourceDef,
@@ -555,7 +555,7 @@ fn encode_continue(rv: u64, k: &Key) -> String {
 }
 
 fn decode_continue(tok: &str) -> Option<(u64, Key)> {
-    if tok.len() % 2 != 0 {
+    if !tok.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..tok.len()).step_by(2).map(|i| u8::from_str_radix(tok.get(i..i + 2)?, 16).ok()).collect();
@@ -601,11 +601,10 @@ pub fn list(inner: &Inner, def: &'static ResourceDef, q: &ListQuery) -> ApiResul
     let mut last: Option<&Key> = None;
     let mut more = false;
     for (k, o) in t.objects.range((start, Bound::Unbounded)) {
-        if let Some(ns) = ns_filter {
-            if k.0 != ns {
+        if let Some(ns) = ns_filter
+            && k.0 != ns {
                 break;
             }
-        }
         let view = view_out(def, o);
         if !matches(&view, q.labels, q.fields) {
             continue;

@@ -187,11 +187,10 @@ fn default(svc: &mut Value) {
         for p in ps.iter_mut() {
             if let Value::Object(m) = p {
                 m.entry("protocol").or_insert_with(|| json!("TCP"));
-                if !m.contains_key("targetPort") {
-                    if let Some(port) = m.get("port").cloned() {
+                if !m.contains_key("targetPort")
+                    && let Some(port) = m.get("port").cloned() {
                         m.insert("targetPort".into(), port);
                     }
-                }
             }
         }
     }
@@ -209,11 +208,10 @@ fn patch_allocated(old: &Value, new: &mut Value) {
             }
         }
         for k in ["clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-            if !spec.contains_key(k) {
-                if let Some(v) = old.pointer(&format!("/spec/{k}")) {
+            if !spec.contains_key(k)
+                && let Some(v) = old.pointer(&format!("/spec/{k}")) {
                     spec.insert(k.into(), v.clone());
                 }
-            }
         }
     }
     if needs_node_ports(old) && needs_node_ports(new) {
@@ -229,38 +227,34 @@ fn patch_allocated(old: &Value, new: &mut Value) {
                 let cur = p.get("nodePort").and_then(Value::as_u64).unwrap_or(0);
                 if cur == 0 {
                     let name = str_at(p, "/name").to_string();
-                    if let Some(&v) = by_name.get(&name) {
-                        if v > 0 && !used.contains(&(v as u16)) {
+                    if let Some(&v) = by_name.get(&name)
+                        && v > 0 && !used.contains(&(v as u16)) {
                             p["nodePort"] = json!(v);
                         }
-                    }
                 }
             }
         }
     }
-    if needs_hcnp(old) && needs_hcnp(new) && hcnp(new).is_none() {
-        if let Some(v) = hcnp(old) {
+    if needs_hcnp(old) && needs_hcnp(new) && hcnp(new).is_none()
+        && let Some(v) = hcnp(old) {
             spec_mut(new).insert("healthCheckNodePort".into(), json!(v));
         }
-    }
 }
 
 /// `dropTypeDependentFields`: fields that only make sense for the old type are cleared when
 /// the user left them unchanged.
 fn drop_type_dependent(old: &Value, new: &mut Value) {
     let old_np: Vec<Option<u64>> = ports(old).iter().map(|p| p.get("nodePort").and_then(Value::as_u64)).collect();
-    if !needs_node_ports(new) && needs_node_ports(old) {
-        if let Some(Value::Array(ps)) = spec_mut(new).get_mut("ports") {
+    if !needs_node_ports(new) && needs_node_ports(old)
+        && let Some(Value::Array(ps)) = spec_mut(new).get_mut("ports") {
             for p in ps.iter_mut() {
                 let np = p.get("nodePort").and_then(Value::as_u64);
-                if np.is_some() && old_np.contains(&np) {
-                    if let Value::Object(m) = p {
+                if np.is_some() && old_np.contains(&np)
+                    && let Value::Object(m) = p {
                         m.remove("nodePort");
                     }
-                }
             }
         }
-    }
     if !needs_hcnp(new) && hcnp(new).is_some() && hcnp(new) == hcnp(old) {
         spec_mut(new).remove("healthCheckNodePort");
     }
@@ -562,11 +556,10 @@ pub fn prepare(alloc: &mut Allocator, old: Option<&Value>, new: &mut Value) -> A
         let mut fresh = fresh_ports.iter();
         if let Some(Value::Array(ps)) = spec_mut(new).get_mut("ports") {
             for p in ps.iter_mut() {
-                if p.get("nodePort").and_then(Value::as_u64).unwrap_or(0) == 0 {
-                    if let Some(np) = fresh.next() {
+                if p.get("nodePort").and_then(Value::as_u64).unwrap_or(0) == 0
+                    && let Some(np) = fresh.next() {
                         p["nodePort"] = json!(np);
                     }
-                }
             }
         }
     }
@@ -582,11 +575,10 @@ pub fn prepare(alloc: &mut Allocator, old: Option<&Value>, new: &mut Value) -> A
                 alloc.node_ports.remove(&p);
             }
         }
-        if let Some(ip) = old_ip {
-            if Some(ip) != new_ip {
+        if let Some(ip) = old_ip
+            && Some(ip) != new_ip {
                 alloc.used_ips.remove(&ip);
             }
-        }
     }
     for p in claimed {
         alloc.node_ports.insert(p, key.clone());

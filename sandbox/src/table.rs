@@ -170,11 +170,10 @@ fn node_roles(node: &Value) -> String {
                 if !r.is_empty() {
                     roles.insert(r.to_string());
                 }
-            } else if k == "kubernetes.io/role" {
-                if let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
+            } else if k == "kubernetes.io/role"
+                && let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
                     roles.insert(v.to_string());
                 }
-            }
         }
     }
     if roles.is_empty() { "<none>".into() } else { roles.into_iter().collect::<Vec<_>>().join(",") }

@@ -65,11 +65,10 @@ impl Renderer {
 
     /// Encode one event; uses the change's shared line when the shape allows it.
     fn line(&mut self, kind: &str, stored: &Arc<Value>, shared: Option<&crate::store::Change>) -> Bytes {
-        if let (Shape::Object, View::Native, Some(c)) = (&self.shape, self.def.view, shared) {
-            if c.kind.as_str() == kind {
+        if let (Shape::Object, View::Native, Some(c)) = (&self.shape, self.def.view, shared)
+            && c.kind.as_str() == kind {
                 return c.line();
             }
-        }
         let served = registry::view_out(self.def, stored);
         encode_event(kind, &self.render(&served))
     }
@@ -89,11 +88,10 @@ impl Renderer {
 }
 
 fn served_matches(def: &ResourceDef, obj: &Arc<Value>, ns: Option<&str>, labels: &LabelSelector, fields: &FieldSelector) -> bool {
-    if let Some(ns) = ns {
-        if obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default() != ns {
+    if let Some(ns) = ns
+        && obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default() != ns {
             return false;
         }
-    }
     if labels.is_empty() && fields.is_empty() {
         return true;
     }
@@ -140,11 +138,10 @@ pub fn start(store: Shared, req: WatchRequest, mut shutdown: tokio::sync::watch:
                     return;
                 }
             }
-            if req.send_initial_events {
-                if tx.send(r.bookmark(last_rv, true)).await.is_err() {
+            if req.send_initial_events
+                && tx.send(r.bookmark(last_rv, true)).await.is_err() {
                     return;
                 }
-            }
         } else {
             last_rv = from.unwrap_or(0);
         }
@@ -176,11 +173,10 @@ pub fn start(store: Shared, req: WatchRequest, mut shutdown: tokio::sync::watch:
                             }
                             (k, _) => now.then_some(k.as_str()),
                         };
-                        if let Some(kind) = kind {
-                            if tx.send(r.line(kind, &c.object, Some(&c))).await.is_err() {
+                        if let Some(kind) = kind
+                            && tx.send(r.line(kind, &c.object, Some(&c))).await.is_err() {
                                 return;
                             }
-                        }
                         last_rv = c.rv;
                     }
                     last_rv = last_rv.max(current);

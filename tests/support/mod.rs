@@ -35,8 +35,12 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Self::start_with(SandboxConfig::default()).await
+    }
+
+    pub async fn start_with(config: SandboxConfig) -> Cluster {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let sandbox = Sandbox::start(SandboxConfig::default()).await.expect("sandbox starts");
+        let sandbox = Sandbox::start(config).await.expect("sandbox starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("sandbox.kubeconfig");
         sandbox.write_kubeconfig(&kubeconfig).expect("write kubeconfig");
@@ -179,13 +183,18 @@ pub struct Controller {
 
 impl Controller {
     pub async fn start(cluster: &Cluster, extra: &[&str]) -> Controller {
+        Self::start_logging(cluster, extra, "info,cloudlb=debug").await
+    }
+
+    /// `rust_log` must keep `cloudlb::app` at info: the metrics address is read from its log.
+    pub async fn start_logging(cluster: &Cluster, extra: &[&str], rust_log: &str) -> Controller {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudlb"));
         cmd.arg("run")
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
             .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json", "--cluster-name", "test"])
             .args(extra)
-            .env("RUST_LOG", "info,cloudlb=debug")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -297,6 +306,10 @@ impl Controller {
             assert!(tokio::time::Instant::now() < deadline, "no log line with {needle:?} within {WAIT:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {

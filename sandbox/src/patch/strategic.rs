@@ -144,19 +144,17 @@ fn merge_at(target: &mut Value, patch: &Value, path: &str, mode: Mode) {
     }
     // list directives that refer to sibling fields
     for (k, v) in p {
-        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(cur)), Value::Array(del)) = (t.get_mut(field), v) {
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/")
+            && let (Some(Value::Array(cur)), Value::Array(del)) = (t.get_mut(field), v) {
                 cur.retain(|x| !del.contains(x));
             }
-        }
     }
     for (k, v) in p {
-        if let Some(field) = k.strip_prefix("$setElementOrder/") {
-            if let (Some(Value::Array(cur)), Value::Array(order)) = (t.get_mut(field), v) {
+        if let Some(field) = k.strip_prefix("$setElementOrder/")
+            && let (Some(Value::Array(cur)), Value::Array(order)) = (t.get_mut(field), v) {
                 let strat = strategy(&join(path, field), mode);
                 reorder(cur, order, strat);
             }
-        }
     }
 }
 
@@ -170,11 +168,10 @@ fn reorder(cur: &mut Vec<Value>, order: &[Value], strat: ListStrategy) {
                 _ => e == o,
             })
         });
-        if let Some(i) = pos {
-            if let Some(e) = rest[i].take() {
+        if let Some(i) = pos
+            && let Some(e) = rest[i].take() {
                 out.push(e);
             }
-        }
     }
     out.extend(rest.into_iter().flatten());
     *cur = out;
@@ -248,7 +245,7 @@ fn prune(live: &mut Value, prev: &Value, now: &Value, path: &str) {
                     (Value::Array(pa), Value::Array(na)) => match strategy(&sub, Mode::Apply) {
                         ListStrategy::Set => {
                             if let Value::Array(la) = lv {
-                                la.retain(|x| !(pa.contains(x) && !na.contains(x)));
+                                la.retain(|x| !pa.contains(x) || na.contains(x));
                             }
                         }
                         ListStrategy::Keyed(keys) => {

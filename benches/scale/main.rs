@@ -1,0 +1,103 @@
+//! `cargo bench --bench scale [-- --services 1000,10000 --latency-ms 50 --concurrency 64]`
+//!
+//! Drives the real `cloudlb` binary (built by cargo for this bench, release profile) against
+//! the sandbox Kubernetes API with the memory provider, and prints a markdown table per
+//! scenario. See benches/README.md for the scenarios and the recorded results.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+mod scenarios;
+
+use std::time::Duration;
+
+use scenarios::Params;
+
+struct Args {
+    services: Vec<usize>,
+    nodes: usize,
+    latency: Duration,
+    concurrency: u16,
+    latency_samples: usize,
+    footprint: (usize, usize, usize),
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        services: vec![1000, 10000],
+        nodes: 10,
+        latency: Duration::from_millis(50),
+        concurrency: 64,
+        latency_samples: 200,
+        footprint: (10_000, 10_000, 1_000),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).filter(|s| s != "--bench").collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<usize>().map_err(|_| format!("{flag}: {v:?} is not a number"));
+        match flag.as_str() {
+            "--services" => a.services = value()?.split(',').map(|v| num(v.to_string())).collect::<Result<_, _>>()?,
+            "--nodes" => a.nodes = num(value()?)?,
+            "--latency-ms" => a.latency = Duration::from_millis(num(value()?)? as u64),
+            "--concurrency" => a.concurrency = num(value()?)?.clamp(1, 4096) as u16,
+            "--latency-samples" => a.latency_samples = num(value()?)?,
+            "--footprint" => {
+                let v: Vec<usize> = value()?.split(',').map(|v| num(v.to_string())).collect::<Result<_, _>>()?;
+                let [lb, other, nodes] = v[..] else { return Err("--footprint takes LB,OTHER,NODES".into()) };
+                a.footprint = (lb, other, nodes);
+            }
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok(a)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn s(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let lat = args.latency.as_millis();
+    println!("## Scale (memory provider, {lat} ms per call, {} nodes, --concurrency {})\n", args.nodes, args.concurrency);
+    println!("| N | converged | Services/s | create-to-status p50 | p99 | restart: mutating calls | restart: caught up | add node: calls | add node: time | exclude node: calls | exclude node: time | delete all | API requests |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for &n in &args.services {
+        let p = Params { services: n, nodes: args.nodes, latency: args.latency, concurrency: args.concurrency };
+        let r = scenarios::scale(&p).await;
+        println!(
+            "| {n} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s(r.converge),
+            n as f64 / r.converge.as_secs_f64(),
+            ms(r.create_p50),
+            ms(r.create_p99),
+            r.restart_mutating_calls,
+            s(r.restart_catch_up),
+            r.add_node_calls,
+            s(r.add_node_time),
+            r.exclude_node_calls,
+            s(r.exclude_node_time),
+            s(r.delete_all),
+            r.api_requests
+        );
+    }
+    let l = scenarios::latency(args.latency_samples).await;
+    println!("\n## One Service, provider latency 0: create to EXTERNAL-IP seen ({} samples)\n", l.samples);
+    println!("| p50 | p99 |\n|---|---|\n| {} | {} |", ms(l.p50), ms(l.p99));
+    let (lb, other, nodes) = args.footprint;
+    let f = scenarios::footprint(lb, other, nodes, args.latency).await;
+    println!("\n## Footprint: {lb} LB Services + {other} other Services + {nodes} Nodes ({lat} ms per call)\n");
+    println!("| converged | peak RSS | CPU seconds |\n|---|---|---|");
+    println!("| {} | {:.1} MiB | {:.2} |", s(f.converge), f.peak_rss_mib, f.cpu_seconds);
+}

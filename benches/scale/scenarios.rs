@@ -1,0 +1,326 @@
+//! The scale and latency scenarios of the benchmark (issue: "Scale and latency benchmarks").
+//!
+//! Each scenario drives the real `cloudlb` binary against the sandbox Kubernetes API over HTTP,
+//! with the memory provider at a chosen per-call latency, and returns measurements; printing is
+//! the caller's job. The same code runs at full size from `cargo bench --bench scale` and at
+//! N = 50 from the CI smoke test, which checks the counts (never the timings).
+//!
+//! Times are measured from the harness's side: "create-to-status" runs from the moment the
+//! create call returned to the moment the harness's own watch saw the EXTERNAL-IP, so it
+//! includes two watch deliveries on top of the controller's work.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloudlb_sandbox::SandboxConfig;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::support::{Cluster, Controller, external_ip};
+
+/// Upper bound for any one wait in a scenario: a hang fails instead of running forever.
+const LIMIT: Duration = Duration::from_secs(600);
+/// The controller's log level: quiet, but `cloudlb::app` at info (the metrics address).
+const LOG: &str = "warn,cloudlb::app=info";
+
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub services: usize,
+    pub nodes: usize,
+    pub latency: Duration,
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Default)]
+pub struct ScaleResult {
+    pub services: usize,
+    pub converge: Duration,
+    pub create_p50: Duration,
+    pub create_p99: Duration,
+    pub restart_mutating_calls: u64,
+    pub restart_catch_up: Duration,
+    pub add_node_calls: u64,
+    pub add_node_time: Duration,
+    pub exclude_node_calls: u64,
+    pub exclude_node_time: Duration,
+    pub delete_all: Duration,
+    pub api_requests: u64,
+}
+
+/// What the harness's own watch has seen: when each Service first had an address, and which
+/// Services exist.
+#[derive(Default)]
+struct Seen {
+    addressed: HashMap<String, Instant>,
+    existing: HashMap<String, ()>,
+}
+
+struct Watch {
+    seen: Arc<Mutex<Seen>>,
+    changed: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    fn start(cluster: &Cluster) -> Watch {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let changed = Arc::new(Notify::new());
+        let (s, c) = (seen.clone(), changed.clone());
+        let stream = watcher(cluster.services(), watcher::Config::default()).default_backoff().touched_objects();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Ok(Some(svc)) = stream.try_next().await {
+                let name = svc.metadata.name.clone().unwrap_or_default();
+                let now = Instant::now();
+                {
+                    let mut st = s.lock().expect("seen");
+                    if svc.metadata.deletion_timestamp.is_some() {
+                        // Gone once the finalizer goes; the DELETED event removes it below.
+                    }
+                    st.existing.insert(name.clone(), ());
+                    if external_ip(&svc).is_some() {
+                        st.addressed.entry(name).or_insert(now);
+                    }
+                }
+                c.notify_waiters();
+            }
+        });
+        Watch { seen, changed, task }
+    }
+
+    async fn wait(&self, what: &str, done: impl Fn(&Seen) -> bool) {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let notified = self.changed.notified();
+            if done(&self.seen.lock().expect("seen")) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("timed out after {LIMIT:?} waiting for {what}");
+            }
+        }
+    }
+}
+
+fn service(name: &str, lb: bool) -> Service {
+    let spec = if lb {
+        json!({"type": "LoadBalancer", "loadBalancerClass": "cloudlb.io/lb", "ports": [{"port": 80, "protocol": "TCP"}]})
+    } else {
+        json!({"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP"}]})
+    };
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"}, "spec": spec}))
+        .expect("service json")
+}
+
+async fn create_all(cluster: &Cluster, names: &[String], lb: bool) -> HashMap<String, Instant> {
+    let api = cluster.services();
+    futures::stream::iter(names.iter().cloned())
+        .map(|name| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &service(&name, lb)).await.expect("create service");
+                (name, Instant::now())
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await
+}
+
+fn sandbox_config() -> SandboxConfig {
+    // 10,000 LoadBalancer Services need more node ports than the default 30000-32767 range
+    // has, exactly as on a real cluster; widen it. Keep enough watch history for the bursts.
+    SandboxConfig { node_port_range: (10000, 65000), watch_history: 500_000, ..Default::default() }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn add_nodes(cluster: &Cluster, n: usize) {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            cluster.add_node(&format!("node-{i:04}"), &format!("10.1.{}.{}", i / 250, i % 250 + 1), &[]).await;
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// Waits until `calls(ensure) - before == want` and stays there for a quiet moment; returns the
+/// delta and the time when it first reached `want`.
+async fn ensure_delta(ctl: &Controller, before: u64, want: u64, started: Instant) -> (u64, Duration) {
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure")], "ensure calls", |v| v as u64 >= before + want)
+        .await;
+    let reached = started.elapsed();
+    ctl.settle(Duration::from_millis(500)).await;
+    (ctl.calls("ensure").await - before, reached)
+}
+
+/// Scenarios 1-4: create N at once, restart, add a node, exclude a node, delete all.
+pub async fn scale(p: &Params) -> ScaleResult {
+    let cluster = Cluster::start_with(sandbox_config()).await;
+    add_nodes(&cluster, p.nodes).await;
+    let state = cluster.dir.path().join("memory-state.json");
+    let state = state.to_str().expect("utf-8 path").to_string();
+    let latency = format!("{}ms", p.latency.as_millis());
+    let concurrency = p.concurrency.to_string();
+    let args = ["--memory-latency", &latency, "--memory-state-file", &state, "--concurrency", &concurrency];
+    let ctl = Controller::start_logging(&cluster, &args, LOG).await;
+    let watch = Watch::start(&cluster);
+    let names: Vec<String> = (0..p.services).map(|i| format!("svc-{i:05}")).collect();
+    let mut r = ScaleResult { services: p.services, ..Default::default() };
+
+    // 1. Create N at once.
+    let started = Instant::now();
+    let created = create_all(&cluster, &names, true).await;
+    let n = p.services;
+    watch.wait("every Service to get an address", |s| s.addressed.len() >= n).await;
+    r.converge = started.elapsed();
+    let mut lat: Vec<Duration> = {
+        let seen = watch.seen.lock().expect("seen");
+        names.iter().map(|n| seen.addressed[n].saturating_duration_since(created[n])).collect()
+    };
+    lat.sort();
+    r.create_p50 = percentile(&lat, 0.5);
+    r.create_p99 = percentile(&lat, 0.99);
+    ctl.settle(Duration::from_millis(500)).await;
+    ctl.stop().await;
+
+    // 2. Restart with N converged (durable provider state): no mutating call.
+    let started = Instant::now();
+    let ctl = Controller::start_logging(&cluster, &args, LOG).await;
+    ctl.wait_metric("cloudlb_reconciles_total", &[], "every Service reconciled after restart", |v| v as usize >= n)
+        .await;
+    r.restart_catch_up = started.elapsed();
+    ctl.settle(Duration::from_millis(500)).await;
+    r.restart_mutating_calls = ctl.calls("ensure").await + ctl.calls("delete").await;
+
+    // 3. Add one node, then exclude one node.
+    let before = ctl.calls("ensure").await;
+    let started = Instant::now();
+    cluster.add_node("node-new", "10.2.0.1", &[]).await;
+    (r.add_node_calls, r.add_node_time) = ensure_delta(&ctl, before, n as u64, started).await;
+    let before = ctl.calls("ensure").await;
+    let started = Instant::now();
+    cluster
+        .patch_node("node-0000", json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}}))
+        .await;
+    (r.exclude_node_calls, r.exclude_node_time) = ensure_delta(&ctl, before, n as u64, started).await;
+
+    // 4. Delete all.
+    let started = Instant::now();
+    let api = cluster.services();
+    futures::stream::iter(names.iter().cloned())
+        .map(|name| {
+            let api = api.clone();
+            async move { api.delete(&name, &DeleteParams::default()).await.map(|_| ()) }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("delete services");
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let left = api.list_metadata(&Default::default()).await.expect("list").items.len();
+        if left == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{left} Services still there after {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r.delete_all = started.elapsed();
+    r.api_requests = cluster.sandbox.stats().total;
+    ctl.stop().await;
+    watch.task.abort();
+    r
+}
+
+#[derive(Debug, Default)]
+pub struct LatencyResult {
+    pub samples: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// Scenario 5: one Service at a time, provider latency 0: create to EXTERNAL-IP seen.
+pub async fn latency(samples: usize) -> LatencyResult {
+    let cluster = Cluster::start_with(sandbox_config()).await;
+    add_nodes(&cluster, 3).await;
+    let ctl = Controller::start_logging(&cluster, &[], LOG).await;
+    let watch = Watch::start(&cluster);
+    let api = cluster.services();
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let name = format!("lat-{i:05}");
+        api.create(&PostParams::default(), &service(&name, true)).await.expect("create");
+        let created = Instant::now();
+        watch.wait("the address", |s| s.addressed.contains_key(&name)).await;
+        let seen = watch.seen.lock().expect("seen").addressed[&name];
+        lat.push(seen.saturating_duration_since(created));
+        api.delete(&name, &DeleteParams::default()).await.expect("delete");
+    }
+    lat.sort();
+    ctl.stop().await;
+    watch.task.abort();
+    LatencyResult { samples, p50: percentile(&lat, 0.5), p99: percentile(&lat, 0.99) }
+}
+
+#[derive(Debug, Default)]
+pub struct FootprintResult {
+    pub lb_services: usize,
+    pub other_services: usize,
+    pub nodes: usize,
+    pub converge: Duration,
+    pub peak_rss_mib: f64,
+    pub cpu_seconds: f64,
+}
+
+fn proc_stats(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|i| f.get(*i)?.parse::<f64>().ok()).sum();
+    (hwm_kib / 1024.0, ticks / 100.0)
+}
+
+/// Scenario 6: peak RSS and CPU of the controller with LB Services, other Services it must
+/// ignore, and many Nodes.
+pub async fn footprint(lb: usize, other: usize, nodes: usize, latency: Duration) -> FootprintResult {
+    let cluster = Cluster::start_with(sandbox_config()).await;
+    add_nodes(&cluster, nodes).await;
+    let others: Vec<String> = (0..other).map(|i| format!("other-{i:05}")).collect();
+    create_all(&cluster, &others, false).await;
+    let latency = format!("{}ms", latency.as_millis());
+    let ctl = Controller::start_logging(&cluster, &["--memory-latency", &latency], LOG).await;
+    let watch = Watch::start(&cluster);
+    let names: Vec<String> = (0..lb).map(|i| format!("svc-{i:05}")).collect();
+    let started = Instant::now();
+    create_all(&cluster, &names, true).await;
+    watch.wait("every LB Service to get an address", |s| s.addressed.len() >= lb).await;
+    let converge = started.elapsed();
+    ctl.settle(Duration::from_millis(500)).await;
+    let (peak_rss_mib, cpu_seconds) = proc_stats(ctl.pid().expect("controller running"));
+    ctl.stop().await;
+    watch.task.abort();
+    FootprintResult { lb_services: lb, other_services: other, nodes, converge, peak_rss_mib, cpu_seconds }
+}

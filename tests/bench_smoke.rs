@@ -1,0 +1,26 @@
+//! Keeps the scale benchmark's harness working: its scenarios at N = 50, checking the counts
+//! the benchmark reports (never the timings, which mean nothing at this size or on CI).
+
+mod support;
+#[path = "../benches/scale/scenarios.rs"]
+mod scenarios;
+
+use std::time::Duration;
+
+#[tokio::test]
+async fn scale_scenarios_at_n_50() {
+    let p = scenarios::Params { services: 50, nodes: 3, latency: Duration::from_millis(5), concurrency: 16 };
+    let r = scenarios::scale(&p).await;
+    assert_eq!(r.restart_mutating_calls, 0, "a restart on converged state makes no mutating call");
+    assert_eq!(r.add_node_calls, 50, "one call per load balancer whose targets change");
+    assert_eq!(r.exclude_node_calls, 50, "one call per load balancer whose targets change");
+    assert!(r.create_p99 >= r.create_p50);
+}
+
+#[tokio::test]
+async fn latency_and_footprint_scenarios_run() {
+    let l = scenarios::latency(5).await;
+    assert_eq!(l.samples, 5);
+    let f = scenarios::footprint(20, 20, 10, Duration::ZERO).await;
+    assert!(f.peak_rss_mib > 0.0 && f.cpu_seconds >= 0.0, "{f:?}");
+}
