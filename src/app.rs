@@ -9,7 +9,10 @@ use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use tracing::info;
 
+use std::time::Duration;
+
 use crate::args::{ControllerArgs, RunArgs};
+use crate::leader::{Elector, LeaderConfig};
 use crate::controller::{self, ControllerConfig};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Metrics};
@@ -46,6 +49,17 @@ pub async fn start(
     let addr = metrics::serve(args.metrics_addr.unwrap_or(default_metrics), metrics.clone()).await?;
     info!(addr = %addr, "serving metrics and health");
     let provider = providers::build(args)?;
+    let leadership = if args.leader_elect {
+        // A standby is ready (healthy, waiting): a rollout must not stall on it. The leader is
+        // ready once it has synced (set by the controller).
+        let standby = || metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        let held = Elector::new(client.clone(), leader_config(args)).acquire(standby).await;
+        metrics.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        Some(held)
+    } else {
+        None
+    };
+    metrics.leader.set(1);
     let config = ControllerConfig {
         cluster_name: args.cluster_name.clone(),
         claim: crate::claim::ClaimConfig {
@@ -60,7 +74,47 @@ pub async fn start(
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| "cloudlb".into()),
     };
-    controller::run(client, provider, config, metrics, shutdown).await
+    let Some(leadership) = leadership else {
+        return controller::run(client, provider, config, metrics, shutdown).await;
+    };
+    let mut lost = leadership.lost.clone();
+    let lost_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = lost_flag.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = lost.wait_for(|l| *l) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
+    };
+    let result = controller::run(client, provider, config, metrics.clone(), stop).await;
+    metrics.leader.set(0);
+    if lost_flag.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::LeadershipLost);
+    }
+    leadership.release().await;
+    result
+}
+
+fn leader_config(args: &ControllerArgs) -> LeaderConfig {
+    const IN_CLUSTER_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+    let namespace = args.leader_election_namespace.clone().unwrap_or_else(|| {
+        std::fs::read_to_string(IN_CLUSTER_NAMESPACE)
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into())
+    });
+    let host = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "cloudlb".into());
+    LeaderConfig {
+        namespace,
+        name: args.leader_election_id.clone(),
+        // Unique per process, so a restarted pod with the same name does not inherit the lease
+        // of its predecessor without waiting for it to expire.
+        identity: format!("{host}_{}", crate::leader::random_suffix()),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

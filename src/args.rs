@@ -67,6 +67,15 @@ pub struct ControllerArgs {
     /// 127.0.0.1:0 (a free port) for `sandbox`].
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Run only while holding a Lease, so several replicas can run with one active.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease [default: this pod's namespace, else default].
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader-election Lease; controllers with different classes need different ones.
+    #[arg(long, default_value = "cloudlb")]
+    pub leader_election_id: String,
     /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -36,6 +36,8 @@ pub enum Error {
     Client(#[source] kube::Error),
     #[error("reaching the Kubernetes API (check --kubeconfig and that the API server is up): {0}")]
     ApiUnreachable(#[source] kube::Error),
+    #[error("lost leadership (the Lease could not be renewed); exiting so a standby takes over")]
+    LeadershipLost,
     #[error("node watch ended before the first list completed")]
     NodeWatchEnded,
     #[error("binding {what} on {addr}: {source}")]

@@ -15,7 +15,8 @@
 //! - [`args`]: every flag; [`app`]: start-up; [`providers`]: the provider factory;
 //! - [`claim`]: which Services are ours; [`desired`]: the pure spec builder and node rules;
 //! - [`controller`]: reconcile, status and conditions, finalizer, backoff, node tracking;
-//! - [`keys`]: annotation keys, reasons, finalizer; [`metrics`]; [`demo`]: `cloudlb sandbox`.
+//! - [`keys`]: annotation keys, reasons, finalizer; [`metrics`]; [`demo`]: `cloudlb sandbox`;
+//! - [`leader`]: leader election on a Lease.
 
 pub mod app;
 pub mod args;
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod desired;
 pub mod error;
 pub mod keys;
+pub mod leader;
 pub mod logging;
 pub mod metrics;
 pub mod providers;

@@ -80,6 +80,7 @@ pub struct Metrics {
     pub provider_duration: Histogram,
     pub eligible_nodes: Gauge,
     pub node_set_changes: Counter,
+    pub leader: Gauge,
     pub ready: AtomicBool,
 }
 
@@ -110,6 +111,8 @@ impl Default for Metrics {
             "Changes of the eligible node set (each re-checks every load balancer's targets)",
             node_set_changes.clone(),
         );
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this process holds the leader Lease (or runs without election)", leader.clone());
         Self {
             registry,
             reconciles,
@@ -118,6 +121,7 @@ impl Default for Metrics {
             provider_duration,
             eligible_nodes,
             node_set_changes,
+            leader,
             ready: AtomicBool::new(false),
         }
     }
@@ -166,7 +170,7 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr
                     if r.ready.load(Ordering::Relaxed) {
                         (StatusCode::OK, "ok").into_response()
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for the first node list").into_response()
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready: leader still syncing").into_response()
                     }
                 }
             }),

@@ -305,11 +305,12 @@ async fn in_process_provider_is_re_ensured_at_start_keeping_addresses() {
     let a = c.wait_address("a").await;
     let b = c.wait_address("b").await;
     ctl.stop().await;
-    // A new process: its pool would hand out the first address first, so the recorded ones
-    // must be asked for explicitly. Start "b" first in the new pool order by deleting nothing.
+    // A new process starts with an empty pool: the recorded addresses must be handed back.
     let ctl = Controller::start(&c, &[]).await;
-    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure")], "re-ensure both", |v| v == 2.0).await;
+    // Rebuilt before the controller reports ready (Controller::start waited for /readyz).
+    assert_eq!(ctl.calls("ensure").await, 2, "both restored before ready");
     ctl.settle(Duration::from_millis(300)).await;
+    assert_eq!(ctl.calls("ensure").await, 2, "no second call after the restore");
     assert_eq!(external_ip(&c.get("a").await), Some(a));
     assert_eq!(external_ip(&c.get("b").await), Some(b));
     ctl.stop().await;
@@ -336,4 +337,65 @@ async fn bad_flags_exit_non_zero_with_a_message() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{args:?}: want {want:?} in {stderr}");
     }
+}
+
+#[tokio::test]
+async fn drift_is_detected_and_repaired() {
+    let c = cluster_with_nodes().await;
+    let state = c.dir.path().join("memory-state.json");
+    let state_arg = state.to_str().unwrap().to_string();
+    let args = ["--memory-state-file", state_arg.as_str(), "--resync-period", "1s"];
+    let ctl = Controller::start(&c, &args).await;
+    c.add_service("web", &[(80, "TCP")], json!({})).await;
+    let ip = c.wait_address("web").await;
+    ctl.stop().await;
+    // Someone deletes the load balancer behind cloudlb's back (here: in the provider's state).
+    let text = std::fs::read_to_string(&state).expect("state file");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("state json");
+    v["lbs"].as_object_mut().expect("lbs map").clear();
+    std::fs::write(&state, v.to_string()).expect("write state");
+    let ctl = Controller::start(&c, &args).await;
+    let (_, kind, note) = c.wait_event("web", "LoadBalancerDrifted").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("missing"), "{note}");
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure")], "repair", |v| v >= 1.0).await;
+    assert_eq!(external_ip(&c.get("web").await), Some(ip), "repaired with the recorded address");
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_a_standby_takes_over() {
+    let c = cluster_with_nodes().await;
+    let first = Controller::start(&c, &[]).await;
+    first.wait_metric("cloudlb_leader", &[], "first leads", |v| v == 1.0).await;
+    let second = Controller::start(&c, &[]).await; // ready as a standby
+    assert_eq!(second.metric("cloudlb_leader", &[]).await, 0.0, "the second waits");
+    c.add_service("a", &[(80, "TCP")], json!({})).await;
+    c.wait_address("a").await;
+    assert_eq!(first.calls("ensure").await, 1);
+    assert_eq!(second.calls("ensure").await, 0, "a standby makes no provider call");
+
+    // A clean shutdown releases the lease: the standby takes over without waiting for expiry.
+    let released = std::time::Instant::now();
+    first.stop().await;
+    second.wait_metric("cloudlb_leader", &[], "second leads", |v| v == 1.0).await;
+    assert!(released.elapsed() < Duration::from_secs(10), "took {:?}", released.elapsed());
+    c.add_service("b", &[(80, "TCP")], json!({})).await;
+    c.wait_address("b").await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
+    let c = cluster_with_nodes().await;
+    let mut first = Controller::start(&c, &[]).await;
+    first.wait_metric("cloudlb_leader", &[], "first leads", |v| v == 1.0).await;
+    let second = Controller::start(&c, &[]).await;
+    first.kill().await; // no release: the lease must expire (15 s) on the standby's clock
+    let killed = std::time::Instant::now();
+    second.wait_metric("cloudlb_leader", &[], "second leads", |v| v == 1.0).await;
+    assert!(killed.elapsed() >= Duration::from_secs(12), "took over before the lease expired: {:?}", killed.elapsed());
+    c.add_service("a", &[(80, "TCP")], json!({})).await;
+    c.wait_address("a").await;
+    second.stop().await;
 }

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cloudlb_provider::{Capabilities, Provider};
+use cloudlb_provider::{Capabilities, Provider, StateLocation};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use kube::runtime::controller::{self, Controller};
@@ -126,7 +126,6 @@ pub async fn run(
     if tracker.ready.wait_for(|r| *r).await.is_err() {
         return Err(Error::NodeWatchEnded);
     }
-    metrics.ready.store(true, Ordering::Relaxed);
 
     let recorder = Recorder::new(
         client.clone(),
@@ -151,10 +150,14 @@ pub async fn run(
         config: config.clone(),
         nodes: tracker.set.clone(),
         recorder,
-        metrics,
+        metrics: metrics.clone(),
         backoff: Backoff::default(),
         checked: Mutex::new(HashMap::new()),
     });
+    if ctx.caps.state == StateLocation::InProcess {
+        reconcile::restore(&ctx, &services).await;
+    }
+    ctx.metrics.ready.store(true, Ordering::Relaxed);
     let (reader, writer) = reflector::store();
     let stream = reflector(writer, watcher(services, watcher::Config::default()).modify(trim_service).default_backoff())
         .applied_objects();

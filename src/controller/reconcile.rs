@@ -23,6 +23,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
+use futures::StreamExt;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
@@ -352,6 +353,57 @@ async fn ensure_failed(svc: &Service, ctx: &Context, e: cloudlb_provider::Provid
             // Retrying will not help until something changes; look again after a resync period
             // in case what blocks it (a conflicting resource, a quota) went away.
             Ok(Action::requeue(ctx.config.resync_period))
+        }
+    }
+}
+
+/// Rebuilds, before the controller reports ready, every load balancer of a provider whose state
+/// lives in this process (it was lost with the previous process): each claimed Service that has
+/// a record gets `ensure` with its recorded address. Services whose recorded spec hash matches are
+/// marked confirmed, so the reconcile that follows makes no second call; the others (changed while
+/// we were down, or failing here) are left to the normal reconcile.
+pub async fn restore(ctx: &Context, services: &Api<Service>) {
+    let list = match services.list(&Default::default()).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            warn!(error = %e, "listing Services to restore load balancers failed; reconcile will restore them");
+            return;
+        }
+    };
+    let nodes = ctx.nodes.get();
+    let started = Instant::now();
+    let todo: Vec<Service> = list
+        .into_iter()
+        .filter(|s| is_claimed(s, &ctx.config.claim) && s.metadata.deletion_timestamp.is_none())
+        .filter(|s| finalizer::has(s) && record(s).is_some())
+        .collect();
+    let mut results = futures::stream::iter(todo)
+        .map(|svc| restore_one(ctx, nodes.clone(), svc))
+        .buffer_unordered(usize::from(ctx.config.concurrency));
+    let mut restored = 0usize;
+    while let Some(ok) = results.next().await {
+        restored += usize::from(ok);
+    }
+    info!(restored, took = ?started.elapsed(), "restored in-process load balancers");
+}
+
+async fn restore_one(ctx: &Context, nodes: Arc<Vec<crate::desired::nodes::EligibleNode>>, svc: Service) -> bool {
+    let Ok(spec) = desired::build_for(&svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) else {
+        return false;
+    };
+    let hash = spec_hash(&spec);
+    let recorded = record(&svc);
+    match ctx.provider.ensure(&lb_id(ctx, &svc), &spec, recorded.as_ref()).await {
+        Ok(st) => {
+            let unchanged = svc.annotations().get(ANN_SPEC_HASH) == Some(&hash) && Some(&st.record) == recorded.as_ref();
+            if unchanged {
+                ctx.confirmed(&svc, &hash);
+            }
+            unchanged
+        }
+        Err(e) => {
+            warn!(service = %key(&svc), error = %e, "restoring load balancer failed; reconcile will retry");
+            false
         }
     }
 }

@@ -308,6 +308,11 @@ impl Controller {
         }
     }
 
+    /// SIGKILL: a crash, nothing released.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
