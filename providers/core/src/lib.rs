@@ -8,7 +8,7 @@
 //! - the spec/status/id types ([`spec`], [`status`]) and the [`Record`] of what was made;
 //! - [`ProviderError`], whose [`ErrorClass`] drives the controller's retries;
 //! - [`Capabilities`], checked before any cloud call;
-//! - [`naming`]: deterministic, bounded resource names;
+//! - [`naming`]: deterministic, bounded resource names; [`pool`]: address pools;
 //! - [`memory::MemoryProvider`], the reference implementation;
 //! - [`conformance`], the suite every provider runs.
 
@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod error;
 pub mod memory;
 pub mod naming;
+pub mod pool;
 pub mod provider;
 pub mod spec;
 pub mod status;

@@ -11,7 +11,7 @@
 //! written to the file before the call returns (group commit: concurrent calls share one write),
 //! so a restarted controller can be checked to make zero mutating calls.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capabilities::{Capabilities, StateLocation};
 use crate::error::{ProviderError, Result};
+use crate::pool::AddressPool;
 use crate::provider::Provider;
 use crate::spec::{IpFamily, LoadBalancerId, LoadBalancerSpec, Protocol};
 use crate::status::{IngressPoint, IpMode, LoadBalancerStatus, Record};
@@ -90,16 +91,11 @@ struct Entry {
 struct State {
     /// Keyed by `cluster/uid`.
     lbs: BTreeMap<String, Entry>,
-    #[serde(skip)]
-    allocated: BTreeSet<IpAddr>,
-    /// Where the next allocation search starts, so allocation is not O(pool) each time.
-    #[serde(skip)]
-    cursor: u128,
 }
 
 pub struct MemoryProvider {
     config: MemoryConfig,
-    state: Mutex<State>,
+    state: Mutex<(State, AddressPool)>,
     counters: Counters,
     /// Mutations applied / mutations known to be on disk (group commit).
     generation: AtomicU64,
@@ -128,10 +124,13 @@ impl MemoryProvider {
                 }
             }
         }
-        state.allocated = state.lbs.values().map(|e| e.ip).collect();
+        let mut pool = AddressPool::new(vec![config.pool], "memory provider")?;
+        for e in state.lbs.values() {
+            pool.take(e.ip);
+        }
         Ok(Self {
             config,
-            state: Mutex::new(state),
+            state: Mutex::new((state, pool)),
             counters: Counters::default(),
             generation: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
@@ -152,7 +151,7 @@ impl MemoryProvider {
 
     /// Number of load balancers that exist.
     pub fn len(&self) -> usize {
-        self.lock().lbs.len()
+        self.lock().0.lbs.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,18 +160,19 @@ impl MemoryProvider {
 
     /// The spec currently implemented for `id` (tests).
     pub fn spec_of(&self, id: &LoadBalancerId) -> Option<LoadBalancerSpec> {
-        self.lock().lbs.get(&key(id)).map(|e| e.spec.clone())
+        self.lock().0.lbs.get(&key(id)).map(|e| e.spec.clone())
     }
 
     /// Drop a load balancer behind the controller's back (drift tests).
     pub fn forget(&self, id: &LoadBalancerId) {
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let (st, pool) = &mut *guard;
         if let Some(e) = st.lbs.remove(&key(id)) {
-            st.allocated.remove(&e.ip);
+            pool.release(e.ip);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (State, AddressPool)> {
         // A panic while holding the lock cannot leave State half-updated in a way that matters
         // more than losing the whole provider, so poisoning is ignored.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -207,8 +207,8 @@ impl MemoryProvider {
         }
         let covered = self.generation.load(Ordering::SeqCst);
         let bytes = {
-            let st = self.lock();
-            serde_json::to_vec(&*st).map_err(|e| ProviderError::Retryable {
+            let guard = self.lock();
+            serde_json::to_vec(&guard.0).map_err(|e| ProviderError::Retryable {
                 call: "memory.persist",
                 message: e.to_string(),
             })?
@@ -238,77 +238,6 @@ impl MemoryProvider {
 
 fn key(id: &LoadBalancerId) -> String {
     format!("{}/{}", id.cluster, id.uid)
-}
-
-impl State {
-    fn is_free(&self, ip: IpAddr) -> bool {
-        !self.allocated.contains(&ip)
-    }
-
-    /// Pick the address for a load balancer: the requested one, else the recorded one, else
-    /// the first free one in the pool.
-    fn choose_ip(
-        &mut self,
-        pool: &IpNet,
-        requested: Option<IpAddr>,
-        current: Option<IpAddr>,
-        recorded: Option<IpAddr>,
-    ) -> Result<IpAddr> {
-        if let Some(ip) = requested {
-            if Some(ip) == current {
-                return Ok(ip);
-            }
-            if !pool.contains(&ip) {
-                return Err(ProviderError::Invalid {
-                    call: "memory.allocate",
-                    message: format!("loadBalancerIP {ip} is outside the address pool {pool}"),
-                });
-            }
-            if !self.is_free(ip) {
-                return Err(ProviderError::Conflict {
-                    call: "memory.allocate",
-                    resource: ip.to_string(),
-                    message: "address already used by another load balancer".into(),
-                });
-            }
-            return Ok(ip);
-        }
-        if let Some(ip) = current {
-            return Ok(ip);
-        }
-        if let Some(ip) = recorded.filter(|ip| pool.contains(ip) && self.is_free(*ip)) {
-            return Ok(ip);
-        }
-        self.next_free(pool).ok_or_else(|| ProviderError::Quota {
-            call: "memory.allocate",
-            message: format!("address pool {pool} is exhausted"),
-        })
-    }
-
-    fn next_free(&mut self, pool: &IpNet) -> Option<IpAddr> {
-        let (base, size): (u128, u128) = match pool {
-            IpNet::V4(n) => (u32::from(n.network()) as u128, 1u128 << (32 - n.prefix_len())),
-            IpNet::V6(n) => (u128::from(n.network()), 1u128.checked_shl(128 - n.prefix_len() as u32).unwrap_or(u128::MAX)),
-        };
-        // Skip the network and broadcast addresses of IPv4 pools larger than a /31.
-        let (first, last) = match pool {
-            IpNet::V4(_) if size > 2 => (1, size - 2),
-            _ => (0, size - 1),
-        };
-        let span = last - first + 1;
-        for step in 0..span.min(self.allocated.len() as u128 + 1) {
-            let offset = first + (self.cursor + step) % span;
-            let ip = match pool {
-                IpNet::V4(_) => IpAddr::from(std::net::Ipv4Addr::from((base + offset) as u32)),
-                IpNet::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(base + offset)),
-            };
-            if self.is_free(ip) {
-                self.cursor = (self.cursor + step + 1) % span;
-                return Some(ip);
-            }
-        }
-        None
-    }
 }
 
 #[async_trait]
@@ -350,18 +279,19 @@ impl Provider for MemoryProvider {
         self.simulate("memory.ensure").await?;
         let recorded = record.and_then(|r| r.get(RECORD_IP)).and_then(|s| s.parse().ok());
         let (status, changed) = {
-            let mut st = self.lock();
+            let mut guard = self.lock();
+            let (st, pool) = &mut *guard;
             let k = key(id);
             let current = st.lbs.get(&k);
             if let Some(e) = current.filter(|e| &e.spec == spec) {
                 (self.status(e), false)
             } else {
                 let current_ip = current.map(|e| e.ip);
-                let ip = st.choose_ip(&self.config.pool, spec.requested_ip, current_ip, recorded)?;
+                let ip = pool.choose(spec.requested_ip, current_ip, recorded)?;
                 if let Some(old) = current_ip.filter(|old| *old != ip) {
-                    st.allocated.remove(&old);
+                    pool.release(old);
                 }
-                st.allocated.insert(ip);
+                pool.take(ip);
                 let entry = Entry { id: id.clone(), spec: spec.clone(), ip };
                 let status = self.status(&entry);
                 st.lbs.insert(k, entry);
@@ -379,10 +309,11 @@ impl Provider for MemoryProvider {
         self.counters.delete.fetch_add(1, Ordering::Relaxed);
         self.simulate("memory.delete").await?;
         let removed = {
-            let mut st = self.lock();
+            let mut guard = self.lock();
+            let (st, pool) = &mut *guard;
             let removed = st.lbs.remove(&key(id));
             if let Some(e) = &removed {
-                st.allocated.remove(&e.ip);
+                pool.release(e.ip);
             }
             removed.is_some()
         };
@@ -395,7 +326,7 @@ impl Provider for MemoryProvider {
     async fn get(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<Option<LoadBalancerStatus>> {
         self.counters.get.fetch_add(1, Ordering::Relaxed);
         self.simulate("memory.get").await?;
-        Ok(self.lock().lbs.get(&key(id)).map(|e| self.status(e)))
+        Ok(self.lock().0.lbs.get(&key(id)).map(|e| self.status(e)))
     }
 }
 

@@ -20,7 +20,7 @@ pub fn id_hash(id: &LoadBalancerId, len: usize) -> String {
 }
 
 /// Keep `[a-z0-9]`, map everything else to `-`, collapse and trim dashes, cut to `max`.
-fn sanitize(s: &str, max: usize) -> String {
+pub fn sanitize(s: &str, max: usize) -> String {
     let mut out = String::new();
     for c in s.chars() {
         let c = c.to_ascii_lowercase();
