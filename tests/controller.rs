@@ -399,3 +399,28 @@ async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
     c.wait_address("a").await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn namespace_flag_limits_the_scope() {
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use kube::api::{Api, PostParams};
+    let c = cluster_with_nodes().await;
+    let ns: Namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})).unwrap();
+    Api::<Namespace>::all(c.client.clone()).create(&PostParams::default(), &ns).await.expect("namespace");
+    let ctl = Controller::start(&c, &["--namespace", "team-a"]).await;
+    let team: Api<Service> = Api::namespaced(c.client.clone(), "team-a");
+    let svc: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "in-scope", "namespace": "team-a"},
+        "spec": {"type": "LoadBalancer", "loadBalancerClass": CLASS, "ports": [{"port": 80, "protocol": "TCP"}]}
+    }))
+    .unwrap();
+    c.add_service("out-of-scope", &[(80, "TCP")], json!({})).await;
+    team.create(&PostParams::default(), &svc).await.expect("create in team-a");
+    let fut = kube::runtime::wait::await_condition(team.clone(), "in-scope", |s: Option<&Service>| s.is_some_and(|s| external_ip(s).is_some()));
+    tokio::time::timeout(WAIT, fut).await.expect("in-scope Service gets an address").expect("watch");
+    ctl.settle(Duration::from_millis(300)).await;
+    let out = c.get("out-of-scope").await;
+    assert!(external_ip(&out).is_none() && !has_finalizer(&out), "a Service outside --namespace is never touched");
+    assert_eq!(ctl.calls("ensure").await, 1);
+    ctl.stop().await;
+}

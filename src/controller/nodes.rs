@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use cloudlb_provider::targets_digest;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -21,23 +22,33 @@ use tracing::{info, warn};
 use crate::desired::nodes::{EligibleNode, eligible};
 use crate::metrics::Metrics;
 
+/// One version of the eligible set, with the digest of its full target list computed once
+/// (every Service without a node selector targets exactly this list; hashing a thousand targets
+/// per reconcile would dominate the controller's CPU).
+#[derive(Default)]
+pub struct Snapshot {
+    pub nodes: Vec<EligibleNode>,
+    pub all_targets_digest: String,
+}
+
 #[derive(Default)]
 pub struct NodeSet {
-    current: RwLock<Arc<Vec<EligibleNode>>>,
+    current: RwLock<Arc<Snapshot>>,
 }
 
 impl NodeSet {
-    pub fn get(&self) -> Arc<Vec<EligibleNode>> {
+    pub fn get(&self) -> Arc<Snapshot> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces the set; returns whether it changed.
     fn set(&self, next: Vec<EligibleNode>) -> bool {
         let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
-        if **cur == next {
+        if cur.nodes == next {
             return false;
         }
-        *cur = Arc::new(next);
+        let targets: Vec<_> = next.iter().map(|n| n.target.clone()).collect();
+        *cur = Arc::new(Snapshot { all_targets_digest: targets_digest(&targets), nodes: next });
         true
     }
 }
@@ -108,10 +119,10 @@ pub fn spawn(client: Client, metrics: Arc<Metrics>) -> NodeTracker {
             metrics.eligible_nodes.set(next.len() as i64);
             let changed = task_set.set(next);
             if !*ready_tx.borrow() {
-                info!(nodes = nodes.len(), eligible = task_set.get().len(), "node list complete");
+                info!(nodes = nodes.len(), eligible = task_set.get().nodes.len(), "node list complete");
                 let _ = ready_tx.send(true);
             } else if changed {
-                info!(eligible = task_set.get().len(), "eligible node set changed");
+                info!(eligible = task_set.get().nodes.len(), "eligible node set changed");
                 metrics.node_set_changes.inc();
                 let _ = change_tx.send(());
             }

@@ -28,6 +28,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::status::{self, Cond};
+use super::nodes::Snapshot;
 use super::{Context, finalizer};
 use crate::claim::is_claimed;
 use crate::desired;
@@ -86,13 +87,11 @@ fn record(svc: &Service) -> Option<Record> {
     }
 }
 
-/// `<frontend>.<targets>`: two hashes, so a target-only change can be told apart.
-fn spec_hash(spec: &LoadBalancerSpec) -> String {
-    let frontend = LoadBalancerSpec { targets: Vec::new(), ..spec.clone() };
-    let targets = serde_json::to_vec(&spec.targets).unwrap_or_default();
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(&targets);
-    let t: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}.{t}", frontend.hash())
+/// The spec's hash, using the node set's cached digest when the targets are the whole set.
+fn spec_hash(spec: &LoadBalancerSpec, nodes: &Snapshot) -> String {
+    let whole_set = spec.targets.len() == nodes.nodes.len()
+        && spec.targets.iter().zip(&nodes.nodes).all(|(t, n)| *t == n.target);
+    if whole_set { spec.hash_with_targets(&nodes.all_targets_digest) } else { spec.hash() }
 }
 
 async fn reconcile_inner(svc: &Service, ctx: &Context) -> Result<Action> {
@@ -172,7 +171,7 @@ async fn cleanup(svc: &Service, ctx: &Context, deleting: bool) -> Result<Action>
 
 async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
     let nodes = ctx.nodes.get();
-    let spec = match desired::build_for(svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) {
+    let spec = match desired::build_for(svc, &nodes.nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) {
         Ok(spec) => spec,
         Err(invalid) => {
             let cond = Cond::not_ready(reason::INVALID_SPEC, invalid.to_string());
@@ -185,7 +184,7 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let hash = spec_hash(&spec);
+    let hash = spec_hash(&spec, &nodes);
     let id = lb_id(ctx, svc);
     let recorded_hash = svc.annotations().get(ANN_SPEC_HASH).cloned();
     let record = record(svc);
@@ -216,7 +215,7 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
             }
             Confirm::Reensure => why = Some("restart"),
             Confirm::Check => match ctx.provider.get(&id, record.as_ref()).await {
-                Ok(Some(st)) if st.spec_hash.as_deref().is_none_or(|h| h == spec.hash()) => {
+                Ok(Some(st)) if st.spec_hash.as_deref().is_none_or(|h| h == hash) => {
                     ctx.confirmed(svc, &hash);
                     ctx.backoff.succeeded(&key(svc));
                     ready_condition(svc, ctx, &spec).await?;
@@ -387,11 +386,11 @@ pub async fn restore(ctx: &Context, services: &Api<Service>) {
     info!(restored, took = ?started.elapsed(), "restored in-process load balancers");
 }
 
-async fn restore_one(ctx: &Context, nodes: Arc<Vec<crate::desired::nodes::EligibleNode>>, svc: Service) -> bool {
-    let Ok(spec) = desired::build_for(&svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) else {
+async fn restore_one(ctx: &Context, nodes: Arc<Snapshot>, svc: Service) -> bool {
+    let Ok(spec) = desired::build_for(&svc, &nodes.nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) else {
         return false;
     };
-    let hash = spec_hash(&spec);
+    let hash = spec_hash(&spec, &nodes);
     let recorded = record(&svc);
     match ctx.provider.ensure(&lb_id(ctx, &svc), &spec, recorded.as_ref()).await {
         Ok(st) => {
@@ -468,8 +467,8 @@ impl Context {
             return DELETE_ATTEMPT.into();
         }
         let nodes = self.nodes.get();
-        match desired::build_for(svc, &nodes, &self.config.desired, &self.caps, self.provider.as_ref()) {
-            Ok(spec) => spec_hash(&spec),
+        match desired::build_for(svc, &nodes.nodes, &self.config.desired, &self.caps, self.provider.as_ref()) {
+            Ok(spec) => spec_hash(&spec, &nodes),
             Err(_) => "invalid".into(),
         }
     }
@@ -486,15 +485,17 @@ mod tests {
     use cloudlb_provider::conformance;
 
     #[test]
-    fn spec_hash_separates_targets() {
-        let a = conformance::spec(&[80]);
-        let mut b = a.clone();
-        b.targets.push(conformance::target("node-b", "127.0.0.2"));
-        let (ha, hb) = (spec_hash(&a), spec_hash(&b));
-        assert_ne!(ha, hb);
-        assert_eq!(ha.split('.').next(), hb.split('.').next());
-        let mut c = a.clone();
-        c.listeners[0].node_port += 1;
-        assert_ne!(spec_hash(&c).split('.').next(), ha.split('.').next());
+    fn cached_digest_gives_the_same_hash() {
+        use crate::desired::nodes::EligibleNode;
+        let spec = conformance::spec(&[80]);
+        let nodes = Snapshot {
+            nodes: spec.targets.iter().map(|t| EligibleNode { target: t.clone(), labels: Default::default() }).collect(),
+            all_targets_digest: cloudlb_provider::targets_digest(&spec.targets),
+        };
+        assert_eq!(spec_hash(&spec, &nodes), spec.hash());
+        let mut subset = spec.clone();
+        subset.targets.clear();
+        assert_eq!(spec_hash(&subset, &nodes), subset.hash());
+        assert_ne!(spec_hash(&subset, &nodes), spec.hash());
     }
 }

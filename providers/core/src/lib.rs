@@ -27,6 +27,6 @@ pub use error::{ErrorClass, ProviderError, Result};
 pub use provider::Provider;
 pub use spec::{
     AddressKind, HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,
-    NodeAddress, Protocol, Scheme, SessionAffinity, Target,
+    NodeAddress, Protocol, Scheme, SessionAffinity, Target, targets_digest,
 };
 pub use status::{IngressPoint, IpMode, LoadBalancerStatus, Record};

@@ -212,12 +212,42 @@ pub struct LoadBalancerSpec {
 }
 
 impl LoadBalancerSpec {
-    /// A stable digest of the spec (16 hex chars). Equal specs give equal hashes across
-    /// processes and versions, as long as the serialized form does not change.
+    /// A stable digest of the spec, `<frontend>.<targets>` (16 hex chars each): equal specs give
+    /// equal hashes across processes and versions, as long as the serialized form does not
+    /// change, and a change of targets alone can be told from a change of the rest.
     pub fn hash(&self) -> String {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        let digest = Sha256::digest(&bytes);
-        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        self.hash_with_targets(&targets_digest(&self.targets))
+    }
+
+    /// [`Self::hash`] with the targets' digest supplied by a caller that has it cached (with a
+    /// thousand nodes, serializing the targets is most of the cost).
+    pub fn hash_with_targets(&self, targets_digest: &str) -> String {
+        format!("{}.{targets_digest}", self.frontend_digest())
+    }
+
+    /// Digest of everything but the targets.
+    pub fn frontend_digest(&self) -> String {
+        #[derive(Serialize)]
+        struct Frontend<'a> {
+            listeners: &'a [Listener],
+            health_check: &'a HealthCheck,
+            source_ranges: &'a [IpNet],
+            requested_ip: &'a Option<IpAddr>,
+            scheme: Scheme,
+            session_affinity: SessionAffinity,
+            ip_families: &'a [IpFamily],
+            options: &'a BTreeMap<String, String>,
+        }
+        digest(&Frontend {
+            listeners: &self.listeners,
+            health_check: &self.health_check,
+            source_ranges: &self.source_ranges,
+            requested_ip: &self.requested_ip,
+            scheme: self.scheme,
+            session_affinity: self.session_affinity,
+            ip_families: &self.ip_families,
+            options: &self.options,
+        })
     }
 
     /// The distinct protocols used by the listeners.
@@ -232,6 +262,17 @@ impl LoadBalancerSpec {
     pub fn restricts_sources(&self) -> bool {
         self.source_ranges.iter().any(|r| r.prefix_len() != 0)
     }
+}
+
+/// Digest of a target list (16 hex chars).
+pub fn targets_digest(targets: &[Target]) -> String {
+    digest(&targets)
+}
+
+fn digest(value: &impl Serialize) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -270,10 +311,16 @@ mod tests {
     fn hash_is_stable_and_sensitive() {
         let a = sample();
         assert_eq!(a.hash(), sample().hash());
-        assert_eq!(a.hash().len(), 16);
+        assert_eq!(a.hash().len(), 33);
         let mut b = sample();
         b.listeners[0].node_port = 30081;
         assert_ne!(a.hash(), b.hash());
+        assert_ne!(a.frontend_digest(), b.frontend_digest());
+        let mut c = sample();
+        c.targets.push(Target { node: "n".into(), provider_id: None, addresses: vec![] });
+        assert_eq!(a.frontend_digest(), c.frontend_digest(), "targets are not part of the frontend");
+        assert_ne!(a.hash(), c.hash());
+        assert_eq!(c.hash(), c.hash_with_targets(&targets_digest(&c.targets)));
     }
 
     #[test]
