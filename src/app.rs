@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use cloudlb_provider::Provider;
 use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use tracing::info;
@@ -20,9 +21,11 @@ use crate::providers;
 
 /// `cloudlb run`.
 pub async fn run(args: RunArgs) -> Result<()> {
+    // The provider first: a missing flag or credential is reported before anything else.
+    let provider = providers::build(&args.controller).await?;
     let client = client(args.kubeconfig.as_deref()).await?;
     let default_metrics: SocketAddr = ([0, 0, 0, 0], 8080).into();
-    start(client, &args.controller, default_metrics, shutdown_signal()).await
+    start(client, provider, &args.controller, default_metrics, shutdown_signal()).await
 }
 
 /// A client from `--kubeconfig`, else in-cluster config, else `~/.kube/config`.
@@ -41,6 +44,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client> {
 /// Serves metrics, builds the provider and runs the controller until `shutdown`.
 pub async fn start(
     client: Client,
+    provider: Arc<dyn Provider>,
     args: &ControllerArgs,
     default_metrics: SocketAddr,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -48,7 +52,6 @@ pub async fn start(
     let metrics = Arc::new(Metrics::default());
     let addr = metrics::serve(args.metrics_addr.unwrap_or(default_metrics), metrics.clone()).await?;
     info!(addr = %addr, "serving metrics and health");
-    let provider = providers::build(args)?;
     let leadership = if args.leader_elect {
         // A standby is ready (healthy, waiting): a rollout must not stall on it. The leader is
         // ready once it has synced (set by the controller).

@@ -29,7 +29,12 @@ pub enum Command {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ProviderKind {
-    /// In-process load balancers with addresses from --memory-ip-pool (tests, benchmarks, demos).
+    /// cloudlb forwards the traffic itself, on addresses from --local-address-pool (kind, k3s,
+    /// bare metal, trying it out).
+    Local,
+    /// AWS Network Load Balancers (ELBv2) in --aws-vpc-id.
+    Aws,
+    /// In-process load balancers with addresses from --memory-ip-pool (tests, benchmarks).
     Memory,
 }
 
@@ -41,8 +46,8 @@ pub enum LogFormat {
 
 #[derive(Args, Debug, Clone)]
 pub struct ControllerArgs {
-    /// Which cloud makes the load balancers.
-    #[arg(long, value_enum, default_value = "memory", env = "CLOUDLB_PROVIDER")]
+    /// Which provider makes the load balancers.
+    #[arg(long, value_enum, default_value = "local", env = "CLOUDLB_PROVIDER")]
     pub provider: ProviderKind,
     /// Name of this cluster: part of every cloud resource's name and ownership tags.
     #[arg(long, default_value = "kubernetes", value_parser = parse_cluster_name)]
@@ -80,7 +85,45 @@ pub struct ControllerArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     #[command(flatten)]
+    pub local: LocalArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
     pub memory: MemoryArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LocalArgs {
+    /// Local provider: CIDRs addresses are allocated from (comma-separated). The default is on
+    /// Linux's loopback: bindable without privileges, reachable from this host only.
+    #[arg(long, default_value = "127.240.0.0/16", value_parser = parse_cidr, value_delimiter = ',')]
+    pub local_address_pool: Vec<IpNet>,
+    /// Local provider: how long connections to a removed node may finish.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub local_drain_timeout: Duration,
+    /// Local provider: UDP flows idle this long are forgotten.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_min_1s)]
+    pub local_udp_idle_timeout: Duration,
+    /// Local provider: timeout of a connection to a node.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub local_connect_timeout: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AwsArgs {
+    /// AWS provider: the region (else $AWS_REGION).
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// AWS provider: the VPC the load balancers live in (required with --provider aws).
+    #[arg(long)]
+    pub aws_vpc_id: Option<String>,
+    /// AWS provider: subnets for every load balancer (comma-separated); default: discovered by
+    /// the kubernetes.io/role/elb (or internal-elb) and kubernetes.io/cluster/<name> tags.
+    #[arg(long, value_delimiter = ',')]
+    pub aws_subnets: Option<Vec<String>>,
+    /// AWS provider: another endpoint for ELBv2 and EC2 (an emulator such as moto).
+    #[arg(long)]
+    pub aws_endpoint_url: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -228,6 +271,8 @@ mod tests {
     #[test]
     fn cli_parses_and_rejects() {
         let ok = Cli::try_parse_from(["cloudlb", "run", "--provider", "memory", "--concurrency", "8"]);
+        assert!(ok.is_ok(), "{ok:?}");
+        let ok = Cli::try_parse_from(["cloudlb", "run", "--provider", "aws", "--aws-vpc-id", "vpc-1", "--aws-subnets", "a,b"]);
         assert!(ok.is_ok(), "{ok:?}");
         for bad in [
             vec!["cloudlb", "run", "--provider", "nope"],

@@ -23,6 +23,7 @@ const DEMO_SERVICE: &str = "hello";
 const DEMO_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn sandbox(args: SandboxArgs) -> Result<()> {
+    let provider = crate::providers::build(&args.controller).await?;
     let bind: SocketAddr = ([127, 0, 0, 1], args.port).into();
     let sandbox = cloudlb_sandbox::Sandbox::start(cloudlb_sandbox::SandboxConfig { bind, ..Default::default() })
         .await
@@ -41,7 +42,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
         let stop = async move {
             let _ = stop_rx.await;
         };
-        app::start(controller_client, &controller_args, ([127, 0, 0, 1], 0).into(), stop).await
+        app::start(controller_client, provider, &controller_args, ([127, 0, 0, 1], 0).into(), stop).await
     });
 
     if !args.no_demo {

@@ -203,6 +203,10 @@ impl Provider for InstrumentedProvider {
         self.inner.validate(spec)
     }
 
+    fn warnings(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        self.inner.warnings(spec)
+    }
+
     async fn ensure(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> PResult<LoadBalancerStatus> {
         let started = Instant::now();
         let r = self.inner.ensure(id, spec, record).await;

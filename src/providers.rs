@@ -2,14 +2,18 @@
 
 use std::sync::Arc;
 
-use cloudlb_provider::Provider;
 use cloudlb_provider::memory::{MemoryConfig, MemoryProvider};
+use cloudlb_provider::{Provider, ProviderError};
+use cloudlb_provider_aws::{AwsConfig, AwsProvider};
+use cloudlb_provider_local::{LocalConfig, LocalProvider};
 
 use crate::args::{ControllerArgs, ProviderKind};
 use crate::desired::DesiredConfig;
 use crate::error::{Error, Result};
 
-pub fn build(args: &ControllerArgs) -> Result<Arc<dyn Provider>> {
+pub async fn build(args: &ControllerArgs) -> Result<Arc<dyn Provider>> {
+    let provider = name(args.provider);
+    let err = |source| Error::CreateProvider { provider, source };
     match args.provider {
         ProviderKind::Memory => {
             let m = &args.memory;
@@ -21,16 +25,47 @@ pub fn build(args: &ControllerArgs) -> Result<Arc<dyn Provider>> {
                 protocols: m.memory_protocols.clone(),
                 state_file: m.memory_state_file.clone(),
             };
-            let p = MemoryProvider::new(config).map_err(|source| Error::CreateProvider { provider: "memory", source })?;
-            Ok(Arc::new(p))
+            Ok(Arc::new(MemoryProvider::new(config).map_err(err)?))
         }
+        ProviderKind::Local => {
+            let l = &args.local;
+            let config = LocalConfig {
+                pools: l.local_address_pool.clone(),
+                drain_timeout: l.local_drain_timeout,
+                udp_idle_timeout: l.local_udp_idle_timeout,
+                connect_timeout: l.local_connect_timeout,
+            };
+            Ok(Arc::new(LocalProvider::new(config).map_err(err)?))
+        }
+        ProviderKind::Aws => {
+            let a = &args.aws;
+            let missing = |flag: &str| {
+                err(ProviderError::Invalid { call: "aws.config", message: format!("{flag} is required with --provider aws") })
+            };
+            let region = a.aws_region.clone().ok_or_else(|| missing("--aws-region (or $AWS_REGION)"))?;
+            let vpc = a.aws_vpc_id.clone().ok_or_else(|| missing("--aws-vpc-id"))?;
+            let mut config = AwsConfig::new(region, vpc);
+            config.subnets = a.aws_subnets.clone();
+            config.endpoint_url = a.aws_endpoint_url.clone();
+            Ok(Arc::new(AwsProvider::new(config).await.map_err(err)?))
+        }
+    }
+}
+
+pub fn name(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Local => "local",
+        ProviderKind::Aws => "aws",
+        ProviderKind::Memory => "memory",
     }
 }
 
 /// Annotation prefixes whose annotations become the provider's options.
 pub fn desired_config(kind: ProviderKind) -> DesiredConfig {
-    let prefixes = match kind {
-        ProviderKind::Memory => vec!["memory.cloudlb.io/".to_string()],
+    let prefixes: Vec<String> = match kind {
+        ProviderKind::Local => vec![cloudlb_provider_local::OPTION_PREFIX.into()],
+        ProviderKind::Aws => cloudlb_provider_aws::OPTION_PREFIXES.iter().map(|p| p.to_string()).collect(),
+        ProviderKind::Memory => vec!["memory.cloudlb.io/".into()],
     };
     DesiredConfig { option_prefixes: prefixes }
 }

@@ -325,6 +325,8 @@ async fn bad_flags_exit_non_zero_with_a_message() {
         (vec!["run", "--cluster-name", "Bad_Name"], "lowercase letters"),
         (vec!["run", "--memory-ip-pool", "10.0.0.0/99"], "is not a CIDR"),
         (vec!["run", "--kubeconfig", "/nonexistent/kubeconfig"], "/nonexistent/kubeconfig"),
+        (vec!["run", "--provider", "aws", "--aws-region", "us-east-1", "--kubeconfig", "/dev/null"], "--aws-vpc-id is required"),
+        (vec!["run", "--local-address-pool", "127.240.0.0/16,nope"], "is not a CIDR"),
     ] {
         let out = tokio::time::timeout(
             WAIT,

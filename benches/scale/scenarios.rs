@@ -134,6 +134,11 @@ async fn create_all(cluster: &Cluster, names: &[String], lb: bool) -> HashMap<St
         .await
 }
 
+/// Progress on stderr, so a long run shows where it is (the table goes to stdout).
+fn progress(what: &str) {
+    eprintln!("[bench] {what}");
+}
+
 fn sandbox_config() -> SandboxConfig {
     // 10,000 LoadBalancer Services need more node ports than the default 30000-32767 range
     // has, exactly as on a real cluster; widen it. Keep enough watch history for the bursts.
@@ -161,10 +166,12 @@ async fn add_nodes(cluster: &Cluster, n: usize) {
 /// Waits until `calls(ensure) - before == want` and stays there for a quiet moment; returns the
 /// delta and the time when it first reached `want`.
 async fn ensure_delta(ctl: &Controller, before: u64, want: u64, started: Instant) -> (u64, Duration) {
-    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure")], "ensure calls", |v| v as u64 >= before + want)
-        .await;
+    ctl.wait_metric_within("cloudlb_provider_calls_total", &[("call", "ensure")], "ensure calls", LIMIT, |v| {
+        v as u64 >= before + want
+    })
+    .await;
     let reached = started.elapsed();
-    ctl.settle(Duration::from_millis(500)).await;
+    ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
     (ctl.calls("ensure").await - before, reached)
 }
 
@@ -188,6 +195,7 @@ pub async fn scale(p: &Params) -> ScaleResult {
     let n = p.services;
     watch.wait("every Service to get an address", |s| s.addressed.len() >= n).await;
     r.converge = started.elapsed();
+    progress(&format!("N={n}: converged in {:?}", r.converge));
     let mut lat: Vec<Duration> = {
         let seen = watch.seen.lock().expect("seen");
         names.iter().map(|n| seen.addressed[n].saturating_duration_since(created[n])).collect()
@@ -195,23 +203,27 @@ pub async fn scale(p: &Params) -> ScaleResult {
     lat.sort();
     r.create_p50 = percentile(&lat, 0.5);
     r.create_p99 = percentile(&lat, 0.99);
-    ctl.settle(Duration::from_millis(500)).await;
+    ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
     ctl.stop().await;
 
     // 2. Restart with N converged (durable provider state): no mutating call.
     let started = Instant::now();
     let ctl = Controller::start_logging(&cluster, &args, LOG).await;
-    ctl.wait_metric("cloudlb_reconciles_total", &[], "every Service reconciled after restart", |v| v as usize >= n)
-        .await;
+    ctl.wait_metric_within("cloudlb_reconciles_total", &[], "every Service reconciled after restart", LIMIT, |v| {
+        v as usize >= n
+    })
+    .await;
     r.restart_catch_up = started.elapsed();
-    ctl.settle(Duration::from_millis(500)).await;
+    ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
     r.restart_mutating_calls = ctl.calls("ensure").await + ctl.calls("delete").await;
+    progress(&format!("N={n}: restart caught up in {:?}", r.restart_catch_up));
 
     // 3. Add one node, then exclude one node.
     let before = ctl.calls("ensure").await;
     let started = Instant::now();
     cluster.add_node("node-new", "10.2.0.1", &[]).await;
     (r.add_node_calls, r.add_node_time) = ensure_delta(&ctl, before, n as u64, started).await;
+    progress(&format!("N={n}: node added, {} calls in {:?}", r.add_node_calls, r.add_node_time));
     let before = ctl.calls("ensure").await;
     let started = Instant::now();
     cluster
@@ -241,6 +253,7 @@ pub async fn scale(p: &Params) -> ScaleResult {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     r.delete_all = started.elapsed();
+    progress(&format!("N={n}: all deleted in {:?}", r.delete_all));
     r.api_requests = cluster.sandbox.stats().total;
     ctl.stop().await;
     watch.task.abort();
@@ -318,7 +331,7 @@ pub async fn footprint(lb: usize, other: usize, nodes: usize, latency: Duration)
     create_all(&cluster, &names, true).await;
     watch.wait("every LB Service to get an address", |s| s.addressed.len() >= lb).await;
     let converge = started.elapsed();
-    ctl.settle(Duration::from_millis(500)).await;
+    ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
     let (peak_rss_mib, cpu_seconds) = proc_stats(ctl.pid().expect("controller running"));
     ctl.stop().await;
     watch.task.abort();

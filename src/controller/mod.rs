@@ -14,6 +14,7 @@
 //! would ensure every load balancer with an empty target set.
 
 pub mod backoff;
+pub mod events;
 pub mod finalizer;
 pub mod nodes;
 pub mod reconcile;
@@ -30,7 +31,6 @@ use cloudlb_provider::{Capabilities, Provider, StateLocation};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource};
 use tracing::{debug, info, warn};
@@ -40,6 +40,7 @@ use crate::desired::DesiredConfig;
 use crate::error::{Error, Result};
 use crate::keys::FINALIZER;
 use crate::metrics::{InstrumentedProvider, Metrics};
+pub use events::EventType;
 use backoff::Backoff;
 use nodes::NodeSet;
 
@@ -61,7 +62,7 @@ pub struct Context {
     pub caps: Capabilities,
     pub config: ControllerConfig,
     pub nodes: Arc<NodeSet>,
-    pub recorder: Recorder,
+    pub events: events::Publisher,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
     /// What the provider last confirmed for each Service's load balancer (by uid).
@@ -71,14 +72,8 @@ pub struct Context {
 impl Context {
     /// Publishes an event; a failure to do so is logged, never fatal.
     pub async fn event(&self, svc: &Service, type_: EventType, reason: &str, action: &str, note: &str) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(truncate(note, 1024)),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &svc.object_ref(&())).await {
+        let note = truncate(note, 1024);
+        if let Err(e) = self.events.publish(&svc.object_ref(&()), type_, reason, action, &note).await {
             debug!(error = %e, reason, "publishing event failed");
         }
     }
@@ -127,10 +122,7 @@ pub async fn run(
         return Err(Error::NodeWatchEnded);
     }
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter { controller: "cloudlb".into(), instance: Some(config.instance.clone()) },
-    );
+    let events = events::Publisher::new(client.clone(), "cloudlb", &config.instance);
     let services: Api<Service> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -149,7 +141,7 @@ pub async fn run(
         caps,
         config: config.clone(),
         nodes: tracker.set.clone(),
-        recorder,
+        events,
         metrics: metrics.clone(),
         backoff: Backoff::default(),
         checked: Mutex::new(HashMap::new()),

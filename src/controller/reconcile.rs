@@ -21,7 +21,6 @@ use cloudlb_provider::{
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use futures::StreamExt;
 use serde_json::json;
@@ -29,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::status::{self, Cond};
 use super::nodes::Snapshot;
-use super::{Context, finalizer};
+use super::{Context, EventType, finalizer};
 use crate::claim::is_claimed;
 use crate::desired;
 use crate::error::{Error, Result};

@@ -193,6 +193,7 @@ impl Controller {
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
             .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json", "--cluster-name", "test"])
+            .args(if extra.contains(&"--provider") { &[][..] } else { &["--provider", "memory"][..] })
             .args(extra)
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
@@ -257,21 +258,38 @@ impl Controller {
     }
 
     pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], what: &str, ok: impl Fn(f64) -> bool) -> f64 {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        self.wait_metric_within(name, labels, what, WAIT, ok).await
+    }
+
+    pub async fn wait_metric_within(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        what: &str,
+        limit: Duration,
+        ok: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let v = self.metric(name, labels).await;
             if ok(v) {
                 return v;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{what}: {name}{labels:?} = {v} after {WAIT:?}");
+            assert!(tokio::time::Instant::now() < deadline, "{what}: {name}{labels:?} = {v} after {limit:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Waits until the controller has been idle (no reconcile) for `quiet`, bounded by WAIT.
     pub async fn settle(&self, quiet: Duration) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let mut last = self.metric("cloudlb_reconciles_total", &[]).await;
+        self.settle_within(quiet, WAIT).await
+    }
+
+    /// Like [`Self::settle`] with an explicit bound (benchmarks at 10,000 Services need more).
+    pub async fn settle_within(&self, quiet: Duration, limit: Duration) {
+        let started = tokio::time::Instant::now();
+        let first = self.metric("cloudlb_reconciles_total", &[]).await;
+        let mut last = first;
         let mut since = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -282,7 +300,33 @@ impl Controller {
             } else if since.elapsed() >= quiet {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "controller never settled (reconciles keep coming: a hot loop?)");
+            assert!(
+                started.elapsed() < limit,
+                "controller never settled within {limit:?}: {} reconciles meanwhile ({:.0}/s); a hot loop?",
+                last - first,
+                (last - first) / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// Waits until no mutating provider call (ensure, delete) happened for `quiet`. Unlike
+    /// [`Self::settle`] this ignores drift-check reads, which with thousands of Services never
+    /// pause for long.
+    pub async fn settle_mutations_within(&self, quiet: Duration, limit: Duration) {
+        let started = tokio::time::Instant::now();
+        let mutations = || async { self.calls("ensure").await + self.calls("delete").await };
+        let mut last = mutations().await;
+        let mut since = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let now = mutations().await;
+            if now != last {
+                last = now;
+                since = tokio::time::Instant::now();
+            } else if since.elapsed() >= quiet {
+                return;
+            }
+            assert!(started.elapsed() < limit, "provider mutations never stopped within {limit:?}");
         }
     }
 

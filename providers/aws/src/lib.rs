@@ -1,1 +1,162 @@
-//! placeholder
+//! `cloudlb-provider-aws`: Network Load Balancers (ELBv2) for LoadBalancer Services.
+//!
+//! ```text
+//!   Service ports ──▶ listeners (TCP | UDP | TCP_UDP | TLS), one per port
+//!                         │ forward
+//!                         ▼
+//!                    target groups (instance, port = nodePort), one per port
+//!                         │ RegisterTargets (batched)
+//!                         ▼
+//!                    nodes' EC2 instances (from Node.spec.providerID)
+//!   source ranges ──▶ security group owned by the load balancer
+//! ```
+//!
+//! Why it is built this way:
+//! - **Ownership by tags** (`tags.rs`): every resource is found by a deterministic name
+//!   (`names.rs`) and used only when its `cloudlb.io/cluster` + `cloudlb.io/owner-uid` tags say it
+//!   is ours; anything else with our name is a `Conflict`, never adopted or deleted.
+//! - **Look up before create**, everywhere: creation is not idempotent on every backend.
+//! - **Plan, then apply** (`plan.rs` is pure; `ensure.rs` applies): rules are unit-tested without
+//!   an emulator, and `validate` reuses them without I/O.
+//! - **Delete from the record** (`record.rs`, `delete.rs`), by name + tags when it is missing.
+//! - **Shared client-side rate limits, deletes first** (`throttle.rs`), and one error mapping
+//!   (`errors.rs`) that names the failing AWS call.
+//!
+//! Targets without a usable instance id (no providerID, or not `aws:///zone/i-...`) are skipped
+//! with a warning log and never fail `ensure`: a load balancer with no usable target keeps its
+//! address (the spec allows empty target sets). [`AwsProvider::skipped_targets`] lists them so the
+//! controller can surface them (e.g. as a Warning event).
+
+mod clients;
+pub mod config;
+mod delete;
+mod ensure;
+mod errors;
+pub mod health;
+mod listeners;
+mod load_balancer;
+pub mod names;
+pub mod options;
+pub mod plan;
+pub mod record;
+mod security_group;
+pub mod subnets;
+pub mod tags;
+mod target_groups;
+pub mod throttle;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use cloudlb_provider::{
+    Capabilities, IpFamily, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider, ProviderError,
+    Record, StateLocation,
+};
+
+pub use config::{AwsConfig, Rate, RateLimits};
+pub use plan::SkippedTarget;
+
+use clients::{Api, Clients};
+use throttle::{Limiter, Priority};
+
+/// Annotations under these prefixes arrive in `spec.options` with the prefix cut
+/// (e.g. `ssl-cert`, `healthcheck-interval`, `scheme`, `internal`).
+pub const OPTION_PREFIXES: &[&str] = &["service.beta.kubernetes.io/aws-load-balancer-", "aws.cloudlb.io/"];
+
+/// NLB quota: listeners per load balancer.
+pub const MAX_LISTENERS: usize = 50;
+
+pub struct AwsProvider {
+    config: AwsConfig,
+    clients: Clients,
+    limiter: Limiter,
+}
+
+impl AwsProvider {
+    /// Build the SDK clients (credentials from the standard chain) and check that credentials
+    /// exist. Makes no AWS API call.
+    pub async fn new(config: AwsConfig) -> Result<Self, ProviderError> {
+        if config.region.trim().is_empty() || config.vpc_id.trim().is_empty() {
+            return Err(ProviderError::Invalid {
+                call: "aws:config",
+                message: "the aws provider needs a region and a VPC id".into(),
+            });
+        }
+        let clients = Clients::new(&config).await?;
+        let limiter = Limiter::new(&config.rate_limits);
+        Ok(Self { config, clients, limiter })
+    }
+
+    pub fn config(&self) -> &AwsConfig {
+        &self.config
+    }
+
+    /// AWS API calls made so far, by `service:Action` (tests, metrics).
+    pub fn call_counts(&self) -> BTreeMap<String, u64> {
+        self.limiter.counts()
+    }
+
+    /// Nodes of `spec` that cannot be registered (no EC2 instance id in their providerID), with
+    /// the reason. Pure; the controller may turn them into a Warning event.
+    pub fn skipped_targets(spec: &LoadBalancerSpec) -> Vec<SkippedTarget> {
+        plan::targets(spec).1
+    }
+
+    fn api(&self, priority: Priority) -> Api<'_> {
+        Api {
+            elb: &self.clients.elb,
+            ec2: &self.clients.ec2,
+            limiter: &self.limiter,
+            priority,
+            config: &self.config,
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            protocols: vec![Protocol::Tcp, Protocol::Udp],
+            mixed_protocols: true,
+            // Same port with TCP and UDP = one TCP_UDP listener (same nodePort required; see validate).
+            same_port_multiple_protocols: true,
+            source_ranges: true,
+            requested_ip: false,
+            internal: true,
+            // Target-group stickiness by source IP (the timeout is not configurable on NLBs).
+            client_ip_affinity: true,
+            ip_families: vec![IpFamily::IPv4],
+            max_listeners: MAX_LISTENERS,
+            ip_mode: IpMode::VIP,
+            state: StateLocation::Durable,
+        }
+    }
+
+    fn warnings(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        Self::skipped_targets(spec).into_iter().map(|s| format!("node {} is not a target: {}", s.node, s.reason)).collect()
+    }
+
+    fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        let (opts, problems) = options::parse(&spec.options);
+        let mut out: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+        out.extend(plan::spec_problems(spec, &opts));
+        out
+    }
+
+    async fn ensure(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> Result<LoadBalancerStatus, ProviderError> {
+        ensure::ensure(&self.api(Priority::Normal), id, spec, record).await
+    }
+
+    async fn delete(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<(), ProviderError> {
+        delete::delete(&self.api(Priority::High), id, record).await
+    }
+
+    async fn get(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+        delete::get(&self.api(Priority::Normal), id, record).await
+    }
+}

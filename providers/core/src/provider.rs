@@ -47,6 +47,14 @@ pub trait Provider: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Parts of `spec` the provider will build *without* (e.g. nodes it cannot register), in
+    /// words a user can act on. Unlike [`Provider::validate`] these do not block the load
+    /// balancer; the controller shows them in the condition and as a Warning event. No I/O.
+    fn warnings(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        let _ = spec;
+        Vec::new()
+    }
+
     /// Create or update the load balancer for `id` so that it implements `spec`.
     ///
     /// `record` is what was recorded after the last successful call (e.g. the allocated address,

@@ -1,1 +1,319 @@
-//! placeholder
+//! `cloudlb-provider-local`: cloudlb itself is the load balancer, on this host.
+//!
+//! For every load balancer it allocates an address from a pool (by default `127.240.0.0/16`,
+//! which Linux's loopback answers for without any configuration, unprivileged), binds the
+//! Service's ports on it, and forwards TCP connections and UDP flows to the targets' node ports
+//! (`Target::dial_address()`, port `Listener::node_port`). It is what a kind / k3s / bare-metal
+//! user runs, and what `cloudlb sandbox` uses so that a newcomer's `curl` reaches a real
+//! backend: like cloud-provider-kind's Envoy-per-Service, without containers, privileges or a
+//! second process.
+//!
+//! ```text
+//!                       LocalProvider (Mutex<State>: only ensure/delete/get/stats take it)
+//!                        ├─ AddressPool (core) address pools, stable per Service via the Record ("ip")
+//!                        └─ Lb per id ── Front per (port, protocol)
+//!  client ─▶ addr:port ──▶  listener_tcp / listener_udp ─▶ balance::Table (ArcSwap, lock-free)
+//!                                                           ├─ health (probe task per node)
+//!                                                           └─▶ node IP : node port
+//! ```
+//!
+//! Modules: addresses come from [`cloudlb_provider::pool`]; `lb` (one load balancer, converging in place),
+//! `listener_tcp`, `listener_udp` (the data plane), `balance` (routing, affinity, panic mode),
+//! `health` (active checks), [`proxy_protocol`] (PROXY v2 header), `options` (annotations),
+//! [`stats`] (counters), `tasks` (task ownership).
+//!
+//! State lives in this process ([`StateLocation::InProcess`]): after a restart the controller
+//! re-ensures every Service with its recorded address, which is kept.
+
+mod balance;
+mod health;
+mod lb;
+mod listener_tcp;
+mod listener_udp;
+mod options;
+pub mod proxy_protocol;
+pub mod stats;
+mod tasks;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cloudlb_provider::{
+    Capabilities, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider,
+    ProviderError, Record, Result, StateLocation,
+};
+use ipnet::IpNet;
+
+use cloudlb_provider::pool::AddressPool;
+use crate::lb::Lb;
+pub use crate::stats::{LoadBalancerStats, LocalStats, TargetStats, TrafficStats};
+
+/// Annotations under this prefix arrive in `spec.options` with the prefix cut.
+pub const OPTION_PREFIX: &str = "local.cloudlb.io/";
+
+/// Record key under which the allocated address is kept.
+pub const RECORD_IP: &str = "ip";
+
+/// Most listeners one load balancer may have.
+pub const MAX_LISTENERS: usize = 100;
+
+#[derive(Clone, Debug)]
+pub struct LocalConfig {
+    /// Where addresses come from. The default, `127.240.0.0/16`, is on Linux's loopback: bindable
+    /// by an unprivileged process (ports >= 1024) and reachable from this host only.
+    pub pools: Vec<IpNet>,
+    /// How long connections to a removed target (or listener, or deleted load balancer) may
+    /// finish before they are closed. Option `drain-timeout-seconds` overrides it per Service.
+    pub drain_timeout: Duration,
+    /// A UDP flow without a datagram either way for this long is closed.
+    pub udp_idle_timeout: Duration,
+    /// Connecting to a target that takes longer fails (and is retried once elsewhere).
+    pub connect_timeout: Duration,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            pools: vec![IpNet::V4(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 240, 0, 0), 16)
+                    .unwrap_or_default(),
+            )],
+            drain_timeout: Duration::from_secs(30),
+            udp_idle_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The local provider. Must be used from within a Tokio runtime (it spawns its data plane there).
+pub struct LocalProvider {
+    config: LocalConfig,
+    state: Mutex<State>,
+}
+
+struct State {
+    alloc: AddressPool,
+    /// Keyed by `cluster/uid`.
+    lbs: HashMap<String, Lb>,
+    /// Counters of deleted load balancers, so totals never go backwards.
+    retired: TrafficStats,
+}
+
+fn key(id: &LoadBalancerId) -> String {
+    format!("{}/{}", id.cluster, id.uid)
+}
+
+impl LocalProvider {
+    pub fn new(config: LocalConfig) -> Result<Self> {
+        let alloc = AddressPool::new(config.pools.clone(), "local provider")?;
+        Ok(Self {
+            config,
+            state: Mutex::new(State {
+                alloc,
+                lbs: HashMap::new(),
+                retired: TrafficStats::default(),
+            }),
+        })
+    }
+
+    /// Counters per load balancer and in total, with each target's health.
+    pub fn stats(&self) -> LocalStats {
+        let st = self.lock();
+        let mut totals = st.retired.clone();
+        let mut load_balancers: Vec<LoadBalancerStats> = st
+            .lbs
+            .values()
+            .map(|lb| {
+                let traffic = lb.counters.snapshot();
+                totals.add(&traffic);
+                LoadBalancerStats {
+                    namespace: lb.id.namespace.clone(),
+                    name: lb.id.name.clone(),
+                    uid: lb.id.uid.clone(),
+                    address: lb.ip,
+                    traffic,
+                    targets: lb.target_stats(),
+                }
+            })
+            .collect();
+        load_balancers
+            .sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
+        LocalStats {
+            totals,
+            load_balancers,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation under the lock is completed before anything can panic, so a poisoned
+        // lock holds consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The error for a listener that cannot be bound, naming `address:port` and the OS error.
+pub(crate) fn bind_error(addr: SocketAddr, protocol: &str, e: &std::io::Error) -> ProviderError {
+    let what = format!("{addr}/{protocol}");
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => ProviderError::Conflict {
+            call: "local.bind",
+            resource: what.clone(),
+            message: format!(
+                "cannot listen on {what}: {e}: another process or load balancer uses this port on this address"
+            ),
+        },
+        std::io::ErrorKind::PermissionDenied => ProviderError::Permission {
+            call: "local.bind",
+            message: format!(
+                "cannot listen on {what}: {e}: ports below 1024 need root or CAP_NET_BIND_SERVICE (or a lower net.ipv4.ip_unprivileged_port_start)"
+            ),
+        },
+        _ => ProviderError::Invalid {
+            call: "local.bind",
+            message: format!(
+                "cannot listen on {what}: {e}: is this address configured on the host? (127.0.0.0/8 always is on Linux)"
+            ),
+        },
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            protocols: vec![Protocol::Tcp, Protocol::Udp],
+            mixed_protocols: true,
+            same_port_multiple_protocols: true,
+            source_ranges: true,
+            requested_ip: true,
+            // Every address here is as internal as it is external: the same thing.
+            internal: true,
+            client_ip_affinity: true,
+            ip_families: self.lock().alloc.families(),
+            max_listeners: MAX_LISTENERS,
+            ip_mode: IpMode::Proxy,
+            state: StateLocation::InProcess,
+        }
+    }
+
+    fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        let (_, mut problems) = options::parse(&spec.options);
+        problems.extend(options::unknown(&spec.options));
+        if let Some(ip) = spec.requested_ip {
+            let st = self.lock();
+            if !st.alloc.in_pool(ip) {
+                problems.push(format!(
+                    "loadBalancerIP {ip} is outside the local provider's address pools ({}); request an address inside them or leave it unset",
+                    self.config.pools.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        problems
+    }
+
+    async fn ensure(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus> {
+        let (opts, problems) = options::parse(&spec.options);
+        if !problems.is_empty() {
+            return Err(ProviderError::Invalid {
+                call: "local.ensure",
+                message: problems.join("; "),
+            });
+        }
+        if spec.listeners.len() > MAX_LISTENERS {
+            return Err(ProviderError::Invalid {
+                call: "local.ensure",
+                message: format!(
+                    "{} ports requested, the local provider supports at most {MAX_LISTENERS}",
+                    spec.listeners.len()
+                ),
+            });
+        }
+        // Everything under the lock is synchronous (binding is): no await point, so a cancelled
+        // ensure leaves either the old or the new state, never half of it.
+        let (status, closing) = {
+            let mut guard = self.lock();
+            let st = &mut *guard;
+            let k = key(id);
+            if let Some(lb) = st.lbs.get(&k).filter(|lb| lb.spec.as_ref() == Some(spec)) {
+                return Ok(lb.status());
+            }
+            let current = st.lbs.get(&k).map(|lb| lb.ip);
+            let recorded = record
+                .and_then(|r| r.get(RECORD_IP))
+                .and_then(|s| s.parse::<IpAddr>().ok());
+            let ip = st.alloc.choose(spec.requested_ip, current, recorded)?;
+            match st.lbs.get_mut(&k) {
+                Some(lb) if lb.ip == ip => {
+                    let closing = lb.converge(spec, &opts, &self.config)?;
+                    (lb.status(), closing)
+                }
+                existing => {
+                    // New, or moving to another address: build it whole on `ip` first, so a
+                    // failure leaves the old one serving.
+                    let counters = existing
+                        .as_ref()
+                        .map(|lb| Arc::clone(&lb.counters))
+                        .unwrap_or_default();
+                    let mut lb = Lb::new(id.clone(), ip, counters, self.config.drain_timeout);
+                    let mut closing = lb.converge(spec, &opts, &self.config)?;
+                    st.alloc.take(ip);
+                    let status = lb.status();
+                    if let Some(old) = st.lbs.insert(k, lb) {
+                        tracing::info!(lb = %id, from = %old.ip, to = %ip, "load balancer moved to its requested address");
+                        st.alloc.release(old.ip);
+                        closing.extend(old.close());
+                    } else {
+                        tracing::info!(lb = %id, address = %ip, "load balancer created");
+                    }
+                    (status, closing)
+                }
+            }
+        };
+        // Closed listeners' sockets are released once their tasks are gone: wait for that, so a
+        // port freed here can be bound again by the very next call.
+        for h in closing {
+            let _ = h.await;
+        }
+        Ok(status)
+    }
+
+    async fn delete(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<()> {
+        let closing = {
+            let mut st = self.lock();
+            match st.lbs.remove(&key(id)) {
+                Some(lb) => {
+                    st.alloc.release(lb.ip);
+                    let gone = lb.counters.snapshot().without_gauges();
+                    st.retired.add(&gone);
+                    tracing::info!(lb = %id, address = %lb.ip, "load balancer deleted");
+                    lb.close()
+                }
+                None => Vec::new(),
+            }
+        };
+        for h in closing {
+            let _ = h.await;
+        }
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        id: &LoadBalancerId,
+        _record: Option<&Record>,
+    ) -> Result<Option<LoadBalancerStatus>> {
+        Ok(self.lock().lbs.get(&key(id)).map(Lb::status))
+    }
+}

@@ -1,0 +1,93 @@
+//! How the provider is configured: where (region, VPC, subnets, endpoint) and how fast it may
+//! call AWS (client-side token buckets, SDK retries).
+//!
+//! Everything has a default except the region and the VPC, which only the operator knows.
+
+use std::time::Duration;
+
+/// One token bucket: `per_second` tokens are added each second, up to `burst`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl Rate {
+    pub const fn new(per_second: f64, burst: f64) -> Self {
+        Self { per_second, burst }
+    }
+}
+
+/// Client-side rate limits per API class, shared by every call the provider makes.
+///
+/// The ELBv2 defaults are the AWS Load Balancer Controller's (Register/DeregisterTargets 4/s burst
+/// 20, Describe* 50/s burst 200, Modify* 3/s burst 20); creates and deletes get their own bucket so
+/// that a burst of new Services cannot starve target updates. EC2 has its own account budget.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimits {
+    /// `elbv2:Describe*`.
+    pub describe: Rate,
+    /// `elbv2:RegisterTargets`, `elbv2:DeregisterTargets`.
+    pub register: Rate,
+    /// `elbv2:Modify*`, `elbv2:Set*`, `elbv2:AddTags`, `elbv2:RemoveTags`.
+    pub modify: Rate,
+    /// `elbv2:Create*`, `elbv2:Delete*`.
+    pub create_delete: Rate,
+    /// `ec2:Describe*`.
+    pub ec2_describe: Rate,
+    /// Every other EC2 call (security groups).
+    pub ec2_mutate: Rate,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            describe: Rate::new(50.0, 200.0),
+            register: Rate::new(4.0, 20.0),
+            modify: Rate::new(3.0, 20.0),
+            create_delete: Rate::new(5.0, 20.0),
+            ec2_describe: Rate::new(20.0, 100.0),
+            ec2_mutate: Rate::new(5.0, 50.0),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AwsConfig {
+    pub region: String,
+    /// The VPC every load balancer, target group and security group lives in.
+    pub vpc_id: String,
+    /// Subnets for every load balancer; `None` = discover them by tags (see `subnets.rs`).
+    pub subnets: Option<Vec<String>>,
+    /// A non-AWS endpoint (an emulator such as moto), used for both ELBv2 and EC2.
+    pub endpoint_url: Option<String>,
+    pub rate_limits: RateLimits,
+    /// Attempts per call inside the SDK (1 = no SDK retry; the controller retries anyway).
+    pub max_attempts: u32,
+    /// Per-attempt timeout of one API call.
+    pub call_timeout: Duration,
+    /// Delay asked of the controller while a load balancer is `provisioning`.
+    pub provisioning_retry: Duration,
+}
+
+impl AwsConfig {
+    pub fn new(region: impl Into<String>, vpc_id: impl Into<String>) -> Self {
+        Self {
+            region: region.into(),
+            vpc_id: vpc_id.into(),
+            subnets: None,
+            endpoint_url: None,
+            rate_limits: RateLimits::default(),
+            max_attempts: 3,
+            call_timeout: Duration::from_secs(30),
+            provisioning_retry: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for AwsConfig {
+    /// Region and VPC empty: fill them in (`AwsProvider::new` rejects empty values).
+    fn default() -> Self {
+        Self::new("", "")
+    }
+}

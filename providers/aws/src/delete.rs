@@ -1,0 +1,92 @@
+//! `delete` and `get`: work from the record first, by name + tags second.
+//!
+//! Deletion order follows AWS's dependencies: listeners -> load balancer -> target groups ->
+//! security group. Every step treats "not found" as done, so a half-made or half-deleted load
+//! balancer is finished off by re-running. A resource with our name but without our tags is left
+//! alone (never deleted). Without a record, the target groups are found by scanning the
+//! account's target groups for the `-<hash>-` of this Service's names (then checked by tags),
+//! which also finds groups an interrupted `ensure` made but never attached.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cloudlb_provider::{LoadBalancerId, LoadBalancerStatus, ProviderError, Record};
+
+use crate::clients::Api;
+use crate::load_balancer::{self, Lb};
+use crate::{ensure, listeners, names, record, security_group, tags, target_groups};
+
+/// Our load balancer for `id`: by recorded ARN, else by name; `None` when absent or not ours.
+async fn find_lb(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
+    let mut lb = None;
+    if let Some(arn) = rec.and_then(|r| r.get(record::LOAD_BALANCER)) {
+        lb = load_balancer::find_by_arn(api, arn).await?;
+    }
+    if lb.is_none() {
+        lb = load_balancer::find_by_name(api, &names::load_balancer(id)).await?;
+    }
+    let Some(lb) = lb else { return Ok(None) };
+    let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?.remove(&lb.arn).unwrap_or_default();
+    if !tags::is_owned(id, &t) {
+        tracing::warn!(lb = %lb.name, arn = %lb.arn, owner = %id, "load balancer with our name is not ours; leaving it alone");
+        return Ok(None);
+    }
+    Ok(Some((lb, t)))
+}
+
+pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) -> Result<(), ProviderError> {
+    let mut tg_arns: BTreeSet<String> = rec.map(record::target_groups).unwrap_or_default().into_iter().collect();
+    let lb = find_lb(api, id, rec).await?;
+    let mut lb_security_groups = Vec::new();
+    if let Some((lb, _)) = &lb {
+        for l in listeners::list(api, &lb.arn).await?.values() {
+            if let Some(tg) = &l.target_group {
+                tg_arns.insert(tg.clone());
+            }
+            listeners::delete(api, &l.arn).await?;
+        }
+        load_balancer::delete(api, &lb.arn).await?;
+        lb_security_groups = lb.security_groups.clone();
+    }
+    // Listeners in the record whose load balancer was already gone.
+    for arn in rec.map(record::listeners).unwrap_or_default() {
+        listeners::delete(api, &arn).await?;
+    }
+
+    if rec.is_none_or(|r| record::target_groups(r).is_empty()) {
+        for tg in target_groups::scan(api, &names::target_group_marker(id)).await? {
+            tg_arns.insert(tg.arn);
+        }
+    }
+    let tg_arns: Vec<String> = tg_arns.into_iter().collect();
+    for (arn, t) in tags::describe_elb(api, &tg_arns).await? {
+        if tags::is_owned(id, &t) {
+            target_groups::delete(api, &arn).await?;
+        } else {
+            tracing::warn!(arn = %arn, owner = %id, "target group is not ours; leaving it alone");
+        }
+    }
+
+    // Security group: recorded, attached to our LB, or by name; each checked by tags.
+    let mut sg_ids: BTreeSet<String> = lb_security_groups.into_iter().collect();
+    if let Some(sg) = rec.and_then(|r| r.get(record::SECURITY_GROUP)) {
+        sg_ids.insert(sg.to_string());
+    }
+    if let Some(sg) = security_group::find(api, &names::security_group(id)).await? {
+        sg_ids.insert(sg.id);
+    }
+    for sg_id in sg_ids {
+        let Some(sg) = security_group::find_by_id(api, &sg_id).await? else { continue };
+        if tags::is_owned(id, &sg.tags) {
+            security_group::delete(api, &sg.id).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn get(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+    let Some((lb, t)) = find_lb(api, id, rec).await? else { return Ok(None) };
+    let made: BTreeMap<u16, (String, Option<String>)> =
+        listeners::list(api, &lb.arn).await?.into_iter().map(|(port, l)| (port, (l.arn, l.target_group))).collect();
+    let sg = lb.security_groups.first().map(String::as_str);
+    Ok(Some(ensure::status(&lb, sg, &made, t.get(tags::SPEC_HASH).cloned())))
+}

@@ -1,0 +1,468 @@
+//! Annotation values (`spec.options`, prefix already cut) parsed into typed settings.
+//!
+//! Parsing is pure, so [`crate::AwsProvider::validate`] can report every problem before any cloud
+//! call, with the annotation, the value and what is accepted. `ensure` parses again and refuses
+//! (`ProviderError::Invalid`) only on *fatal* problems, i.e. values it would have to use; unknown
+//! or unsupported keys are reported by `validate` (which blocks the Service in the controller) but
+//! ignored by `ensure`, so a direct `ensure` call never fails on an annotation it does not read.
+
+use std::collections::BTreeMap;
+
+use cloudlb_provider::Scheme;
+
+use crate::OPTION_PREFIXES;
+
+/// Keys this provider reads.
+pub const SUPPORTED: &[&str] = &[
+    "type",
+    "nlb-target-type",
+    "internal",
+    "scheme",
+    "subnets",
+    "ssl-cert",
+    "ssl-ports",
+    "ssl-negotiation-policy",
+    "backend-protocol",
+    "proxy-protocol",
+    "healthcheck-protocol",
+    "healthcheck-port",
+    "healthcheck-path",
+    "healthcheck-interval",
+    "healthcheck-timeout",
+    "healthcheck-healthy-threshold",
+    "healthcheck-unhealthy-threshold",
+    "healthcheck-success-codes",
+    "target-group-attributes",
+    "attributes",
+    "eip-allocations",
+    "additional-resource-tags",
+];
+
+/// AWS Load Balancer Controller / cloud-provider-aws annotations users may bring along that this
+/// provider does not implement (reported, so nobody believes they took effect).
+pub const UNSUPPORTED: &[&str] = &[
+    "private-ipv4-addresses",
+    "security-groups",
+    "extra-security-groups",
+    "manage-backend-security-group-rules",
+    "target-node-labels",
+    "name",
+    "load-balancer-name",
+    "ip-address-type",
+    "alpn-policy",
+    "access-log-enabled",
+    "cross-zone-load-balancing-enabled",
+    "connection-draining-enabled",
+    "connection-idle-timeout",
+];
+
+/// Default TLS policy for `ssl-cert` listeners (TLS 1.3 and 1.2).
+pub const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HcProtocol {
+    Tcp,
+    Http,
+    Https,
+}
+
+impl HcProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HcProtocol::Tcp => "TCP",
+            HcProtocol::Http => "HTTP",
+            HcProtocol::Https => "HTTPS",
+        }
+    }
+    pub fn is_http(self) -> bool {
+        matches!(self, HcProtocol::Http | HcProtocol::Https)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HcPort {
+    TrafficPort,
+    Port(u16),
+}
+
+impl HcPort {
+    pub fn to_aws(self) -> String {
+        match self {
+            HcPort::TrafficPort => "traffic-port".into(),
+            HcPort::Port(p) => p.to_string(),
+        }
+    }
+}
+
+/// Health-check annotations; each overrides what the spec asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthOverrides {
+    pub protocol: Option<HcProtocol>,
+    pub port: Option<HcPort>,
+    pub path: Option<String>,
+    pub interval: Option<u32>,
+    pub timeout: Option<u32>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    pub success_codes: Option<String>,
+}
+
+/// A Service port by number or by name (`ssl-ports`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// From `scheme`, else `internal`; `None` = the spec's scheme.
+    pub scheme: Option<Scheme>,
+    pub subnets: Option<Vec<String>>,
+    pub ssl_cert: Option<String>,
+    /// `None` = every TCP port (when `ssl_cert` is set).
+    pub ssl_ports: Option<Vec<PortRef>>,
+    pub ssl_policy: Option<String>,
+    pub proxy_protocol: bool,
+    pub health: HealthOverrides,
+    pub target_group_attributes: BTreeMap<String, String>,
+    pub lb_attributes: BTreeMap<String, String>,
+    pub eip_allocations: Option<Vec<String>>,
+    pub additional_tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub message: String,
+    /// `ensure` refuses to run with this problem (it would have to use the value).
+    pub fatal: bool,
+}
+
+/// How users write the key: the first prefix + key.
+pub fn annotation(key: &str) -> String {
+    format!("{}{key}", OPTION_PREFIXES[0])
+}
+
+struct Parser<'a> {
+    problems: Vec<Problem>,
+    options: &'a BTreeMap<String, String>,
+}
+
+impl Parser<'_> {
+    fn bad(&mut self, key: &str, value: &str, accepted: &str) {
+        self.problems.push(Problem {
+            message: format!("annotation {}: {value:?} is not valid; accepted: {accepted}", annotation(key)),
+            fatal: true,
+        });
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(|v| v.trim())
+    }
+
+    fn bool(&mut self, key: &str) -> Option<bool> {
+        let v = self.get(key)?;
+        match v.to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => {
+                let v = v.to_string();
+                self.bad(key, &v, "\"true\" or \"false\"");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, key: &str, min: u32, max: u32, unit: &str) -> Option<u32> {
+        let v = self.get(key)?.to_string();
+        match v.parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.bad(key, &v, &format!("an integer from {min} to {max}{unit}"));
+                None
+            }
+        }
+    }
+
+    fn list(&self, key: &str) -> Option<Vec<String>> {
+        self.get(key).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+    }
+
+    /// `k1=v1,k2=v2`; `key_ok` checks each key.
+    fn key_values(&mut self, key: &str, what: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(items) = self.list(key) else { return out };
+        for item in items {
+            match item.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                    out.insert(k.trim().to_string(), v.trim().to_string());
+                }
+                _ => self.bad(key, &item, &format!("a comma-separated list of {what}=value pairs, e.g. \"a=1,b=2\"")),
+            }
+        }
+        out
+    }
+
+    fn one_of(&mut self, key: &str, accepted: &[&str]) -> Option<String> {
+        let v = self.get(key)?.to_string();
+        if accepted.iter().any(|a| a.eq_ignore_ascii_case(&v)) {
+            Some(v.to_ascii_lowercase())
+        } else {
+            let list = accepted.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
+            self.bad(key, &v, &list);
+            None
+        }
+    }
+}
+
+fn is_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn is_success_codes(s: &str) -> bool {
+    let code = |c: &str| c.len() == 3 && c.parse::<u16>().is_ok_and(|n| (200..=599).contains(&n));
+    !s.is_empty()
+        && s.split(',').all(|part| match part.split_once('-') {
+            Some((a, b)) => code(a) && code(b) && a <= b,
+            None => code(part),
+        })
+}
+
+fn is_attribute_key(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+}
+
+/// Parse every option; problems in a readable form (never fails).
+pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
+    let mut p = Parser { problems: Vec::new(), options };
+    let mut out = Options::default();
+
+    for key in options.keys() {
+        if SUPPORTED.contains(&key.as_str()) {
+            continue;
+        }
+        let message = if UNSUPPORTED.contains(&key.as_str()) {
+            format!("annotation {} is not supported by cloudlb's aws provider; remove it", annotation(key))
+        } else {
+            format!(
+                "annotation {} is not known to cloudlb's aws provider (a typo?); known keys after the prefix: {}",
+                annotation(key),
+                SUPPORTED.join(", ")
+            )
+        };
+        p.problems.push(Problem { message, fatal: false });
+    }
+
+    p.one_of("type", &["nlb", "external"]);
+    p.one_of("nlb-target-type", &["instance"]);
+    p.one_of("backend-protocol", &["tcp"]);
+
+    let internal = p.bool("internal");
+    let scheme = p.one_of("scheme", &["internal", "internet-facing"]).map(|s| {
+        if s == "internal" { Scheme::Internal } else { Scheme::InternetFacing }
+    });
+    if let (Some(i), Some(s)) = (internal, scheme)
+        && i != (s == Scheme::Internal)
+    {
+        p.problems.push(Problem {
+            message: format!(
+                "annotations {} and {} disagree; set only one",
+                annotation("internal"),
+                annotation("scheme")
+            ),
+            fatal: true,
+        });
+    }
+    out.scheme = scheme.or(internal.map(|i| if i { Scheme::Internal } else { Scheme::InternetFacing }));
+
+    if let Some(subnets) = p.list("subnets") {
+        for s in &subnets {
+            if !is_id(s, "subnet-") {
+                p.bad("subnets", s, "a comma-separated list of subnet ids (subnet-0123abcd); subnet names are not supported");
+            }
+        }
+        if subnets.is_empty() {
+            p.bad("subnets", "", "at least one subnet id");
+        }
+        out.subnets = Some(subnets);
+    }
+
+    if let Some(certs) = p.list("ssl-cert") {
+        match certs.as_slice() {
+            [one] if one.starts_with("arn:") => out.ssl_cert = Some(one.clone()),
+            [one] => p.bad("ssl-cert", one, "a certificate ARN (arn:aws:acm:...)"),
+            _ => {
+                let v = certs.join(",");
+                p.bad("ssl-cert", &v, "exactly one certificate ARN")
+            }
+        }
+    }
+    if let Some(ports) = p.list("ssl-ports") {
+        if ports.iter().any(|s| s == "*") {
+            out.ssl_ports = None;
+        } else {
+            out.ssl_ports = Some(
+                ports
+                    .into_iter()
+                    .map(|s| match s.parse::<u16>() {
+                        Ok(n) => PortRef::Number(n),
+                        Err(_) => PortRef::Name(s),
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out.ssl_policy = p.get("ssl-negotiation-policy").filter(|s| !s.is_empty()).map(String::from);
+    if p.get("proxy-protocol").is_some() {
+        out.proxy_protocol = p.one_of("proxy-protocol", &["*"]).is_some();
+    }
+
+    let h = &mut out.health;
+    h.protocol = p.one_of("healthcheck-protocol", &["TCP", "HTTP", "HTTPS"]).map(|s| match s.as_str() {
+        "http" => HcProtocol::Http,
+        "https" => HcProtocol::Https,
+        _ => HcProtocol::Tcp,
+    });
+    if let Some(v) = p.get("healthcheck-port").map(String::from) {
+        if v == "traffic-port" {
+            h.port = Some(HcPort::TrafficPort);
+        } else {
+            match v.parse::<u16>() {
+                Ok(n) if n > 0 => h.port = Some(HcPort::Port(n)),
+                _ => p.bad("healthcheck-port", &v, "\"traffic-port\" or a port number from 1 to 65535"),
+            }
+        }
+    }
+    if let Some(v) = p.get("healthcheck-path").map(String::from) {
+        if v.starts_with('/') && v.len() <= 1024 {
+            h.path = Some(v);
+        } else {
+            p.bad("healthcheck-path", &v, "an absolute path starting with \"/\" (at most 1024 chars)");
+        }
+    }
+    h.interval = p.int("healthcheck-interval", 5, 300, " seconds");
+    h.timeout = p.int("healthcheck-timeout", 2, 120, " seconds");
+    h.healthy_threshold = p.int("healthcheck-healthy-threshold", 2, 10, "");
+    h.unhealthy_threshold = p.int("healthcheck-unhealthy-threshold", 2, 10, "");
+    if let Some(v) = p.get("healthcheck-success-codes").map(String::from) {
+        if is_success_codes(&v) {
+            h.success_codes = Some(v);
+        } else {
+            p.bad("healthcheck-success-codes", &v, "HTTP codes from 200 to 599 as \"200\", \"200,202\" or \"200-399\"");
+        }
+    }
+
+    out.target_group_attributes = p.key_values("target-group-attributes", "attribute");
+    out.lb_attributes = p.key_values("attributes", "attribute");
+    for (key, attrs) in [("target-group-attributes", out.target_group_attributes.clone()), ("attributes", out.lb_attributes.clone())] {
+        for k in attrs.keys().filter(|k| !is_attribute_key(k)) {
+            p.bad(key, k, "attribute keys of lowercase letters, digits, '_' and '.', e.g. deregistration_delay.timeout_seconds");
+        }
+    }
+
+    if let Some(eips) = p.list("eip-allocations") {
+        for e in &eips {
+            if !is_id(e, "eipalloc-") {
+                p.bad("eip-allocations", e, "a comma-separated list of allocation ids (eipalloc-0123abcd), one per subnet");
+            }
+        }
+        out.eip_allocations = Some(eips);
+    }
+
+    out.additional_tags = p.key_values("additional-resource-tags", "tag");
+    for (k, v) in out.additional_tags.clone() {
+        if crate::tags::is_reserved(&k) {
+            p.bad("additional-resource-tags", &format!("{k}={v}"), "tag keys other than cloudlb.io/*, kubernetes.io/cluster/*, aws:*, service.k8s.aws/stack and kubernetes.io/service-name (cloudlb sets those)");
+        } else if k.len() > 128 || v.len() > 256 {
+            p.bad("additional-resource-tags", &format!("{k}={v}"), "keys of at most 128 and values of at most 256 characters");
+        }
+    }
+
+    (out, p.problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn good_values_parse() {
+        let (o, problems) = parse(&opts(&[
+            ("internal", "true"),
+            ("healthcheck-interval", "30"),
+            ("healthcheck-port", "traffic-port"),
+            ("healthcheck-protocol", "http"),
+            ("healthcheck-path", "/ready"),
+            ("healthcheck-success-codes", "200-399"),
+            ("ssl-cert", "arn:aws:acm:us-east-1:123:certificate/abc"),
+            ("ssl-ports", "443,https"),
+            ("proxy-protocol", "*"),
+            ("target-group-attributes", "deregistration_delay.timeout_seconds=10, preserve_client_ip.enabled=true"),
+            ("eip-allocations", "eipalloc-0a,eipalloc-0b"),
+            ("additional-resource-tags", "team=web,env=prod"),
+            ("type", "nlb"),
+        ]));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(o.scheme, Some(Scheme::Internal));
+        assert_eq!(o.health.interval, Some(30));
+        assert_eq!(o.health.protocol, Some(HcProtocol::Http));
+        assert_eq!(o.ssl_ports, Some(vec![PortRef::Number(443), PortRef::Name("https".into())]));
+        assert!(o.proxy_protocol);
+        assert_eq!(o.target_group_attributes.len(), 2);
+        assert_eq!(o.additional_tags.get("team").map(String::as_str), Some("web"));
+    }
+
+    #[test]
+    fn bad_values_name_annotation_value_and_what_is_accepted() {
+        let cases = [
+            ("internal", "yes", "\"true\" or \"false\""),
+            ("scheme", "public", "internet-facing"),
+            ("healthcheck-interval", "abc", "5 to 300"),
+            ("healthcheck-interval", "1", "5 to 300"),
+            ("healthcheck-timeout", "500", "2 to 120"),
+            ("healthcheck-healthy-threshold", "11", "2 to 10"),
+            ("healthcheck-port", "http", "traffic-port"),
+            ("healthcheck-path", "healthz", "starting with"),
+            ("healthcheck-success-codes", "2xx", "200-399"),
+            ("proxy-protocol", "v2", "\"*\""),
+            ("ssl-cert", "mycert", "ARN"),
+            ("eip-allocations", "1.2.3.4", "eipalloc-"),
+            ("subnets", "public-a", "subnet ids"),
+            ("target-group-attributes", "novalue", "pairs"),
+            ("additional-resource-tags", "cloudlb.io/cluster=x", "tag keys other than"),
+            ("nlb-target-type", "ip", "instance"),
+        ];
+        for (key, value, accepted) in cases {
+            let (_, problems) = parse(&opts(&[(key, value)]));
+            assert_eq!(problems.len(), 1, "{key}={value}: {problems:?}");
+            let m = &problems[0].message;
+            assert!(problems[0].fatal);
+            assert!(m.contains(&annotation(key)), "{m}");
+            assert!(m.contains(value), "{m}");
+            assert!(m.contains(accepted), "{m}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_unsupported_keys_are_reported_but_not_fatal() {
+        let (_, problems) = parse(&opts(&[("healthcheck-intervall", "10"), ("security-groups", "sg-1")]));
+        assert_eq!(problems.len(), 2);
+        assert!(problems.iter().all(|p| !p.fatal));
+        assert!(problems.iter().any(|p| p.message.contains("typo")));
+        assert!(problems.iter().any(|p| p.message.contains("not supported")));
+    }
+
+    #[test]
+    fn conflicting_scheme_annotations() {
+        let (_, problems) = parse(&opts(&[("internal", "true"), ("scheme", "internet-facing")]));
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].message.contains("disagree"));
+        let (o, problems) = parse(&opts(&[("internal", "false")]));
+        assert!(problems.is_empty());
+        assert_eq!(o.scheme, Some(Scheme::InternetFacing));
+    }
+}

@@ -1,0 +1,309 @@
+//! Target groups: one per listener port (TCP, UDP or TCP_UDP), target type `instance`, port =
+//! the node port; the nodes' instance ids are the targets.
+//!
+//! Converging a target group costs describe calls only when nothing changed; changes are made
+//! in as few mutating calls as the API allows: one ModifyTargetGroup for the health check, one
+//! ModifyTargetGroupAttributes, and one RegisterTargets plus one DeregisterTargets per target
+//! group with every added/removed instance (chunked at [`TARGETS_PER_CALL`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Matcher, ProtocolEnum, TargetDescription, TargetGroupAttribute, TargetHealthStateEnum, TargetTypeEnum,
+};
+use cloudlb_provider::ProviderError;
+
+use crate::clients::Api;
+use crate::errors;
+use crate::health::HealthSettings;
+use crate::options::HcProtocol;
+use crate::plan::{DesiredTargetGroup, attribute_default};
+
+pub const TARGETS_PER_CALL: usize = 500;
+
+#[derive(Clone, Debug)]
+pub struct Tg {
+    pub arn: String,
+    pub name: String,
+    pub protocol: String,
+    pub port: Option<i32>,
+    pub health_protocol: Option<String>,
+    pub health_port: Option<String>,
+    pub health_path: Option<String>,
+    pub interval: Option<i32>,
+    pub timeout: Option<i32>,
+    pub healthy: Option<i32>,
+    pub unhealthy: Option<i32>,
+    pub matcher: Option<String>,
+}
+
+fn from_aws(t: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> Option<Tg> {
+    Some(Tg {
+        arn: t.target_group_arn()?.to_string(),
+        name: t.target_group_name().unwrap_or_default().to_string(),
+        protocol: t.protocol().map(|p| p.as_str().to_string()).unwrap_or_default(),
+        port: t.port(),
+        health_protocol: t.health_check_protocol().map(|p| p.as_str().to_string()),
+        health_port: t.health_check_port().map(String::from),
+        health_path: t.health_check_path().map(String::from),
+        interval: t.health_check_interval_seconds(),
+        timeout: t.health_check_timeout_seconds(),
+        healthy: t.healthy_threshold_count(),
+        unhealthy: t.unhealthy_threshold_count(),
+        matcher: t.matcher().and_then(|m| m.http_code()).map(String::from),
+    })
+}
+
+async fn describe_names(api: &Api<'_>, names: &[String]) -> Result<Option<Vec<Tg>>, ProviderError> {
+    const CALL: &str = "elbv2:DescribeTargetGroups";
+    api.permit(CALL).await;
+    match api.elb.describe_target_groups().set_names(Some(names.to_vec())).send().await {
+        Ok(r) => Ok(Some(r.target_groups().iter().filter_map(from_aws).collect())),
+        Err(e) if errors::is(&e, &["TargetGroupNotFound"]) => Ok(None),
+        Err(e) => Err(errors::map(CALL, e)),
+    }
+}
+
+/// The target groups with these names that exist (one call when all exist, the steady state;
+/// one call per name otherwise, because a single missing name fails the whole call).
+pub async fn find_by_names(api: &Api<'_>, names: &[String]) -> Result<BTreeMap<String, Tg>, ProviderError> {
+    let mut out = BTreeMap::new();
+    if names.is_empty() {
+        return Ok(out);
+    }
+    let found = match describe_names(api, names).await? {
+        Some(all) => all,
+        None if names.len() == 1 => Vec::new(),
+        None => {
+            let mut found = Vec::new();
+            for n in names {
+                found.extend(describe_names(api, std::slice::from_ref(n)).await?.unwrap_or_default());
+            }
+            found
+        }
+    };
+    for tg in found {
+        if names.contains(&tg.name) {
+            out.insert(tg.name.clone(), tg);
+        }
+    }
+    Ok(out)
+}
+
+/// Every target group of the account whose name contains `marker` (delete without a record).
+pub async fn scan(api: &Api<'_>, marker: &str) -> Result<Vec<Tg>, ProviderError> {
+    const CALL: &str = "elbv2:DescribeTargetGroups";
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        api.permit(CALL).await;
+        let r = api
+            .elb
+            .describe_target_groups()
+            .set_marker(next.clone())
+            .page_size(400)
+            .send()
+            .await
+            .map_err(|e| errors::map(CALL, e))?;
+        out.extend(r.target_groups().iter().filter_map(from_aws).filter(|t| t.name.contains(marker)));
+        next = r.next_marker().filter(|m| !m.is_empty()).map(String::from);
+        if next.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+fn hc_protocol(p: HcProtocol) -> ProtocolEnum {
+    match p {
+        HcProtocol::Tcp => ProtocolEnum::Tcp,
+        HcProtocol::Http => ProtocolEnum::Http,
+        HcProtocol::Https => ProtocolEnum::Https,
+    }
+}
+
+pub async fn create(
+    api: &Api<'_>,
+    desired: &DesiredTargetGroup,
+    tags: &BTreeMap<String, String>,
+) -> Result<Tg, ProviderError> {
+    const CALL: &str = "elbv2:CreateTargetGroup";
+    let h = &desired.health;
+    let mut b = api
+        .elb
+        .create_target_group()
+        .name(&desired.name)
+        .protocol(desired.protocol.to_aws())
+        .port(i32::from(desired.node_port))
+        .vpc_id(&api.config.vpc_id)
+        .target_type(TargetTypeEnum::Instance)
+        .health_check_enabled(true)
+        .health_check_protocol(hc_protocol(h.protocol))
+        .health_check_port(h.port.to_aws())
+        .health_check_interval_seconds(h.interval as i32)
+        .health_check_timeout_seconds(h.timeout as i32)
+        .healthy_threshold_count(h.healthy_threshold as i32)
+        .unhealthy_threshold_count(h.unhealthy_threshold as i32)
+        .set_tags(Some(crate::tags::to_elb(tags)));
+    if let Some(path) = &h.path {
+        b = b.health_check_path(path);
+    }
+    if let Some(codes) = &h.success_codes {
+        b = b.matcher(Matcher::builder().http_code(codes).build());
+    }
+    api.permit(CALL).await;
+    let r = b.send().await.map_err(|e| errors::map(CALL, e))?;
+    r.target_groups().iter().filter_map(from_aws).next().ok_or_else(|| ProviderError::Retryable {
+        call: CALL,
+        message: "the response contained no target group".into(),
+    })
+}
+
+/// Whether the health check of `tg` differs from `h`. Fields a backend does not report are not
+/// compared (moto, for one, keeps no matcher on TCP target groups).
+pub fn health_differs(tg: &Tg, h: &HealthSettings) -> bool {
+    let ne_i = |cur: Option<i32>, want: u32| cur.is_some_and(|c| c != want as i32);
+    let ne_s = |cur: &Option<String>, want: &str| cur.as_deref().is_some_and(|c| !c.eq_ignore_ascii_case(want));
+    ne_s(&tg.health_protocol, h.protocol.as_str())
+        || ne_s(&tg.health_port, &h.port.to_aws())
+        || ne_i(tg.interval, h.interval)
+        || ne_i(tg.timeout, h.timeout)
+        || ne_i(tg.healthy, h.healthy_threshold)
+        || ne_i(tg.unhealthy, h.unhealthy_threshold)
+        || (h.protocol.is_http() && h.path.as_deref().is_some_and(|p| ne_s(&tg.health_path, p)))
+        || (h.protocol.is_http() && h.success_codes.as_deref().is_some_and(|c| ne_s(&tg.matcher, c)))
+}
+
+pub async fn converge_health(api: &Api<'_>, tg: &Tg, h: &HealthSettings) -> Result<bool, ProviderError> {
+    if !health_differs(tg, h) {
+        return Ok(false);
+    }
+    const CALL: &str = "elbv2:ModifyTargetGroup";
+    let mut b = api
+        .elb
+        .modify_target_group()
+        .target_group_arn(&tg.arn)
+        .health_check_protocol(hc_protocol(h.protocol))
+        .health_check_port(h.port.to_aws())
+        .health_check_interval_seconds(h.interval as i32)
+        .health_check_timeout_seconds(h.timeout as i32)
+        .healthy_threshold_count(h.healthy_threshold as i32)
+        .unhealthy_threshold_count(h.unhealthy_threshold as i32);
+    if let Some(path) = &h.path {
+        b = b.health_check_path(path);
+    }
+    if let Some(codes) = &h.success_codes {
+        b = b.matcher(Matcher::builder().http_code(codes).build());
+    }
+    api.permit(CALL).await;
+    b.send().await.map_err(|e| errors::map(CALL, e))?;
+    Ok(true)
+}
+
+/// Set the attributes of `desired` that differ (a missing managed attribute counts as its AWS
+/// default); attributes we do not manage are left alone.
+pub async fn converge_attributes(api: &Api<'_>, arn: &str, desired: &BTreeMap<String, String>) -> Result<bool, ProviderError> {
+    const DESCRIBE: &str = "elbv2:DescribeTargetGroupAttributes";
+    api.permit(DESCRIBE).await;
+    let current: BTreeMap<String, String> = api
+        .elb
+        .describe_target_group_attributes()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .map_err(|e| errors::map(DESCRIBE, e))?
+        .attributes()
+        .iter()
+        .filter_map(|a| Some((a.key()?.to_string(), a.value().unwrap_or_default().to_string())))
+        .collect();
+    let changes: Vec<TargetGroupAttribute> = desired
+        .iter()
+        .filter(|(k, v)| {
+            let cur = current.get(*k).map(String::as_str).or_else(|| attribute_default(k));
+            cur != Some(v.as_str())
+        })
+        .map(|(k, v)| TargetGroupAttribute::builder().key(k).value(v).build())
+        .collect();
+    if changes.is_empty() {
+        return Ok(false);
+    }
+    const CALL: &str = "elbv2:ModifyTargetGroupAttributes";
+    api.permit(CALL).await;
+    api.elb
+        .modify_target_group_attributes()
+        .target_group_arn(arn)
+        .set_attributes(Some(changes))
+        .send()
+        .await
+        .map_err(|e| errors::map(CALL, e))?;
+    Ok(true)
+}
+
+/// Instance ids registered in the target group (draining ones excluded: they are on their way
+/// out and must be registered again if wanted).
+pub async fn registered(api: &Api<'_>, arn: &str) -> Result<BTreeSet<String>, ProviderError> {
+    const CALL: &str = "elbv2:DescribeTargetHealth";
+    api.permit(CALL).await;
+    let r = api
+        .elb
+        .describe_target_health()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .map_err(|e| errors::map(CALL, e))?;
+    Ok(r.target_health_descriptions()
+        .iter()
+        .filter(|d| !matches!(d.target_health().and_then(|h| h.state()), Some(TargetHealthStateEnum::Draining)))
+        .filter_map(|d| d.target().and_then(|t| t.id()).map(String::from))
+        .collect())
+}
+
+/// Register the missing instances and deregister the extra ones: at most one call of each per
+/// target group (per [`TARGETS_PER_CALL`] instances). Returns (added, removed).
+pub async fn converge_targets(
+    api: &Api<'_>,
+    arn: &str,
+    node_port: u16,
+    instances: &BTreeSet<String>,
+) -> Result<(usize, usize), ProviderError> {
+    let current = registered(api, arn).await?;
+    let add: Vec<&String> = instances.difference(&current).collect();
+    let remove: Vec<&String> = current.difference(instances).collect();
+    let describe = |ids: &[&String]| -> Vec<TargetDescription> {
+        ids.iter().map(|i| TargetDescription::builder().id(i.as_str()).port(i32::from(node_port)).build()).collect()
+    };
+    for chunk in add.chunks(TARGETS_PER_CALL) {
+        const CALL: &str = "elbv2:RegisterTargets";
+        api.permit(CALL).await;
+        api.elb
+            .register_targets()
+            .target_group_arn(arn)
+            .set_targets(Some(describe(chunk)))
+            .send()
+            .await
+            .map_err(|e| errors::map(CALL, e))?;
+    }
+    for chunk in remove.chunks(TARGETS_PER_CALL) {
+        const CALL: &str = "elbv2:DeregisterTargets";
+        api.permit(CALL).await;
+        // Registered targets are described without our port when registered by someone else;
+        // deregister by id only, which removes the instance on every port.
+        let ids: Vec<TargetDescription> = chunk.iter().map(|i| TargetDescription::builder().id(i.as_str()).build()).collect();
+        match api.elb.deregister_targets().target_group_arn(arn).set_targets(Some(ids)).send().await {
+            Ok(_) => {}
+            Err(e) if errors::is(&e, &["InvalidTarget"]) => {}
+            Err(e) => return Err(errors::map(CALL, e)),
+        }
+    }
+    Ok((add.len(), remove.len()))
+}
+
+/// Delete; already gone is success. Still attached to a listener (being deleted) is retryable.
+pub async fn delete(api: &Api<'_>, arn: &str) -> Result<(), ProviderError> {
+    const CALL: &str = "elbv2:DeleteTargetGroup";
+    api.permit(CALL).await;
+    match api.elb.delete_target_group().target_group_arn(arn).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if errors::is(&e, &["TargetGroupNotFound"]) => Ok(()),
+        Err(e) => Err(errors::map(CALL, e)),
+    }
+}

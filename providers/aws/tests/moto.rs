@@ -1,0 +1,468 @@
+//! The aws provider against moto_server (pinned: `pip install 'moto[server]==5.2.1'`).
+//!
+//! Each test starts its own moto on a free port (killed on drop), so tests run in parallel
+//! without sharing state. Everything is read back through the AWS API, never from moto internals.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_elasticloadbalancingv2::types::{LoadBalancerSchemeEnum, LoadBalancerTypeEnum};
+use cloudlb_provider::{ErrorClass, IngressPoint, IpMode, Protocol, Provider, ProviderError, Scheme, conformance};
+use cloudlb_provider_aws::{AwsProvider, names};
+
+use support::proxy::FaultProxy;
+use support::{World, delta, mutations};
+
+#[tokio::test]
+async fn conformance_suite() {
+    let w = World::new(conformance::CLUSTER).await;
+    let p = w.provider().await;
+    conformance::run_all(&p).await;
+    assert!(w.owned().await.is_empty(), "the conformance suite left {:?}", w.owned().await);
+}
+
+async fn listeners_of(w: &World, lb_arn: &str) -> BTreeMap<i32, (String, String)> {
+    let r = w.elb.describe_listeners().load_balancer_arn(lb_arn).send().await.unwrap();
+    r.listeners()
+        .iter()
+        .map(|l| {
+            let tg = l.default_actions()[0].target_group_arn().unwrap_or_default().to_string();
+            (l.port().unwrap(), (l.protocol().unwrap().as_str().to_string(), tg))
+        })
+        .collect()
+}
+
+async fn targets_of(w: &World, tg_arn: &str) -> BTreeSet<(String, i32)> {
+    let r = w.elb.describe_target_health().target_group_arn(tg_arn).send().await.unwrap();
+    r.target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target())
+        .map(|t| (t.id().unwrap().to_string(), t.port().unwrap_or(0)))
+        .collect()
+}
+
+async fn target_group(w: &World, arn: &str) -> aws_sdk_elasticloadbalancingv2::types::TargetGroup {
+    let r = w.elb.describe_target_groups().target_group_arns(arn).send().await.unwrap();
+    r.target_groups()[0].clone()
+}
+
+async fn tg_attributes(w: &World, arn: &str) -> BTreeMap<String, String> {
+    let r = w.elb.describe_target_group_attributes().target_group_arn(arn).send().await.unwrap();
+    r.attributes().iter().map(|a| (a.key().unwrap().to_string(), a.value().unwrap_or_default().to_string())).collect()
+}
+
+#[tokio::test]
+async fn creates_the_nlb_target_groups_listeners_and_tags_the_spec_asks_for() {
+    let w = World::new("shape").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let mut spec = w.spec(&[(80, 30080), (53, 30053)], &[0, 1]);
+    spec.listeners.push(cloudlb_provider::Listener { port: 53, protocol: Protocol::Udp, node_port: 30053, name: None });
+    spec.listeners.sort();
+    spec.targets.push(conformance::target("no-provider-id", "10.0.0.9"));
+    spec.source_ranges = vec!["10.0.0.0/8".parse().unwrap()];
+    spec.options.insert("healthcheck-interval".into(), "20".into());
+    spec.options.insert("additional-resource-tags".into(), "team=web".into());
+    assert!(p.validate(&spec).is_empty(), "{:?}", p.validate(&spec));
+    assert!(p.capabilities().check(&spec).is_empty());
+
+    let st = p.ensure(&id, &spec, None).await.expect("ensure");
+    let lb_name = names::load_balancer(&id);
+    assert_eq!(st.ip_mode, IpMode::VIP);
+    let lb = w.load_balancer(&lb_name).await.expect("load balancer exists");
+    assert_eq!(st.ingress, vec![IngressPoint::Hostname(lb.dns_name().unwrap().to_string())]);
+    assert_eq!(st.spec_hash.as_deref(), Some(spec.hash().as_str()));
+    let lb_arn = lb.load_balancer_arn().unwrap().to_string();
+    assert_eq!(st.record.get("load-balancer"), Some(lb_arn.as_str()));
+    assert_eq!(lb.r#type(), Some(&LoadBalancerTypeEnum::Network));
+    assert_eq!(lb.scheme(), Some(&LoadBalancerSchemeEnum::InternetFacing));
+    let mut subnets: Vec<String> = lb.availability_zones().iter().map(|z| z.subnet_id().unwrap().to_string()).collect();
+    subnets.sort();
+    let mut want = w.public.clone();
+    want.sort();
+    assert_eq!(subnets, want, "one tagged public subnet per zone, lowest id");
+    let sg = st.record.get("security-group").expect("security group recorded").to_string();
+    // moto 5.2.1 keeps and reports an NLB's security groups (CreateLoadBalancer SecurityGroups).
+    assert_eq!(lb.security_groups(), std::slice::from_ref(&sg));
+
+    // Listeners: 53 is TCP_UDP (one target group), 80 is TCP.
+    let ls = listeners_of(&w, &lb_arn).await;
+    assert_eq!(ls.keys().copied().collect::<Vec<_>>(), vec![53, 80]);
+    assert_eq!(ls[&53].0, "TCP_UDP");
+    assert_eq!(ls[&80].0, "TCP");
+    for (port, (_, tg_arn)) in &ls {
+        let tg = target_group(&w, tg_arn).await;
+        let node_port = if *port == 53 { 30053 } else { 30080 };
+        assert_eq!(tg.port(), Some(node_port));
+        assert_eq!(tg.protocol().unwrap().as_str(), if *port == 53 { "TCP_UDP" } else { "TCP" });
+        assert_eq!(tg.target_type().unwrap().as_str(), "instance");
+        assert_eq!(tg.health_check_protocol().unwrap().as_str(), "TCP");
+        assert_eq!(tg.health_check_port(), Some("traffic-port"));
+        assert_eq!(tg.health_check_interval_seconds(), Some(20));
+        assert_eq!(st.record.get(&format!("target-group/{port}")), Some(tg_arn.as_str()));
+        // Instance targets on the node port; the node without a providerID is skipped.
+        let want: BTreeSet<(String, i32)> = [0, 1].iter().map(|i| (w.instances[*i].clone(), node_port)).collect();
+        assert_eq!(targets_of(&w, tg_arn).await, want);
+        let t = w.elb_tags(tg_arn).await;
+        assert_eq!(t.get("cloudlb.io/resource").map(String::as_str), Some("target-group"));
+        assert_eq!(t.get("cloudlb.io/owner-uid"), Some(&id.uid));
+        assert_eq!(t.get("team").map(String::as_str), Some("web"));
+        assert!(names::target_group(&id, *port as u16, if *port == 53 { cloudlb_provider_aws::plan::TgProtocol::TcpUdp } else { cloudlb_provider_aws::plan::TgProtocol::Tcp }, node_port as u16) == tg.target_group_name().unwrap());
+    }
+    let skipped = AwsProvider::skipped_targets(&spec);
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].node, "no-provider-id");
+
+    // Tags on the load balancer.
+    let t = w.elb_tags(&lb_arn).await;
+    for (k, v) in [
+        ("cloudlb.io/cluster", "shape"),
+        ("cloudlb.io/resource", "load-balancer"),
+        ("kubernetes.io/cluster/shape", "owned"),
+        ("team", "web"),
+    ] {
+        assert_eq!(t.get(k).map(String::as_str), Some(v), "tag {k} in {t:?}");
+    }
+    assert_eq!(t.get("service.k8s.aws/stack"), Some(&id.owner()));
+    assert_eq!(t.get("cloudlb.io/spec-hash"), Some(&spec.hash()));
+
+    // Security group: source ranges x ports (TCP 53, UDP 53, TCP 80).
+    let g = w.ec2.describe_security_groups().group_ids(&sg).send().await.unwrap();
+    let g = &g.security_groups()[0];
+    let mut rules: Vec<(String, i32, String)> = Vec::new();
+    for perm in g.ip_permissions() {
+        for r in perm.ip_ranges() {
+            rules.push((perm.ip_protocol().unwrap().to_string(), perm.from_port().unwrap(), r.cidr_ip().unwrap().to_string()));
+        }
+    }
+    rules.sort();
+    assert_eq!(
+        rules,
+        vec![("tcp".into(), 53, "10.0.0.0/8".into()), ("tcp".into(), 80, "10.0.0.0/8".into()), ("udp".into(), 53, "10.0.0.0/8".into())]
+    );
+    assert!(g.tags().iter().any(|t| t.key() == Some("cloudlb.io/resource") && t.value() == Some("security-group")));
+
+    // get reads it all back, including the spec hash.
+    let got = p.get(&id, None).await.unwrap().expect("get");
+    assert_eq!(got.ingress, st.ingress);
+    assert_eq!(got.spec_hash, st.spec_hash);
+    assert_eq!(got.record, st.record);
+
+    p.delete(&id, Some(&st.record)).await.expect("delete");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}
+
+#[tokio::test]
+async fn updates_converge_in_place_with_batched_target_calls() {
+    let w = World::new("update").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let a = w.spec(&[(80, 30080), (443, 30443)], &[0, 1]);
+    let st = p.ensure(&id, &a, None).await.expect("ensure a");
+
+    // Unchanged: no mutating call at all.
+    let before = p.call_counts();
+    let again = p.ensure(&id, &a, Some(&st.record)).await.expect("ensure a again");
+    assert_eq!(again, st);
+    assert_eq!(mutations(&before, &p.call_counts()), BTreeMap::new(), "an unchanged ensure must not mutate");
+
+    // Targets: +2 -0 then 1 RegisterTargets per target group, no deregistration.
+    let before = p.call_counts();
+    let b = w.spec(&[(80, 30080), (443, 30443)], &[0, 1, 2]);
+    let st = p.ensure(&id, &b, Some(&st.record)).await.expect("add a target");
+    let after = p.call_counts();
+    assert_eq!(delta(&before, &after, "elbv2:RegisterTargets"), 2, "one call per target group");
+    assert_eq!(delta(&before, &after, "elbv2:DeregisterTargets"), 0);
+
+    // Swap two targets at once: one register + one deregister per target group.
+    let before = p.call_counts();
+    let c = w.spec(&[(80, 30080), (443, 30443)], &[2]);
+    let st = p.ensure(&id, &c, Some(&st.record)).await.expect("remove targets");
+    let after = p.call_counts();
+    assert_eq!(delta(&before, &after, "elbv2:RegisterTargets"), 0);
+    assert_eq!(delta(&before, &after, "elbv2:DeregisterTargets"), 2, "one call per target group");
+    for arn in [st.record.get("target-group/80").unwrap(), st.record.get("target-group/443").unwrap()] {
+        let ids: Vec<String> = targets_of(&w, arn).await.into_iter().map(|(i, _)| i).collect();
+        assert_eq!(ids, vec![w.instances[2].clone()]);
+    }
+
+    // Port change (443 -> 8443, new node port), health check and proxy protocol annotations,
+    // source ranges: all in place, same DNS name.
+    let mut d = w.spec(&[(80, 30080), (8443, 31443)], &[2]);
+    d.options.insert("healthcheck-interval".into(), "30".into());
+    d.options.insert("healthcheck-healthy-threshold".into(), "5".into());
+    d.options.insert("proxy-protocol".into(), "*".into());
+    d.source_ranges = vec!["192.168.0.0/16".parse().unwrap()];
+    let old_tg_443 = st.record.get("target-group/443").unwrap().to_string();
+    let st2 = p.ensure(&id, &d, Some(&st.record)).await.expect("update");
+    assert_eq!(st2.ingress, st.ingress, "the address is kept");
+    assert_eq!(st2.record.get("load-balancer"), st.record.get("load-balancer"));
+    let lb_arn = st2.record.get("load-balancer").unwrap();
+    let ls = listeners_of(&w, lb_arn).await;
+    assert_eq!(ls.keys().copied().collect::<Vec<_>>(), vec![80, 8443]);
+    for (_, tg_arn) in ls.values() {
+        let tg = target_group(&w, tg_arn).await;
+        assert_eq!(tg.health_check_interval_seconds(), Some(30));
+        assert_eq!(tg.healthy_threshold_count(), Some(5));
+        assert_eq!(tg_attributes(&w, tg_arn).await.get("proxy_protocol_v2.enabled").map(String::as_str), Some("true"));
+    }
+    assert_eq!(target_group(&w, &ls[&8443].1).await.port(), Some(31443));
+    let gone = w.elb.describe_target_groups().target_group_arns(&old_tg_443).send().await;
+    assert!(gone.is_err(), "the target group of the removed port is deleted");
+    let owned = w.owned().await;
+    assert_eq!(owned.target_groups.len(), 2, "{owned:?}");
+    assert_eq!(owned.load_balancers.len(), 1);
+    let sg = st2.record.get("security-group").unwrap();
+    let g = w.ec2.describe_security_groups().group_ids(sg).send().await.unwrap();
+    let cidrs: BTreeSet<String> = g.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| p.ip_ranges().iter().map(|r| r.cidr_ip().unwrap().to_string()))
+        .collect();
+    assert_eq!(cidrs, BTreeSet::from(["192.168.0.0/16".to_string()]));
+    assert_eq!(p.get(&id, None).await.unwrap().unwrap().spec_hash, Some(d.hash()));
+
+    // Turning proxy protocol off again.
+    let mut e = d.clone();
+    e.options.remove("proxy-protocol");
+    let st3 = p.ensure(&id, &e, Some(&st2.record)).await.expect("update");
+    let tg = st3.record.get("target-group/80").unwrap();
+    assert_eq!(tg_attributes(&w, tg).await.get("proxy_protocol_v2.enabled").map(String::as_str), Some("false"));
+
+    p.delete(&id, Some(&st3.record)).await.expect("delete");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}
+
+#[tokio::test]
+async fn delete_without_record_and_from_partial_state_leaves_nothing() {
+    let w = World::new("cleanup").await;
+    let id = w.id("web");
+    {
+        let p = w.provider().await;
+        p.ensure(&id, &w.spec(&[(80, 30080), (81, 30081)], &[0]), None).await.expect("ensure");
+    }
+    // A fresh provider without the record (a restarted controller that lost the annotation).
+    let p = w.provider().await;
+    p.delete(&id, None).await.expect("delete without record");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+    p.delete(&id, None).await.expect("a second delete succeeds");
+
+    // Partial state: the load balancer is gone but its target groups and security group remain
+    // (an interrupted delete, or an ensure that never attached them).
+    let st = p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), None).await.expect("ensure");
+    let lb_arn = st.record.get("load-balancer").unwrap();
+    for l in w.elb.describe_listeners().load_balancer_arn(lb_arn).send().await.unwrap().listeners() {
+        w.elb.delete_listener().listener_arn(l.listener_arn().unwrap()).send().await.unwrap();
+    }
+    w.elb.delete_load_balancer().load_balancer_arn(lb_arn).send().await.unwrap();
+    assert!(!w.owned().await.target_groups.is_empty());
+    p.delete(&id, None).await.expect("delete from partial state");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+    assert!(p.get(&id, None).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_load_balancer_with_our_name_but_not_our_tags_is_a_conflict_and_untouched() {
+    let w = World::new("conflict").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let name = names::load_balancer(&id);
+    let foreign = w
+        .elb
+        .create_load_balancer()
+        .name(&name)
+        .r#type(LoadBalancerTypeEnum::Network)
+        .set_subnets(Some(w.public.clone()))
+        .send()
+        .await
+        .unwrap();
+    let foreign_arn = foreign.load_balancers()[0].load_balancer_arn().unwrap().to_string();
+
+    let err = p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), None).await.expect_err("conflict");
+    assert!(matches!(err, ProviderError::Conflict { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert!(err.to_string().contains(&name), "{err}");
+
+    p.delete(&id, None).await.expect("delete ignores what is not ours");
+    assert!(p.get(&id, None).await.unwrap().is_none());
+    let lbs = w.elb.describe_load_balancers().names(&name).send().await.unwrap();
+    assert_eq!(lbs.load_balancers().len(), 1, "no second load balancer with our name");
+    assert_eq!(lbs.load_balancers()[0].load_balancer_arn(), Some(foreign_arn.as_str()));
+    assert!(w.elb_tags(&foreign_arn).await.is_empty(), "the foreign load balancer was tagged");
+    let listeners = w.elb.describe_listeners().load_balancer_arn(&foreign_arn).send().await.unwrap();
+    assert!(listeners.listeners().is_empty(), "the foreign load balancer got listeners");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}
+
+#[tokio::test]
+async fn subnet_discovery_by_scheme_and_a_readable_error_when_none_is_tagged() {
+    let w = World::new("subnets").await;
+    let p = w.provider().await;
+
+    let id = w.id("internal");
+    let mut spec = w.spec(&[(80, 30080)], &[0]);
+    spec.options.insert("internal".into(), "true".into());
+    let st = p.ensure(&id, &spec, None).await.expect("internal");
+    let lb = w.load_balancer(&names::load_balancer(&id)).await.unwrap();
+    assert_eq!(lb.scheme(), Some(&LoadBalancerSchemeEnum::Internal));
+    let mut subnets: Vec<String> = lb.availability_zones().iter().map(|z| z.subnet_id().unwrap().to_string()).collect();
+    subnets.sort();
+    let mut want = w.internal.clone();
+    want.sort();
+    assert_eq!(subnets, want);
+
+    // The scheme cannot change in place: refused, with the way forward, nothing torn down.
+    let mut public = spec.clone();
+    public.options.insert("internal".into(), "false".into());
+    let err = p.ensure(&id, &public, Some(&st.record)).await.expect_err("scheme change");
+    assert!(matches!(err, ProviderError::Invalid { .. }), "{err:?}");
+    assert!(err.to_string().contains("re-create the Service"), "{err}");
+    assert!(w.load_balancer(&names::load_balancer(&id)).await.is_some());
+    p.delete(&id, Some(&st.record)).await.unwrap();
+
+    // Another cluster name: no subnet carries its tag.
+    let mut other = w.id("lost");
+    other.cluster = "nobody".into();
+    let err = p.ensure(&other, &w.spec(&[(80, 30080)], &[0]), None).await.expect_err("no subnets");
+    assert!(matches!(err, ProviderError::Invalid { .. }), "{err:?}");
+    let m = err.to_string();
+    assert!(m.contains("kubernetes.io/role/elb") && m.contains("kubernetes.io/cluster/nobody"), "{m}");
+    assert!(p.get(&other, None).await.unwrap().is_none());
+    let sgs = w.ec2.describe_security_groups().send().await.unwrap();
+    assert!(
+        !sgs.security_groups().iter().any(|g| g.group_name() == Some(names::security_group(&other).as_str())),
+        "nothing is made when subnets are missing"
+    );
+
+    // Explicit subnets from the annotation win.
+    let id = w.id("explicit");
+    let mut spec = w.spec(&[(80, 30080)], &[0]);
+    spec.options.insert("subnets".into(), w.public[0].clone());
+    let st = p.ensure(&id, &spec, None).await.expect("explicit subnets");
+    let lb = w.load_balancer(&names::load_balancer(&id)).await.unwrap();
+    assert_eq!(lb.availability_zones().len(), 1);
+    assert_eq!(lb.availability_zones()[0].subnet_id(), Some(w.public[0].as_str()));
+    p.delete(&id, Some(&st.record)).await.unwrap();
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}
+
+#[tokio::test]
+async fn tls_listener_target_group_attributes_and_eips() {
+    let w = World::new("tls").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let mut eips = Vec::new();
+    for _ in 0..w.public.len() {
+        let a = w.ec2.allocate_address().domain(aws_sdk_ec2::types::DomainType::Vpc).send().await.unwrap();
+        eips.push(a.allocation_id().unwrap().to_string());
+    }
+    let mut spec = w.spec(&[(80, 30080), (443, 30443)], &[0]);
+    let cert = "arn:aws:iam::123456789012:server-certificate/test";
+    spec.options.insert("ssl-cert".into(), cert.into());
+    spec.options.insert("ssl-ports".into(), "443".into());
+    spec.options.insert("target-group-attributes".into(), "deregistration_delay.timeout_seconds=10".into());
+    spec.options.insert("eip-allocations".into(), eips.join(","));
+    spec.options.insert("attributes".into(), "load_balancing.cross_zone.enabled=true".into());
+    assert!(p.validate(&spec).is_empty(), "{:?}", p.validate(&spec));
+    let st = p.ensure(&id, &spec, None).await.expect("ensure");
+    let lb_arn = st.record.get("load-balancer").unwrap();
+    let r = w.elb.describe_listeners().load_balancer_arn(lb_arn).send().await.unwrap();
+    let tls = r.listeners().iter().find(|l| l.port() == Some(443)).unwrap();
+    assert_eq!(tls.protocol().unwrap().as_str(), "TLS");
+    assert_eq!(tls.certificates()[0].certificate_arn(), Some(cert));
+    let plain = r.listeners().iter().find(|l| l.port() == Some(80)).unwrap();
+    assert_eq!(plain.protocol().unwrap().as_str(), "TCP");
+    let tg = st.record.get("target-group/443").unwrap();
+    assert_eq!(tg_attributes(&w, tg).await.get("deregistration_delay.timeout_seconds").map(String::as_str), Some("10"));
+    let attrs = w.elb.describe_load_balancer_attributes().load_balancer_arn(lb_arn).send().await.unwrap();
+    assert!(attrs.attributes().iter().any(|a| a.key() == Some("load_balancing.cross_zone.enabled") && a.value() == Some("true")));
+    // Idempotent with all of it.
+    let before = p.call_counts();
+    p.ensure(&id, &spec, Some(&st.record)).await.expect("again");
+    assert_eq!(mutations(&before, &p.call_counts()), BTreeMap::new());
+    p.delete(&id, Some(&st.record)).await.unwrap();
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}
+
+#[tokio::test]
+async fn validate_reports_bad_annotations_without_io() {
+    let w = World::new("validate").await;
+    let p = w.provider().await;
+    let mut spec = w.spec(&[(80, 30080)], &[0]);
+    spec.options.insert("healthcheck-interval".into(), "soon".into());
+    spec.options.insert("scheme".into(), "public".into());
+    let before = p.call_counts();
+    let problems = p.validate(&spec);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems.iter().any(|m| m.contains("aws-load-balancer-healthcheck-interval") && m.contains("\"soon\"") && m.contains("5 to 300")));
+    assert_eq!(p.call_counts(), before, "validate made a call");
+    let err = p.ensure(&w.id("bad"), &spec, None).await.expect_err("invalid spec");
+    assert!(matches!(err, ProviderError::Invalid { .. }));
+    assert!(w.owned().await.is_empty());
+    let _ = Scheme::Internal;
+}
+
+/// Throttling and 503s (some after moto applied the change): retrying like the controller does
+/// converges, without duplicates, and delete leaves nothing.
+#[tokio::test]
+async fn converges_through_throttling_and_lost_responses() {
+    let w = World::new("faults").await;
+    let proxy = FaultProxy::start(w.moto.addr, 12).await;
+    let mut config = w.config();
+    config.endpoint_url = Some(proxy.url());
+    config.max_attempts = 1; // let every fault reach the provider
+    support::test_env();
+    let p = AwsProvider::new(config).await.unwrap();
+    let id = w.id("web");
+    let spec = w.spec(&[(80, 30080), (443, 30443)], &[0, 1]);
+
+    let mut failures = Vec::new();
+    let mut status = None;
+    for _ in 0..60 {
+        match p.ensure(&id, &spec, None).await {
+            Ok(st) => {
+                status = Some(st);
+                break;
+            }
+            Err(e) => {
+                assert!(matches!(e.class(), ErrorClass::Throttled | ErrorClass::Retryable | ErrorClass::Provisioning), "{e:?}");
+                failures.push(e.to_string());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let st = status.unwrap_or_else(|| panic!("ensure never converged: {failures:#?}"));
+    assert!(proxy.injected.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert!(!failures.is_empty(), "no fault reached the provider");
+    assert!(failures.iter().any(|f| f.contains("throttled")), "{failures:#?}");
+    let lost = proxy.lost.lock().unwrap().clone();
+    for action in ["CreateLoadBalancer", "CreateTargetGroup", "CreateListener", "CreateSecurityGroup", "RegisterTargets"] {
+        assert!(lost.iter().any(|a| a == action), "{action} never lost its response: {lost:?}");
+    }
+
+    let owned = w.owned().await;
+    assert_eq!(owned.load_balancers, vec![names::load_balancer(&id)], "exactly one load balancer: {owned:?}");
+    assert_eq!(owned.target_groups.len(), 2, "{owned:?}");
+    assert_eq!(owned.security_groups.len(), 1, "{owned:?}");
+    let lbs = w.elb.describe_load_balancers().send().await.unwrap();
+    assert_eq!(lbs.load_balancers().len(), 1, "no duplicate load balancer with our name");
+    for port in [80, 443] {
+        let tg = st.record.get(&format!("target-group/{port}")).unwrap();
+        assert_eq!(targets_of(&w, tg).await.len(), 2);
+    }
+
+    let mut deleted = false;
+    for _ in 0..60 {
+        match p.delete(&id, Some(&st.record)).await {
+            Ok(()) => {
+                deleted = true;
+                break;
+            }
+            Err(e) => assert!(matches!(e.class(), ErrorClass::Throttled | ErrorClass::Retryable), "{e:?}"),
+        }
+    }
+    assert!(deleted, "delete never succeeded");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}

@@ -1,0 +1,173 @@
+//! Counters of the data plane, kept per load balancer as plain atomics (one cache line of
+//! relaxed increments on the hot path, no lock), and snapshotted into serializable
+//! [`LocalStats`] for metrics, tests and the sandbox.
+//!
+//! Totals include load balancers deleted since the provider started, so that exported counters
+//! never go backwards.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Everything [`crate::LocalProvider::stats`] reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LocalStats {
+    /// Sums over all load balancers, including deleted ones (counters) / current ones (gauges).
+    pub totals: TrafficStats,
+    /// Sorted by namespace, name, uid.
+    pub load_balancers: Vec<LoadBalancerStats>,
+}
+
+/// Traffic counters (monotonic unless marked as a gauge).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TrafficStats {
+    pub connections_accepted: u64,
+    /// Gauge: TCP connections open now.
+    pub connections_active: u64,
+    /// TCP connections closed at once because the client is outside `loadBalancerSourceRanges`.
+    pub connections_refused: u64,
+    /// Connection attempts to a target that failed (refused, timed out).
+    pub connect_failures: u64,
+    /// Connections retried on a second target after the first failed.
+    pub connect_retries: u64,
+    /// Connections / flows closed because no target could be reached (or none exists).
+    pub no_target: u64,
+    /// Routing decisions made while no target was healthy (all targets used: fail open).
+    pub panic_routes: u64,
+    /// Connections closed when a removed target's drain timeout ran out.
+    pub drained_closed: u64,
+    /// Client -> target payload bytes (counted as they pass).
+    pub bytes_in: u64,
+    /// Target -> client payload bytes.
+    pub bytes_out: u64,
+    pub udp_flows: u64,
+    /// Gauge: UDP flows open now.
+    pub udp_flows_active: u64,
+    /// Datagrams dropped because the client is outside `loadBalancerSourceRanges`.
+    pub udp_datagrams_refused: u64,
+    /// Datagrams dropped because a socket buffer was full (UDP has no backpressure).
+    pub udp_datagrams_dropped: u64,
+    pub health_probes: u64,
+    pub health_probe_failures: u64,
+}
+
+impl TrafficStats {
+    pub(crate) fn add(&mut self, o: &TrafficStats) {
+        self.connections_accepted += o.connections_accepted;
+        self.connections_active += o.connections_active;
+        self.connections_refused += o.connections_refused;
+        self.connect_failures += o.connect_failures;
+        self.connect_retries += o.connect_retries;
+        self.no_target += o.no_target;
+        self.panic_routes += o.panic_routes;
+        self.drained_closed += o.drained_closed;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.udp_flows += o.udp_flows;
+        self.udp_flows_active += o.udp_flows_active;
+        self.udp_datagrams_refused += o.udp_datagrams_refused;
+        self.udp_datagrams_dropped += o.udp_datagrams_dropped;
+        self.health_probes += o.health_probes;
+        self.health_probe_failures += o.health_probe_failures;
+    }
+
+    /// The same counters with the gauges zeroed (what a deleted load balancer leaves behind).
+    pub(crate) fn without_gauges(mut self) -> Self {
+        self.connections_active = 0;
+        self.udp_flows_active = 0;
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadBalancerStats {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub address: IpAddr,
+    pub traffic: TrafficStats,
+    /// Sorted by node name.
+    pub targets: Vec<TargetStats>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TargetStats {
+    pub node: String,
+    pub address: IpAddr,
+    pub healthy: bool,
+    pub consecutive_failures: u32,
+    pub probes: u64,
+    /// Gauge: TCP connections to this target open now (all listeners).
+    pub connections_active: u64,
+}
+
+/// The live counters of one load balancer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub connections_accepted: AtomicU64,
+    pub connections_active: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub connect_retries: AtomicU64,
+    pub no_target: AtomicU64,
+    pub panic_routes: AtomicU64,
+    pub drained_closed: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub udp_flows: AtomicU64,
+    pub udp_flows_active: AtomicU64,
+    pub udp_datagrams_refused: AtomicU64,
+    pub udp_datagrams_dropped: AtomicU64,
+    pub health_probes: AtomicU64,
+    pub health_probe_failures: AtomicU64,
+}
+
+/// `+1` on a counter.
+pub(crate) fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Decrements a gauge when dropped, so every exit path of a connection task counts.
+pub(crate) struct GaugeGuard<'a>(&'a AtomicU64);
+
+impl<'a> GaugeGuard<'a> {
+    pub(crate) fn new(g: &'a AtomicU64) -> Self {
+        g.fetch_add(1, Ordering::Relaxed);
+        Self(g)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> TrafficStats {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TrafficStats {
+            connections_accepted: l(&self.connections_accepted),
+            connections_active: l(&self.connections_active),
+            connections_refused: l(&self.connections_refused),
+            connect_failures: l(&self.connect_failures),
+            connect_retries: l(&self.connect_retries),
+            no_target: l(&self.no_target),
+            panic_routes: l(&self.panic_routes),
+            drained_closed: l(&self.drained_closed),
+            bytes_in: l(&self.bytes_in),
+            bytes_out: l(&self.bytes_out),
+            udp_flows: l(&self.udp_flows),
+            udp_flows_active: l(&self.udp_flows_active),
+            udp_datagrams_refused: l(&self.udp_datagrams_refused),
+            udp_datagrams_dropped: l(&self.udp_datagrams_dropped),
+            health_probes: l(&self.health_probes),
+            health_probe_failures: l(&self.health_probe_failures),
+        }
+    }
+}
