@@ -1,9 +1,15 @@
 //! `cloudlb sandbox`: try cloudlb with no cluster and no cloud account.
 //!
 //! Starts the in-memory Kubernetes API (crate `cloudlb-sandbox`) on 127.0.0.1, writes a
-//! kubeconfig for kubectl, runs the real controller against it over HTTP, creates a demo Node
-//! and a demo `type: LoadBalancer` Service, prints what `kubectl get svc` shows once the Service
-//! has its EXTERNAL-IP, and keeps serving so that `kubectl apply` of your own Services works.
+//! kubeconfig for kubectl, runs the real controller against it over HTTP (local provider by
+//! default: cloudlb itself forwards the traffic), creates a demo Node and a demo
+//! `type: LoadBalancer` Service, prints what `kubectl get svc` shows once the Service has its
+//! EXTERNAL-IP, and keeps serving so that `kubectl apply` of your own Services works.
+//!
+//! There is no kubelet or kube-proxy in the sandbox, so nothing would answer on the demo
+//! Service's node port: the demo starts a small HTTP server there, standing in for the node
+//! (and the pod behind it). With the local provider, `curl http://<EXTERNAL-IP>:8080/` then goes
+//! through cloudlb's real load balancer to that server.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,6 +26,8 @@ use crate::args::SandboxArgs;
 use crate::error::{Error, Result};
 
 const DEMO_SERVICE: &str = "hello";
+/// Above 1024, so the local provider can bind it without privileges.
+const DEMO_PORT: u16 = 8080;
 const DEMO_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn sandbox(args: SandboxArgs) -> Result<()> {
@@ -58,6 +66,9 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
         println!("  kubectl --kubeconfig {} get svc", path.display());
         println!("  kubectl --kubeconfig {} describe svc {DEMO_SERVICE}", path.display());
         println!("  kubectl --kubeconfig {} apply -f your-service.yaml   # type: LoadBalancer, loadBalancerClass: {DEMO_CLASS}", path.display(), DEMO_CLASS = args.controller.load_balancer_class);
+        if args.controller.provider == crate::args::ProviderKind::Local {
+            println!("  curl http://<EXTERNAL-IP>:{DEMO_PORT}/   # through cloudlb's load balancer to the demo node");
+        }
         if !args.exit_after_demo {
             println!("Press Ctrl-C to stop.");
         }
@@ -104,11 +115,22 @@ async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
             "type": "LoadBalancer",
             "loadBalancerClass": args.controller.load_balancer_class,
             "selector": {"app": DEMO_SERVICE},
-            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
+            "ports": [{"name": "http", "port": DEMO_PORT, "targetPort": 8080, "protocol": "TCP"}]
         }
     }))
     .map_err(|e| Error::Demo(kube::Error::SerdeError(e)))?;
     create_if_absent(&services, &svc).await?;
+    let node_port = services
+        .get(DEMO_SERVICE)
+        .await
+        .map_err(Error::Demo)?
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|p| p.first().and_then(|p| p.node_port))
+        .and_then(|p| u16::try_from(p).ok());
+    if let Some(port) = node_port {
+        serve_backend(([127, 0, 0, 1], port).into()).await;
+    }
 
     let has_address = |s: Option<&Service>| {
         s.and_then(|s| s.status.as_ref())
@@ -126,8 +148,79 @@ async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
         }
     };
     println!("$ kubectl get svc {DEMO_SERVICE}");
-    print!("{}", table(&[svc]));
+    print!("{}", table(&[svc.clone()]));
+    if args.controller.provider == crate::args::ProviderKind::Local {
+        if let Some(ip) = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .and_then(|i| i.first())
+            .and_then(|i| i.ip.clone())
+        {
+            let addr = format!("{ip}:{DEMO_PORT}");
+            println!("\n$ curl http://{addr}/");
+            match http_get(&addr).await {
+                Ok(body) => print!("{body}"),
+                Err(e) => println!("(no answer yet: {e})"),
+            }
+        }
+    }
     Ok(())
+}
+
+/// The stand-in for the demo node: answers every HTTP request with a greeting.
+async fn serve_backend(addr: SocketAddr) {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            println!("(could not start the demo backend on {addr}: {e}; the load balancer will have no working target)");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, peer)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 4096];
+                let mut got = 0;
+                // Read the request head (bounded); health checks connect and close at once.
+                while got < buf.len() {
+                    match conn.read(&mut buf[got..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got += n,
+                    }
+                    if buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let body = format!("Hello from the cloudlb sandbox! Served by node sandbox-node-1 ({addr}) to {peer}.\n");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+}
+
+/// A one-shot HTTP GET of `/`, returning the body.
+pub async fn http_get(addr: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        let text = String::from_utf8_lossy(&out).to_string();
+        Ok(text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(text))
+    };
+    tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 5s")))
 }
 
 fn not_found(name: &str) -> kube::Error {

@@ -56,4 +56,6 @@ pub mod event {
     pub const UNAVAILABLE: &str = "UnAvailableLoadBalancer";
     pub const INVALID_SPEC: &str = "InvalidLoadBalancerSpec";
     pub const DRIFT: &str = "LoadBalancerDrifted";
+    /// The provider built the load balancer without something (e.g. a node it cannot register).
+    pub const WARNING: &str = "LoadBalancerWarning";
 }

@@ -254,7 +254,8 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
         Err(e) => return ensure_failed(svc, ctx, e).await,
     };
     save_record(ctx, svc, &st, &hash).await?;
-    let cond = ready_cond(&spec);
+    let warnings = ctx.provider.warnings(&spec);
+    let cond = ready_cond(&spec, &warnings);
     let ingress = status::ingress(&st.ingress, st.ip_mode, &spec.listeners);
     if let Some(patch) = status::patch(svc, Some(ingress), Some(&cond)) {
         api(ctx, svc)
@@ -269,6 +270,9 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
         ctx.event(svc, EventType::Warning, event::UNAVAILABLE, "Ensure", "There are no available nodes for LoadBalancer")
             .await;
     }
+    if !warnings.is_empty() {
+        ctx.event(svc, EventType::Warning, event::WARNING, "Ensure", &warnings.join("; ")).await;
+    }
     if targets_only {
         let note = format!("Updated load balancer with new hosts ({} targets)", spec.targets.len());
         ctx.event(svc, EventType::Normal, event::UPDATED, "Update", &note).await;
@@ -279,20 +283,26 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(ctx.config.resync_period))
 }
 
-fn ready_cond(spec: &LoadBalancerSpec) -> Cond {
-    if spec.targets.is_empty() {
+/// The condition after a successful pass; the provider's warnings (parts it built without, such
+/// as nodes it cannot register) are part of the message, so they are visible on the Service.
+fn ready_cond(spec: &LoadBalancerSpec, warnings: &[String]) -> Cond {
+    let mut cond = if spec.targets.is_empty() {
         Cond::not_ready(
             reason::NO_ELIGIBLE_NODES,
             "the load balancer has an address but no eligible node to send traffic to",
         )
     } else {
         Cond::ready(format!("load balancer ready with {} targets", spec.targets.len()))
+    };
+    if !warnings.is_empty() {
+        cond.message = format!("{}; {}", cond.message, warnings.join("; "));
     }
+    cond
 }
 
 /// Makes sure the condition says ready when nothing needed doing (e.g. after an error cleared).
 async fn ready_condition(svc: &Service, ctx: &Context, spec: &LoadBalancerSpec) -> Result<()> {
-    let cond = ready_cond(spec);
+    let cond = ready_cond(spec, &ctx.provider.warnings(spec));
     if status::condition_is(svc, &cond) {
         return Ok(());
     }

@@ -188,7 +188,12 @@ impl Controller {
 
     /// `rust_log` must keep `cloudlb::app` at info: the metrics address is read from its log.
     pub async fn start_logging(cluster: &Cluster, extra: &[&str], rust_log: &str) -> Controller {
+        Self::start_full(cluster, extra, rust_log, &[]).await
+    }
+
+    pub async fn start_full(cluster: &Cluster, extra: &[&str], rust_log: &str, envs: &[(&str, &str)]) -> Controller {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudlb"));
+        cmd.envs(envs.iter().copied());
         cmd.arg("run")
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
