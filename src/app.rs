@@ -13,9 +13,9 @@ use tracing::info;
 use std::time::Duration;
 
 use crate::args::{ControllerArgs, RunArgs};
-use crate::leader::{Elector, LeaderConfig};
 use crate::controller::{self, ControllerConfig};
 use crate::error::{Error, Result};
+use crate::leader::{Elector, LeaderConfig};
 use crate::metrics::{self, Metrics};
 use crate::providers;
 
@@ -73,9 +73,7 @@ pub async fn start(
         concurrency: args.concurrency,
         resync_period: args.resync_period,
         desired: providers::desired_config(args.provider),
-        instance: std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "cloudlb".into()),
+        instance: std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "cloudlb".into()),
     };
     let Some(leadership) = leadership else {
         return controller::run(client, provider, config, metrics, shutdown).await;

@@ -233,9 +233,8 @@ fn parse_cluster_name(s: &str) -> Result<String, String> {
 
 /// A qualified name like `example.com/lb` (what the apiserver accepts for loadBalancerClass).
 fn parse_class(s: &str) -> Result<String, String> {
-    let valid_part = |p: &str| {
-        !p.is_empty() && p.len() <= 63 && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
+    let valid_part =
+        |p: &str| !p.is_empty() && p.len() <= 63 && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     match s.split_once('/') {
         Some((prefix, name)) if !prefix.is_empty() && prefix.len() <= 253 && valid_part(name) => Ok(s.to_string()),
         _ => Err(format!("{s:?} is not a load balancer class; use a domain-prefixed name like example.com/lb")),
@@ -272,7 +271,16 @@ mod tests {
     fn cli_parses_and_rejects() {
         let ok = Cli::try_parse_from(["cloudlb", "run", "--provider", "memory", "--concurrency", "8"]);
         assert!(ok.is_ok(), "{ok:?}");
-        let ok = Cli::try_parse_from(["cloudlb", "run", "--provider", "aws", "--aws-vpc-id", "vpc-1", "--aws-subnets", "a,b"]);
+        let ok = Cli::try_parse_from([
+            "cloudlb",
+            "run",
+            "--provider",
+            "aws",
+            "--aws-vpc-id",
+            "vpc-1",
+            "--aws-subnets",
+            "a,b",
+        ]);
         assert!(ok.is_ok(), "{ok:?}");
         for bad in [
             vec!["cloudlb", "run", "--provider", "nope"],

@@ -37,9 +37,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
         .await
         .map_err(|e| Error::Sandbox(Box::new(e)))?;
     let path = &args.kubeconfig_out;
-    sandbox
-        .write_kubeconfig(path)
-        .map_err(|source| Error::Write { path: path.display().to_string(), source })?;
+    sandbox.write_kubeconfig(path).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
     info!(url = %sandbox.url(), kubeconfig = %path.display(), "sandbox Kubernetes API serving");
     let client = app::client(Some(path)).await?;
 
@@ -65,7 +63,11 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
         println!("Try it with kubectl:");
         println!("  kubectl --kubeconfig {} get svc", path.display());
         println!("  kubectl --kubeconfig {} describe svc {DEMO_SERVICE}", path.display());
-        println!("  kubectl --kubeconfig {} apply -f your-service.yaml   # type: LoadBalancer, loadBalancerClass: {DEMO_CLASS}", path.display(), DEMO_CLASS = args.controller.load_balancer_class);
+        println!(
+            "  kubectl --kubeconfig {} apply -f your-service.yaml   # type: LoadBalancer, loadBalancerClass: {DEMO_CLASS}",
+            path.display(),
+            DEMO_CLASS = args.controller.load_balancer_class
+        );
         if args.controller.provider == crate::args::ProviderKind::Local {
             println!("  curl http://<EXTERNAL-IP>:{DEMO_PORT}/   # through cloudlb's load balancer to the demo node");
         }
@@ -138,32 +140,32 @@ async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
             .and_then(|lb| lb.ingress.as_ref())
             .is_some_and(|i| !i.is_empty())
     };
-    let svc = match tokio::time::timeout(DEMO_TIMEOUT, await_condition(services.clone(), DEMO_SERVICE, has_address)).await {
-        Ok(Ok(Some(svc))) => svc,
-        Ok(Ok(None)) => return Err(Error::Demo(not_found(DEMO_SERVICE))),
-        Ok(Err(e)) => return Err(Error::Demo(kube::Error::Service(Box::new(e)))),
-        Err(_) => {
-            println!("The demo Service did not get an address within {DEMO_TIMEOUT:?}; see the log above.");
-            return Ok(());
-        }
-    };
+    let svc =
+        match tokio::time::timeout(DEMO_TIMEOUT, await_condition(services.clone(), DEMO_SERVICE, has_address)).await {
+            Ok(Ok(Some(svc))) => svc,
+            Ok(Ok(None)) => return Err(Error::Demo(not_found(DEMO_SERVICE))),
+            Ok(Err(e)) => return Err(Error::Demo(kube::Error::Service(Box::new(e)))),
+            Err(_) => {
+                println!("The demo Service did not get an address within {DEMO_TIMEOUT:?}; see the log above.");
+                return Ok(());
+            }
+        };
     println!("$ kubectl get svc {DEMO_SERVICE}");
-    print!("{}", table(&[svc.clone()]));
-    if args.controller.provider == crate::args::ProviderKind::Local {
-        if let Some(ip) = svc
+    print!("{}", table(std::slice::from_ref(&svc)));
+    if args.controller.provider == crate::args::ProviderKind::Local
+        && let Some(ip) = svc
             .status
             .as_ref()
             .and_then(|s| s.load_balancer.as_ref())
             .and_then(|lb| lb.ingress.as_ref())
             .and_then(|i| i.first())
             .and_then(|i| i.ip.clone())
-        {
-            let addr = format!("{ip}:{DEMO_PORT}");
-            println!("\n$ curl http://{addr}/");
-            match http_get(&addr).await {
-                Ok(body) => print!("{body}"),
-                Err(e) => println!("(no answer yet: {e})"),
-            }
+    {
+        let addr = format!("{ip}:{DEMO_PORT}");
+        println!("\n$ curl http://{addr}/");
+        match http_get(&addr).await {
+            Ok(body) => print!("{body}"),
+            Err(e) => println!("(no answer yet: {e})"),
         }
     }
     Ok(())
@@ -174,7 +176,9 @@ async fn serve_backend(addr: SocketAddr) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
-            println!("(could not start the demo backend on {addr}: {e}; the load balancer will have no working target)");
+            println!(
+                "(could not start the demo backend on {addr}: {e}; the load balancer will have no working target)"
+            );
             return;
         }
     };
@@ -195,7 +199,8 @@ async fn serve_backend(addr: SocketAddr) {
                         break;
                     }
                 }
-                let body = format!("Hello from the cloudlb sandbox! Served by node sandbox-node-1 ({addr}) to {peer}.\n");
+                let body =
+                    format!("Hello from the cloudlb sandbox! Served by node sandbox-node-1 ({addr}) to {peer}.\n");
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()

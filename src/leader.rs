@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -150,14 +150,13 @@ impl Elector {
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let mine = holder == self.cfg.identity;
         if !mine && !holder.is_empty() {
-            let changed = self
-                .observed
-                .as_ref()
-                .is_none_or(|o| o.holder != holder || o.renew != spec.renew_time);
+            let changed = self.observed.as_ref().is_none_or(|o| o.holder != holder || o.renew != spec.renew_time);
             if changed {
-                self.observed = Some(Observed { holder: holder.clone(), renew: spec.renew_time.clone(), at: Instant::now() });
+                self.observed =
+                    Some(Observed { holder: holder.clone(), renew: spec.renew_time.clone(), at: Instant::now() });
             }
-            let held_for = spec.lease_duration_seconds.map_or(self.cfg.lease_duration, |s| Duration::from_secs(s.max(1) as u64));
+            let held_for =
+                spec.lease_duration_seconds.map_or(self.cfg.lease_duration, |s| Duration::from_secs(s.max(1) as u64));
             let seen = self.observed.as_ref().map_or_else(Instant::now, |o| o.at);
             if seen.elapsed() < held_for {
                 return Ok(Attempt::Busy(holder));

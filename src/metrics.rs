@@ -90,19 +90,11 @@ impl Default for Metrics {
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register("reconciles", "Reconciles of Services, by result", reconciles.clone());
         let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconcile",
-            reconcile_duration.clone(),
-        );
+        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
         let provider_calls = Family::<CallLabels, Counter>::default();
         registry.register("provider_calls", "Provider calls, by call and result", provider_calls.clone());
         let provider_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        registry.register(
-            "provider_call_duration_seconds",
-            "Duration of provider calls",
-            provider_duration.clone(),
-        );
+        registry.register("provider_call_duration_seconds", "Duration of provider calls", provider_duration.clone());
         let eligible_nodes = Gauge::default();
         registry.register("eligible_nodes", "Nodes that load balancers send traffic to", eligible_nodes.clone());
         let node_set_changes = Counter::default();
@@ -112,7 +104,11 @@ impl Default for Metrics {
             node_set_changes.clone(),
         );
         let leader = Gauge::default();
-        registry.register("leader", "1 while this process holds the leader Lease (or runs without election)", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this process holds the leader Lease (or runs without election)",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -145,9 +141,11 @@ impl Metrics {
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until the process ends. Returns the bound address.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { what: "metrics server", addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind {
+        what: "metrics server",
+        addr,
+        source,
+    })?;
     let bound = listener.local_addr().map_err(|source| Error::Bind { what: "metrics server", addr, source })?;
     let m = metrics.clone();
     let r = metrics.clone();
@@ -207,7 +205,12 @@ impl Provider for InstrumentedProvider {
         self.inner.warnings(spec)
     }
 
-    async fn ensure(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> PResult<LoadBalancerStatus> {
+    async fn ensure(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> PResult<LoadBalancerStatus> {
         let started = Instant::now();
         let r = self.inner.ensure(id, spec, record).await;
         self.metrics.provider_call(Call::Ensure, r.is_ok(), started);

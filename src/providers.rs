@@ -40,7 +40,10 @@ pub async fn build(args: &ControllerArgs) -> Result<Arc<dyn Provider>> {
         ProviderKind::Aws => {
             let a = &args.aws;
             let missing = |flag: &str| {
-                err(ProviderError::Invalid { call: "aws.config", message: format!("{flag} is required with --provider aws") })
+                err(ProviderError::Invalid {
+                    call: "aws.config",
+                    message: format!("{flag} is required with --provider aws"),
+                })
             };
             let region = a.aws_region.clone().ok_or_else(|| missing("--aws-region (or $AWS_REGION)"))?;
             let vpc = a.aws_vpc_id.clone().ok_or_else(|| missing("--aws-vpc-id"))?;

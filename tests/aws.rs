@@ -1,10 +1,9 @@
 //! The aws provider end to end: the real `cloudlb` binary + the sandbox Kubernetes API +
 //! `moto_server`; what the controller made is read back through the AWS API.
 
-mod support;
 #[path = "../providers/aws/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod aws_support;
+mod support;
 
 use std::time::Duration;
 
@@ -27,8 +26,10 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
         c.nodes().create(&Default::default(), &node).await.expect("node");
     }
     let url = world.moto.url();
-    let args = ["--provider", "aws", "--aws-region", "us-east-1", "--aws-vpc-id", &world.vpc, "--aws-endpoint-url", &url];
-    let envs = [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_EC2_METADATA_DISABLED", "true")];
+    let args =
+        ["--provider", "aws", "--aws-region", "us-east-1", "--aws-vpc-id", &world.vpc, "--aws-endpoint-url", &url];
+    let envs =
+        [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_EC2_METADATA_DISABLED", "true")];
     let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &envs).await;
     c.add_service("web", &[(80, "TCP"), (443, "TCP")], json!({})).await;
     let host = c.wait_address("web").await;
@@ -43,11 +44,19 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     // Targets: every instance on the node port of each port.
     let tgs = world.elb.describe_target_groups().send().await.expect("tgs").target_groups().to_vec();
     assert_eq!(tgs.len(), 2, "one target group per port");
-    let node_ports: Vec<i32> = svc.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().filter_map(|p| p.node_port).collect();
+    let node_ports: Vec<i32> =
+        svc.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().filter_map(|p| p.node_port).collect();
     for tg in &tgs {
         assert!(node_ports.contains(&tg.port().unwrap_or_default()), "target group on a node port");
-        let health = world.elb.describe_target_health().target_group_arn(tg.target_group_arn().unwrap()).send().await.expect("health");
-        let mut ids: Vec<String> = health.target_health_descriptions().iter().filter_map(|d| d.target()?.id().map(String::from)).collect();
+        let health = world
+            .elb
+            .describe_target_health()
+            .target_group_arn(tg.target_group_arn().unwrap())
+            .send()
+            .await
+            .expect("health");
+        let mut ids: Vec<String> =
+            health.target_health_descriptions().iter().filter_map(|d| d.target()?.id().map(String::from)).collect();
         ids.sort();
         assert_eq!(ids, world.instances, "all instances registered");
     }
@@ -59,7 +68,8 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     }))
     .unwrap();
     c.nodes().create(&Default::default(), &node).await.expect("node-x");
-    let svc = c.wait_service("web", "warning about node-x", |s| condition(s).is_some_and(|c| c.2.contains("node-x"))).await;
+    let svc =
+        c.wait_service("web", "warning about node-x", |s| condition(s).is_some_and(|c| c.2.contains("node-x"))).await;
     assert_eq!(condition(&svc).unwrap().0, "True", "still ready");
     c.wait_event("web", "LoadBalancerWarning").await;
 
@@ -67,13 +77,21 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     c.patch_service("web", json!({"spec": {"ports": [{"name": "p80-tcp", "port": 80, "protocol": "TCP"}, {"name": "p8443-tcp", "port": 8443, "protocol": "TCP"}]}}))
         .await;
     c.wait_service("web", "8443 in status", |s| {
-        s.status.as_ref().and_then(|st| st.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref()).is_some_and(|i| {
-            i[0].ports.as_ref().is_some_and(|p| p.iter().any(|p| p.port == 8443))
-        })
+        s.status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .is_some_and(|i| i[0].ports.as_ref().is_some_and(|p| p.iter().any(|p| p.port == 8443)))
     })
     .await;
     assert_eq!(external_ip(&c.get("web").await), Some(host.clone()));
-    let listeners = world.elb.describe_listeners().load_balancer_arn(lb[0].load_balancer_arn().unwrap()).send().await.expect("listeners");
+    let listeners = world
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(lb[0].load_balancer_arn().unwrap())
+        .send()
+        .await
+        .expect("listeners");
     let mut ports: Vec<i32> = listeners.listeners().iter().filter_map(|l| l.port()).collect();
     ports.sort();
     assert_eq!(ports, vec![80, 8443]);
@@ -82,7 +100,13 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     c.services().delete("web", &Default::default()).await.expect("delete");
     c.wait_gone("web").await;
     let owned = world.owned().await;
-    assert!(owned.is_empty(), "leaked: {:?} {:?} {:?}", owned.load_balancers, owned.target_groups, owned.security_groups);
+    assert!(
+        owned.is_empty(),
+        "leaked: {:?} {:?} {:?}",
+        owned.load_balancers,
+        owned.target_groups,
+        owned.security_groups
+    );
     ctl.settle(Duration::from_millis(200)).await;
     ctl.stop().await;
 }

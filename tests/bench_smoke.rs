@@ -1,9 +1,9 @@
 //! Keeps the scale benchmark's harness working: its scenarios at N = 50, checking the counts
 //! the benchmark reports (never the timings, which mean nothing at this size or on CI).
 
-mod support;
 #[path = "../benches/scale/scenarios.rs"]
 mod scenarios;
+mod support;
 
 use std::time::Duration;
 

@@ -53,9 +53,11 @@ async fn port_change_updates_the_load_balancer_and_keeps_the_address() {
     c.patch_service("web", json!({"spec": {"ports": [{"name": "p8080-tcp", "port": 8080, "protocol": "TCP"}]}})).await;
     let svc = c
         .wait_service("web", "port 8080 in status", |s| {
-            s.status.as_ref().and_then(|st| st.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref()).is_some_and(|i| {
-                i[0].ports.as_ref().is_some_and(|p| p.len() == 1 && p[0].port == 8080)
-            })
+            s.status
+                .as_ref()
+                .and_then(|st| st.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .is_some_and(|i| i[0].ports.as_ref().is_some_and(|p| p.len() == 1 && p[0].port == 8080))
         })
         .await;
     assert_eq!(external_ip(&svc).as_deref(), Some(ip.as_str()), "the address is kept");
@@ -70,8 +72,12 @@ async fn node_changes_touch_only_load_balancers_whose_targets_change() {
     let c = cluster_with_nodes().await;
     let ctl = Controller::start(&c, &[]).await;
     c.add_service("all", &[(80, "TCP")], json!({})).await;
-    c.add_service("edge", &[(80, "TCP")], json!({"metadata": {"annotations": {"cloudlb.io/target-node-labels": "pool=edge"}}}))
-        .await;
+    c.add_service(
+        "edge",
+        &[(80, "TCP")],
+        json!({"metadata": {"annotations": {"cloudlb.io/target-node-labels": "pool=edge"}}}),
+    )
+    .await;
     c.wait_address("all").await;
     c.wait_address("edge").await;
     ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure")], "two ensures", |v| v == 2.0).await;
@@ -92,8 +98,11 @@ async fn node_changes_touch_only_load_balancers_whose_targets_change() {
     assert!(c.events("edge").await.iter().all(|e| e.0 != "UpdatedLoadBalancer"));
 
     // Excluding the edge node changes both.
-    c.patch_node("node-b", json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}}))
-        .await;
+    c.patch_node(
+        "node-b",
+        json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}}),
+    )
+    .await;
     c.wait_service("edge", "no eligible nodes", |s| condition(s).is_some_and(|c| c.1 == "NoEligibleNodes")).await;
     c.wait_service("all", "2 targets", |s| condition(s).is_some_and(|c| c.2.contains("2 targets"))).await;
     ctl.settle(Duration::from_millis(300)).await;
@@ -186,7 +195,10 @@ async fn unclassed_services_need_manage_unclassed() {
     c.wait_address("classed").await;
     ctl.settle(Duration::from_millis(300)).await;
     let svc = c.get("unclassed").await;
-    assert!(!has_finalizer(&svc) && external_ip(&svc).is_none() && svc.metadata.annotations.is_none(), "never written: {svc:?}");
+    assert!(
+        !has_finalizer(&svc) && external_ip(&svc).is_none() && svc.metadata.annotations.is_none(),
+        "never written: {svc:?}"
+    );
     assert!(c.events("unclassed").await.is_empty());
     ctl.stop().await;
 
@@ -201,12 +213,20 @@ async fn bad_input_is_reported_and_creates_nothing() {
     let ctl = Controller::start(&c, &[]).await;
     // A malformed source range is rejected by the API server itself (422, as on a real cluster),
     // so it never reaches a controller that way; the pure tests cover cloudlb's own check.
-    c.add_service("bad-internal", &[(80, "TCP")], json!({"metadata": {"annotations": {"cloudlb.io/internal": "ture"}}}))
-        .await;
+    c.add_service(
+        "bad-internal",
+        &[(80, "TCP")],
+        json!({"metadata": {"annotations": {"cloudlb.io/internal": "ture"}}}),
+    )
+    .await;
     c.add_service("bad-ip", &[(80, "TCP")], json!({"spec": {"loadBalancerIP": "300.1.2.3"}})).await;
     c.add_service("sctp", &[(80, "SCTP")], json!({})).await;
-    c.add_service("bad-hc", &[(80, "TCP")], json!({"metadata": {"annotations": {"cloudlb.io/healthcheck-interval-seconds": "often"}}}))
-        .await;
+    c.add_service(
+        "bad-hc",
+        &[(80, "TCP")],
+        json!({"metadata": {"annotations": {"cloudlb.io/healthcheck-interval-seconds": "often"}}}),
+    )
+    .await;
     for (name, want) in [
         ("bad-internal", "cloudlb.io/internal: \"ture\" is not a boolean"),
         ("bad-ip", "spec.loadBalancerIP: \"300.1.2.3\" is not an IP address"),
@@ -243,7 +263,8 @@ async fn a_typo_never_tears_down_a_working_load_balancer() {
     let ctl = Controller::start(&c, &[]).await;
     c.add_service("web", &[(80, "TCP")], json!({})).await;
     let ip = c.wait_address("web").await;
-    c.patch_service("web", json!({"metadata": {"annotations": {"cloudlb.io/healthcheck-timeout-seconds": "5s"}}})).await;
+    c.patch_service("web", json!({"metadata": {"annotations": {"cloudlb.io/healthcheck-timeout-seconds": "5s"}}}))
+        .await;
     let svc = c.wait_service("web", "InvalidSpec", |s| condition(s).is_some_and(|c| c.1 == "InvalidSpec")).await;
     assert_eq!(external_ip(&svc).as_deref(), Some(ip.as_str()), "address kept");
     assert!(has_finalizer(&svc));
@@ -325,12 +346,18 @@ async fn bad_flags_exit_non_zero_with_a_message() {
         (vec!["run", "--cluster-name", "Bad_Name"], "lowercase letters"),
         (vec!["run", "--memory-ip-pool", "10.0.0.0/99"], "is not a CIDR"),
         (vec!["run", "--kubeconfig", "/nonexistent/kubeconfig"], "/nonexistent/kubeconfig"),
-        (vec!["run", "--provider", "aws", "--aws-region", "us-east-1", "--kubeconfig", "/dev/null"], "--aws-vpc-id is required"),
+        (
+            vec!["run", "--provider", "aws", "--aws-region", "us-east-1", "--kubeconfig", "/dev/null"],
+            "--aws-vpc-id is required",
+        ),
         (vec!["run", "--local-address-pool", "127.240.0.0/16,nope"], "is not a CIDR"),
     ] {
         let out = tokio::time::timeout(
             WAIT,
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudlb")).args(&args).args(["--metrics-addr", "127.0.0.1:0"]).output(),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudlb"))
+                .args(&args)
+                .args(["--metrics-addr", "127.0.0.1:0"])
+                .output(),
         )
         .await
         .expect("exits promptly")
@@ -407,7 +434,9 @@ async fn namespace_flag_limits_the_scope() {
     use k8s_openapi::api::core::v1::{Namespace, Service};
     use kube::api::{Api, PostParams};
     let c = cluster_with_nodes().await;
-    let ns: Namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})).unwrap();
+    let ns: Namespace =
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}))
+            .unwrap();
     Api::<Namespace>::all(c.client.clone()).create(&PostParams::default(), &ns).await.expect("namespace");
     let ctl = Controller::start(&c, &["--namespace", "team-a"]).await;
     let team: Api<Service> = Api::namespaced(c.client.clone(), "team-a");
@@ -418,7 +447,9 @@ async fn namespace_flag_limits_the_scope() {
     .unwrap();
     c.add_service("out-of-scope", &[(80, "TCP")], json!({})).await;
     team.create(&PostParams::default(), &svc).await.expect("create in team-a");
-    let fut = kube::runtime::wait::await_condition(team.clone(), "in-scope", |s: Option<&Service>| s.is_some_and(|s| external_ip(s).is_some()));
+    let fut = kube::runtime::wait::await_condition(team.clone(), "in-scope", |s: Option<&Service>| {
+        s.is_some_and(|s| external_ip(s).is_some())
+    });
     tokio::time::timeout(WAIT, fut).await.expect("in-scope Service gets an address").expect("watch");
     ctl.settle(Duration::from_millis(300)).await;
     let out = c.get("out-of-scope").await;

@@ -81,8 +81,11 @@ async fn local_provider_forwards_follows_nodes_and_survives_restart() {
     assert_eq!(seen.len(), 2, "both nodes answer: {seen:?}");
 
     // Excluding node-b takes it out of rotation.
-    c.patch_node("node-b", json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}}))
-        .await;
+    c.patch_node(
+        "node-b",
+        json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}}),
+    )
+    .await;
     c.wait_service("web", "1 target", |s| condition(s).is_some_and(|c| c.2.contains("1 targets"))).await;
     for _ in 0..10 {
         assert_eq!(ask(&addr).await.expect("answer"), "node=node-a\n");
@@ -153,7 +156,9 @@ async fn sandbox_demo_answers_through_the_load_balancer_until_deleted() {
     .expect("client");
     let api: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::namespaced(client, "default");
     api.delete("hello", &Default::default()).await.expect("delete hello");
-    let gone = kube::runtime::wait::await_condition(api, "hello", |s: Option<&k8s_openapi::api::core::v1::Service>| s.is_none());
+    let gone = kube::runtime::wait::await_condition(api, "hello", |s: Option<&k8s_openapi::api::core::v1::Service>| {
+        s.is_none()
+    });
     tokio::time::timeout(WAIT, gone).await.expect("deleted").expect("watch");
     assert!(http_get(&addr).await.is_err(), "deleting the Service stops it answering");
 

@@ -4,9 +4,9 @@
 //! the sandbox Kubernetes API with the memory provider, and prints a markdown table per
 //! scenario. See benches/README.md for the scenarios and the recorded results.
 
+mod scenarios;
 #[path = "../../tests/support/mod.rs"]
 mod support;
-mod scenarios;
 
 use std::time::Duration;
 
@@ -70,8 +70,13 @@ async fn main() {
         }
     };
     let lat = args.latency.as_millis();
-    println!("## Scale (memory provider, {lat} ms per call, {} nodes, --concurrency {})\n", args.nodes, args.concurrency);
-    println!("| N | converged | Services/s | create-to-status p50 | p99 | restart: mutating calls | restart: caught up | add node: calls | add node: time | exclude node: calls | exclude node: time | delete all | API requests |");
+    println!(
+        "## Scale (memory provider, {lat} ms per call, {} nodes, --concurrency {})\n",
+        args.nodes, args.concurrency
+    );
+    println!(
+        "| N | converged | Services/s | create-to-status p50 | p99 | restart: mutating calls | restart: caught up | add node: calls | add node: time | exclude node: calls | exclude node: time | delete all | API requests |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.services {
         let p = Params { services: n, nodes: args.nodes, latency: args.latency, concurrency: args.concurrency };

@@ -227,7 +227,10 @@ pub async fn scale(p: &Params) -> ScaleResult {
     let before = ctl.calls("ensure").await;
     let started = Instant::now();
     cluster
-        .patch_node("node-0000", json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}}))
+        .patch_node(
+            "node-0000",
+            json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}}),
+        )
         .await;
     (r.exclude_node_calls, r.exclude_node_time) = ensure_delta(&ctl, before, n as u64, started).await;
 

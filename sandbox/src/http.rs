@@ -150,17 +150,17 @@ fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
 
 pub async fn handle(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path();
-    let q: HashMap<String, String> = uri
-        .query()
-        .map(|qs| form_urlencoded::parse(qs.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let q: HashMap<String, String> =
+        uri.query().map(|qs| form_urlencoded::parse(qs.as_bytes()).into_owned().collect()).unwrap_or_default();
     match path.trim_end_matches('/') {
         "/version" => return json_response(200, &discovery::version()),
         "/healthz" | "/readyz" | "/livez" => return bytes_response(200, "text/plain; charset=utf-8", "ok"),
         "/api" => return json_response(200, &discovery::api_versions(&app.server_address)),
         "/apis" => return json_response(200, &discovery::api_group_list()),
         // An empty protobuf message is a valid (schema-less) OpenAPI v2 document.
-        "/openapi/v2" => return bytes_response(200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf", Vec::new()),
+        "/openapi/v2" => {
+            return bytes_response(200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf", Vec::new());
+        }
         "/openapi/v3" => return json_response(200, &discovery::openapi_v3_root()),
         p if p.starts_with("/openapi/v3/") => return json_response(200, &discovery::openapi_v3_doc()),
         p if p.starts_with("/healthz/") || p.starts_with("/readyz/") || p.starts_with("/livez/") => {
@@ -168,7 +168,8 @@ pub async fn handle(State(app): State<App>, method: Method, uri: Uri, headers: H
         }
         _ => {}
     }
-    let not_found = || error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    let not_found =
+        || error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     let target = match parse_route(path) {
         Some(Route::Resources { group, version }) => {
             return match discovery::resource_list(&group, &version) {
@@ -205,7 +206,8 @@ pub async fn handle(State(app): State<App>, method: Method, uri: Uri, headers: H
         }
         (&Method::GET, Some(name)) => {
             app.stats.record("get", stat);
-            read(&app, |inner| registry::get(inner, target.def, &ns, name)).map(|o| object_response(200, target.def, &o, &shape))
+            read(&app, |inner| registry::get(inner, target.def, &ns, name))
+                .map(|o| object_response(200, target.def, &o, &shape))
         }
         (&Method::POST, None) => {
             app.stats.record("create", stat);
@@ -227,13 +229,25 @@ pub async fn handle(State(app): State<App>, method: Method, uri: Uri, headers: H
             app.stats.record("patch", stat);
             let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
             match PatchType::from_content_type(ct) {
-                None => Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"))),
+                None => Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
+                    ),
+                )),
                 Some(pt) => {
                     // `force` is accepted and ignored: there are no field-ownership conflicts.
                     let opts = PatchOptions { field_manager: q.get("fieldManager").cloned() };
-                    write(&app, |inner| registry::patch(inner, target.def, &ns, name, target.sub, pt, &body, &opts)).map(|(o, created)| {
-                        object_response(if created { 201 } else { 200 }, target.def, &registry::view_out(target.def, &o), &shape)
-                    })
+                    write(&app, |inner| registry::patch(inner, target.def, &ns, name, target.sub, pt, &body, &opts))
+                        .map(|(o, created)| {
+                            object_response(
+                                if created { 201 } else { 200 },
+                                target.def,
+                                &registry::view_out(target.def, &o),
+                                &shape,
+                            )
+                        })
                 }
             }
         }
@@ -255,7 +269,9 @@ pub async fn handle(State(app): State<App>, method: Method, uri: Uri, headers: H
                 }
             })
         }
-        _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method})"))),
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        ))),
     };
     result.unwrap_or_else(|e| error_response(&e))
 }
@@ -301,7 +317,9 @@ fn serve_list(app: &App, t: &Target, q: &HashMap<String, String>, shape: Shape) 
     };
     let res = read(app, |inner| registry::list(inner, t.def, &lq))?;
     Ok(match shape {
-        Shape::Object => list_response(&t.def.list_kind(), &t.def.api_version(), res.rv, res.continue_token.as_deref(), &res.items),
+        Shape::Object => {
+            list_response(&t.def.list_kind(), &t.def.api_version(), res.rv, res.continue_token.as_deref(), &res.items)
+        }
         Shape::Metadata => {
             let items: Vec<Arc<Value>> = res.items.iter().map(|o| Arc::new(table::partial_metadata(o))).collect();
             list_response("PartialObjectMetadataList", "meta.k8s.io/v1", res.rv, res.continue_token.as_deref(), &items)
@@ -323,14 +341,20 @@ fn serve_watch(app: &App, t: &Target, q: &HashMap<String, String>, shape: Shape)
         resource_version: q.get("resourceVersion").cloned(),
         send_initial_events: truthy(q, "sendInitialEvents"),
         bookmarks: truthy(q, "allowWatchBookmarks"),
-        timeout: q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).filter(|s| *s > 0).map(Duration::from_secs),
+        timeout: q
+            .get("timeoutSeconds")
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
         shape,
     };
     if *app.shutdown.borrow() {
         return Err(ApiError::new(503, "ServiceUnavailable", "the server is shutting down"));
     }
     let rx = watch::start(app.store.clone(), req, app.shutdown.clone())?;
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));

@@ -79,7 +79,17 @@ fn uid() -> String {
     let b: [u8; 16] = rand::random();
     format!(
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:x}{:02x}-{:x}{:x}{:02x}-{}",
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], 8 | (b[8] & 0x3), b[8] >> 4, b[9],
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6] & 0x0f,
+        b[7],
+        8 | (b[8] & 0x3),
+        b[8] >> 4,
+        b[9],
         b[10..16].iter().map(|x| format!("{x:02x}")).collect::<String>()
     )
 }
@@ -167,7 +177,16 @@ pub fn create(inner: &mut Inner, def: &'static ResourceDef, path_ns: &str, mut b
         }
         m.insert("name".into(), json!(name));
     }
-    for k in ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "generation"] {
+    for k in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+        "generation",
+    ] {
         m.remove(k);
     }
     m.insert("uid".into(), json!(uid()));
@@ -207,7 +226,13 @@ pub fn create(inner: &mut Inner, def: &'static ResourceDef, path_ns: &str, mut b
 
 /// The shared tail of PUT and PATCH: keep what the client may not change, apply resource
 /// hooks, skip no-op writes, bump generation on spec changes, finish deletions.
-fn finish_update(inner: &mut Inner, def: &'static ResourceDef, sub: Sub, old: &Arc<Value>, mut new: Value) -> ApiResult<Arc<Value>> {
+fn finish_update(
+    inner: &mut Inner,
+    def: &'static ResourceDef,
+    sub: Sub,
+    old: &Arc<Value>,
+    mut new: Value,
+) -> ApiResult<Arc<Value>> {
     if !new.is_object() {
         return Err(ApiError::bad_request("the object must be a JSON object"));
     }
@@ -217,7 +242,16 @@ fn finish_update(inner: &mut Inner, def: &'static ResourceDef, sub: Sub, old: &A
     let old_meta = meta(old).cloned().unwrap_or_default();
     {
         let m = meta_mut(&mut new)?;
-        for k in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "resourceVersion"] {
+        for k in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ] {
             match old_meta.get(k) {
                 Some(v) => {
                     m.insert(k.into(), v.clone());
@@ -269,7 +303,9 @@ fn finish_update(inner: &mut Inner, def: &'static ResourceDef, sub: Sub, old: &A
                 &name,
                 &[FieldError::forbidden(
                     "metadata.finalizers",
-                    format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                    format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    ),
                 )],
             ));
         }
@@ -298,7 +334,14 @@ fn finish_update(inner: &mut Inner, def: &'static ResourceDef, sub: Sub, old: &A
 }
 
 /// Removes an object for good: DELETED event, allocations released.
-fn remove(inner: &mut Inner, storage: &'static str, ns: &str, name: &str, mut last: Value, prev: Option<Arc<Value>>) -> Arc<Value> {
+fn remove(
+    inner: &mut Inner,
+    storage: &'static str,
+    ns: &str,
+    name: &str,
+    mut last: Value,
+    prev: Option<Arc<Value>>,
+) -> Arc<Value> {
     let rv = inner.next_rv();
     if let Some(Value::Object(m)) = last.get_mut("metadata") {
         m.insert("resourceVersion".into(), json!(rv.to_string()));
@@ -317,22 +360,28 @@ fn remove(inner: &mut Inner, storage: &'static str, ns: &str, name: &str, mut la
 
 fn namespace_empty(inner: &Inner, ns: &str) -> bool {
     inner.tables.iter().all(|(_, t)| {
-        t.objects
-            .range((Bound::Included(key(ns, "")), Bound::Unbounded))
-            .next()
-            .is_none_or(|((n, _), _)| n != ns)
+        t.objects.range((Bound::Included(key(ns, "")), Bound::Unbounded)).next().is_none_or(|((n, _), _)| n != ns)
     })
 }
 
 fn maybe_finish_namespace(inner: &mut Inner, ns: &str) {
     if let Some(n) = inner.get("namespaces", "", ns)
-        && is_deleting(&n) && namespace_empty(inner, ns) {
-            remove(inner, "namespaces", "", ns, (*n).clone(), None);
-        }
+        && is_deleting(&n)
+        && namespace_empty(inner, ns)
+    {
+        remove(inner, "namespaces", "", ns, (*n).clone(), None);
+    }
 }
 
 /// PUT (main resource or status).
-pub fn update(inner: &mut Inner, def: &'static ResourceDef, ns: &str, name: &str, sub: Sub, body: Value) -> ApiResult<Arc<Value>> {
+pub fn update(
+    inner: &mut Inner,
+    def: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    sub: Sub,
+    body: Value,
+) -> ApiResult<Arc<Value>> {
     if !body.is_object() {
         return Err(ApiError::bad_request("the request body must be a JSON object"));
     }
@@ -418,7 +467,8 @@ pub fn patch(
         PatchType::Merge => merge::apply(&mut cur, &patch),
         PatchType::Strategic => strategic::merge(&mut cur, &patch, strategic::Mode::Strategic),
         PatchType::Apply => {
-            let prev = inner.applied.get(&(def.storage, ns.to_string(), name.to_string())).and_then(|m| m.get(&manager_key()));
+            let prev =
+                inner.applied.get(&(def.storage, ns.to_string(), name.to_string())).and_then(|m| m.get(&manager_key()));
             strategic::apply(&mut cur, &patch, prev);
         }
     }
@@ -429,11 +479,7 @@ pub fn patch(
     let new = view_in(def, cur);
     let obj = finish_update(inner, def, sub, &old, new)?;
     if ptype == PatchType::Apply {
-        inner
-            .applied
-            .entry((def.storage, ns.to_string(), name.to_string()))
-            .or_default()
-            .insert(manager_key(), patch);
+        inner.applied.entry((def.storage, ns.to_string(), name.to_string())).or_default().insert(manager_key(), patch);
     }
     Ok((obj, false))
 }
@@ -446,7 +492,13 @@ pub enum Deleted {
 }
 
 /// DELETE with optional DeleteOptions body (preconditions honoured).
-pub fn delete(inner: &mut Inner, def: &'static ResourceDef, ns: &str, name: &str, opts: Option<&Value>) -> ApiResult<Deleted> {
+pub fn delete(
+    inner: &mut Inner,
+    def: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    opts: Option<&Value>,
+) -> ApiResult<Deleted> {
     let old = inner.get(def.storage, ns, name).ok_or_else(|| ApiError::not_found(def.group, def.plural, name))?;
     if let Some(pre) = opts.and_then(|o| o.get("preconditions")) {
         let uid = pre.get("uid").and_then(Value::as_str).unwrap_or_default();
@@ -455,7 +507,10 @@ pub fn delete(inner: &mut Inner, def: &'static ResourceDef, ns: &str, name: &str
                 def.group,
                 def.plural,
                 name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&old, "uid")),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&old, "uid")
+                ),
             ));
         }
         let rv = pre.get("resourceVersion").and_then(Value::as_str).unwrap_or_default();
@@ -558,7 +613,8 @@ fn decode_continue(tok: &str) -> Option<(u64, Key)> {
     if !tok.len().is_multiple_of(2) {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..tok.len()).step_by(2).map(|i| u8::from_str_radix(tok.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> =
+        (0..tok.len()).step_by(2).map(|i| u8::from_str_radix(tok.get(i..i + 2)?, 16).ok()).collect();
     let s = String::from_utf8(bytes?).ok()?;
     let mut it = s.split('\u{0}');
     let rv = it.next()?.parse().ok()?;
@@ -586,7 +642,8 @@ pub fn list(inner: &Inner, def: &'static ResourceDef, q: &ListQuery) -> ApiResul
     }
     let ns_filter = q.ns.filter(|_| def.namespaced);
     // point lookup for `metadata.name=X` in one namespace (kubectl wait/delete do this)
-    if let (Some(name), Some(ns)) = (q.fields.exact_name(), ns_filter.or(if def.namespaced { None } else { Some("") })) {
+    if let (Some(name), Some(ns)) = (q.fields.exact_name(), ns_filter.or(if def.namespaced { None } else { Some("") }))
+    {
         let items = t
             .objects
             .get(&key(ns, name))
@@ -602,9 +659,10 @@ pub fn list(inner: &Inner, def: &'static ResourceDef, q: &ListQuery) -> ApiResul
     let mut more = false;
     for (k, o) in t.objects.range((start, Bound::Unbounded)) {
         if let Some(ns) = ns_filter
-            && k.0 != ns {
-                break;
-            }
+            && k.0 != ns
+        {
+            break;
+        }
         let view = view_out(def, o);
         if !matches(&view, q.labels, q.fields) {
             continue;

@@ -82,7 +82,19 @@ pub static RESOURCES: &[ResourceDef] = &[
     def!("", "configmaps", "configmap", "ConfigMap", true, &["cm"], &[], false, "configmaps", View::Native, false),
     def!("events.k8s.io", "events", "event", "Event", true, &["ev"], &[], false, "events", View::Native, false),
     def!("coordination.k8s.io", "leases", "lease", "Lease", true, &[], &[], false, "leases", View::Native, false),
-    def!("discovery.k8s.io", "endpointslices", "endpointslice", "EndpointSlice", true, &[], &[], false, "endpointslices", View::Native, false),
+    def!(
+        "discovery.k8s.io",
+        "endpointslices",
+        "endpointslice",
+        "EndpointSlice",
+        true,
+        &[],
+        &[],
+        false,
+        "endpointslices",
+        View::Native,
+        false
+    ),
 ];
 
 /// API groups other than core, in discovery order.

@@ -198,7 +198,8 @@ mod tests {
 
     #[test]
     fn fields() {
-        let o = json!({"metadata": {"name": "a"}, "involvedObject": {"kind": "Service"}, "spec": {"type": "LoadBalancer"}});
+        let o =
+            json!({"metadata": {"name": "a"}, "involvedObject": {"kind": "Service"}, "spec": {"type": "LoadBalancer"}});
         for (sel, want) in [
             ("metadata.name=a", true),
             ("metadata.name!=a", false),

@@ -126,7 +126,12 @@ fn cluster_ip_u32(svc: &Value) -> Option<u32> {
 }
 
 fn node_ports_of(svc: &Value) -> Vec<u16> {
-    ports(svc).iter().filter_map(|p| p.get("nodePort").and_then(Value::as_u64)).filter(|p| *p > 0).map(|p| p as u16).collect()
+    ports(svc)
+        .iter()
+        .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+        .filter(|p| *p > 0)
+        .map(|p| p as u16)
+        .collect()
 }
 
 fn hcnp(svc: &Value) -> Option<u16> {
@@ -188,9 +193,10 @@ fn default(svc: &mut Value) {
             if let Value::Object(m) = p {
                 m.entry("protocol").or_insert_with(|| json!("TCP"));
                 if !m.contains_key("targetPort")
-                    && let Some(port) = m.get("port").cloned() {
-                        m.insert("targetPort".into(), port);
-                    }
+                    && let Some(port) = m.get("port").cloned()
+                {
+                    m.insert("targetPort".into(), port);
+                }
             }
         }
     }
@@ -209,9 +215,10 @@ fn patch_allocated(old: &Value, new: &mut Value) {
         }
         for k in ["clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
             if !spec.contains_key(k)
-                && let Some(v) = old.pointer(&format!("/spec/{k}")) {
-                    spec.insert(k.into(), v.clone());
-                }
+                && let Some(v) = old.pointer(&format!("/spec/{k}"))
+            {
+                spec.insert(k.into(), v.clone());
+            }
         }
     }
     if needs_node_ports(old) && needs_node_ports(new) {
@@ -228,33 +235,42 @@ fn patch_allocated(old: &Value, new: &mut Value) {
                 if cur == 0 {
                     let name = str_at(p, "/name").to_string();
                     if let Some(&v) = by_name.get(&name)
-                        && v > 0 && !used.contains(&(v as u16)) {
-                            p["nodePort"] = json!(v);
-                        }
+                        && v > 0
+                        && !used.contains(&(v as u16))
+                    {
+                        p["nodePort"] = json!(v);
+                    }
                 }
             }
         }
     }
-    if needs_hcnp(old) && needs_hcnp(new) && hcnp(new).is_none()
-        && let Some(v) = hcnp(old) {
-            spec_mut(new).insert("healthCheckNodePort".into(), json!(v));
-        }
+    if needs_hcnp(old)
+        && needs_hcnp(new)
+        && hcnp(new).is_none()
+        && let Some(v) = hcnp(old)
+    {
+        spec_mut(new).insert("healthCheckNodePort".into(), json!(v));
+    }
 }
 
 /// `dropTypeDependentFields`: fields that only make sense for the old type are cleared when
 /// the user left them unchanged.
 fn drop_type_dependent(old: &Value, new: &mut Value) {
     let old_np: Vec<Option<u64>> = ports(old).iter().map(|p| p.get("nodePort").and_then(Value::as_u64)).collect();
-    if !needs_node_ports(new) && needs_node_ports(old)
-        && let Some(Value::Array(ps)) = spec_mut(new).get_mut("ports") {
-            for p in ps.iter_mut() {
-                let np = p.get("nodePort").and_then(Value::as_u64);
-                if np.is_some() && old_np.contains(&np)
-                    && let Value::Object(m) = p {
-                        m.remove("nodePort");
-                    }
+    if !needs_node_ports(new)
+        && needs_node_ports(old)
+        && let Some(Value::Array(ps)) = spec_mut(new).get_mut("ports")
+    {
+        for p in ps.iter_mut() {
+            let np = p.get("nodePort").and_then(Value::as_u64);
+            if np.is_some()
+                && old_np.contains(&np)
+                && let Value::Object(m) = p
+            {
+                m.remove("nodePort");
             }
         }
+    }
     if !needs_hcnp(new) && hcnp(new).is_some() && hcnp(new) == hcnp(old) {
         spec_mut(new).remove("healthCheckNodePort");
     }
@@ -318,7 +334,11 @@ fn validate(svc: &Value, old: Option<&Value>, np_range: (u16, u16)) -> Vec<Field
     }
     let ty = svc_type(svc);
     if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
-        errs.push(FieldError::not_supported("spec.type", q(ty), &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
+        errs.push(FieldError::not_supported(
+            "spec.type",
+            q(ty),
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
     }
     let headless = str_at(svc, "/spec/clusterIP") == "None";
     let ps = ports(svc);
@@ -360,21 +380,29 @@ fn validate(svc: &Value, old: Option<&Value>, np_range: (u16, u16)) -> Vec<Field
         }
         if let Some(tp) = p.get("targetPort") {
             match tp {
-                Value::Number(n) if !(1..=65535).contains(&n.as_i64().unwrap_or(0)) => {
-                    errs.push(FieldError::invalid(format!("{f}.targetPort"), n, "must be between 1 and 65535, inclusive"))
-                }
+                Value::Number(n) if !(1..=65535).contains(&n.as_i64().unwrap_or(0)) => errs.push(FieldError::invalid(
+                    format!("{f}.targetPort"),
+                    n,
+                    "must be between 1 and 65535, inclusive",
+                )),
                 _ => {}
             }
         }
         let np = p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
         if np != 0 {
             if ty == "ClusterIP" || ty == "ExternalName" {
-                errs.push(FieldError::forbidden(format!("{f}.nodePort"), format!("may not be used when `type` is '{ty}'")));
+                errs.push(FieldError::forbidden(
+                    format!("{f}.nodePort"),
+                    format!("may not be used when `type` is '{ty}'"),
+                ));
             } else if np < np_range.0 as i64 || np > np_range.1 as i64 {
                 errs.push(FieldError::invalid(
                     format!("{f}.nodePort"),
                     np,
-                    format!("provided port is not in the valid range. The range of valid ports is {}-{}", np_range.0, np_range.1),
+                    format!(
+                        "provided port is not in the valid range. The range of valid ports is {}-{}",
+                        np_range.0, np_range.1
+                    ),
                 ));
             } else if !np_proto.insert((np, proto.to_string())) {
                 errs.push(FieldError::duplicate(format!("{f}.nodePort"), np));
@@ -384,7 +412,11 @@ fn validate(svc: &Value, old: Option<&Value>, np_range: (u16, u16)) -> Vec<Field
     let etp = str_at(svc, "/spec/externalTrafficPolicy");
     if !etp.is_empty() {
         if !is_external(svc) {
-            errs.push(FieldError::invalid("spec.externalTrafficPolicy", q(etp), "may only be set for externally-accessible services"));
+            errs.push(FieldError::invalid(
+                "spec.externalTrafficPolicy",
+                q(etp),
+                "may only be set for externally-accessible services",
+            ));
         } else if !matches!(etp, "Cluster" | "Local") {
             errs.push(FieldError::not_supported("spec.externalTrafficPolicy", q(etp), &["Cluster", "Local"]));
         }
@@ -408,7 +440,10 @@ fn validate(svc: &Value, old: Option<&Value>, np_range: (u16, u16)) -> Vec<Field
             errs.push(FieldError::invalid(
                 "spec.healthCheckNodePort",
                 h,
-                format!("provided port is not in the valid range. The range of valid ports is {}-{}", np_range.0, np_range.1),
+                format!(
+                    "provided port is not in the valid range. The range of valid ports is {}-{}",
+                    np_range.0, np_range.1
+                ),
             ));
         }
     }
@@ -418,7 +453,8 @@ fn validate(svc: &Value, old: Option<&Value>, np_range: (u16, u16)) -> Vec<Field
         .and_then(Value::as_array)
         .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
         .unwrap_or_default();
-    let annotation = svc.pointer("/metadata/annotations").and_then(|a| a.get(SOURCE_RANGES_ANNOTATION)).and_then(Value::as_str);
+    let annotation =
+        svc.pointer("/metadata/annotations").and_then(|a| a.get(SOURCE_RANGES_ANNOTATION)).and_then(Value::as_str);
     if !ranges.is_empty() || annotation.is_some() {
         let (field, val, ok) = if !ranges.is_empty() {
             let ok = ranges.iter().all(|r| is_cidr(r.trim()));
@@ -433,7 +469,11 @@ fn validate(svc: &Value, old: Option<&Value>, np_range: (u16, u16)) -> Vec<Field
             errs.push(FieldError::forbidden(&field, "may only be used when `type` is 'LoadBalancer'"));
         }
         if !ok {
-            errs.push(FieldError::invalid(&field, q(&val), "must be a list of IP ranges. For example, 10.240.0.0/24,10.250.0.0/24 "));
+            errs.push(FieldError::invalid(
+                &field,
+                q(&val),
+                "must be a list of IP ranges. For example, 10.240.0.0/24,10.250.0.0/24 ",
+            ));
         }
     }
     if svc.pointer("/spec/loadBalancerClass").is_some_and(|v| !v.is_null()) && ty != "LoadBalancer" {
@@ -452,7 +492,11 @@ fn validate(svc: &Value, old: Option<&Value>, np_range: (u16, u16)) -> Vec<Field
         }
         let (o, n) = (str_at(old, "/spec/clusterIP"), str_at(svc, "/spec/clusterIP"));
         if needs_cluster_ip(old) && needs_cluster_ip(svc) && !o.is_empty() && o != n {
-            errs.push(FieldError::invalid("spec.clusterIPs[0]", format!("[]string{{{}}}", q(n)), "may not change once set"));
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                format!("[]string{{{}}}", q(n)),
+                "may not change once set",
+            ));
         }
     }
     errs
@@ -515,7 +559,11 @@ pub fn prepare(alloc: &mut Allocator, old: Option<&Value>, new: &mut Value) -> A
         if let Some(np) = p.get("nodePort").and_then(Value::as_u64).filter(|n| *n > 0) {
             let np = np as u16;
             if alloc.node_ports.get(&np).is_some_and(|o| *o != key) {
-                errs.push(FieldError::invalid(format!("spec.ports[{i}].nodePort"), np, "provided port is already allocated"));
+                errs.push(FieldError::invalid(
+                    format!("spec.ports[{i}].nodePort"),
+                    np,
+                    "provided port is already allocated",
+                ));
             }
             claimed.insert(np);
         }
@@ -549,7 +597,9 @@ pub fn prepare(alloc: &mut Allocator, old: Option<&Value>, new: &mut Value) -> A
     if needs_node_ports(new) {
         let count = ports(new).iter().filter(|p| p.get("nodePort").and_then(Value::as_u64).unwrap_or(0) == 0).count();
         for _ in 0..count {
-            let p = alloc.free_node_port(&claimed).ok_or_else(|| ApiError::internal("failed to allocate a nodePort: range is full"))?;
+            let p = alloc
+                .free_node_port(&claimed)
+                .ok_or_else(|| ApiError::internal("failed to allocate a nodePort: range is full"))?;
             claimed.insert(p);
             fresh_ports.push(p);
         }
@@ -557,14 +607,17 @@ pub fn prepare(alloc: &mut Allocator, old: Option<&Value>, new: &mut Value) -> A
         if let Some(Value::Array(ps)) = spec_mut(new).get_mut("ports") {
             for p in ps.iter_mut() {
                 if p.get("nodePort").and_then(Value::as_u64).unwrap_or(0) == 0
-                    && let Some(np) = fresh.next() {
-                        p["nodePort"] = json!(np);
-                    }
+                    && let Some(np) = fresh.next()
+                {
+                    p["nodePort"] = json!(np);
+                }
             }
         }
     }
     if needs_hcnp(new) && hcnp(new).is_none() {
-        let p = alloc.free_node_port(&claimed).ok_or_else(|| ApiError::internal("failed to allocate a nodePort: range is full"))?;
+        let p = alloc
+            .free_node_port(&claimed)
+            .ok_or_else(|| ApiError::internal("failed to allocate a nodePort: range is full"))?;
         claimed.insert(p);
         spec_mut(new).insert("healthCheckNodePort".into(), json!(p));
     }
@@ -576,9 +629,10 @@ pub fn prepare(alloc: &mut Allocator, old: Option<&Value>, new: &mut Value) -> A
             }
         }
         if let Some(ip) = old_ip
-            && Some(ip) != new_ip {
-                alloc.used_ips.remove(&ip);
-            }
+            && Some(ip) != new_ip
+        {
+            alloc.used_ips.remove(&ip);
+        }
     }
     for p in claimed {
         alloc.node_ports.insert(p, key.clone());
@@ -612,7 +666,11 @@ pub fn prepare_status(svc: &mut Value) -> ApiResult<()> {
             }
             if !host.is_empty() {
                 if host.parse::<IpAddr>().is_ok() {
-                    errs.push(FieldError::invalid(format!("{f}.hostname"), q(&host), "must be a DNS name, not an IP address"));
+                    errs.push(FieldError::invalid(
+                        format!("{f}.hostname"),
+                        q(&host),
+                        "must be a DNS name, not an IP address",
+                    ));
                 } else if !is_dns1123_subdomain(&host) {
                     errs.push(FieldError::invalid(
                         format!("{f}.hostname"),
@@ -633,11 +691,19 @@ pub fn prepare_status(svc: &mut Value) -> ApiResult<()> {
                 for (j, p) in ps.iter().enumerate() {
                     let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
                     if !(1..=65535).contains(&port) {
-                        errs.push(FieldError::invalid(format!("{f}.ports[{j}].port"), port, "must be between 1 and 65535, inclusive"));
+                        errs.push(FieldError::invalid(
+                            format!("{f}.ports[{j}].port"),
+                            port,
+                            "must be between 1 and 65535, inclusive",
+                        ));
                     }
                     let proto = str_at(p, "/protocol");
                     if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                        errs.push(FieldError::not_supported(format!("{f}.ports[{j}].protocol"), q(proto), &["SCTP", "TCP", "UDP"]));
+                        errs.push(FieldError::not_supported(
+                            format!("{f}.ports[{j}].protocol"),
+                            q(proto),
+                            &["SCTP", "TCP", "UDP"],
+                        ));
                     }
                 }
             }
@@ -689,7 +755,11 @@ pub fn validate_conditions(conds: &[Value], path: &str, errs: &mut Vec<FieldErro
             errs.push(FieldError::not_supported(format!("{f}.status"), q(st), &["False", "True", "Unknown"]));
         }
         if c.get("observedGeneration").and_then(Value::as_i64).unwrap_or(0) < 0 {
-            errs.push(FieldError::invalid(format!("{f}.observedGeneration"), c["observedGeneration"].clone(), "must be greater than or equal to zero"));
+            errs.push(FieldError::invalid(
+                format!("{f}.observedGeneration"),
+                c["observedGeneration"].clone(),
+                "must be greater than or equal to zero",
+            ));
         }
         if str_at(c, "/lastTransitionTime").is_empty() {
             errs.push(FieldError::required(format!("{f}.lastTransitionTime"), "must be set"));
@@ -719,7 +789,9 @@ mod tests {
     #[test]
     fn allocates_and_keeps() {
         let mut a = Allocator::new("10.96.0.0/16", (30000, 32767)).unwrap();
-        let mut s = svc(json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}, {"port": 443, "name": "b"}]}));
+        let mut s = svc(
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}, {"port": 443, "name": "b"}]}),
+        );
         // two ports need names
         assert!(prepare(&mut a, None, &mut s).is_err());
         s["spec"]["ports"][0]["name"] = json!("a");
@@ -729,7 +801,9 @@ mod tests {
         assert_eq!(s["spec"]["ports"][1]["targetPort"], 443);
         assert_eq!(s["spec"]["healthCheckNodePort"], 30002);
         // an update without the allocated values keeps them
-        let mut upd = svc(json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80, "name": "a"}, {"port": 443, "name": "b"}]}));
+        let mut upd = svc(
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80, "name": "a"}, {"port": 443, "name": "b"}]}),
+        );
         prepare(&mut a, Some(&s), &mut upd).unwrap();
         assert_eq!(upd, s);
         // a second service cannot take a used port
@@ -749,7 +823,9 @@ mod tests {
     #[test]
     fn source_ranges_and_status() {
         let mut a = Allocator::new("10.96.0.0/16", (30000, 32767)).unwrap();
-        let mut s = svc(json!({"type": "LoadBalancer", "ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0/8", "bogus"]}));
+        let mut s = svc(
+            json!({"type": "LoadBalancer", "ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0/8", "bogus"]}),
+        );
         let e = prepare(&mut a, None, &mut s).unwrap_err();
         assert!(e.message.contains("must be a list of IP ranges"), "{}", e.message);
         let mut st = json!({"metadata": {"name": "s"}, "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}, {"hostname": "a.example.com"}]}}});

@@ -137,7 +137,10 @@ pub enum FieldErrorKind {
 
 impl FieldError {
     pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, detail: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind: FieldErrorKind::Invalid { value: value.to_string(), detail: detail.into() } }
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::Invalid { value: value.to_string(), detail: detail.into() },
+        }
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         FieldError { field: field.into(), kind: FieldErrorKind::Required(detail.into()) }

@@ -112,7 +112,14 @@ impl Inner {
     }
 
     /// Stores (or removes, for Deleted) and records a change whose object already carries `rv`.
-    pub fn record(&mut self, storage: &'static str, key: Key, kind: ChangeKind, object: Arc<Value>, prev: Option<Arc<Value>>) {
+    pub fn record(
+        &mut self,
+        storage: &'static str,
+        key: Key,
+        kind: ChangeKind,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) {
         let rv = self.rv;
         let cap = self.history_cap;
         let Some(t) = self.tables.get_mut(storage) else { return };

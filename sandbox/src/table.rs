@@ -47,7 +47,13 @@ fn age(obj: &Value) -> String {
 
 fn columns(def: &ResourceDef) -> Vec<Value> {
     let name = col("Name", "string", "name", 0, "Name must be unique within a namespace.");
-    let age = col("Age", "string", "", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
+    let age = col(
+        "Age",
+        "string",
+        "",
+        0,
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    );
     match (def.group, def.plural) {
         ("", "services") => vec![
             name,
@@ -83,7 +89,9 @@ fn columns(def: &ResourceDef) -> Vec<Value> {
             col("Name", "string", "name", 1, "Name must be unique within a namespace."),
         ],
         ("", "namespaces") => vec![name, col("Status", "string", "", 0, "The status of the namespace"), age],
-        ("coordination.k8s.io", "leases") => vec![name, col("Holder", "string", "", 0, "The holder of the lease."), age],
+        ("coordination.k8s.io", "leases") => {
+            vec![name, col("Holder", "string", "", 0, "The holder of the lease."), age]
+        }
         _ => vec![name, age],
     }
 }
@@ -97,7 +105,11 @@ pub fn service_external_ip(svc: &Value) -> String {
         .unwrap_or_default();
     match s(svc, "/spec/type") {
         "" | "ClusterIP" | "NodePort" => {
-            if external_ips.is_empty() { "<none>".into() } else { external_ips.join(",") }
+            if external_ips.is_empty() {
+                "<none>".into()
+            } else {
+                external_ips.join(",")
+            }
         }
         "LoadBalancer" => {
             let mut set = BTreeSet::new();
@@ -171,9 +183,10 @@ fn node_roles(node: &Value) -> String {
                     roles.insert(r.to_string());
                 }
             } else if k == "kubernetes.io/role"
-                && let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
-                    roles.insert(v.to_string());
-                }
+                && let Some(v) = v.as_str().filter(|v| !v.is_empty())
+            {
+                roles.insert(v.to_string());
+            }
         }
     }
     if roles.is_empty() { "<none>".into() } else { roles.into_iter().collect::<Vec<_>>().join(",") }
@@ -266,9 +279,18 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
             json!(s(obj, "/status/nodeInfo/kubeletVersion")),
             json!(node_addresses(obj, "InternalIP")),
             json!(node_addresses(obj, "ExternalIP")),
-            json!(match s(obj, "/status/nodeInfo/osImage") { "" => "<unknown>", o => o }),
-            json!(match s(obj, "/status/nodeInfo/kernelVersion") { "" => "<unknown>", o => o }),
-            json!(match s(obj, "/status/nodeInfo/containerRuntimeVersion") { "" => "<unknown>", o => o }),
+            json!(match s(obj, "/status/nodeInfo/osImage") {
+                "" => "<unknown>",
+                o => o,
+            }),
+            json!(match s(obj, "/status/nodeInfo/kernelVersion") {
+                "" => "<unknown>",
+                o => o,
+            }),
+            json!(match s(obj, "/status/nodeInfo/containerRuntimeVersion") {
+                "" => "<unknown>",
+                o => o,
+            }),
         ],
         (_, "events") => event_cells(obj),
         ("", "namespaces") => vec![name, json!(s(obj, "/status/phase")), json!(age(obj))],

@@ -58,7 +58,14 @@ impl Renderer {
             Shape::Metadata => table::partial_metadata(served),
             Shape::Table { include_object } => {
                 let with_columns = std::mem::replace(&mut self.first_table, false);
-                table::table_for(self.def, std::slice::from_ref(&Arc::new(served.clone())), *include_object, with_columns, None, None)
+                table::table_for(
+                    self.def,
+                    std::slice::from_ref(&Arc::new(served.clone())),
+                    *include_object,
+                    with_columns,
+                    None,
+                    None,
+                )
             }
         }
     }
@@ -66,9 +73,10 @@ impl Renderer {
     /// Encode one event; uses the change's shared line when the shape allows it.
     fn line(&mut self, kind: &str, stored: &Arc<Value>, shared: Option<&crate::store::Change>) -> Bytes {
         if let (Shape::Object, View::Native, Some(c)) = (&self.shape, self.def.view, shared)
-            && c.kind.as_str() == kind {
-                return c.line();
-            }
+            && c.kind.as_str() == kind
+        {
+            return c.line();
+        }
         let served = registry::view_out(self.def, stored);
         encode_event(kind, &self.render(&served))
     }
@@ -87,11 +95,18 @@ impl Renderer {
     }
 }
 
-fn served_matches(def: &ResourceDef, obj: &Arc<Value>, ns: Option<&str>, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+fn served_matches(
+    def: &ResourceDef,
+    obj: &Arc<Value>,
+    ns: Option<&str>,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> bool {
     if let Some(ns) = ns
-        && obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default() != ns {
-            return false;
-        }
+        && obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default() != ns
+    {
+        return false;
+    }
     if labels.is_empty() && fields.is_empty() {
         return true;
     }
@@ -100,7 +115,11 @@ fn served_matches(def: &ResourceDef, obj: &Arc<Value>, ns: Option<&str>, labels:
 
 /// Starts a watch; returns the receiving end of its lines. Errors that the apiserver reports
 /// as an HTTP error (bad resourceVersion) come back as `Err`.
-pub fn start(store: Shared, req: WatchRequest, mut shutdown: tokio::sync::watch::Receiver<bool>) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+pub fn start(
+    store: Shared,
+    req: WatchRequest,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
     let from = match req.resource_version.as_deref() {
         None | Some("") | Some("0") => None,
         Some(s) => Some(s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?),
@@ -120,7 +139,13 @@ pub fn start(store: Shared, req: WatchRequest, mut shutdown: tokio::sync::watch:
         if initial {
             let listed = {
                 let Ok(guard) = store.read() else { return };
-                let q = ListQuery { ns: ns.as_deref(), labels: &req.labels, fields: &req.fields, limit: None, continue_token: None };
+                let q = ListQuery {
+                    ns: ns.as_deref(),
+                    labels: &req.labels,
+                    fields: &req.fields,
+                    limit: None,
+                    continue_token: None,
+                };
                 registry::list(&guard, req.def, &q)
             };
             let snapshot = match listed {
@@ -138,14 +163,14 @@ pub fn start(store: Shared, req: WatchRequest, mut shutdown: tokio::sync::watch:
                     return;
                 }
             }
-            if req.send_initial_events
-                && tx.send(r.bookmark(last_rv, true)).await.is_err() {
-                    return;
-                }
+            if req.send_initial_events && tx.send(r.bookmark(last_rv, true)).await.is_err() {
+                return;
+            }
         } else {
             last_rv = from.unwrap_or(0);
         }
-        let mut bookmark_tick = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
+        let mut bookmark_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
         loop {
             // --- drain changes after last_rv
             let (changes, current) = {
@@ -174,9 +199,10 @@ pub fn start(store: Shared, req: WatchRequest, mut shutdown: tokio::sync::watch:
                             (k, _) => now.then_some(k.as_str()),
                         };
                         if let Some(kind) = kind
-                            && tx.send(r.line(kind, &c.object, Some(&c))).await.is_err() {
-                                return;
-                            }
+                            && tx.send(r.line(kind, &c.object, Some(&c))).await.is_err()
+                        {
+                            return;
+                        }
                         last_rv = c.rv;
                     }
                     last_rv = last_rv.max(current);

@@ -323,9 +323,13 @@ async fn finalizers_delay_deletion_and_watch_sees_it() {
         assert!(svcs.get("f").await.is_ok());
         // adding a finalizer while deleting is forbidden
         let e = api_err(
-            svcs.patch("f", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["a", "cloudlb.io/load-balancer-cleanup"]}})))
-                .await
-                .unwrap_err(),
+            svcs.patch(
+                "f",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": ["a", "cloudlb.io/load-balancer-cleanup"]}})),
+            )
+            .await
+            .unwrap_err(),
         );
         assert_eq!(e.code, 422);
         // removing the last finalizer (kube-runtime style JSON patch) deletes the object
@@ -376,7 +380,9 @@ async fn watch_resume_expired_and_selectors() {
             Some(WatchEvent::Added(o)) => assert_eq!(o.name_any(), "w1"),
             other => panic!("unexpected {other:?}"),
         }
-        svcs.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}}))).await.unwrap();
+        svcs.patch("w1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})))
+            .await
+            .unwrap();
         match sel.try_next().await.unwrap() {
             Some(WatchEvent::Deleted(o)) => assert_eq!(o.name_any(), "w1"),
             other => panic!("unexpected {other:?}"),
@@ -400,7 +406,14 @@ async fn watch_resume_expired_and_selectors() {
             other => panic!("unexpected {other:?}"),
         }
         // the watch timeout ends the stream
-        let mut t = svcs.watch(&WatchParams::default().timeout(1), &svcs.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap()).await.unwrap().boxed();
+        let mut t = svcs
+            .watch(
+                &WatchParams::default().timeout(1),
+                &svcs.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap(),
+            )
+            .await
+            .unwrap()
+            .boxed();
         assert!(t.try_next().await.unwrap().is_none());
 
         // list selectors and pagination
@@ -439,7 +452,9 @@ async fn watcher_and_reflector_see_changes() {
             svcs.create(&PostParams::default(), &lb("live")).await.unwrap();
             assert_eq!(events.try_next().await.unwrap().unwrap().name_any(), "live");
             reader.wait_until_ready().await.unwrap();
-            svcs.patch("live", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
+            svcs.patch("live", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
+                .await
+                .unwrap();
             let m = events.try_next().await.unwrap().unwrap();
             assert_eq!(m.labels().get("x").map(String::as_str), Some("y"));
             assert_eq!(reader.state().len(), 2);
@@ -514,17 +529,28 @@ async fn nodes_and_leases() {
         assert_eq!(created.status.unwrap().addresses.unwrap()[0].address, "10.0.0.1");
         // taints are atomic under strategic merge, like the real API
         let p = nodes
-            .patch("n1", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"taints": [{"key": "b", "effect": "NoSchedule"}]}})))
+            .patch(
+                "n1",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"spec": {"taints": [{"key": "b", "effect": "NoSchedule"}]}})),
+            )
             .await
             .unwrap();
         assert_eq!(p.spec.unwrap().taints.unwrap().len(), 1);
         let p = nodes
-            .patch_status("n1", &PatchParams::default(), &Patch::Strategic(json!({"status": {"addresses": [{"type": "ExternalIP", "address": "1.1.1.1"}]}})))
+            .patch_status(
+                "n1",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"status": {"addresses": [{"type": "ExternalIP", "address": "1.1.1.1"}]}})),
+            )
             .await
             .unwrap();
         assert_eq!(p.status.unwrap().addresses.unwrap().len(), 2);
         let leases: Api<Lease> = Api::namespaced(c.clone(), "kube-system");
-        let l: Lease = serde_json::from_value(json!({"metadata": {"name": "cloudlb"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).unwrap();
+        let l: Lease = serde_json::from_value(
+            json!({"metadata": {"name": "cloudlb"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}),
+        )
+        .unwrap();
         let l = leases.create(&PostParams::default(), &l).await.unwrap();
         let mut l2 = l.clone();
         l2.spec.as_mut().unwrap().holder_identity = Some("b".into());

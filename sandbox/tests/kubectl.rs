@@ -6,9 +6,9 @@ mod common;
 
 use common::{bounded, client, start};
 use k8s_openapi::api::core::v1::{Node, Service};
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::Resource;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +31,9 @@ impl Kubectl {
         let mut cmd = tokio::process::Command::new(KUBECTL);
         cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
         cmd.env("HOME", self._dir.0.as_os_str()); // keep kubectl's discovery cache per test
-        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("kubectl spawns");
         if let Some(input) = stdin {
             use tokio::io::AsyncWriteExt;
@@ -40,7 +42,8 @@ impl Kubectl {
         }
         drop(child.stdin.take());
         let out = child.wait_with_output().await.unwrap();
-        let (o, e) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+        let (o, e) =
+            (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
         println!("$ kubectl {}\n{o}{e}", args.join(" "));
         (out.status.success(), o, e)
     }

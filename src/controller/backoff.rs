@@ -47,7 +47,8 @@ impl Backoff {
     /// least `min` (a provider's retry-after).
     pub fn failed(&self, key: &str, attempt: &str, min: Option<Duration>) -> Duration {
         let mut map = self.lock();
-        let e = map.entry(key.to_string()).or_insert(Entry { failures: 0, until: Instant::now(), attempt: String::new() });
+        let e =
+            map.entry(key.to_string()).or_insert(Entry { failures: 0, until: Instant::now(), attempt: String::new() });
         e.failures = e.failures.saturating_add(1);
         let wait = jitter(delay(e.failures)).max(min.unwrap_or_default());
         e.until = Instant::now() + wait;

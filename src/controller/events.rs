@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 /// Entries kept for aggregation.
@@ -120,11 +120,7 @@ impl Publisher {
                 Err(e) => return Err(e),
             }
         }
-        let name = format!(
-            "{}.{:x}",
-            regarding.name.as_deref().unwrap_or(&self.controller),
-            now.0.as_nanosecond()
-        );
+        let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or(&self.controller), now.0.as_nanosecond());
         let event = Event {
             metadata: ObjectMeta { namespace: Some(namespace.clone()), name: Some(name.clone()), ..Default::default() },
             action: Some(action.into()),

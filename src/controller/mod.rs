@@ -40,8 +40,8 @@ use crate::desired::DesiredConfig;
 use crate::error::{Error, Result};
 use crate::keys::FINALIZER;
 use crate::metrics::{InstrumentedProvider, Metrics};
-pub use events::EventType;
 use backoff::Backoff;
+pub use events::EventType;
 use nodes::NodeSet;
 
 #[derive(Clone, Debug)]
@@ -99,7 +99,11 @@ fn trim_service(svc: &mut Service) {
     let relevant = spec.type_.as_deref() == Some("LoadBalancer")
         || svc.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER);
     if !relevant {
-        *spec = ServiceSpec { type_: spec.type_.take(), load_balancer_class: spec.load_balancer_class.take(), ..Default::default() };
+        *spec = ServiceSpec {
+            type_: spec.type_.take(),
+            load_balancer_class: spec.load_balancer_class.take(),
+            ..Default::default()
+        };
         svc.metadata.annotations = None;
         svc.metadata.labels = None;
         svc.status = None;
@@ -151,8 +155,9 @@ pub async fn run(
     }
     ctx.metrics.ready.store(true, Ordering::Relaxed);
     let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher(services, watcher::Config::default()).modify(trim_service).default_backoff())
-        .applied_objects();
+    let stream =
+        reflector(writer, watcher(services, watcher::Config::default()).modify(trim_service).default_backoff())
+            .applied_objects();
     let changes = std::mem::replace(&mut tracker.changes, tokio::sync::mpsc::unbounded_channel().1);
     Controller::for_stream(stream, reader)
         .with_config(controller::Config::default().concurrency(config.concurrency))

@@ -15,19 +15,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudlb_provider::{
-    ErrorClass, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Record, StateLocation,
-};
+use cloudlb_provider::{ErrorClass, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Record, StateLocation};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use futures::StreamExt;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::status::{self, Cond};
 use super::nodes::Snapshot;
+use super::status::{self, Cond};
 use super::{Context, EventType, finalizer};
 use crate::claim::is_claimed;
 use crate::desired;
@@ -88,8 +86,8 @@ fn record(svc: &Service) -> Option<Record> {
 
 /// The spec's hash, using the node set's cached digest when the targets are the whole set.
 fn spec_hash(spec: &LoadBalancerSpec, nodes: &Snapshot) -> String {
-    let whole_set = spec.targets.len() == nodes.nodes.len()
-        && spec.targets.iter().zip(&nodes.nodes).all(|(t, n)| *t == n.target);
+    let whole_set =
+        spec.targets.len() == nodes.nodes.len() && spec.targets.iter().zip(&nodes.nodes).all(|(t, n)| *t == n.target);
     if whole_set { spec.hash_with_targets(&nodes.all_targets_digest) } else { spec.hash() }
 }
 
@@ -143,8 +141,14 @@ async fn cleanup(svc: &Service, ctx: &Context, deleting: bool) -> Result<Action>
     info!(service = %key(svc), deleting, "deleting load balancer");
     ctx.event(svc, EventType::Normal, event::DELETING, "Delete", "Deleting load balancer").await;
     if let Err(e) = ctx.provider.delete(&id, record.as_ref()).await {
-        ctx.event(svc, EventType::Warning, event::DELETE_FAILED, "Delete", &format!("Error deleting load balancer: {e}"))
-            .await;
+        ctx.event(
+            svc,
+            EventType::Warning,
+            event::DELETE_FAILED,
+            "Delete",
+            &format!("Error deleting load balancer: {e}"),
+        )
+        .await;
         return Err(Error::Delete(e));
     }
     let api = api(ctx, svc);
@@ -223,8 +227,14 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
                 Ok(found) => {
                     let what = if found.is_some() { "differs from its spec" } else { "is missing" };
                     warn!(service = %key(svc), "load balancer {what}; repairing");
-                    ctx.event(svc, EventType::Warning, event::DRIFT, "Sync", &format!("Load balancer {what}; repairing"))
-                        .await;
+                    ctx.event(
+                        svc,
+                        EventType::Warning,
+                        event::DRIFT,
+                        "Sync",
+                        &format!("Load balancer {what}; repairing"),
+                    )
+                    .await;
                     why = Some("drift");
                 }
                 Err(e) => return Err(Error::Get(e)),
@@ -243,8 +253,8 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
         finalizer::add(&api(ctx, svc), svc).await.map_err(Error::AddFinalizer)?
     };
     let svc = &svc;
-    let targets_only = recorded_hash.as_deref().and_then(|h| h.split('.').next()) == hash.split('.').next()
-        && why == "changed";
+    let targets_only =
+        recorded_hash.as_deref().and_then(|h| h.split('.').next()) == hash.split('.').next() && why == "changed";
     if !targets_only {
         ctx.event(svc, EventType::Normal, event::ENSURING, "Ensure", "Ensuring load balancer").await;
     }
@@ -267,8 +277,14 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
     ctx.confirmed(svc, &hash);
     ctx.backoff.succeeded(&key(svc));
     if spec.targets.is_empty() {
-        ctx.event(svc, EventType::Warning, event::UNAVAILABLE, "Ensure", "There are no available nodes for LoadBalancer")
-            .await;
+        ctx.event(
+            svc,
+            EventType::Warning,
+            event::UNAVAILABLE,
+            "Ensure",
+            "There are no available nodes for LoadBalancer",
+        )
+        .await;
     }
     if !warnings.is_empty() {
         ctx.event(svc, EventType::Warning, event::WARNING, "Ensure", &warnings.join("; ")).await;
@@ -309,7 +325,12 @@ async fn ready_condition(svc: &Service, ctx: &Context, spec: &LoadBalancerSpec) 
     write_status(ctx, svc, None, &cond).await
 }
 
-async fn write_status(ctx: &Context, svc: &Service, ingress: Option<Vec<k8s_openapi::api::core::v1::LoadBalancerIngress>>, cond: &Cond) -> Result<()> {
+async fn write_status(
+    ctx: &Context,
+    svc: &Service,
+    ingress: Option<Vec<k8s_openapi::api::core::v1::LoadBalancerIngress>>,
+    cond: &Cond,
+) -> Result<()> {
     if let Some(patch) = status::patch(svc, ingress, Some(cond)) {
         api(ctx, svc)
             .patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
@@ -403,7 +424,8 @@ async fn restore_one(ctx: &Context, nodes: Arc<Snapshot>, svc: Service) -> bool 
     let recorded = record(&svc);
     match ctx.provider.ensure(&lb_id(ctx, &svc), &spec, recorded.as_ref()).await {
         Ok(st) => {
-            let unchanged = svc.annotations().get(ANN_SPEC_HASH) == Some(&hash) && Some(&st.record) == recorded.as_ref();
+            let unchanged =
+                svc.annotations().get(ANN_SPEC_HASH) == Some(&hash) && Some(&st.record) == recorded.as_ref();
             if unchanged {
                 ctx.confirmed(&svc, &hash);
             }
@@ -498,7 +520,11 @@ mod tests {
         use crate::desired::nodes::EligibleNode;
         let spec = conformance::spec(&[80]);
         let nodes = Snapshot {
-            nodes: spec.targets.iter().map(|t| EligibleNode { target: t.clone(), labels: Default::default() }).collect(),
+            nodes: spec
+                .targets
+                .iter()
+                .map(|t| EligibleNode { target: t.clone(), labels: Default::default() })
+                .collect(),
             all_targets_digest: cloudlb_provider::targets_digest(&spec.targets),
         };
         assert_eq!(spec_hash(&spec, &nodes), spec.hash());

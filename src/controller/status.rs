@@ -47,11 +47,9 @@ pub fn ingress(points: &[IngressPoint], ip_mode: IpMode, listeners: &[Listener])
                 ..Default::default()
             },
             // ipMode needs an ip (apiserver validation); a hostname is reached through DNS.
-            IngressPoint::Hostname(h) => LoadBalancerIngress {
-                hostname: Some(h.clone()),
-                ports: Some(ports.clone()),
-                ..Default::default()
-            },
+            IngressPoint::Hostname(h) => {
+                LoadBalancerIngress { hostname: Some(h.clone()), ports: Some(ports.clone()), ..Default::default() }
+            }
         })
         .collect()
 }
@@ -62,9 +60,8 @@ pub fn current_condition(svc: &Service) -> Option<&Condition> {
 
 /// Whether our condition already says exactly this.
 pub fn condition_is(svc: &Service, cond: &Cond) -> bool {
-    current_condition(svc).is_some_and(|c| {
-        c.status == status_word(cond.ready) && c.reason == cond.reason && c.message == cond.message
-    })
+    current_condition(svc)
+        .is_some_and(|c| c.status == status_word(cond.ready) && c.reason == cond.reason && c.message == cond.message)
 }
 
 fn status_word(ready: bool) -> String {
@@ -121,7 +118,10 @@ pub fn patch(svc: &Service, ingress: Option<Vec<LoadBalancerIngress>>, cond: Opt
 }
 
 fn same_condition(a: &Condition, b: &Condition) -> bool {
-    a.status == b.status && a.reason == b.reason && a.message == b.message && a.observed_generation == b.observed_generation
+    a.status == b.status
+        && a.reason == b.reason
+        && a.message == b.message
+        && a.observed_generation == b.observed_generation
 }
 
 /// The merge patch that removes our addresses and condition (the Service is no longer ours),

@@ -35,19 +35,11 @@ pub fn parse_cidr(field: &str, value: &str) -> Result<IpNet, String> {
 
 /// A comma-separated CIDR list (the annotation form).
 pub fn parse_cidr_list(field: &str, value: &str) -> Result<Vec<IpNet>, String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_cidr(field, s))
-        .collect()
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| parse_cidr(field, s)).collect()
 }
 
 pub fn parse_ip(field: &str, value: &str) -> Result<IpAddr, String> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| format!("{field}: {value:?} is not an IP address"))
+    value.trim().parse().map_err(|_| format!("{field}: {value:?} is not an IP address"))
 }
 
 /// `k=v,k2=v2` into a map; empty keys or missing `=` are errors.

@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use cloudlb_provider::{
-    Capabilities, HealthCheck, HealthTarget, Provider, HealthCheckProtocol, IpFamily, Listener, LoadBalancerSpec, Protocol, Scheme,
-    SessionAffinity, Target,
+    Capabilities, HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerSpec, Protocol,
+    Provider, Scheme, SessionAffinity, Target,
 };
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;

@@ -26,10 +26,10 @@ pub fn is_eligible(node: &Node) -> bool {
     if node.metadata.deletion_timestamp.is_some() {
         return false;
     }
-    if let Some(v) = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_EXCLUDE_LB)) {
-        if parse_go_bool(v) != Some(false) {
-            return false;
-        }
+    if let Some(v) = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_EXCLUDE_LB))
+        && parse_go_bool(v) != Some(false)
+    {
+        return false;
     }
     let tainted = node
         .spec
@@ -58,9 +58,7 @@ pub fn target(node: &Node) -> Target {
         .and_then(|s| s.addresses.as_ref())
         .into_iter()
         .flatten()
-        .filter_map(|a| {
-            Some(NodeAddress { kind: address_kind(&a.type_)?, address: a.address.clone() })
-        })
+        .filter_map(|a| Some(NodeAddress { kind: address_kind(&a.type_)?, address: a.address.clone() }))
         .collect();
     addresses.sort();
     addresses.dedup();
@@ -85,10 +83,7 @@ pub fn eligible<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<EligibleNo
     let mut out: Vec<EligibleNode> = nodes
         .into_iter()
         .filter(|n| is_eligible(n))
-        .map(|n| EligibleNode {
-            target: target(n),
-            labels: n.metadata.labels.clone().unwrap_or_default(),
-        })
+        .map(|n| EligibleNode { target: target(n), labels: n.metadata.labels.clone().unwrap_or_default() })
         .collect();
     out.sort_by(|a, b| a.target.node.cmp(&b.target.node));
     out
@@ -125,11 +120,8 @@ mod tests {
         let mut deleting = node("deleting");
         deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
         let mut tainted = node("tainted");
-        tainted.spec.as_mut().unwrap().taints = Some(vec![Taint {
-            key: TAINT_TO_BE_DELETED.into(),
-            effect: "NoSchedule".into(),
-            ..Default::default()
-        }]);
+        tainted.spec.as_mut().unwrap().taints =
+            Some(vec![Taint { key: TAINT_TO_BE_DELETED.into(), effect: "NoSchedule".into(), ..Default::default() }]);
         let mut other_taint = node("other-taint");
         other_taint.spec.as_mut().unwrap().taints =
             Some(vec![Taint { key: "dedicated".into(), effect: "NoSchedule".into(), ..Default::default() }]);

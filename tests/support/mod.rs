@@ -74,12 +74,18 @@ impl Cluster {
     }
 
     pub async fn patch_node_status(&self, name: &str, patch: Value) {
-        self.nodes().patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch node status");
+        self.nodes()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .expect("patch node status");
     }
 
     /// A LoadBalancer Service with our class; `extra` is merged into the object.
     pub async fn add_service(&self, name: &str, ports: &[(i32, &str)], extra: Value) -> Service {
-        let ports: Vec<Value> = ports.iter().map(|(p, proto)| json!({"port": p, "protocol": proto, "name": format!("p{p}-{}", proto.to_lowercase())})).collect();
+        let ports: Vec<Value> = ports
+            .iter()
+            .map(|(p, proto)| json!({"port": p, "protocol": proto, "name": format!("p{p}-{}", proto.to_lowercase())}))
+            .collect();
         let mut obj = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": "default"},
@@ -99,13 +105,21 @@ impl Cluster {
     }
 
     /// Waits until the Service satisfies `cond` (watch-driven), panicking with `what` on timeout.
-    pub async fn wait_service(&self, name: &str, what: &str, cond: impl Fn(&Service) -> bool + Send + 'static) -> Service {
+    pub async fn wait_service(
+        &self,
+        name: &str,
+        what: &str,
+        cond: impl Fn(&Service) -> bool + Send + 'static,
+    ) -> Service {
         let fut = await_condition(self.services(), name, move |s: Option<&Service>| s.is_some_and(&cond));
         match tokio::time::timeout(WAIT, fut).await {
             Ok(Ok(Some(s))) => s,
             Ok(Ok(None)) => panic!("{name}: gone while waiting for {what}"),
             Ok(Err(e)) => panic!("{name}: watch failed while waiting for {what}: {e}"),
-            Err(_) => panic!("{name}: timed out after {WAIT:?} waiting for {what}; now: {:?}", self.services().get_opt(name).await),
+            Err(_) => panic!(
+                "{name}: timed out after {WAIT:?} waiting for {what}; now: {:?}",
+                self.services().get_opt(name).await
+            ),
         }
     }
 
@@ -136,7 +150,11 @@ impl Cluster {
             if let Some(e) = self.events(name).await.into_iter().find(|e| e.0 == reason) {
                 return e;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{name}: no {reason} event within {WAIT:?}; have {:?}", self.events(name).await);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: no {reason} event within {WAIT:?}; have {:?}",
+                self.events(name).await
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -213,12 +231,11 @@ impl Controller {
             let mut lines = BufReader::new(stderr).lines();
             let mut addr_tx = Some(addr_tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["message"] == "serving metrics and health" {
-                        if let (Some(tx), Some(a)) = (addr_tx.take(), v["addr"].as_str()) {
-                            let _ = tx.send(a.parse::<SocketAddr>().expect("addr"));
-                        }
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "serving metrics and health"
+                    && let (Some(tx), Some(a)) = (addr_tx.take(), v["addr"].as_str())
+                {
+                    let _ = tx.send(a.parse::<SocketAddr>().expect("addr"));
                 }
                 if std::env::var_os("CLOUDLB_TEST_LOGS").is_some() {
                     eprintln!("[cloudlb] {line}");
@@ -241,7 +258,11 @@ impl Controller {
             if let Ok((200, _)) = self.http.get(self.metrics, "/readyz").await {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "cloudlb not ready; log: {:#?}", self.logs.lock().expect("logs"));
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cloudlb not ready; log: {:#?}",
+                self.logs.lock().expect("logs")
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -16,7 +16,11 @@ use crate::load_balancer::{self, Lb};
 use crate::{ensure, listeners, names, record, security_group, tags, target_groups};
 
 /// Our load balancer for `id`: by recorded ARN, else by name; `None` when absent or not ours.
-async fn find_lb(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
+async fn find_lb(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    rec: Option<&Record>,
+) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
     let mut lb = None;
     if let Some(arn) = rec.and_then(|r| r.get(record::LOAD_BALANCER)) {
         lb = load_balancer::find_by_arn(api, arn).await?;
@@ -83,7 +87,11 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
     Ok(())
 }
 
-pub async fn get(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+pub async fn get(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    rec: Option<&Record>,
+) -> Result<Option<LoadBalancerStatus>, ProviderError> {
     let Some((lb, t)) = find_lb(api, id, rec).await? else { return Ok(None) };
     let made: BTreeMap<u16, (String, Option<String>)> =
         listeners::list(api, &lb.arn).await?.into_iter().map(|(port, l)| (port, (l.arn, l.target_group))).collect();

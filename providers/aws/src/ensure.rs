@@ -17,7 +17,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cloudlb_provider::{IngressPoint, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, ProviderError, Record};
+use cloudlb_provider::{
+    IngressPoint, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, ProviderError, Record,
+};
 
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb, State};
@@ -54,7 +56,8 @@ pub async fn ensure(
         let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?;
         let lb_tags = t.get(&lb.arn).cloned().unwrap_or_default();
         tags::check_owned("elbv2:DescribeTags", id, &format!("load balancer {} ({})", lb.name, lb.arn), &lb_tags)?;
-        let problems = load_balancer::immutable_problems(lb, plan.scheme, &api.config.vpc_id, plan.annotated_subnets.as_deref());
+        let problems =
+            load_balancer::immutable_problems(lb, plan.scheme, &api.config.vpc_id, plan.annotated_subnets.as_deref());
         if !problems.is_empty() {
             return Err(ProviderError::Invalid { call: "elbv2:DescribeLoadBalancers", message: problems.join("; ") });
         }
@@ -138,7 +141,8 @@ pub async fn ensure(
 
     // 7. Attributes and tags of the load balancer (spec hash last: it says "done").
     load_balancer::converge_attributes(api, &lb.arn, &plan.lb_attributes).await?;
-    let current_tags = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?.remove(&lb.arn).unwrap_or_default();
+    let current_tags =
+        tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?.remove(&lb.arn).unwrap_or_default();
     let mut want_tags = lb_tags;
     want_tags.insert(tags::SPEC_HASH.into(), plan.spec_hash.clone());
     tags::add_elb(api, &lb.arn, &tags::missing(&want_tags, &current_tags)).await?;

@@ -100,10 +100,9 @@ where
             classify(call, status, &code, &message, ctx.raw().body().bytes())
         }
         SdkError::TimeoutError(_) => ProviderError::Retryable { call, message: "the call timed out".into() },
-        SdkError::DispatchFailure(_) => ProviderError::Retryable {
-            call,
-            message: format!("could not reach the AWS endpoint: {}", chain(&err)),
-        },
+        SdkError::DispatchFailure(_) => {
+            ProviderError::Retryable { call, message: format!("could not reach the AWS endpoint: {}", chain(&err)) }
+        }
         SdkError::ResponseError(e) => {
             let status = e.raw().status().as_u16();
             classify(call, status, "", &chain(&err), e.raw().body().bytes())

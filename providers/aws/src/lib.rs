@@ -49,8 +49,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use cloudlb_provider::{
-    Capabilities, IpFamily, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider, ProviderError,
-    Record, StateLocation,
+    Capabilities, IpFamily, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider,
+    ProviderError, Record, StateLocation,
 };
 
 pub use config::{AwsConfig, Rate, RateLimits};
@@ -103,13 +103,7 @@ impl AwsProvider {
     }
 
     fn api(&self, priority: Priority) -> Api<'_> {
-        Api {
-            elb: &self.clients.elb,
-            ec2: &self.clients.ec2,
-            limiter: &self.limiter,
-            priority,
-            config: &self.config,
-        }
+        Api { elb: &self.clients.elb, ec2: &self.clients.ec2, limiter: &self.limiter, priority, config: &self.config }
     }
 }
 
@@ -138,7 +132,10 @@ impl Provider for AwsProvider {
     }
 
     fn warnings(&self, spec: &LoadBalancerSpec) -> Vec<String> {
-        Self::skipped_targets(spec).into_iter().map(|s| format!("node {} is not a target: {}", s.node, s.reason)).collect()
+        Self::skipped_targets(spec)
+            .into_iter()
+            .map(|s| format!("node {} is not a target: {}", s.node, s.reason))
+            .collect()
     }
 
     fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
@@ -148,7 +145,12 @@ impl Provider for AwsProvider {
         out
     }
 
-    async fn ensure(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> Result<LoadBalancerStatus, ProviderError> {
+    async fn ensure(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus, ProviderError> {
         ensure::ensure(&self.api(Priority::Normal), id, spec, record).await
     }
 
@@ -156,7 +158,11 @@ impl Provider for AwsProvider {
         delete::delete(&self.api(Priority::High), id, record).await
     }
 
-    async fn get(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+    async fn get(
+        &self,
+        id: &LoadBalancerId,
+        record: Option<&Record>,
+    ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
         delete::get(&self.api(Priority::Normal), id, record).await
     }
 }

@@ -109,10 +109,11 @@ pub async fn create(
         }
         Err(e) => return Err(errors::map(CALL, e)),
     };
-    r.listeners().iter().filter_map(from_aws).next().ok_or_else(|| ProviderError::Retryable {
-        call: CALL,
-        message: "the response contained no listener".into(),
-    })
+    r.listeners()
+        .iter()
+        .filter_map(from_aws)
+        .next()
+        .ok_or_else(|| ProviderError::Retryable { call: CALL, message: "the response contained no listener".into() })
 }
 
 pub async fn modify(api: &Api<'_>, current: &Ls, desired: &DesiredListener, tg_arn: &str) -> Result<Ls, ProviderError> {

@@ -46,7 +46,8 @@ fn from_aws(lb: &aws_sdk_elasticloadbalancingv2::types::LoadBalancer) -> Option<
         Some(other) => State::Other(other.as_str().to_string()),
         None => State::Other("unknown".into()),
     };
-    let mut subnets: Vec<String> = lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(String::from)).collect();
+    let mut subnets: Vec<String> =
+        lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(String::from)).collect();
     subnets.sort();
     Some(Lb {
         arn: lb.load_balancer_arn()?.to_string(),
@@ -121,7 +122,10 @@ pub fn immutable_problems(lb: &Lb, scheme: Scheme, vpc_id: &str, annotated_subne
         ));
     }
     if !lb.vpc_id.is_empty() && lb.vpc_id != vpc_id {
-        problems.push(format!("load balancer {} is in VPC {} but cloudlb is configured for VPC {vpc_id}; {how}", lb.name, lb.vpc_id));
+        problems.push(format!(
+            "load balancer {} is in VPC {} but cloudlb is configured for VPC {vpc_id}; {how}",
+            lb.name, lb.vpc_id
+        ));
     }
     if let Some(want) = annotated_subnets {
         let mut want = want.to_vec();
@@ -204,7 +208,11 @@ pub async fn set_security_groups(api: &Api<'_>, arn: &str, groups: &[String]) ->
 }
 
 /// Set the attributes of `desired` that differ; attributes not mentioned are left alone.
-pub async fn converge_attributes(api: &Api<'_>, arn: &str, desired: &BTreeMap<String, String>) -> Result<(), ProviderError> {
+pub async fn converge_attributes(
+    api: &Api<'_>,
+    arn: &str,
+    desired: &BTreeMap<String, String>,
+) -> Result<(), ProviderError> {
     if desired.is_empty() {
         return Ok(());
     }

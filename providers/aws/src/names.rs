@@ -38,11 +38,7 @@ pub fn target_group(id: &LoadBalancerId, port: u16, protocol: TgProtocol, node_p
     let fixed = 4 + 1 + hash.len() + 1 + suffix.len();
     let room = 32usize.saturating_sub(fixed);
     let readable = sanitize(&id.name, room);
-    if readable.is_empty() {
-        format!("k8s-{hash}-{suffix}")
-    } else {
-        format!("k8s-{readable}-{hash}-{suffix}")
-    }
+    if readable.is_empty() { format!("k8s-{hash}-{suffix}") } else { format!("k8s-{readable}-{hash}-{suffix}") }
 }
 
 use cloudlb_provider::naming::sanitize;
@@ -61,7 +57,9 @@ mod tests {
             LoadBalancerId::new("c", "ns", "", "u4"),
         ];
         for id in &ids {
-            for (port, proto, np) in [(80, TgProtocol::Tcp, 30080), (65535, TgProtocol::TcpUdp, 32767), (1, TgProtocol::Udp, 30000)] {
+            for (port, proto, np) in
+                [(80, TgProtocol::Tcp, 30080), (65535, TgProtocol::TcpUdp, 32767), (1, TgProtocol::Udp, 30000)]
+            {
                 let n = target_group(id, port, proto, np);
                 assert!(is_valid_aws_name(&n), "{n}");
                 assert!(!n.contains("--"), "{n}");

@@ -258,9 +258,9 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
     p.one_of("backend-protocol", &["tcp"]);
 
     let internal = p.bool("internal");
-    let scheme = p.one_of("scheme", &["internal", "internet-facing"]).map(|s| {
-        if s == "internal" { Scheme::Internal } else { Scheme::InternetFacing }
-    });
+    let scheme = p
+        .one_of("scheme", &["internal", "internet-facing"])
+        .map(|s| if s == "internal" { Scheme::Internal } else { Scheme::InternetFacing });
     if let (Some(i), Some(s)) = (internal, scheme)
         && i != (s == Scheme::Internal)
     {
@@ -278,7 +278,11 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
     if let Some(subnets) = p.list("subnets") {
         for s in &subnets {
             if !is_id(s, "subnet-") {
-                p.bad("subnets", s, "a comma-separated list of subnet ids (subnet-0123abcd); subnet names are not supported");
+                p.bad(
+                    "subnets",
+                    s,
+                    "a comma-separated list of subnet ids (subnet-0123abcd); subnet names are not supported",
+                );
             }
         }
         if subnets.is_empty() {
@@ -354,16 +358,26 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
 
     out.target_group_attributes = p.key_values("target-group-attributes", "attribute");
     out.lb_attributes = p.key_values("attributes", "attribute");
-    for (key, attrs) in [("target-group-attributes", out.target_group_attributes.clone()), ("attributes", out.lb_attributes.clone())] {
+    for (key, attrs) in
+        [("target-group-attributes", out.target_group_attributes.clone()), ("attributes", out.lb_attributes.clone())]
+    {
         for k in attrs.keys().filter(|k| !is_attribute_key(k)) {
-            p.bad(key, k, "attribute keys of lowercase letters, digits, '_' and '.', e.g. deregistration_delay.timeout_seconds");
+            p.bad(
+                key,
+                k,
+                "attribute keys of lowercase letters, digits, '_' and '.', e.g. deregistration_delay.timeout_seconds",
+            );
         }
     }
 
     if let Some(eips) = p.list("eip-allocations") {
         for e in &eips {
             if !is_id(e, "eipalloc-") {
-                p.bad("eip-allocations", e, "a comma-separated list of allocation ids (eipalloc-0123abcd), one per subnet");
+                p.bad(
+                    "eip-allocations",
+                    e,
+                    "a comma-separated list of allocation ids (eipalloc-0123abcd), one per subnet",
+                );
             }
         }
         out.eip_allocations = Some(eips);
@@ -374,7 +388,11 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
         if crate::tags::is_reserved(&k) {
             p.bad("additional-resource-tags", &format!("{k}={v}"), "tag keys other than cloudlb.io/*, kubernetes.io/cluster/*, aws:*, service.k8s.aws/stack and kubernetes.io/service-name (cloudlb sets those)");
         } else if k.len() > 128 || v.len() > 256 {
-            p.bad("additional-resource-tags", &format!("{k}={v}"), "keys of at most 128 and values of at most 256 characters");
+            p.bad(
+                "additional-resource-tags",
+                &format!("{k}={v}"),
+                "keys of at most 128 and values of at most 256 characters",
+            );
         }
     }
 

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_elasticloadbalancingv2::types::ProtocolEnum;
-use ipnet::IpNet;
 use cloudlb_provider::{LoadBalancerId, LoadBalancerSpec, Protocol, Scheme, SessionAffinity};
+use ipnet::IpNet;
 
 use crate::health::{self, HealthSettings};
 use crate::names;
@@ -385,7 +385,11 @@ mod tests {
     fn tcp_and_udp_on_one_port_become_tcp_udp() {
         let id = conformance::id("dns");
         let mut spec = conformance::spec(&[80]);
-        spec.listeners = vec![listener(53, Protocol::Tcp, 30053, None), listener(53, Protocol::Udp, 30053, None), listener(80, Protocol::Tcp, 30080, None)];
+        spec.listeners = vec![
+            listener(53, Protocol::Tcp, 30053, None),
+            listener(53, Protocol::Udp, 30053, None),
+            listener(80, Protocol::Tcp, 30080, None),
+        ];
         let plan = build(&id, &spec, &Options::default());
         assert_eq!(plan.listeners.len(), 2);
         assert_eq!(plan.listeners[0].protocol, ListenerProtocol::TcpUdp);
@@ -412,7 +416,8 @@ mod tests {
     fn tls_ports_by_number_and_name() {
         let id = conformance::id("tls");
         let mut spec = conformance::spec(&[80]);
-        spec.listeners = vec![listener(80, Protocol::Tcp, 30080, Some("http")), listener(443, Protocol::Tcp, 30443, Some("https"))];
+        spec.listeners =
+            vec![listener(80, Protocol::Tcp, 30080, Some("http")), listener(443, Protocol::Tcp, 30443, Some("https"))];
         let (opts, _) = crate::options::parse(&BTreeMap::from([
             ("ssl-cert".to_string(), "arn:aws:acm:us-east-1:1:certificate/x".to_string()),
             ("ssl-ports".to_string(), "https".to_string()),
@@ -430,7 +435,11 @@ mod tests {
     #[test]
     fn targets_without_instance_ids_are_skipped_with_a_reason() {
         let mut spec = conformance::spec(&[80]);
-        spec.targets.push(Target { node: "good".into(), provider_id: Some("aws:///us-east-1a/i-0abcdef0123456789".into()), addresses: vec![] });
+        spec.targets.push(Target {
+            node: "good".into(),
+            provider_id: Some("aws:///us-east-1a/i-0abcdef0123456789".into()),
+            addresses: vec![],
+        });
         spec.targets.push(Target { node: "bad".into(), provider_id: Some("kind://x/y".into()), addresses: vec![] });
         let (ok, skipped) = targets(&spec);
         assert_eq!(ok.into_iter().collect::<Vec<_>>(), vec!["i-0abcdef0123456789".to_string()]);

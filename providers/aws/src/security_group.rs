@@ -56,7 +56,11 @@ fn from_aws(g: &aws_sdk_ec2::types::SecurityGroup) -> Option<Sg> {
     Some(Sg {
         id: g.group_id()?.to_string(),
         name: g.group_name().unwrap_or_default().to_string(),
-        tags: g.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect(),
+        tags: g
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect(),
         rules,
     })
 }
@@ -84,7 +88,12 @@ pub async fn find_by_id(api: &Api<'_>, id: &str) -> Result<Option<Sg>, ProviderE
     Ok(describe(api, Vec::new(), Some(vec![id.to_string()])).await?.into_iter().next())
 }
 
-async fn create(api: &Api<'_>, id: &LoadBalancerId, name: &str, tags: &BTreeMap<String, String>) -> Result<Sg, ProviderError> {
+async fn create(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    name: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<Sg, ProviderError> {
     const CALL: &str = "ec2:CreateSecurityGroup";
     let spec = TagSpecification::builder()
         .resource_type(ResourceType::SecurityGroup)
@@ -108,19 +117,26 @@ async fn create(api: &Api<'_>, id: &LoadBalancerId, name: &str, tags: &BTreeMap<
             rules: BTreeSet::new(),
         }),
         // Created by a concurrent or earlier (lost-response) call: look it up again.
-        Err(e) if errors::is(&e, &["InvalidGroup.Duplicate"]) => find(api, name).await?.ok_or_else(|| ProviderError::Retryable {
-            call: CALL,
-            message: format!("security group {name} reported as duplicate but not found"),
-        }),
+        Err(e) if errors::is(&e, &["InvalidGroup.Duplicate"]) => {
+            find(api, name).await?.ok_or_else(|| ProviderError::Retryable {
+                call: CALL,
+                message: format!("security group {name} reported as duplicate but not found"),
+            })
+        }
         Err(e) => Err(errors::map(CALL, e)),
     }
 }
 
 fn permission(rule: &SgRule, description: &str) -> IpPermission {
-    let b = IpPermission::builder().ip_protocol(rule.protocol).from_port(i32::from(rule.port)).to_port(i32::from(rule.port));
+    let b = IpPermission::builder()
+        .ip_protocol(rule.protocol)
+        .from_port(i32::from(rule.port))
+        .to_port(i32::from(rule.port));
     match rule.cidr {
         IpNet::V4(c) => b.ip_ranges(IpRange::builder().cidr_ip(c.to_string()).description(description).build()).build(),
-        IpNet::V6(c) => b.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(c.to_string()).description(description).build()).build(),
+        IpNet::V6(c) => {
+            b.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(c.to_string()).description(description).build()).build()
+        }
     }
 }
 
@@ -135,7 +151,12 @@ pub async fn ensure(
     let desired_tags = tags::desired(id, tags::ROLE_SECURITY_GROUP, additional_tags);
     let sg = match find(api, name).await? {
         Some(sg) => {
-            tags::check_owned("ec2:DescribeSecurityGroups", id, &format!("security group {} ({})", sg.name, sg.id), &sg.tags)?;
+            tags::check_owned(
+                "ec2:DescribeSecurityGroups",
+                id,
+                &format!("security group {} ({})", sg.name, sg.id),
+                &sg.tags,
+            )?;
             let missing = tags::missing(&desired_tags, &sg.tags);
             if !missing.is_empty() {
                 const CALL: &str = "ec2:CreateTags";
@@ -158,7 +179,8 @@ pub async fn ensure(
     if !to_add.is_empty() {
         const CALL: &str = "ec2:AuthorizeSecurityGroupIngress";
         api.permit(CALL).await;
-        match api.ec2.authorize_security_group_ingress().group_id(&sg.id).set_ip_permissions(Some(to_add)).send().await {
+        match api.ec2.authorize_security_group_ingress().group_id(&sg.id).set_ip_permissions(Some(to_add)).send().await
+        {
             Ok(_) => {}
             // A lost response of an earlier call: the rule is there, which is what we want.
             Err(e) if errors::is(&e, &["InvalidPermission.Duplicate"]) => {}
@@ -168,7 +190,8 @@ pub async fn ensure(
     if !to_remove.is_empty() {
         const CALL: &str = "ec2:RevokeSecurityGroupIngress";
         api.permit(CALL).await;
-        match api.ec2.revoke_security_group_ingress().group_id(&sg.id).set_ip_permissions(Some(to_remove)).send().await {
+        match api.ec2.revoke_security_group_ingress().group_id(&sg.id).set_ip_permissions(Some(to_remove)).send().await
+        {
             Ok(_) => {}
             Err(e) if errors::is(&e, &["InvalidPermission.NotFound"]) => {}
             Err(e) => return Err(errors::map(CALL, e)),

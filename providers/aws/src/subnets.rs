@@ -57,7 +57,12 @@ pub fn none_found_message(vpc: &str, cluster: &str, scheme: Scheme) -> String {
 }
 
 /// The subnets for a new load balancer of `scheme`.
-pub async fn resolve(api: &Api<'_>, annotated: Option<&[String]>, cluster: &str, scheme: Scheme) -> Result<Vec<String>, ProviderError> {
+pub async fn resolve(
+    api: &Api<'_>,
+    annotated: Option<&[String]>,
+    cluster: &str,
+    scheme: Scheme,
+) -> Result<Vec<String>, ProviderError> {
     if let Some(s) = annotated {
         return Ok(s.to_vec());
     }
@@ -80,7 +85,13 @@ pub async fn discover(api: &Api<'_>, cluster: &str, scheme: Scheme) -> Result<Ve
             .describe_subnets()
             .filters(Filter::builder().name("vpc-id").values(&api.config.vpc_id).build())
             .filters(Filter::builder().name("tag-key").values(role_tag(scheme)).build())
-            .filters(Filter::builder().name(format!("tag:{}", cluster_key(cluster))).values("owned").values("shared").build())
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", cluster_key(cluster)))
+                    .values("owned")
+                    .values("shared")
+                    .build(),
+            )
             .set_next_token(token.clone())
             .send()
             .await
@@ -101,7 +112,10 @@ pub async fn discover(api: &Api<'_>, cluster: &str, scheme: Scheme) -> Result<Ve
     }
     let picked = pick_per_zone(&candidates);
     if picked.is_empty() {
-        return Err(ProviderError::Invalid { call: CALL, message: none_found_message(&api.config.vpc_id, cluster, scheme) });
+        return Err(ProviderError::Invalid {
+            call: CALL,
+            message: none_found_message(&api.config.vpc_id, cluster, scheme),
+        });
     }
     Ok(picked)
 }
@@ -113,7 +127,8 @@ mod tests {
     #[test]
     fn one_per_zone_lowest_id_wins() {
         let c = |s: &str, z: &str| (s.to_string(), z.to_string());
-        let picked = pick_per_zone(&[c("subnet-b", "us-east-1a"), c("subnet-a", "us-east-1a"), c("subnet-c", "us-east-1b")]);
+        let picked =
+            pick_per_zone(&[c("subnet-b", "us-east-1a"), c("subnet-a", "us-east-1a"), c("subnet-c", "us-east-1b")]);
         assert_eq!(picked, vec!["subnet-a".to_string(), "subnet-c".to_string()]);
         assert!(pick_per_zone(&[]).is_empty());
     }

@@ -73,21 +73,16 @@ pub fn check_owned(
             "it has no {CLUSTER}/{OWNER_UID} tags, so it was not made by cloudlb for {id}; rename or delete it, \
              cloudlb never adopts resources"
         ),
-        (Some(c), Some(u)) => format!(
-            "it is tagged for cluster {c:?} and owner uid {u:?}, not for cluster {:?} / {id}",
-            id.cluster
-        ),
+        (Some(c), Some(u)) => {
+            format!("it is tagged for cluster {c:?} and owner uid {u:?}, not for cluster {:?} / {id}", id.cluster)
+        }
     };
     Err(ProviderError::Conflict { call, resource: resource.to_string(), message })
 }
 
 /// The tags of `desired` whose value differs in (or is missing from) `current`.
 pub fn missing(desired: &BTreeMap<String, String>, current: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    desired
-        .iter()
-        .filter(|(k, v)| current.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    desired.iter().filter(|(k, v)| current.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 // ---- reading and writing ELBv2 tags -------------------------------------------------------
@@ -99,7 +94,10 @@ use crate::errors;
 
 /// ELBv2 tags of `arns` (DescribeTags takes at most 20 ARNs per call). A resource that no longer
 /// exists is simply absent from the result.
-pub async fn describe_elb(api: &Api<'_>, arns: &[String]) -> Result<BTreeMap<String, BTreeMap<String, String>>, ProviderError> {
+pub async fn describe_elb(
+    api: &Api<'_>,
+    arns: &[String],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, ProviderError> {
     const CALL: &str = "elbv2:DescribeTags";
     let mut out = BTreeMap::new();
     for chunk in arns.chunks(20) {
@@ -172,10 +170,7 @@ mod tests {
     #[test]
     fn additional_tags_never_override_ownership() {
         let id = LoadBalancerId::new("prod", "ns", "web", "u1");
-        let extra = BTreeMap::from([
-            ("team".to_string(), "a".to_string()),
-            (CLUSTER.to_string(), "evil".to_string()),
-        ]);
+        let extra = BTreeMap::from([("team".to_string(), "a".to_string()), (CLUSTER.to_string(), "evil".to_string())]);
         let tags = desired(&id, ROLE_TARGET_GROUP, &extra);
         assert_eq!(tags.get("team").map(String::as_str), Some("a"));
         assert_eq!(tags.get(CLUSTER).map(String::as_str), Some("prod"));

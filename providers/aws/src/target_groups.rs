@@ -201,7 +201,11 @@ pub async fn converge_health(api: &Api<'_>, tg: &Tg, h: &HealthSettings) -> Resu
 
 /// Set the attributes of `desired` that differ (a missing managed attribute counts as its AWS
 /// default); attributes we do not manage are left alone.
-pub async fn converge_attributes(api: &Api<'_>, arn: &str, desired: &BTreeMap<String, String>) -> Result<bool, ProviderError> {
+pub async fn converge_attributes(
+    api: &Api<'_>,
+    arn: &str,
+    desired: &BTreeMap<String, String>,
+) -> Result<bool, ProviderError> {
     const DESCRIBE: &str = "elbv2:DescribeTargetGroupAttributes";
     api.permit(DESCRIBE).await;
     let current: BTreeMap<String, String> = api
@@ -243,13 +247,7 @@ pub async fn converge_attributes(api: &Api<'_>, arn: &str, desired: &BTreeMap<St
 pub async fn registered(api: &Api<'_>, arn: &str) -> Result<BTreeSet<String>, ProviderError> {
     const CALL: &str = "elbv2:DescribeTargetHealth";
     api.permit(CALL).await;
-    let r = api
-        .elb
-        .describe_target_health()
-        .target_group_arn(arn)
-        .send()
-        .await
-        .map_err(|e| errors::map(CALL, e))?;
+    let r = api.elb.describe_target_health().target_group_arn(arn).send().await.map_err(|e| errors::map(CALL, e))?;
     Ok(r.target_health_descriptions()
         .iter()
         .filter(|d| !matches!(d.target_health().and_then(|h| h.state()), Some(TargetHealthStateEnum::Draining)))
@@ -287,7 +285,8 @@ pub async fn converge_targets(
         api.permit(CALL).await;
         // Registered targets are described without our port when registered by someone else;
         // deregister by id only, which removes the instance on every port.
-        let ids: Vec<TargetDescription> = chunk.iter().map(|i| TargetDescription::builder().id(i.as_str()).build()).collect();
+        let ids: Vec<TargetDescription> =
+            chunk.iter().map(|i| TargetDescription::builder().id(i.as_str()).build()).collect();
         match api.elb.deregister_targets().target_group_arn(arn).set_targets(Some(ids)).send().await {
             Ok(_) => {}
             Err(e) if errors::is(&e, &["InvalidTarget"]) => {}

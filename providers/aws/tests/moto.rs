@@ -109,7 +109,18 @@ async fn creates_the_nlb_target_groups_listeners_and_tags_the_spec_asks_for() {
         assert_eq!(t.get("cloudlb.io/resource").map(String::as_str), Some("target-group"));
         assert_eq!(t.get("cloudlb.io/owner-uid"), Some(&id.uid));
         assert_eq!(t.get("team").map(String::as_str), Some("web"));
-        assert!(names::target_group(&id, *port as u16, if *port == 53 { cloudlb_provider_aws::plan::TgProtocol::TcpUdp } else { cloudlb_provider_aws::plan::TgProtocol::Tcp }, node_port as u16) == tg.target_group_name().unwrap());
+        assert!(
+            names::target_group(
+                &id,
+                *port as u16,
+                if *port == 53 {
+                    cloudlb_provider_aws::plan::TgProtocol::TcpUdp
+                } else {
+                    cloudlb_provider_aws::plan::TgProtocol::Tcp
+                },
+                node_port as u16
+            ) == tg.target_group_name().unwrap()
+        );
     }
     let skipped = AwsProvider::skipped_targets(&spec);
     assert_eq!(skipped.len(), 1);
@@ -134,13 +145,21 @@ async fn creates_the_nlb_target_groups_listeners_and_tags_the_spec_asks_for() {
     let mut rules: Vec<(String, i32, String)> = Vec::new();
     for perm in g.ip_permissions() {
         for r in perm.ip_ranges() {
-            rules.push((perm.ip_protocol().unwrap().to_string(), perm.from_port().unwrap(), r.cidr_ip().unwrap().to_string()));
+            rules.push((
+                perm.ip_protocol().unwrap().to_string(),
+                perm.from_port().unwrap(),
+                r.cidr_ip().unwrap().to_string(),
+            ));
         }
     }
     rules.sort();
     assert_eq!(
         rules,
-        vec![("tcp".into(), 53, "10.0.0.0/8".into()), ("tcp".into(), 80, "10.0.0.0/8".into()), ("udp".into(), 53, "10.0.0.0/8".into())]
+        vec![
+            ("tcp".into(), 53, "10.0.0.0/8".into()),
+            ("tcp".into(), 80, "10.0.0.0/8".into()),
+            ("udp".into(), 53, "10.0.0.0/8".into())
+        ]
     );
     assert!(g.tags().iter().any(|t| t.key() == Some("cloudlb.io/resource") && t.value() == Some("security-group")));
 
@@ -377,7 +396,12 @@ async fn tls_listener_target_group_attributes_and_eips() {
     let tg = st.record.get("target-group/443").unwrap();
     assert_eq!(tg_attributes(&w, tg).await.get("deregistration_delay.timeout_seconds").map(String::as_str), Some("10"));
     let attrs = w.elb.describe_load_balancer_attributes().load_balancer_arn(lb_arn).send().await.unwrap();
-    assert!(attrs.attributes().iter().any(|a| a.key() == Some("load_balancing.cross_zone.enabled") && a.value() == Some("true")));
+    assert!(
+        attrs
+            .attributes()
+            .iter()
+            .any(|a| a.key() == Some("load_balancing.cross_zone.enabled") && a.value() == Some("true"))
+    );
     // Idempotent with all of it.
     let before = p.call_counts();
     p.ensure(&id, &spec, Some(&st.record)).await.expect("again");
@@ -396,7 +420,9 @@ async fn validate_reports_bad_annotations_without_io() {
     let before = p.call_counts();
     let problems = p.validate(&spec);
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems.iter().any(|m| m.contains("aws-load-balancer-healthcheck-interval") && m.contains("\"soon\"") && m.contains("5 to 300")));
+    assert!(problems.iter().any(|m| m.contains("aws-load-balancer-healthcheck-interval")
+        && m.contains("\"soon\"")
+        && m.contains("5 to 300")));
     assert_eq!(p.call_counts(), before, "validate made a call");
     let err = p.ensure(&w.id("bad"), &spec, None).await.expect_err("invalid spec");
     assert!(matches!(err, ProviderError::Invalid { .. }));
@@ -427,7 +453,10 @@ async fn converges_through_throttling_and_lost_responses() {
                 break;
             }
             Err(e) => {
-                assert!(matches!(e.class(), ErrorClass::Throttled | ErrorClass::Retryable | ErrorClass::Provisioning), "{e:?}");
+                assert!(
+                    matches!(e.class(), ErrorClass::Throttled | ErrorClass::Retryable | ErrorClass::Provisioning),
+                    "{e:?}"
+                );
                 failures.push(e.to_string());
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -438,7 +467,9 @@ async fn converges_through_throttling_and_lost_responses() {
     assert!(!failures.is_empty(), "no fault reached the provider");
     assert!(failures.iter().any(|f| f.contains("throttled")), "{failures:#?}");
     let lost = proxy.lost.lock().unwrap().clone();
-    for action in ["CreateLoadBalancer", "CreateTargetGroup", "CreateListener", "CreateSecurityGroup", "RegisterTargets"] {
+    for action in
+        ["CreateLoadBalancer", "CreateTargetGroup", "CreateListener", "CreateSecurityGroup", "RegisterTargets"]
+    {
         assert!(lost.iter().any(|a| a == action), "{action} never lost its response: {lost:?}");
     }
 

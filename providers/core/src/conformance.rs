@@ -17,12 +17,7 @@ pub const CLUSTER: &str = "conformance";
 
 /// An id unique to this process run and `name`.
 pub fn id(name: &str) -> LoadBalancerId {
-    LoadBalancerId::new(
-        CLUSTER,
-        "conformance",
-        name,
-        format!("{name}-{}-{}", std::process::id(), unique()),
-    )
+    LoadBalancerId::new(CLUSTER, "conformance", name, format!("{name}-{}-{}", std::process::id(), unique()))
 }
 
 fn unique() -> u64 {

@@ -25,22 +25,14 @@ pub enum ProviderError {
     Provisioning { what: String, retry_after: Duration },
 
     #[error("{call} was throttled: {message}")]
-    Throttled {
-        call: &'static str,
-        message: String,
-        retry_after: Option<Duration>,
-    },
+    Throttled { call: &'static str, message: String, retry_after: Option<Duration> },
 
     #[error("{call} failed: {message}")]
     Retryable { call: &'static str, message: String },
 
     /// A resource with our name exists but is not ours (no ownership tags): never adopted.
     #[error("{call}: {resource} exists but is not owned by this load balancer ({message})")]
-    Conflict {
-        call: &'static str,
-        resource: String,
-        message: String,
-    },
+    Conflict { call: &'static str, resource: String, message: String },
 
     /// The spec asks for something this provider cannot do, or the cloud refused it for good.
     #[error("{call}: {message}")]

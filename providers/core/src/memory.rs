@@ -213,10 +213,8 @@ impl MemoryProvider {
         let covered = self.generation.load(Ordering::SeqCst);
         let bytes = {
             let guard = self.lock();
-            serde_json::to_vec(&guard.0).map_err(|e| ProviderError::Retryable {
-                call: "memory.persist",
-                message: e.to_string(),
-            })?
+            serde_json::to_vec(&guard.0)
+                .map_err(|e| ProviderError::Retryable { call: "memory.persist", message: e.to_string() })?
         };
         let tmp = path.with_extension("tmp");
         let io = |e: std::io::Error| ProviderError::Retryable {
@@ -266,11 +264,7 @@ impl Provider for MemoryProvider {
             },
             max_listeners: 100,
             ip_mode: IpMode::VIP,
-            state: if self.config.state_file.is_some() {
-                StateLocation::Durable
-            } else {
-                StateLocation::InProcess
-            },
+            state: if self.config.state_file.is_some() { StateLocation::Durable } else { StateLocation::InProcess },
         }
     }
 

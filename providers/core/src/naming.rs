@@ -52,11 +52,7 @@ fn join_parts(prefix: &str, parts: &[String], hash: &str) -> String {
 /// `prefix-<ns:6>-<name:8>-<hash:10>`, e.g. `k8s-defaul-web-3f2a9c01bd`.
 pub fn aws_name(prefix: &str, id: &LoadBalancerId) -> String {
     let prefix = sanitize(prefix, 5);
-    let name = join_parts(
-        &prefix,
-        &[sanitize(&id.namespace, 6), sanitize(&id.name, 8)],
-        &id_hash(id, 10),
-    );
+    let name = join_parts(&prefix, &[sanitize(&id.namespace, 6), sanitize(&id.name, 8)], &id_hash(id, 10));
     debug_assert!(name.len() <= 32);
     name
 }
@@ -68,11 +64,7 @@ pub fn gce_name(prefix: &str, id: &LoadBalancerId) -> String {
     if !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
         prefix.insert(0, 'a');
     }
-    join_parts(
-        &prefix,
-        &[sanitize(&id.namespace, 16), sanitize(&id.name, 24)],
-        &id_hash(id, 12),
-    )
+    join_parts(&prefix, &[sanitize(&id.namespace, 16), sanitize(&id.name, 24)], &id_hash(id, 12))
 }
 
 /// Whether `name` is a valid AWS ELB name.

@@ -114,7 +114,11 @@ impl AddressPool {
         }
         self.next_free().ok_or_else(|| ProviderError::Quota {
             call: "address_pool.allocate",
-            message: format!("address pools {} are exhausted ({} addresses in use)", self.pools_text(), self.used.len()),
+            message: format!(
+                "address pools {} are exhausted ({} addresses in use)",
+                self.pools_text(),
+                self.used.len()
+            ),
         })
     }
 

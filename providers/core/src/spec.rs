@@ -33,12 +33,7 @@ impl LoadBalancerId {
         name: impl Into<String>,
         uid: impl Into<String>,
     ) -> Self {
-        Self {
-            cluster: cluster.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-            uid: uid.into(),
-        }
+        Self { cluster: cluster.into(), namespace: namespace.into(), name: name.into(), uid: uid.into() }
     }
 
     /// `namespace/name`, the owner as users write it.
@@ -120,12 +115,7 @@ impl Target {
     pub fn dial_address(&self) -> Option<IpAddr> {
         [AddressKind::InternalIP, AddressKind::ExternalIP]
             .iter()
-            .find_map(|kind| {
-                self.addresses
-                    .iter()
-                    .filter(|a| a.kind == *kind)
-                    .find_map(|a| a.address.parse().ok())
-            })
+            .find_map(|kind| self.addresses.iter().filter(|a| a.kind == *kind).find_map(|a| a.address.parse().ok()))
     }
 }
 
@@ -281,12 +271,7 @@ mod tests {
 
     pub(crate) fn sample() -> LoadBalancerSpec {
         LoadBalancerSpec {
-            listeners: vec![Listener {
-                port: 80,
-                protocol: Protocol::Tcp,
-                node_port: 30080,
-                name: None,
-            }],
+            listeners: vec![Listener { port: 80, protocol: Protocol::Tcp, node_port: 30080, name: None }],
             targets: vec![],
             health_check: HealthCheck {
                 target: HealthTarget::KubeProxy,

@@ -41,23 +41,15 @@ const PINGS: usize = 20_000;
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads())
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(threads()).enable_all().build()?)
 }
 
 fn main() -> Result<(), Error> {
@@ -89,12 +81,7 @@ fn main() -> Result<(), Error> {
     std::fs::create_dir_all(&dir)?;
     let cfg = dir.join("haproxy.cfg");
     std::fs::write(&cfg, haproxy_config(&backend_ports))?;
-    let haproxy = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .spawn()?;
+    let haproxy = Command::new("haproxy").arg("-db").arg("-f").arg(&cfg).stdout(Stdio::null()).spawn()?;
     children.0.push(haproxy);
     wait_listening(SocketAddr::new(HAPROXY_IP.parse()?, PORTS[2]))?;
     wait_listening(SocketAddr::new(LOCAL_IP.parse()?, PORTS[2]))?;
@@ -114,15 +101,9 @@ fn main() -> Result<(), Error> {
             let ip: std::net::IpAddr = ip.parse()?;
             let m = rt.block_on(async {
                 let tp = throughput(SocketAddr::new(ip, ports[0]), mib).await?;
-                let cr =
-                    conn_rate(SocketAddr::new(ip, ports[1]), Duration::from_secs(secs)).await?;
+                let cr = conn_rate(SocketAddr::new(ip, ports[1]), Duration::from_secs(secs)).await?;
                 let (p50, p99) = latency(SocketAddr::new(ip, ports[2])).await?;
-                Ok::<_, Error>(Measured {
-                    gbits: tp,
-                    conns: cr,
-                    p50,
-                    p99,
-                })
+                Ok::<_, Error>(Measured { gbits: tp, conns: cr, p50, p99 })
             })?;
             eprintln!("  {m:?}");
             runs[i].push(m);
@@ -149,23 +130,10 @@ fn main() -> Result<(), Error> {
         l.conns,
         l.conns / h.conns
     );
-    println!(
-        "| ping-pong p50 (µs) | {:.1} | {:.1} | {:.1} | |",
-        d.p50, h.p50, l.p50
-    );
-    println!(
-        "| ping-pong p99 (µs) | {:.1} | {:.1} | {:.1} | |",
-        d.p99, h.p99, l.p99
-    );
-    println!(
-        "| added p99 vs direct (µs) | | {:.1} | {:.1} | |",
-        h.p99 - d.p99,
-        l.p99 - d.p99
-    );
-    println!(
-        "\nmedian of {rounds} interleaved rounds; {} threads per load balancer",
-        threads()
-    );
+    println!("| ping-pong p50 (µs) | {:.1} | {:.1} | {:.1} | |", d.p50, h.p50, l.p50);
+    println!("| ping-pong p99 (µs) | {:.1} | {:.1} | {:.1} | |", d.p99, h.p99, l.p99);
+    println!("| added p99 vs direct (µs) | | {:.1} | {:.1} | |", h.p99 - d.p99, l.p99 - d.p99);
+    println!("\nmedian of {rounds} interleaved rounds; {} threads per load balancer", threads());
     Ok(())
 }
 
@@ -186,12 +154,7 @@ impl Measured {
             v.sort_by(|a, b| a.total_cmp(b));
             v.get(v.len() / 2).copied().unwrap_or(0.0)
         };
-        Measured {
-            gbits: med(|m| m.gbits),
-            conns: med(|m| m.conns),
-            p50: med(|m| m.p50),
-            p99: med(|m| m.p99),
-        }
+        Measured { gbits: med(|m| m.gbits), conns: med(|m| m.conns), p50: med(|m| m.p50), p99: med(|m| m.p99) }
     }
 }
 
@@ -233,10 +196,8 @@ fn haproxy_config(backend_ports: &[u16; 3]) -> String {
 
 /// The local provider as the load balancer, in this (child) process, until stdin closes.
 async fn lb_child(backend_ports: Vec<u16>) -> Result<(), Error> {
-    let provider = LocalProvider::new(LocalConfig {
-        pools: vec!["127.250.0.0/24".parse()?],
-        ..LocalConfig::default()
-    })?;
+    let provider =
+        LocalProvider::new(LocalConfig { pools: vec!["127.250.0.0/24".parse()?], ..LocalConfig::default() })?;
     let mut spec = cloudlb_provider::conformance::spec(&[]);
     spec.listeners = PORTS
         .iter()
@@ -256,20 +217,13 @@ async fn lb_child(backend_ports: Vec<u16>) -> Result<(), Error> {
     // Parent gone (stdin closed) = stop.
     tokio::task::spawn_blocking(|| {
         let mut sink = String::new();
-        while std::io::stdin()
-            .read_line(&mut sink)
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {}
+        while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {}
     })
     .await?;
     let s = provider.stats();
     eprintln!(
         "local LB: accepted {} bytes in {} out {} connect failures {}",
-        s.totals.connections_accepted,
-        s.totals.bytes_in,
-        s.totals.bytes_out,
-        s.totals.connect_failures
+        s.totals.connections_accepted, s.totals.bytes_in, s.totals.bytes_out, s.totals.connect_failures
     );
     Ok(())
 }
@@ -278,11 +232,7 @@ async fn start_backends() -> Result<[u16; 3], Error> {
     let sink = TcpListener::bind((BACKEND_IP, 0)).await?;
     let short = TcpListener::bind((BACKEND_IP, 0)).await?;
     let echo = TcpListener::bind((BACKEND_IP, 0)).await?;
-    let ports = [
-        sink.local_addr()?.port(),
-        short.local_addr()?.port(),
-        echo.local_addr()?.port(),
-    ];
+    let ports = [sink.local_addr()?.port(), short.local_addr()?.port(), echo.local_addr()?.port()];
     tokio::spawn(accept(sink, |mut s| async move {
         // Discard everything, then report how much arrived.
         let mut buf = vec![0u8; 256 * 1024];

@@ -91,9 +91,7 @@ impl Backend {
         let generation = self.drain_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let me = Arc::clone(self);
         let kill = move || {
-            if me.draining.load(Ordering::SeqCst)
-                && me.drain_generation.load(Ordering::SeqCst) == generation
-            {
+            if me.draining.load(Ordering::SeqCst) && me.drain_generation.load(Ordering::SeqCst) == generation {
                 let open = me.active.load(Ordering::Relaxed);
                 if open > 0 {
                     tracing::info!(backend = %me.addr, node = %me.node, open, "drain timeout: closing connections");
@@ -123,16 +121,9 @@ pub(crate) struct SourceFilter {
 impl SourceFilter {
     pub(crate) fn new(ranges: &[IpNet]) -> Self {
         let all = ranges.is_empty()
-            || ranges
-                .iter()
-                .any(|r| r.prefix_len() == 0 && matches!(r, IpNet::V4(_)))
-                && ranges
-                    .iter()
-                    .any(|r| r.prefix_len() == 0 && matches!(r, IpNet::V6(_)));
-        Self {
-            all,
-            ranges: ranges.to_vec(),
-        }
+            || ranges.iter().any(|r| r.prefix_len() == 0 && matches!(r, IpNet::V4(_)))
+                && ranges.iter().any(|r| r.prefix_len() == 0 && matches!(r, IpNet::V6(_)));
+        Self { all, ranges: ranges.to_vec() }
     }
 
     #[inline]
@@ -186,16 +177,9 @@ impl Table {
 
     /// The backend for a new connection from `client`, skipping `exclude` (the target that just
     /// refused, for the one retry). `None` when there is no usable target at all.
-    pub(crate) fn pick(
-        &self,
-        client: IpAddr,
-        exclude: Option<SocketAddr>,
-    ) -> Option<&Arc<Backend>> {
+    pub(crate) fn pick(&self, client: IpAddr, exclude: Option<SocketAddr>) -> Option<&Arc<Backend>> {
         let usable = |b: &Backend| Some(b.addr) != exclude;
-        let any_healthy = self
-            .backends
-            .iter()
-            .any(|b| usable(b) && b.health.is_healthy());
+        let any_healthy = self.backends.iter().any(|b| usable(b) && b.health.is_healthy());
         if !any_healthy {
             if !self.backends.iter().any(|b| usable(b)) {
                 return None;
@@ -213,9 +197,7 @@ impl Table {
         }
         let n = self.backends.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let in_order = (0..n)
-            .map(|i| &self.backends[(start + i) % n])
-            .filter(|b| eligible(b));
+        let in_order = (0..n).map(|i| &self.backends[(start + i) % n]).filter(|b| eligible(b));
         match self.policy {
             Policy::RoundRobin => in_order.into_iter().next(),
             // min_by_key keeps the first of equal minima: ties rotate with `start`.
@@ -248,13 +230,7 @@ mod tests {
 
     fn table(n: usize, policy: Policy, affinity: bool) -> Table {
         let backends = (0..n)
-            .map(|i| {
-                Backend::new(
-                    SocketAddr::from(([10, 0, 0, i as u8 + 1], 30000)),
-                    format!("n{i}"),
-                    Arc::default(),
-                )
-            })
+            .map(|i| Backend::new(SocketAddr::from(([10, 0, 0, i as u8 + 1], 30000)), format!("n{i}"), Arc::default()))
             .collect();
         Table::new(
             backends,
@@ -271,9 +247,7 @@ mod tests {
     #[test]
     fn round_robin_alternates_and_skips_unhealthy() {
         let t = table(3, Policy::RoundRobin, false);
-        let picks: Vec<u8> = (0..6)
-            .map(|_| last_octet(t.pick(ip("1.1.1.1"), None).unwrap()))
-            .collect();
+        let picks: Vec<u8> = (0..6).map(|_| last_octet(t.pick(ip("1.1.1.1"), None).unwrap())).collect();
         assert_eq!(picks, vec![1, 2, 3, 1, 2, 3]);
         t.backends[1].health.record_for_test(false);
         assert!((0..6).all(|_| last_octet(t.pick(ip("1.1.1.1"), None).unwrap()) != 2));
@@ -286,9 +260,7 @@ mod tests {
         t.backends[0].active.store(5, Ordering::Relaxed);
         assert!((0..4).all(|_| last_octet(t.pick(ip("1.1.1.1"), None).unwrap()) == 2));
         t.backends[0].active.store(0, Ordering::Relaxed);
-        let picks: Vec<u8> = (0..4)
-            .map(|_| last_octet(t.pick(ip("1.1.1.1"), None).unwrap()))
-            .collect();
+        let picks: Vec<u8> = (0..4).map(|_| last_octet(t.pick(ip("1.1.1.1"), None).unwrap())).collect();
         assert!(picks.contains(&1) && picks.contains(&2), "{picks:?}");
     }
 
@@ -301,10 +273,7 @@ mod tests {
         assert!(t.pick(ip("1.1.1.1"), None).is_some());
         assert_eq!(t.counters.panic_routes.load(Ordering::Relaxed), 1);
         let only = table(1, Policy::RoundRobin, false);
-        assert!(
-            only.pick(ip("1.1.1.1"), Some(only.backends[0].addr))
-                .is_none()
-        );
+        assert!(only.pick(ip("1.1.1.1"), Some(only.backends[0].addr)).is_none());
     }
 
     #[test]

@@ -111,29 +111,17 @@ pub(crate) struct ProbeConfig {
 /// How node `ip` is checked for `spec`.
 pub(crate) fn config(spec: &LoadBalancerSpec, ip: IpAddr) -> ProbeConfig {
     let hc = &spec.health_check;
-    let traffic_port = spec
-        .listeners
-        .iter()
-        .find(|l| l.protocol == Protocol::Tcp)
-        .map(|l| l.node_port);
+    let traffic_port = spec.listeners.iter().find(|l| l.protocol == Protocol::Tcp).map(|l| l.node_port);
     let probe = match (hc.target, hc.port) {
         (HealthTarget::ServiceHealthCheckNodePort, Some(port)) => match hc.protocol {
             HealthCheckProtocol::Http => Probe::Http {
                 addr: SocketAddr::new(ip, port),
-                path: hc
-                    .path
-                    .clone()
-                    .filter(|p| p.starts_with('/'))
-                    .unwrap_or_else(|| "/healthz".into()),
+                path: hc.path.clone().filter(|p| p.starts_with('/')).unwrap_or_else(|| "/healthz".into()),
             },
-            HealthCheckProtocol::Tcp => Probe::Tcp {
-                addr: SocketAddr::new(ip, port),
-            },
+            HealthCheckProtocol::Tcp => Probe::Tcp { addr: SocketAddr::new(ip, port) },
         },
         _ => match traffic_port {
-            Some(port) => Probe::Tcp {
-                addr: SocketAddr::new(ip, port),
-            },
+            Some(port) => Probe::Tcp { addr: SocketAddr::new(ip, port) },
             None => Probe::None,
         },
     };
@@ -159,10 +147,7 @@ pub(crate) fn spawn(
             return;
         }
         loop {
-            let ok = matches!(
-                tokio::time::timeout(config.timeout, probe(&config.probe)).await,
-                Ok(true)
-            );
+            let ok = matches!(tokio::time::timeout(config.timeout, probe(&config.probe)).await, Ok(true));
             inc(&counters.health_probes);
             if !ok {
                 inc(&counters.health_probe_failures);
@@ -257,22 +242,14 @@ mod tests {
     fn probe_choice_follows_the_spec() {
         let mut spec = cloudlb_provider::conformance::spec(&[8080]);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(
-            config(&spec, ip).probe,
-            Probe::Tcp {
-                addr: "10.0.0.1:30080".parse().unwrap()
-            }
-        );
+        assert_eq!(config(&spec, ip).probe, Probe::Tcp { addr: "10.0.0.1:30080".parse().unwrap() });
         spec.health_check.target = HealthTarget::ServiceHealthCheckNodePort;
         spec.health_check.protocol = HealthCheckProtocol::Http;
         spec.health_check.port = Some(31000);
         spec.health_check.path = Some("/healthz".into());
         assert_eq!(
             config(&spec, ip).probe,
-            Probe::Http {
-                addr: "10.0.0.1:31000".parse().unwrap(),
-                path: "/healthz".into()
-            }
+            Probe::Http { addr: "10.0.0.1:31000".parse().unwrap(), path: "/healthz".into() }
         );
         spec.health_check.target = HealthTarget::KubeProxy;
         spec.listeners[0].protocol = Protocol::Udp;

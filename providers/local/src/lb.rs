@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use cloudlb_provider::{
-    IngressPoint, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol,
-    ProviderError, Record, Result, SessionAffinity,
+    IngressPoint, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, ProviderError, Record,
+    Result, SessionAffinity,
 };
 use tokio::task::JoinHandle;
 
@@ -76,21 +76,8 @@ enum Bound {
 }
 
 impl Lb {
-    pub(crate) fn new(
-        id: LoadBalancerId,
-        ip: IpAddr,
-        counters: Arc<Counters>,
-        drain_timeout: Duration,
-    ) -> Self {
-        Self {
-            id,
-            spec: None,
-            ip,
-            counters,
-            drain_timeout,
-            fronts: BTreeMap::new(),
-            health: HashMap::new(),
-        }
+    pub(crate) fn new(id: LoadBalancerId, ip: IpAddr, counters: Arc<Counters>, drain_timeout: Duration) -> Self {
+        Self { id, spec: None, ip, counters, drain_timeout, fronts: BTreeMap::new(), health: HashMap::new() }
     }
 
     pub(crate) fn status(&self) -> LoadBalancerStatus {
@@ -126,10 +113,7 @@ impl Lb {
                 Protocol::Sctp => {
                     return Err(ProviderError::Invalid {
                         call: "local.ensure",
-                        message: format!(
-                            "port {}/SCTP: the local provider forwards TCP and UDP only",
-                            l.port
-                        ),
+                        message: format!("port {}/SCTP: the local provider forwards TCP and UDP only", l.port),
                     });
                 }
             };
@@ -144,9 +128,7 @@ impl Lb {
         let mut targets: Vec<(IpAddr, &str)> = Vec::with_capacity(spec.targets.len());
         for t in &spec.targets {
             match t.dial_address() {
-                Some(ip) if !targets.iter().any(|(seen, _)| *seen == ip) => {
-                    targets.push((ip, &t.node))
-                }
+                Some(ip) if !targets.iter().any(|(seen, _)| *seen == ip) => targets.push((ip, &t.node)),
                 Some(_) => {}
                 None => {
                     tracing::warn!(lb = %self.id, node = %t.node, "target has no InternalIP/ExternalIP: skipped")
@@ -161,22 +143,11 @@ impl Lb {
                 old => {
                     // Keep the verdict when only the probe changed, or when the target comes
                     // back while its old backends still drain.
-                    let state = old
-                        .map(|s| Arc::clone(&s.state))
-                        .or_else(|| self.draining_health(*ip))
-                        .unwrap_or_default();
-                    let task = health::spawn(
-                        node.to_string(),
-                        cfg.clone(),
-                        Arc::clone(&state),
-                        Arc::clone(&self.counters),
-                    );
-                    HealthSlot {
-                        node: node.to_string(),
-                        state,
-                        config: cfg,
-                        _task: task,
-                    }
+                    let state =
+                        old.map(|s| Arc::clone(&s.state)).or_else(|| self.draining_health(*ip)).unwrap_or_default();
+                    let task =
+                        health::spawn(node.to_string(), cfg.clone(), Arc::clone(&state), Arc::clone(&self.counters));
+                    HealthSlot { node: node.to_string(), state, config: cfg, _task: task }
                 }
             };
             health.insert(*ip, slot);
@@ -208,9 +179,7 @@ impl Lb {
                     let i = draining.iter().position(|b| same(b) && b.undrain())?;
                     Some(draining.swap_remove(i))
                 });
-                backends.push(kept.unwrap_or_else(|| {
-                    Backend::new(addr, node.to_string(), Arc::clone(&slot.state))
-                }));
+                backends.push(kept.unwrap_or_else(|| Backend::new(addr, node.to_string(), Arc::clone(&slot.state))));
             }
             for b in old_backends {
                 if !backends.iter().any(|n| Arc::ptr_eq(n, &b)) {
@@ -238,18 +207,10 @@ impl Lb {
                 (None, Some(b)) => {
                     let table = Arc::new(ArcSwap::new(table));
                     let task = match b {
-                        Bound::Tcp(listener) => {
-                            tokio::spawn(listener_tcp::serve(listener, Arc::clone(&table)))
-                        }
-                        Bound::Udp(socket) => {
-                            tokio::spawn(listener_udp::serve(socket, Arc::clone(&table)))
-                        }
+                        Bound::Tcp(listener) => tokio::spawn(listener_tcp::serve(listener, Arc::clone(&table))),
+                        Bound::Udp(socket) => tokio::spawn(listener_udp::serve(socket, Arc::clone(&table))),
                     };
-                    Front {
-                        table,
-                        task: AbortOnDrop::new(task),
-                        draining,
-                    }
+                    Front { table, task: AbortOnDrop::new(task), draining }
                 }
                 // Unreachable: every key without a front was bound in step 1.
                 (None, None) => continue,
@@ -259,10 +220,7 @@ impl Lb {
 
         // 4. Listeners no longer wanted: stop accepting, drain their connections.
         let closing = std::mem::replace(&mut self.fronts, fronts);
-        let handles = closing
-            .into_values()
-            .filter_map(|f| f.close(drain, &self.counters))
-            .collect();
+        let handles = closing.into_values().filter_map(|f| f.close(drain, &self.counters)).collect();
         self.spec = Some(spec.clone());
         Ok(handles)
     }
@@ -280,10 +238,7 @@ impl Lb {
     pub(crate) fn close(mut self) -> Vec<JoinHandle<()>> {
         let drain = self.drain_timeout;
         let counters = Arc::clone(&self.counters);
-        std::mem::take(&mut self.fronts)
-            .into_values()
-            .filter_map(|f| f.close(drain, &counters))
-            .collect()
+        std::mem::take(&mut self.fronts).into_values().filter_map(|f| f.close(drain, &counters)).collect()
     }
 
     pub(crate) fn target_stats(&self) -> Vec<TargetStats> {

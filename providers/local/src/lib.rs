@@ -42,14 +42,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cloudlb_provider::{
-    Capabilities, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider,
-    ProviderError, Record, Result, StateLocation,
+    Capabilities, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider, ProviderError,
+    Record, Result, StateLocation,
 };
 use ipnet::IpNet;
 
-use cloudlb_provider::pool::AddressPool;
 use crate::lb::Lb;
 pub use crate::stats::{LoadBalancerStats, LocalStats, TargetStats, TrafficStats};
+use cloudlb_provider::pool::AddressPool;
 
 /// Annotations under this prefix arrive in `spec.options` with the prefix cut.
 pub const OPTION_PREFIX: &str = "local.cloudlb.io/";
@@ -78,8 +78,7 @@ impl Default for LocalConfig {
     fn default() -> Self {
         Self {
             pools: vec![IpNet::V4(
-                ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 240, 0, 0), 16)
-                    .unwrap_or_default(),
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 240, 0, 0), 16).unwrap_or_default(),
             )],
             drain_timeout: Duration::from_secs(30),
             udp_idle_timeout: Duration::from_secs(60),
@@ -109,14 +108,7 @@ fn key(id: &LoadBalancerId) -> String {
 impl LocalProvider {
     pub fn new(config: LocalConfig) -> Result<Self> {
         let alloc = AddressPool::new(config.pools.clone(), "local provider")?;
-        Ok(Self {
-            config,
-            state: Mutex::new(State {
-                alloc,
-                lbs: HashMap::new(),
-                retired: TrafficStats::default(),
-            }),
-        })
+        Ok(Self { config, state: Mutex::new(State { alloc, lbs: HashMap::new(), retired: TrafficStats::default() }) })
     }
 
     /// Counters per load balancer and in total, with each target's health.
@@ -139,12 +131,8 @@ impl LocalProvider {
                 }
             })
             .collect();
-        load_balancers
-            .sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
-        LocalStats {
-            totals,
-            load_balancers,
-        }
+        load_balancers.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
+        LocalStats { totals, load_balancers }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -226,10 +214,7 @@ impl Provider for LocalProvider {
     ) -> Result<LoadBalancerStatus> {
         let (opts, problems) = options::parse(&spec.options);
         if !problems.is_empty() {
-            return Err(ProviderError::Invalid {
-                call: "local.ensure",
-                message: problems.join("; "),
-            });
+            return Err(ProviderError::Invalid { call: "local.ensure", message: problems.join("; ") });
         }
         if spec.listeners.len() > MAX_LISTENERS {
             return Err(ProviderError::Invalid {
@@ -250,9 +235,7 @@ impl Provider for LocalProvider {
                 return Ok(lb.status());
             }
             let current = st.lbs.get(&k).map(|lb| lb.ip);
-            let recorded = record
-                .and_then(|r| r.get(RECORD_IP))
-                .and_then(|s| s.parse::<IpAddr>().ok());
+            let recorded = record.and_then(|r| r.get(RECORD_IP)).and_then(|s| s.parse::<IpAddr>().ok());
             let ip = st.alloc.choose(spec.requested_ip, current, recorded)?;
             match st.lbs.get_mut(&k) {
                 Some(lb) if lb.ip == ip => {
@@ -262,10 +245,7 @@ impl Provider for LocalProvider {
                 existing => {
                     // New, or moving to another address: build it whole on `ip` first, so a
                     // failure leaves the old one serving.
-                    let counters = existing
-                        .as_ref()
-                        .map(|lb| Arc::clone(&lb.counters))
-                        .unwrap_or_default();
+                    let counters = existing.as_ref().map(|lb| Arc::clone(&lb.counters)).unwrap_or_default();
                     let mut lb = Lb::new(id.clone(), ip, counters, self.config.drain_timeout);
                     let mut closing = lb.converge(spec, &opts, &self.config)?;
                     st.alloc.take(ip);
@@ -309,11 +289,7 @@ impl Provider for LocalProvider {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        id: &LoadBalancerId,
-        _record: Option<&Record>,
-    ) -> Result<Option<LoadBalancerStatus>> {
+    async fn get(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<Option<LoadBalancerStatus>> {
         Ok(self.lock().lbs.get(&key(id)).map(Lb::status))
     }
 }

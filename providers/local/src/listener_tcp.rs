@@ -46,11 +46,7 @@ const BACKLOG: u32 = 4096;
 /// Bind `addr` now (so that a conflict is reported by `ensure`); serve later with [`serve`].
 pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener, ProviderError> {
     let bound = (|| {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         // Lets a new listener take the port while connections accepted by a previous one
         // (same address, e.g. after a delete and a re-create) are still open or in TIME_WAIT.
         // Two *listeners* still conflict.
@@ -82,10 +78,7 @@ pub(crate) async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>) {
             Err(e) => {
                 // Per-connection errors (the client reset before accept) are nothing; running
                 // out of descriptors is, but must not spin: pause briefly and go on.
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-                ) {
+                if !matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) {
                     tracing::warn!(?local, error = %e, "accept failed; pausing this listener for 50ms");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -170,17 +163,12 @@ async fn connect(t: &Table, client: IpAddr) -> Option<(Arc<Backend>, TcpStream)>
 }
 
 async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_nodelay(true)?;
     match tokio::time::timeout(timeout, socket.connect(addr)).await {
         Ok(r) => r,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("connect to {addr} timed out after {timeout:?}"),
-        )),
+        Err(_) => {
+            Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out after {timeout:?}")))
+        }
     }
 }

@@ -59,8 +59,7 @@ struct FlowState {
 
 impl FlowState {
     fn touch(&self) {
-        self.last
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
@@ -133,12 +132,7 @@ fn open_flow(t: &Arc<Table>, front: &Arc<UdpSocket>, client: SocketAddr) -> Opti
                     Arc::clone(t),
                 ));
                 inc(&t.counters.udp_flows);
-                return Some(Flow {
-                    upstream,
-                    backend,
-                    state,
-                    _relay: AbortOnDrop::new(relay),
-                });
+                return Some(Flow { upstream, backend, state, _relay: AbortOnDrop::new(relay) });
             }
             Err(e) => {
                 inc(&t.counters.connect_failures);
@@ -151,11 +145,7 @@ fn open_flow(t: &Arc<Table>, front: &Arc<UdpSocket>, client: SocketAddr) -> Opti
 }
 
 fn connect_upstream(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let any: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
+    let any: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let std = std::net::UdpSocket::bind(any)?;
     std.connect(addr)?;
     std.set_nonblocking(true)?;
@@ -176,9 +166,7 @@ async fn relay_replies(
     let idle = t.udp_idle_timeout;
     let mut buf = vec![0u8; DATAGRAM];
     loop {
-        let wait = idle
-            .saturating_sub(state.idle_for())
-            .max(Duration::from_millis(1));
+        let wait = idle.saturating_sub(state.idle_for()).max(Duration::from_millis(1));
         tokio::select! {
             r = tokio::time::timeout(wait, upstream.recv(&mut buf)) => match r {
                 Ok(Ok(n)) => {

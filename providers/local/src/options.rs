@@ -34,11 +34,7 @@ pub(crate) struct LbOptions {
 
 impl Default for LbOptions {
     fn default() -> Self {
-        Self {
-            proxy_v2: false,
-            drain_timeout: None,
-            policy: Policy::LeastConnections,
-        }
+        Self { proxy_v2: false, drain_timeout: None, policy: Policy::LeastConnections }
     }
 }
 
@@ -83,11 +79,7 @@ pub(crate) fn unknown(options: &BTreeMap<String, String>) -> Vec<String> {
         .map(|k| {
             format!(
                 "{OPTION_PREFIX}{k} is not an option of the local provider; accepted: {}",
-                KNOWN
-                    .iter()
-                    .map(|k| format!("{OPTION_PREFIX}{k}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                KNOWN.iter().map(|k| format!("{OPTION_PREFIX}{k}")).collect::<Vec<_>>().join(", ")
             )
         })
         .collect()
@@ -98,19 +90,13 @@ mod tests {
     use super::*;
 
     fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn accepts_known_values() {
-        let (o, p) = parse(&opts(&[
-            ("proxy-protocol", "v2"),
-            ("drain-timeout-seconds", "5"),
-            ("balance", "round-robin"),
-        ]));
+        let (o, p) =
+            parse(&opts(&[("proxy-protocol", "v2"), ("drain-timeout-seconds", "5"), ("balance", "round-robin")]));
         assert!(p.is_empty(), "{p:?}");
         assert!(o.proxy_v2);
         assert_eq!(o.drain_timeout, Some(Duration::from_secs(5)));
@@ -123,17 +109,13 @@ mod tests {
         let (_, p) = parse(&opts(&[("proxy-protocol", "v1")]));
         assert_eq!(p.len(), 1);
         assert!(
-            p[0].contains("local.cloudlb.io/proxy-protocol")
-                && p[0].contains("\"v1\"")
-                && p[0].contains("\"v2\""),
+            p[0].contains("local.cloudlb.io/proxy-protocol") && p[0].contains("\"v1\"") && p[0].contains("\"v2\""),
             "{}",
             p[0]
         );
         let (_, p) = parse(&opts(&[("drain-timeout-seconds", "-3")]));
         assert!(
-            p[0].contains("local.cloudlb.io/drain-timeout-seconds")
-                && p[0].contains("\"-3\"")
-                && p[0].contains("3600"),
+            p[0].contains("local.cloudlb.io/drain-timeout-seconds") && p[0].contains("\"-3\"") && p[0].contains("3600"),
             "{}",
             p[0]
         );
@@ -143,10 +125,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported() {
-        let u = unknown(&opts(&[
-            ("drain-timeout-second", "5"),
-            ("proxy-protocol", "v2"),
-        ]));
+        let u = unknown(&opts(&[("drain-timeout-second", "5"), ("proxy-protocol", "v2")]));
         assert_eq!(u.len(), 1);
         assert!(
             u[0].contains("local.cloudlb.io/drain-timeout-second ")

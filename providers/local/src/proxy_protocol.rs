@@ -75,20 +75,12 @@ pub fn parse_v2(bytes: &[u8]) -> Option<(SocketAddr, SocketAddr, usize)> {
         TCP_OVER_IPV4 if len >= 12 => {
             let s: [u8; 4] = body[0..4].try_into().ok()?;
             let d: [u8; 4] = body[4..8].try_into().ok()?;
-            Some((
-                SocketAddr::from((s, port(8))),
-                SocketAddr::from((d, port(10))),
-                16 + len,
-            ))
+            Some((SocketAddr::from((s, port(8))), SocketAddr::from((d, port(10))), 16 + len))
         }
         TCP_OVER_IPV6 if len >= 36 => {
             let s: [u8; 16] = body[0..16].try_into().ok()?;
             let d: [u8; 16] = body[16..32].try_into().ok()?;
-            Some((
-                SocketAddr::from((s, port(32))),
-                SocketAddr::from((d, port(34))),
-                16 + len,
-            ))
+            Some((SocketAddr::from((s, port(32))), SocketAddr::from((d, port(34))), 16 + len))
         }
         _ => None,
     }

@@ -11,26 +11,16 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_connections_leak_no_descriptors() {
     bounded(async {
-        let backend = TcpBackend::start("a", "127.0.0.2:0".parse().unwrap())
-            .await
-            .unwrap();
+        let backend = TcpBackend::start("a", "127.0.0.2:0".parse().unwrap()).await.unwrap();
         let p = provider("127.241.20.0/24");
         let before = open_fds();
-        let mut s = spec(
-            &[
-                (18100, Protocol::Tcp, backend.addr.port()),
-                (18101, Protocol::Tcp, 1),
-            ],
-            &["127.0.0.2"],
-        );
+        let mut s = spec(&[(18100, Protocol::Tcp, backend.addr.port()), (18101, Protocol::Tcp, 1)], &["127.0.0.2"]);
         // Checks on a port nobody listens on would fail the target: keep it healthy (long interval).
         s.health_check.interval_seconds = 3600;
         let id = conformance::id("fds");
@@ -70,12 +60,7 @@ async fn many_connections_leak_no_descriptors() {
         assert!(p.stats().totals.connect_failures >= 16 * 5);
         p.delete(&id, None).await.unwrap();
         // Backend-side sockets close when the backend sees EOF; wait for the count to settle.
-        eventually(
-            "descriptors back to where they were",
-            Duration::from_secs(10),
-            || open_fds() <= before,
-        )
-        .await;
+        eventually("descriptors back to where they were", Duration::from_secs(10), || open_fds() <= before).await;
     })
     .await;
 }

@@ -110,7 +110,11 @@ pub fn apply(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
             return err(format!("operation {kind:?} is missing path"));
         };
         let value = || op.get("value").cloned().ok_or_else(|| PatchError(format!("{kind} operation is missing value")));
-        let from = || op.get("from").and_then(Value::as_str).ok_or_else(|| PatchError(format!("{kind} operation is missing from")));
+        let from = || {
+            op.get("from")
+                .and_then(Value::as_str)
+                .ok_or_else(|| PatchError(format!("{kind} operation is missing from")))
+        };
         match kind {
             "add" => add(doc, path, value()?)?,
             "remove" => {

@@ -63,14 +63,13 @@ fn is_directive(k: &str) -> bool {
 pub fn clean(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, v)| !is_directive(k) && !v.is_null())
-                .map(|(k, v)| (k.clone(), clean(v)))
-                .collect(),
+            m.iter().filter(|(k, v)| !is_directive(k) && !v.is_null()).map(|(k, v)| (k.clone(), clean(v))).collect(),
         ),
         Value::Array(a) => Value::Array(
             a.iter()
-                .filter(|e| !(e.is_object() && e.get("$patch").is_some() && e.as_object().is_some_and(|m| m.len() == 1)))
+                .filter(|e| {
+                    !(e.is_object() && e.get("$patch").is_some() && e.as_object().is_some_and(|m| m.len() == 1))
+                })
                 .map(clean)
                 .collect(),
         ),
@@ -145,16 +144,18 @@ fn merge_at(target: &mut Value, patch: &Value, path: &str, mode: Mode) {
     // list directives that refer to sibling fields
     for (k, v) in p {
         if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/")
-            && let (Some(Value::Array(cur)), Value::Array(del)) = (t.get_mut(field), v) {
-                cur.retain(|x| !del.contains(x));
-            }
+            && let (Some(Value::Array(cur)), Value::Array(del)) = (t.get_mut(field), v)
+        {
+            cur.retain(|x| !del.contains(x));
+        }
     }
     for (k, v) in p {
         if let Some(field) = k.strip_prefix("$setElementOrder/")
-            && let (Some(Value::Array(cur)), Value::Array(order)) = (t.get_mut(field), v) {
-                let strat = strategy(&join(path, field), mode);
-                reorder(cur, order, strat);
-            }
+            && let (Some(Value::Array(cur)), Value::Array(order)) = (t.get_mut(field), v)
+        {
+            let strat = strategy(&join(path, field), mode);
+            reorder(cur, order, strat);
+        }
     }
 }
 
@@ -169,18 +170,17 @@ fn reorder(cur: &mut Vec<Value>, order: &[Value], strat: ListStrategy) {
             })
         });
         if let Some(i) = pos
-            && let Some(e) = rest[i].take() {
-                out.push(e);
-            }
+            && let Some(e) = rest[i].take()
+        {
+            out.push(e);
+        }
     }
     out.extend(rest.into_iter().flatten());
     *cur = out;
 }
 
 fn merge_list(slot: &mut Value, items: &[Value], path: &str, mode: Mode) {
-    let replace_directive = items
-        .iter()
-        .any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"));
+    let replace_directive = items.iter().any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"));
     let strat = strategy(path, mode);
     if replace_directive || matches!(strat, ListStrategy::Replace) || !slot.is_array() {
         *slot = clean(&Value::Array(items.to_vec()));
@@ -314,7 +314,10 @@ mod tests {
                 "loadBalancer": {"ingress": [{"ip": "3.3.3.3"}]}}}),
             Mode::Strategic,
         );
-        assert_eq!(s["status"]["conditions"], json!([{"type": "A", "status": "False"}, {"type": "B", "status": "False"}]));
+        assert_eq!(
+            s["status"]["conditions"],
+            json!([{"type": "A", "status": "False"}, {"type": "B", "status": "False"}])
+        );
         assert_eq!(s["status"]["loadBalancer"]["ingress"], json!([{"ip": "3.3.3.3"}]));
     }
 

@@ -12,8 +12,8 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2 as ec2;
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use cloudlb_provider::conformance;
 use cloudlb_provider::{LoadBalancerId, LoadBalancerSpec, Target};
@@ -122,10 +122,22 @@ impl World {
             ("10.0.1.0/24", "us-east-1a", vec![tag("kubernetes.io/role/elb", "1"), tag(&cluster_key, "owned")]),
             ("10.0.2.0/24", "us-east-1a", vec![tag("kubernetes.io/role/elb", "1"), tag(&cluster_key, "shared")]),
             ("10.0.3.0/24", "us-east-1b", vec![tag("kubernetes.io/role/elb", "1"), tag(&cluster_key, "owned")]),
-            ("10.0.4.0/24", "us-east-1a", vec![tag("kubernetes.io/role/internal-elb", "1"), tag(&cluster_key, "owned")]),
-            ("10.0.5.0/24", "us-east-1b", vec![tag("kubernetes.io/role/internal-elb", "1"), tag(&cluster_key, "owned")]),
+            (
+                "10.0.4.0/24",
+                "us-east-1a",
+                vec![tag("kubernetes.io/role/internal-elb", "1"), tag(&cluster_key, "owned")],
+            ),
+            (
+                "10.0.5.0/24",
+                "us-east-1b",
+                vec![tag("kubernetes.io/role/internal-elb", "1"), tag(&cluster_key, "owned")],
+            ),
             // Role tag but another cluster's: never picked.
-            ("10.0.6.0/24", "us-east-1c", vec![tag("kubernetes.io/role/elb", "1"), tag("kubernetes.io/cluster/other", "owned")]),
+            (
+                "10.0.6.0/24",
+                "us-east-1c",
+                vec![tag("kubernetes.io/role/elb", "1"), tag("kubernetes.io/cluster/other", "owned")],
+            ),
             // Untagged.
             ("10.0.7.0/24", "us-east-1c", vec![]),
         ];
@@ -136,7 +148,9 @@ impl World {
             let internal = tags.iter().any(|t| t.key() == Some("kubernetes.io/role/internal-elb"));
             let mut req = ec2.create_subnet().vpc_id(&vpc).cidr_block(cidr).availability_zone(zone);
             if !tags.is_empty() {
-                req = req.tag_specifications(TagSpecification::builder().resource_type(ResourceType::Subnet).set_tags(Some(tags)).build());
+                req = req.tag_specifications(
+                    TagSpecification::builder().resource_type(ResourceType::Subnet).set_tags(Some(tags)).build(),
+                );
             }
             let s = req.send().await.expect("create subnet");
             let id = s.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string();
@@ -168,7 +182,8 @@ impl World {
             .send()
             .await
             .expect("run instances");
-        let mut instances: Vec<String> = run.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
+        let mut instances: Vec<String> =
+            run.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
         instances.sort();
         assert_eq!(instances.len(), 3);
         World { moto, ec2, elb, cluster: cluster.to_string(), vpc, public, internal, instances }
@@ -204,7 +219,12 @@ impl World {
         let mut s = conformance::spec(&[80]);
         s.listeners = ports
             .iter()
-            .map(|(p, np)| cloudlb_provider::Listener { port: *p, protocol: cloudlb_provider::Protocol::Tcp, node_port: *np, name: None })
+            .map(|(p, np)| cloudlb_provider::Listener {
+                port: *p,
+                protocol: cloudlb_provider::Protocol::Tcp,
+                node_port: *np,
+                name: None,
+            })
             .collect();
         s.targets = targets.iter().map(|i| self.target(*i)).collect();
         s

@@ -12,8 +12,8 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,7 +48,14 @@ impl FaultProxy {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else { return };
-                let st = State { every, requests: r.clone(), injected: i.clone(), enabled: e.clone(), lost: l.clone(), seen: seen.clone() };
+                let st = State {
+                    every,
+                    requests: r.clone(),
+                    injected: i.clone(),
+                    enabled: e.clone(),
+                    lost: l.clone(),
+                    seen: seen.clone(),
+                };
                 tokio::spawn(async move {
                     let _ = handle(conn, upstream, st).await;
                 });
@@ -117,11 +124,7 @@ async fn handle(mut conn: TcpStream, upstream: SocketAddr, st: State) -> std::io
     }
     let is_ec2 = head.contains("/ec2/aws4_request");
     let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-    let action = body
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("Action="))
-        .unwrap_or("")
-        .to_string();
+    let action = body.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("").to_string();
     let n = st.requests.fetch_add(1, Ordering::SeqCst) as u64;
     let fault = if !st.enabled.load(Ordering::SeqCst) {
         Fault::None
@@ -148,7 +151,8 @@ async fn handle(mut conn: TcpStream, upstream: SocketAddr, st: State) -> std::io
     }
     // Forward with Connection: close, read the whole answer.
     let mut up = TcpStream::connect(upstream).await?;
-    let mut head_lines: Vec<&str> = head[..head.len() - 4].split("\r\n").filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    let mut head_lines: Vec<&str> =
+        head[..head.len() - 4].split("\r\n").filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
     head_lines.push("Connection: close");
     let mut out = head_lines.join("\r\n").into_bytes();
     out.extend_from_slice(b"\r\n\r\n");

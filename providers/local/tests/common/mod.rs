@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudlb_provider::{
-    HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerSpec, Protocol,
-    Scheme, SessionAffinity,
+    HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerSpec, Protocol, Scheme,
+    SessionAffinity,
 };
 use cloudlb_provider_local::{LocalConfig, LocalProvider, LocalStats};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -22,9 +22,7 @@ pub const LIMIT: Duration = Duration::from_secs(40);
 
 /// Run a test body bounded in time.
 pub async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("test exceeded its time bound");
+    tokio::time::timeout(LIMIT, f).await.expect("test exceeded its time bound");
 }
 
 pub fn provider(pool: &str) -> LocalProvider {
@@ -89,21 +87,13 @@ pub fn lb_addr(st: &cloudlb_provider::LoadBalancerStatus, port: u16) -> SocketAd
 pub async fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + within;
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 pub fn target_healthy(stats: &LocalStats, addr: &str) -> Option<bool> {
-    stats
-        .load_balancers
-        .iter()
-        .flat_map(|lb| &lb.targets)
-        .find(|t| t.address == ip(addr))
-        .map(|t| t.healthy)
+    stats.load_balancers.iter().flat_map(|lb| &lb.targets).find(|t| t.address == ip(addr)).map(|t| t.healthy)
 }
 
 /// A TCP backend: answers `who?\n` with its name, echoes everything else, passes half-close on
@@ -130,11 +120,7 @@ impl TcpBackend {
         let addr = listener.local_addr()?;
         let proxy_headers = Arc::new(Mutex::new(Vec::new()));
         let served = Arc::new(AtomicU64::new(0));
-        let (n, h, s) = (
-            name.to_string(),
-            Arc::clone(&proxy_headers),
-            Arc::clone(&served),
-        );
+        let (n, h, s) = (name.to_string(), Arc::clone(&proxy_headers), Arc::clone(&served));
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -145,13 +131,7 @@ impl TcpBackend {
                 while conns.try_join_next().is_some() {}
             }
         });
-        Ok(Self {
-            name: name.into(),
-            addr,
-            proxy_headers,
-            served,
-            task: Some(task),
-        })
+        Ok(Self { name: name.into(), addr, proxy_headers, served, task: Some(task) })
     }
 
     /// Stop: the listening socket is closed once this returns.
@@ -166,9 +146,7 @@ impl TcpBackend {
 /// Backends named `names[i]` on `ips[i]`, all on one port (what a node port looks like).
 pub async fn tcp_backends(ips: &[&str], names: &[&str]) -> Vec<TcpBackend> {
     for _ in 0..50 {
-        let first = TcpBackend::start(names[0], SocketAddr::new(ip(ips[0]), 0))
-            .await
-            .unwrap();
+        let first = TcpBackend::start(names[0], SocketAddr::new(ip(ips[0]), 0)).await.unwrap();
         let port = first.addr.port();
         let mut all = vec![first];
         for (i, a) in ips.iter().enumerate().skip(1) {
@@ -191,10 +169,7 @@ pub async fn restart(name: &str, addr: SocketAddr) -> TcpBackend {
         match TcpBackend::start(name, addr).await {
             Ok(b) => return b,
             Err(e) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "rebinding {addr}: {e}"
-                );
+                assert!(tokio::time::Instant::now() < deadline, "rebinding {addr}: {e}");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -218,10 +193,7 @@ pub async fn who(to: SocketAddr, from: Option<&str>) -> std::io::Result<String> 
     let mut line = String::new();
     r.read_line(&mut line).await?;
     if line.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed without an answer",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed without an answer"));
     }
     Ok(line.trim().to_string())
 }
@@ -232,10 +204,7 @@ pub async fn who_on(s: &mut TcpStream) -> std::io::Result<String> {
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).await?;
     if n == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
     }
     Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
 }
@@ -306,8 +275,7 @@ impl HealthServer {
                             Ok(r) => n += r,
                         }
                     }
-                    let healthy =
-                        flag.load(Ordering::Relaxed) && buf[..n].starts_with(b"GET /healthz ");
+                    let healthy = flag.load(Ordering::Relaxed) && buf[..n].starts_with(b"GET /healthz ");
                     let reply: &[u8] = if healthy {
                         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
                     } else {
@@ -345,11 +313,7 @@ async fn serve_tcp(
                 data = &data[len..];
             }
         }
-        let reply = if data.starts_with(b"who?\n") {
-            format!("{name}\n").into_bytes()
-        } else {
-            data.to_vec()
-        };
+        let reply = if data.starts_with(b"who?\n") { format!("{name}\n").into_bytes() } else { data.to_vec() };
         if s.write_all(&reply).await.is_err() {
             break;
         }
