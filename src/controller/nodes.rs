@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use cloudlb_provider::targets_digest;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -19,25 +18,16 @@ use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::desired::nodes::{EligibleNode, eligible};
+use crate::desired::nodes::{EligibleNode, NodeSnapshot, eligible};
 use crate::metrics::Metrics;
-
-/// One version of the eligible set, with the digest of its full target list computed once
-/// (every Service without a node selector targets exactly this list; hashing a thousand targets
-/// per reconcile would dominate the controller's CPU).
-#[derive(Default)]
-pub struct Snapshot {
-    pub nodes: Vec<EligibleNode>,
-    pub all_targets_digest: String,
-}
 
 #[derive(Default)]
 pub struct NodeSet {
-    current: RwLock<Arc<Snapshot>>,
+    current: RwLock<Arc<NodeSnapshot>>,
 }
 
 impl NodeSet {
-    pub fn get(&self) -> Arc<Snapshot> {
+    pub fn get(&self) -> Arc<NodeSnapshot> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -47,8 +37,7 @@ impl NodeSet {
         if cur.nodes == next {
             return false;
         }
-        let targets: Vec<_> = next.iter().map(|n| n.target.clone()).collect();
-        *cur = Arc::new(Snapshot { all_targets_digest: targets_digest(&targets), nodes: next });
+        *cur = Arc::new(NodeSnapshot::new(next));
         true
     }
 }

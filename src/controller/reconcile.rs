@@ -24,11 +24,11 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::nodes::Snapshot;
 use super::status::{self, Cond};
 use super::{Context, EventType, finalizer};
 use crate::claim::is_claimed;
 use crate::desired;
+use crate::desired::nodes::NodeSnapshot;
 use crate::error::{Error, Result};
 use crate::keys::{ANN_CLAIMED_CLASS, ANN_RECORD, ANN_SPEC_HASH, FINALIZER, event, reason};
 
@@ -84,11 +84,14 @@ fn record(svc: &Service) -> Option<Record> {
     }
 }
 
-/// The spec's hash, using the node set's cached digest when the targets are the whole set.
-fn spec_hash(spec: &LoadBalancerSpec, nodes: &Snapshot) -> String {
-    let whole_set =
-        spec.targets.len() == nodes.nodes.len() && spec.targets.iter().zip(&nodes.nodes).all(|(t, n)| *t == n.target);
-    if whole_set { spec.hash_with_targets(&nodes.all_targets_digest) } else { spec.hash() }
+/// The spec's hash, using the node set's cached digest when the targets are the whole set
+/// (the same shared list, which `desired::build` hands out to every Service without a selector).
+fn spec_hash(spec: &LoadBalancerSpec, nodes: &NodeSnapshot) -> String {
+    if Arc::ptr_eq(&spec.targets, &nodes.all_targets) {
+        spec.hash_with_targets(&nodes.all_targets_digest)
+    } else {
+        spec.hash()
+    }
 }
 
 async fn reconcile_inner(svc: &Service, ctx: &Context) -> Result<Action> {
@@ -174,7 +177,7 @@ async fn cleanup(svc: &Service, ctx: &Context, deleting: bool) -> Result<Action>
 
 async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
     let nodes = ctx.nodes.get();
-    let spec = match desired::build_for(svc, &nodes.nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) {
+    let spec = match desired::build_for(svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) {
         Ok(spec) => spec,
         Err(invalid) => {
             let cond = Cond::not_ready(reason::INVALID_SPEC, invalid.to_string());
@@ -416,8 +419,8 @@ pub async fn restore(ctx: &Context, services: &Api<Service>) {
     info!(restored, took = ?started.elapsed(), "restored in-process load balancers");
 }
 
-async fn restore_one(ctx: &Context, nodes: Arc<Snapshot>, svc: Service) -> bool {
-    let Ok(spec) = desired::build_for(&svc, &nodes.nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) else {
+async fn restore_one(ctx: &Context, nodes: Arc<NodeSnapshot>, svc: Service) -> bool {
+    let Ok(spec) = desired::build_for(&svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) else {
         return false;
     };
     let hash = spec_hash(&spec, &nodes);
@@ -498,7 +501,7 @@ impl Context {
             return DELETE_ATTEMPT.into();
         }
         let nodes = self.nodes.get();
-        match desired::build_for(svc, &nodes.nodes, &self.config.desired, &self.caps, self.provider.as_ref()) {
+        match desired::build_for(svc, &nodes, &self.config.desired, &self.caps, self.provider.as_ref()) {
             Ok(spec) => spec_hash(&spec, &nodes),
             Err(_) => "invalid".into(),
         }
@@ -518,19 +521,15 @@ mod tests {
     #[test]
     fn cached_digest_gives_the_same_hash() {
         use crate::desired::nodes::EligibleNode;
-        let spec = conformance::spec(&[80]);
-        let nodes = Snapshot {
-            nodes: spec
-                .targets
-                .iter()
-                .map(|t| EligibleNode { target: t.clone(), labels: Default::default() })
-                .collect(),
-            all_targets_digest: cloudlb_provider::targets_digest(&spec.targets),
-        };
-        assert_eq!(spec_hash(&spec, &nodes), spec.hash());
-        let mut subset = spec.clone();
-        subset.targets.clear();
+        let base = conformance::spec(&[80]);
+        let nodes = NodeSnapshot::new(
+            base.targets.iter().map(|t| EligibleNode { target: t.clone(), labels: Default::default() }).collect(),
+        );
+        let shared = LoadBalancerSpec { targets: nodes.all_targets.clone(), ..base.clone() };
+        assert_eq!(spec_hash(&shared, &nodes), base.hash(), "the cached digest equals the computed one");
+        let mut subset = shared.clone();
+        Arc::make_mut(&mut subset.targets).clear();
         assert_eq!(spec_hash(&subset, &nodes), subset.hash());
-        assert_ne!(spec_hash(&subset, &nodes), spec.hash());
+        assert_ne!(spec_hash(&subset, &nodes), base.hash());
     }
 }

@@ -15,6 +15,7 @@ pub mod nodes;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use cloudlb_provider::{
     Capabilities, HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerSpec, Protocol,
@@ -25,7 +26,7 @@ use k8s_openapi::api::core::v1::Service;
 
 use crate::keys::*;
 use annotations::*;
-use nodes::EligibleNode;
+use nodes::{EligibleNode, NodeSnapshot};
 
 /// kube-proxy's health endpoint, checked when the traffic policy is Cluster.
 pub const KUBE_PROXY_HEALTH_PORT: u16 = 10256;
@@ -51,7 +52,7 @@ impl fmt::Display for Invalid {
 }
 
 /// Builds the spec, collecting every problem instead of stopping at the first.
-pub fn build(svc: &Service, nodes: &[EligibleNode], cfg: &DesiredConfig) -> Result<LoadBalancerSpec, Invalid> {
+pub fn build(svc: &Service, nodes: &NodeSnapshot, cfg: &DesiredConfig) -> Result<LoadBalancerSpec, Invalid> {
     let mut problems = Vec::new();
     let empty = BTreeMap::new();
     let ann = svc.metadata.annotations.as_ref().unwrap_or(&empty);
@@ -158,12 +159,12 @@ pub fn build(svc: &Service, nodes: &[EligibleNode], cfg: &DesiredConfig) -> Resu
     let health_check = health_check(svc, ann, &mut problems);
 
     let targets = match ann.get(ANN_TARGET_NODE_LABELS).map(|v| parse_labels(ANN_TARGET_NODE_LABELS, v)) {
-        Some(Ok(want)) => select(nodes, |n| want.iter().all(|(k, v)| n.labels.get(k) == Some(v))),
+        Some(Ok(want)) => select(&nodes.nodes, |n| want.iter().all(|(k, v)| n.labels.get(k) == Some(v))),
         Some(Err(e)) => {
             problems.push(e);
-            Vec::new()
+            Arc::default()
         }
-        None => select(nodes, |_| true),
+        None => nodes.all_targets.clone(),
     };
 
     let options = ann
@@ -195,7 +196,7 @@ pub fn build(svc: &Service, nodes: &[EligibleNode], cfg: &DesiredConfig) -> Resu
 /// `build` followed by the provider's capability check and its own validation of options.
 pub fn build_for(
     svc: &Service,
-    nodes: &[EligibleNode],
+    nodes: &NodeSnapshot,
     cfg: &DesiredConfig,
     caps: &Capabilities,
     provider: &dyn Provider,
@@ -206,8 +207,8 @@ pub fn build_for(
     if problems.is_empty() { Ok(spec) } else { Err(Invalid { problems }) }
 }
 
-fn select(nodes: &[EligibleNode], keep: impl Fn(&EligibleNode) -> bool) -> Vec<Target> {
-    nodes.iter().filter(|n| keep(n)).map(|n| n.target.clone()).collect()
+fn select(nodes: &[EligibleNode], keep: impl Fn(&EligibleNode) -> bool) -> Arc<Vec<Target>> {
+    Arc::new(nodes.iter().filter(|n| keep(n)).map(|n| n.target.clone()).collect())
 }
 
 fn ip_families(svc: &Service) -> Vec<IpFamily> {

@@ -77,6 +77,25 @@ pub struct EligibleNode {
     pub labels: BTreeMap<String, String>,
 }
 
+/// One version of the eligible set, as every reconcile reads it: the nodes (with labels, for
+/// per-Service selection), their targets as ONE shared list (every Service without a node
+/// selector points at it, so ten thousand specs over a thousand nodes hold a single copy), and
+/// that list's digest, computed once per change instead of once per reconcile.
+#[derive(Debug, Default)]
+pub struct NodeSnapshot {
+    pub nodes: Vec<EligibleNode>,
+    pub all_targets: std::sync::Arc<Vec<Target>>,
+    pub all_targets_digest: String,
+}
+
+impl NodeSnapshot {
+    pub fn new(nodes: Vec<EligibleNode>) -> Self {
+        let targets: Vec<Target> = nodes.iter().map(|n| n.target.clone()).collect();
+        let all_targets_digest = cloudlb_provider::targets_digest(&targets);
+        Self { nodes, all_targets: std::sync::Arc::new(targets), all_targets_digest }
+    }
+}
+
 /// The eligible set, sorted by node name. Two calls over nodes that differ only in what load
 /// balancers do not depend on (heartbeats, conditions, images) give equal results.
 pub fn eligible<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<EligibleNode> {

@@ -39,12 +39,12 @@ fn node(name: &str, labels: &[(&str, &str)]) -> EligibleNode {
 }
 
 fn ok(s: &Service) -> LoadBalancerSpec {
-    build(s, &[node("a", &[]), node("b", &[("pool", "edge")])], &DesiredConfig::default())
+    build(s, &NodeSnapshot::new(vec![node("a", &[]), node("b", &[("pool", "edge")])]), &DesiredConfig::default())
         .unwrap_or_else(|e| panic!("expected a spec, got: {e}"))
 }
 
 fn err(s: &Service) -> String {
-    match build(s, &[node("a", &[])], &DesiredConfig::default()) {
+    match build(s, &NodeSnapshot::new(vec![node("a", &[])]), &DesiredConfig::default()) {
         Ok(spec) => panic!("expected problems, got {spec:?}"),
         Err(e) => e.to_string(),
     }
@@ -104,7 +104,7 @@ fn options_internal_affinity_and_requested_ip() {
     spec_mut(&mut s).session_affinity = Some("ClientIP".into());
     spec_mut(&mut s).load_balancer_ip = Some("198.51.100.7".into());
     let cfg = DesiredConfig { option_prefixes: vec!["memory.cloudlb.io/".into()] };
-    let spec = build(&s, &[], &cfg).unwrap();
+    let spec = build(&s, &NodeSnapshot::default(), &cfg).unwrap();
     assert_eq!(spec.scheme, Scheme::Internal);
     assert_eq!(spec.session_affinity, SessionAffinity::ClientIp { timeout_seconds: DEFAULT_AFFINITY_TIMEOUT });
     assert_eq!(spec.requested_ip, Some("198.51.100.7".parse().unwrap()));
@@ -148,7 +148,7 @@ fn bad_input_table() {
 fn all_problems_are_reported_at_once() {
     let mut s = svc(vec![port(80, "TCP", None)]);
     spec_mut(&mut s).load_balancer_ip = Some("x".into());
-    let e = build(&s, &[], &DesiredConfig::default()).unwrap_err();
+    let e = build(&s, &NodeSnapshot::default(), &DesiredConfig::default()).unwrap_err();
     assert_eq!(e.problems.len(), 2, "{e}");
 }
 
@@ -156,8 +156,11 @@ fn all_problems_are_reported_at_once() {
 fn capabilities_reject_unsupported_protocol() {
     let provider = MemoryProvider::new(MemoryConfig::default()).unwrap();
     let s = svc(vec![port(80, "SCTP", Some(30080))]);
-    let e = build_for(&s, &[], &DesiredConfig::default(), &provider.capabilities(), &provider).unwrap_err();
+    let e = build_for(&s, &NodeSnapshot::default(), &DesiredConfig::default(), &provider.capabilities(), &provider)
+        .unwrap_err();
     assert!(e.to_string().contains("protocol SCTP is not supported"), "{e}");
     let s = svc(vec![port(53, "UDP", Some(30053)), port(53, "TCP", Some(30054))]);
-    assert!(build_for(&s, &[], &DesiredConfig::default(), &provider.capabilities(), &provider).is_ok());
+    assert!(
+        build_for(&s, &NodeSnapshot::default(), &DesiredConfig::default(), &provider.capabilities(), &provider).is_ok()
+    );
 }

@@ -143,7 +143,7 @@ pub fn instance_id(provider_id: &str) -> Option<String> {
 pub fn targets(spec: &LoadBalancerSpec) -> (BTreeSet<String>, Vec<SkippedTarget>) {
     let mut ok = BTreeSet::new();
     let mut skipped = Vec::new();
-    for t in &spec.targets {
+    for t in spec.targets.iter() {
         match t.provider_id.as_deref() {
             Some(pid) => match instance_id(pid) {
                 Some(i) => {
@@ -435,12 +435,16 @@ mod tests {
     #[test]
     fn targets_without_instance_ids_are_skipped_with_a_reason() {
         let mut spec = conformance::spec(&[80]);
-        spec.targets.push(Target {
+        std::sync::Arc::make_mut(&mut spec.targets).push(Target {
             node: "good".into(),
             provider_id: Some("aws:///us-east-1a/i-0abcdef0123456789".into()),
             addresses: vec![],
         });
-        spec.targets.push(Target { node: "bad".into(), provider_id: Some("kind://x/y".into()), addresses: vec![] });
+        std::sync::Arc::make_mut(&mut spec.targets).push(Target {
+            node: "bad".into(),
+            provider_id: Some("kind://x/y".into()),
+            addresses: vec![],
+        });
         let (ok, skipped) = targets(&spec);
         assert_eq!(ok.into_iter().collect::<Vec<_>>(), vec!["i-0abcdef0123456789".to_string()]);
         assert_eq!(skipped.len(), 2);

@@ -61,7 +61,7 @@ async fn creates_the_nlb_target_groups_listeners_and_tags_the_spec_asks_for() {
     let mut spec = w.spec(&[(80, 30080), (53, 30053)], &[0, 1]);
     spec.listeners.push(cloudlb_provider::Listener { port: 53, protocol: Protocol::Udp, node_port: 30053, name: None });
     spec.listeners.sort();
-    spec.targets.push(conformance::target("no-provider-id", "10.0.0.9"));
+    std::sync::Arc::make_mut(&mut spec.targets).push(conformance::target("no-provider-id", "10.0.0.9"));
     spec.source_ranges = vec!["10.0.0.0/8".parse().unwrap()];
     spec.options.insert("healthcheck-interval".into(), "20".into());
     spec.options.insert("additional-resource-tags".into(), "team=web".into());

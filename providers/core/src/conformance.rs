@@ -42,7 +42,7 @@ pub fn spec(ports: &[u16]) -> LoadBalancerSpec {
             .iter()
             .map(|p| Listener { port: *p, protocol: Protocol::Tcp, node_port: 30000 + p % 2000, name: None })
             .collect(),
-        targets: vec![target("node-a", "127.0.0.1")],
+        targets: vec![target("node-a", "127.0.0.1")].into(),
         health_check: HealthCheck {
             target: HealthTarget::KubeProxy,
             protocol: HealthCheckProtocol::Tcp,
@@ -100,7 +100,7 @@ pub async fn update_converges_in_place(p: &dyn Provider) {
     let id = id("update");
     let a = p.ensure(&id, &spec(&[80]), None).await.expect("ensure");
     let mut changed = spec(&[80, 8080]);
-    changed.targets.push(target("node-b", "127.0.0.2"));
+    std::sync::Arc::make_mut(&mut changed.targets).push(target("node-b", "127.0.0.2"));
     let b = p.ensure(&id, &changed, Some(&a.record)).await.expect("update");
     assert_eq!(a.ingress, b.ingress, "an update must keep the address");
     if let Some(hash) = p.get(&id, Some(&b.record)).await.expect("get").and_then(|s| s.spec_hash) {

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -185,8 +186,10 @@ pub enum IpFamily {
 pub struct LoadBalancerSpec {
     /// Sorted by (port, protocol); never empty.
     pub listeners: Vec<Listener>,
-    /// Sorted by node name; may be empty (no eligible node), the address is still kept.
-    pub targets: Vec<Target>,
+    /// Sorted by node name; may be empty (no eligible node), the address is still kept. Shared:
+    /// every Service without a node selector targets the same list, so thousands of specs over a
+    /// thousand nodes hold one copy (change it with `Arc::make_mut`).
+    pub targets: Arc<Vec<Target>>,
     pub health_check: HealthCheck,
     /// Sorted and deduplicated; `0.0.0.0/0` (and `::/0`) when the user restricted nothing.
     pub source_ranges: Vec<IpNet>,
@@ -272,7 +275,7 @@ mod tests {
     pub(crate) fn sample() -> LoadBalancerSpec {
         LoadBalancerSpec {
             listeners: vec![Listener { port: 80, protocol: Protocol::Tcp, node_port: 30080, name: None }],
-            targets: vec![],
+            targets: Arc::default(),
             health_check: HealthCheck {
                 target: HealthTarget::KubeProxy,
                 protocol: HealthCheckProtocol::Http,
@@ -302,7 +305,7 @@ mod tests {
         assert_ne!(a.hash(), b.hash());
         assert_ne!(a.frontend_digest(), b.frontend_digest());
         let mut c = sample();
-        c.targets.push(Target { node: "n".into(), provider_id: None, addresses: vec![] });
+        Arc::make_mut(&mut c.targets).push(Target { node: "n".into(), provider_id: None, addresses: vec![] });
         assert_eq!(a.frontend_digest(), c.frontend_digest(), "targets are not part of the frontend");
         assert_ne!(a.hash(), c.hash());
         assert_eq!(c.hash(), c.hash_with_targets(&targets_digest(&c.targets)));

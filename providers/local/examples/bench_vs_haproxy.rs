@@ -209,7 +209,7 @@ async fn lb_child(backend_ports: Vec<u16>) -> Result<(), Error> {
             name: None,
         })
         .collect();
-    spec.targets = vec![cloudlb_provider::conformance::target("node1", BACKEND_IP)];
+    spec.targets = vec![cloudlb_provider::conformance::target("node1", BACKEND_IP)].into();
     let id = LoadBalancerId::new("bench", "default", "bench", "bench-uid");
     let st = provider.ensure(&id, &spec, None).await?;
     println!("READY {:?}", st.ingress);

@@ -126,7 +126,7 @@ impl Lb {
 
         // 2. Targets (by dial address, first node wins on duplicates) and their health checks.
         let mut targets: Vec<(IpAddr, &str)> = Vec::with_capacity(spec.targets.len());
-        for t in &spec.targets {
+        for t in spec.targets.iter() {
             match t.dial_address() {
                 Some(ip) if !targets.iter().any(|(seen, _)| *seen == ip) => targets.push((ip, &t.node)),
                 Some(_) => {}

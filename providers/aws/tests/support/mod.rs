@@ -226,7 +226,7 @@ impl World {
                 name: None,
             })
             .collect();
-        s.targets = targets.iter().map(|i| self.target(*i)).collect();
+        s.targets = targets.iter().map(|i| self.target(*i)).collect::<Vec<_>>().into();
         s
     }
 

@@ -56,7 +56,8 @@ pub fn spec(listeners: &[(u16, Protocol, u16)], targets: &[&str]) -> LoadBalance
             .iter()
             .enumerate()
             .map(|(i, a)| cloudlb_provider::conformance::target(&format!("node-{i}-{a}"), a))
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
         health_check: HealthCheck {
             target: HealthTarget::KubeProxy,
             protocol: HealthCheckProtocol::Tcp,
