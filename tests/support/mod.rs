@@ -196,7 +196,7 @@ pub struct Controller {
     child: Child,
     pub metrics: SocketAddr,
     pub logs: Arc<Mutex<Vec<String>>>,
-    http: reqwest_lite::Client,
+    http: plain_http::Client,
 }
 
 impl Controller {
@@ -247,7 +247,7 @@ impl Controller {
             Ok(Ok(a)) => a,
             _ => panic!("cloudlb did not start; log: {:#?}", logs.lock().expect("logs")),
         };
-        let c = Controller { child, metrics, logs, http: reqwest_lite::Client::new() };
+        let c = Controller { child, metrics, logs, http: plain_http::Client::new() };
         c.wait_ready().await;
         c
     }
@@ -393,7 +393,7 @@ impl Controller {
 }
 
 /// A minimal HTTP/1.1 GET client over TCP, enough for /metrics and /readyz (no extra crate).
-pub mod reqwest_lite {
+pub mod plain_http {
     use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
