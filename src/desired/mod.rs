@@ -115,8 +115,9 @@ pub fn build(svc: &Service, nodes: &NodeSnapshot, cfg: &DesiredConfig) -> Result
     if source_ranges.is_empty() {
         for f in &families {
             source_ranges.push(match f {
-                IpFamily::IPv4 => "0.0.0.0/0".parse().expect("literal CIDR"),
-                IpFamily::IPv6 => "::/0".parse().expect("literal CIDR"),
+                // The defaults are 0.0.0.0/0 and ::/0.
+                IpFamily::IPv4 => IpNet::V4(Default::default()),
+                IpFamily::IPv6 => IpNet::V6(Default::default()),
             });
         }
     }
