@@ -128,6 +128,7 @@ impl Provider for AwsProvider {
             max_listeners: MAX_LISTENERS,
             ip_mode: IpMode::VIP,
             state: StateLocation::Durable,
+            l7: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::l7::{L7Protocol, L7Spec, RouteAction};
 use crate::spec::{IpFamily, LoadBalancerSpec, Protocol, Scheme, SessionAffinity};
 use crate::status::IpMode;
 
@@ -32,6 +33,8 @@ pub struct Capabilities {
     pub max_listeners: usize,
     pub ip_mode: IpMode,
     pub state: StateLocation,
+    /// What the provider can do with HTTP load balancers; `None` when it builds none.
+    pub l7: Option<L7Capabilities>,
 }
 
 impl Capabilities {
@@ -87,4 +90,73 @@ impl Capabilities {
 
 fn join(protocols: &[Protocol]) -> String {
     protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// What a provider can build of an [`L7Spec`].
+#[derive(Clone, Debug, Serialize)]
+pub struct L7Capabilities {
+    /// HTTPS listeners with certificates.
+    pub https: bool,
+    /// Listener ports other than 80 and 443.
+    pub any_port: bool,
+    pub redirect_to_https: bool,
+    pub method_matches: bool,
+    pub header_matches: bool,
+    pub query_matches: bool,
+    /// More than one backend per route, by weight.
+    pub weighted_backends: bool,
+    pub source_ranges: bool,
+    pub requested_ip: bool,
+    pub internal: bool,
+    pub max_routes: usize,
+    pub ip_mode: IpMode,
+}
+
+impl L7Capabilities {
+    /// Every reason the spec cannot be built, readable; empty when it can.
+    pub fn check(&self, spec: &L7Spec) -> Vec<String> {
+        let mut problems = Vec::new();
+        for l in &spec.listeners {
+            if l.protocol == L7Protocol::Https && !self.https {
+                problems.push(format!("port {}: HTTPS listeners are not supported by this provider", l.port));
+            }
+            if !self.any_port && l.port != 80 && l.port != 443 {
+                problems.push(format!("port {}: this provider listens on ports 80 and 443 only", l.port));
+            }
+            if l.redirect_to_https.is_some() && !self.redirect_to_https {
+                problems.push("redirecting HTTP to HTTPS is not supported by this provider".into());
+            }
+        }
+        let routes = || spec.virtual_hosts.iter().flat_map(|v| v.routes.iter());
+        if !self.method_matches && routes().any(|r| r.matches.method.is_some()) {
+            problems.push("matching on the request method is not supported by this provider".into());
+        }
+        if !self.header_matches && routes().any(|r| !r.matches.headers.is_empty()) {
+            problems.push("matching on headers is not supported by this provider".into());
+        }
+        if !self.query_matches && routes().any(|r| !r.matches.query.is_empty()) {
+            problems.push("matching on query parameters is not supported by this provider".into());
+        }
+        let weighted = |a: &RouteAction| matches!(a, RouteAction::Forward(b) if b.len() > 1);
+        if !self.weighted_backends && (routes().any(|r| weighted(&r.action)) || weighted(&spec.default_action)) {
+            problems.push("splitting a route over several backends is not supported by this provider".into());
+        }
+        if spec.route_count() > self.max_routes {
+            problems.push(format!(
+                "{} routes requested, this provider supports at most {}",
+                spec.route_count(),
+                self.max_routes
+            ));
+        }
+        if spec.restricts_sources() && !self.source_ranges {
+            problems.push("source ranges cannot be enforced by this provider".into());
+        }
+        if spec.requested_ip.is_some() && !self.requested_ip {
+            problems.push("a requested IP cannot be honoured by this provider".into());
+        }
+        if spec.scheme == Scheme::Internal && !self.internal {
+            problems.push("internal load balancers are not supported by this provider".into());
+        }
+        problems
+    }
 }

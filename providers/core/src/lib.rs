@@ -5,7 +5,8 @@
 //! [`LoadBalancerStatus`]. This crate holds:
 //!
 //! - [`Provider`], the trait with its guarantees written down (see [`provider`]);
-//! - the spec/status/id types ([`spec`], [`status`]) and the [`Record`] of what was made;
+//! - the spec/status/id types ([`spec`] for L4, [`l7`] for HTTP, [`status`]) and the
+//!   [`Record`] of what was made;
 //! - [`ProviderError`], whose [`ErrorClass`] drives the controller's retries;
 //! - [`Capabilities`], checked before any cloud call;
 //! - [`naming`]: deterministic, bounded resource names; [`pool`]: address pools;
@@ -15,6 +16,7 @@
 pub mod capabilities;
 pub mod conformance;
 pub mod error;
+pub mod l7;
 pub mod memory;
 pub mod naming;
 pub mod pool;
@@ -22,8 +24,9 @@ pub mod provider;
 pub mod spec;
 pub mod status;
 
-pub use capabilities::{Capabilities, StateLocation};
+pub use capabilities::{Capabilities, L7Capabilities, StateLocation};
 pub use error::{ErrorClass, ProviderError, Result};
+pub use l7::L7Spec;
 pub use provider::Provider;
 pub use spec::{
     AddressKind, HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,

@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::{Capabilities, StateLocation};
+use crate::capabilities::{Capabilities, L7Capabilities, StateLocation};
 use crate::error::{ProviderError, Result};
+use crate::l7::L7Spec;
 use crate::pool::AddressPool;
 use crate::provider::Provider;
 use crate::spec::{IpFamily, Listener, LoadBalancerId, LoadBalancerSpec, Protocol};
@@ -87,15 +88,42 @@ struct Counters {
 struct Entry {
     id: LoadBalancerId,
     spec_hash: String,
-    listeners: Vec<Listener>,
+    #[serde(flatten)]
+    shape: Shape,
     targets: usize,
     ip: IpAddr,
+}
+
+/// The parts of a spec tests look at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Shape {
+    L4 { listeners: Vec<Listener> },
+    L7 { ports: Vec<u16>, routes: usize, certificates: usize },
+}
+
+/// L4 and L7 load balancers live in separate maps: an id is only ever used for one kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    L4,
+    L7,
 }
 
 #[derive(Default, Serialize, Deserialize)]
 struct State {
     /// Keyed by `cluster/uid`.
     lbs: BTreeMap<String, Entry>,
+    #[serde(default)]
+    l7: BTreeMap<String, Entry>,
+}
+
+impl State {
+    fn map(&mut self, kind: Kind) -> &mut BTreeMap<String, Entry> {
+        match kind {
+            Kind::L4 => &mut self.lbs,
+            Kind::L7 => &mut self.l7,
+        }
+    }
 }
 
 pub struct MemoryProvider {
@@ -130,7 +158,7 @@ impl MemoryProvider {
             }
         }
         let mut pool = AddressPool::new(vec![config.pool], "memory provider")?;
-        for e in state.lbs.values() {
+        for e in state.lbs.values().chain(state.l7.values()) {
             pool.take(e.ip);
         }
         Ok(Self {
@@ -154,9 +182,10 @@ impl MemoryProvider {
         }
     }
 
-    /// Number of load balancers that exist.
+    /// Number of load balancers (L4 and L7) that exist.
     pub fn len(&self) -> usize {
-        self.lock().0.lbs.len()
+        let st = self.lock();
+        st.0.lbs.len() + st.0.l7.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,15 +194,25 @@ impl MemoryProvider {
 
     /// The listeners and the number of targets currently implemented for `id` (tests).
     pub fn implemented(&self, id: &LoadBalancerId) -> Option<(Vec<Listener>, usize)> {
-        self.lock().0.lbs.get(&key(id)).map(|e| (e.listeners.clone(), e.targets))
+        self.lock().0.lbs.get(&key(id)).and_then(|e| match &e.shape {
+            Shape::L4 { listeners } => Some((listeners.clone(), e.targets)),
+            Shape::L7 { .. } => None,
+        })
     }
 
-    /// Drop a load balancer behind the controller's back (drift tests).
+    /// The shape and the number of targets of the L7 load balancer `id` (tests).
+    pub fn implemented_l7(&self, id: &LoadBalancerId) -> Option<(Shape, usize)> {
+        self.lock().0.l7.get(&key(id)).map(|e| (e.shape.clone(), e.targets))
+    }
+
+    /// Drop a load balancer (L4 or L7) behind the controller's back (drift tests).
     pub fn forget(&self, id: &LoadBalancerId) {
         let mut guard = self.lock();
         let (st, pool) = &mut *guard;
-        if let Some(e) = st.lbs.remove(&key(id)) {
-            pool.release(e.ip);
+        for kind in [Kind::L4, Kind::L7] {
+            if let Some(e) = st.map(kind).remove(&key(id)) {
+                pool.release(e.ip);
+            }
         }
     }
 
@@ -227,6 +266,72 @@ impl MemoryProvider {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
+    async fn ensure_entry(
+        &self,
+        kind: Kind,
+        id: &LoadBalancerId,
+        hash: String,
+        requested_ip: Option<IpAddr>,
+        targets: usize,
+        shape: Shape,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus> {
+        self.counters.ensure.fetch_add(1, Ordering::Relaxed);
+        self.simulate("memory.ensure").await?;
+        let recorded = record.and_then(|r| r.get(RECORD_IP)).and_then(|s| s.parse().ok());
+        let (status, changed) = {
+            let mut guard = self.lock();
+            let (st, pool) = &mut *guard;
+            let map = st.map(kind);
+            let k = key(id);
+            let current = map.get(&k);
+            if let Some(e) = current.filter(|e| e.spec_hash == hash) {
+                (self.status(e), false)
+            } else {
+                let current_ip = current.map(|e| e.ip);
+                let ip = pool.choose(requested_ip, current_ip, recorded)?;
+                if let Some(old) = current_ip.filter(|old| *old != ip) {
+                    pool.release(old);
+                }
+                pool.take(ip);
+                let entry = Entry { id: id.clone(), spec_hash: hash, shape, targets, ip };
+                let status = self.status(&entry);
+                map.insert(k, entry);
+                (status, true)
+            }
+        };
+        if changed {
+            self.counters.changed.fetch_add(1, Ordering::Relaxed);
+            self.persist().await?;
+        }
+        Ok(status)
+    }
+
+    async fn delete_entry(&self, kind: Kind, id: &LoadBalancerId) -> Result<()> {
+        self.counters.delete.fetch_add(1, Ordering::Relaxed);
+        self.simulate("memory.delete").await?;
+        let removed = {
+            let mut guard = self.lock();
+            let (st, pool) = &mut *guard;
+            let removed = st.map(kind).remove(&key(id));
+            if let Some(e) = &removed {
+                pool.release(e.ip);
+            }
+            removed.is_some()
+        };
+        if removed {
+            self.persist().await?;
+        }
+        Ok(())
+    }
+
+    async fn get_entry(&self, kind: Kind, id: &LoadBalancerId) -> Result<Option<LoadBalancerStatus>> {
+        self.counters.get.fetch_add(1, Ordering::Relaxed);
+        self.simulate("memory.get").await?;
+        Ok(self.lock().0.map(kind).get(&key(id)).map(|e| self.status(e)))
+    }
+
     fn status(&self, entry: &Entry) -> LoadBalancerStatus {
         let mut record = Record::default();
         record.set(RECORD_IP, entry.ip.to_string());
@@ -250,6 +355,10 @@ impl Provider for MemoryProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
+        let ip_families = match self.config.pool {
+            IpNet::V4(_) => vec![IpFamily::IPv4],
+            IpNet::V6(_) => vec![IpFamily::IPv6],
+        };
         Capabilities {
             protocols: self.config.protocols.clone(),
             mixed_protocols: true,
@@ -258,13 +367,24 @@ impl Provider for MemoryProvider {
             requested_ip: true,
             internal: true,
             client_ip_affinity: true,
-            ip_families: match self.config.pool {
-                IpNet::V4(_) => vec![IpFamily::IPv4],
-                IpNet::V6(_) => vec![IpFamily::IPv6],
-            },
+            ip_families,
             max_listeners: 100,
             ip_mode: IpMode::VIP,
             state: if self.config.state_file.is_some() { StateLocation::Durable } else { StateLocation::InProcess },
+            l7: Some(L7Capabilities {
+                https: true,
+                any_port: true,
+                redirect_to_https: true,
+                method_matches: true,
+                header_matches: true,
+                query_matches: true,
+                weighted_backends: true,
+                source_ranges: true,
+                requested_ip: true,
+                internal: true,
+                max_routes: 1000,
+                ip_mode: IpMode::VIP,
+            }),
         }
     }
 
@@ -274,65 +394,38 @@ impl Provider for MemoryProvider {
         spec: &LoadBalancerSpec,
         record: Option<&Record>,
     ) -> Result<LoadBalancerStatus> {
-        self.counters.ensure.fetch_add(1, Ordering::Relaxed);
-        self.simulate("memory.ensure").await?;
-        let recorded = record.and_then(|r| r.get(RECORD_IP)).and_then(|s| s.parse().ok());
-        let (status, changed) = {
-            let mut guard = self.lock();
-            let (st, pool) = &mut *guard;
-            let k = key(id);
-            let hash = spec.hash();
-            let current = st.lbs.get(&k);
-            if let Some(e) = current.filter(|e| e.spec_hash == hash) {
-                (self.status(e), false)
-            } else {
-                let current_ip = current.map(|e| e.ip);
-                let ip = pool.choose(spec.requested_ip, current_ip, recorded)?;
-                if let Some(old) = current_ip.filter(|old| *old != ip) {
-                    pool.release(old);
-                }
-                pool.take(ip);
-                let entry = Entry {
-                    id: id.clone(),
-                    spec_hash: hash,
-                    listeners: spec.listeners.clone(),
-                    targets: spec.targets.len(),
-                    ip,
-                };
-                let status = self.status(&entry);
-                st.lbs.insert(k, entry);
-                (status, true)
-            }
-        };
-        if changed {
-            self.counters.changed.fetch_add(1, Ordering::Relaxed);
-            self.persist().await?;
-        }
-        Ok(status)
+        let shape = Shape::L4 { listeners: spec.listeners.clone() };
+        self.ensure_entry(Kind::L4, id, spec.hash(), spec.requested_ip, spec.targets.len(), shape, record).await
     }
 
     async fn delete(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<()> {
-        self.counters.delete.fetch_add(1, Ordering::Relaxed);
-        self.simulate("memory.delete").await?;
-        let removed = {
-            let mut guard = self.lock();
-            let (st, pool) = &mut *guard;
-            let removed = st.lbs.remove(&key(id));
-            if let Some(e) = &removed {
-                pool.release(e.ip);
-            }
-            removed.is_some()
-        };
-        if removed {
-            self.persist().await?;
-        }
-        Ok(())
+        self.delete_entry(Kind::L4, id).await
     }
 
     async fn get(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<Option<LoadBalancerStatus>> {
-        self.counters.get.fetch_add(1, Ordering::Relaxed);
-        self.simulate("memory.get").await?;
-        Ok(self.lock().0.lbs.get(&key(id)).map(|e| self.status(e)))
+        self.get_entry(Kind::L4, id).await
+    }
+
+    async fn ensure_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus> {
+        let shape = Shape::L7 {
+            ports: spec.listeners.iter().map(|l| l.port).collect(),
+            routes: spec.route_count(),
+            certificates: spec.certificates.len(),
+        };
+        self.ensure_entry(Kind::L7, id, spec.hash(), spec.requested_ip, spec.targets.len(), shape, record).await
+    }
+
+    async fn delete_l7(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<()> {
+        self.delete_entry(Kind::L7, id).await
+    }
+
+    async fn get_l7(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<Option<LoadBalancerStatus>> {
+        self.get_entry(Kind::L7, id).await
     }
 }
 
@@ -349,6 +442,7 @@ mod tests {
     async fn conformance_suite() {
         let p = MemoryProvider::new(MemoryConfig::default()).unwrap();
         conformance::run_all(&p).await;
+        conformance::run_all_l7(&p).await;
     }
 
     #[tokio::test]

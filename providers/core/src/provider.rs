@@ -24,11 +24,20 @@
 //!
 //! # Errors
 //! Every failure is a [`ProviderError`] whose `class()` drives the controller's retry policy.
+//!
+//! # Two kinds of load balancer
+//! L4 (a Service: [`LoadBalancerSpec`]) through `ensure`/`delete`/`get`, and L7 (an Ingress,
+//! later a Gateway: [`L7Spec`]) through `ensure_l7`/`delete_l7`/`get_l7`, with the same
+//! guarantees. A provider that builds L7 load balancers says so in [`Capabilities::l7`]; the
+//! controller never calls the L7 methods of one that does not (their defaults refuse, report
+//! nothing and delete nothing). An id is only ever used for one kind.
 
 use async_trait::async_trait;
 
 use crate::capabilities::Capabilities;
+use crate::error::ProviderError;
 use crate::error::Result;
+use crate::l7::L7Spec;
 use crate::spec::{LoadBalancerId, LoadBalancerSpec};
 use crate::status::{LoadBalancerStatus, Record};
 
@@ -71,4 +80,42 @@ pub trait Provider: Send + Sync + 'static {
 
     /// What exists for `id` now, without changing anything; `None` when nothing does.
     async fn get(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<Option<LoadBalancerStatus>>;
+
+    /// [`Provider::validate`] for an L7 spec (checked with [`crate::L7Capabilities::check`]).
+    fn validate_l7(&self, spec: &L7Spec) -> Vec<String> {
+        let _ = spec;
+        Vec::new()
+    }
+
+    /// [`Provider::warnings`] for an L7 spec.
+    fn warnings_l7(&self, spec: &L7Spec) -> Vec<String> {
+        let _ = spec;
+        Vec::new()
+    }
+
+    /// Create or update the L7 load balancer for `id` so that it implements `spec`.
+    async fn ensure_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus> {
+        let _ = (id, spec, record);
+        Err(ProviderError::Invalid {
+            call: "ensure_l7",
+            message: format!("the {} provider does not build HTTP (L7) load balancers", self.name()),
+        })
+    }
+
+    /// Remove everything made for the L7 load balancer `id`. Succeeds when nothing exists.
+    async fn delete_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<()> {
+        let _ = (id, record);
+        Ok(())
+    }
+
+    /// What exists for the L7 load balancer `id` now; `None` when nothing does.
+    async fn get_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<Option<LoadBalancerStatus>> {
+        let _ = (id, record);
+        Ok(None)
+    }
 }

@@ -262,7 +262,7 @@ pub fn targets_digest(targets: &[Target]) -> String {
     digest(&targets)
 }
 
-fn digest(value: &impl Serialize) -> String {
+pub(crate) fn digest(value: &impl Serialize) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     let digest = Sha256::digest(&bytes);
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()

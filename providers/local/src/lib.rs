@@ -188,6 +188,7 @@ impl Provider for LocalProvider {
             max_listeners: MAX_LISTENERS,
             ip_mode: IpMode::Proxy,
             state: StateLocation::InProcess,
+            l7: None,
         }
     }
 
