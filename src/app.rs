@@ -68,6 +68,7 @@ pub async fn start(
         claim: crate::claim::ClaimConfig {
             class: args.load_balancer_class.clone(),
             manage_unclassed: args.manage_unclassed,
+            ingress_controller: crate::keys::DEFAULT_INGRESS_CONTROLLER.into(),
         },
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,

@@ -59,3 +59,28 @@ pub mod event {
     /// The provider built the load balancer without something (e.g. a node it cannot register).
     pub const WARNING: &str = "LoadBalancerWarning";
 }
+
+/// Default `spec.controller` of the IngressClasses cloudlb claims.
+pub const DEFAULT_INGRESS_CONTROLLER: &str = "cloudlb.io/ingress-controller";
+/// Legacy Ingress annotation naming its IngressClass (before `spec.ingressClassName`).
+pub const ANN_INGRESS_CLASS: &str = "kubernetes.io/ingress.class";
+/// IngressClass annotation: `"true"` makes it the class of Ingresses that name none.
+pub const ANN_DEFAULT_INGRESS_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// Ingress annotations (cloudlb's own; the provider's live under its prefix).
+pub mod ingress {
+    /// CIDRs allowed to connect (comma-separated), default everyone.
+    pub const SOURCE_RANGES: &str = "cloudlb.io/source-ranges";
+    /// `"true"`: answer plain HTTP with a redirect to HTTPS (needs a TLS section).
+    pub const SSL_REDIRECT: &str = "cloudlb.io/ssl-redirect";
+    /// `"false"`: no plain-HTTP listener (then a TLS section is required).
+    pub const ALLOW_HTTP: &str = "cloudlb.io/allow-http";
+    /// The address to use (like a Service's `loadBalancerIP`).
+    pub const LOAD_BALANCER_IP: &str = "cloudlb.io/load-balancer-ip";
+    /// Health check of the backends: an HTTP path (else a TCP connect to the node port).
+    pub const HEALTHCHECK_PATH: &str = "cloudlb.io/healthcheck-path";
+    /// Timeouts towards the nodes and for idle clients, in seconds.
+    pub const CONNECT_TIMEOUT: &str = "cloudlb.io/connect-timeout-seconds";
+    pub const REQUEST_TIMEOUT: &str = "cloudlb.io/request-timeout-seconds";
+    pub const IDLE_TIMEOUT: &str = "cloudlb.io/idle-timeout-seconds";
+}

@@ -177,7 +177,7 @@ async fn cleanup(svc: &Service, ctx: &Context, deleting: bool) -> Result<Action>
 
 async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
     let nodes = ctx.nodes.get();
-    let spec = match desired::build_for(svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) {
+    let spec = match desired::service::build_for(svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) {
         Ok(spec) => spec,
         Err(invalid) => {
             let cond = Cond::not_ready(reason::INVALID_SPEC, invalid.to_string());
@@ -420,7 +420,8 @@ pub async fn restore(ctx: &Context, services: &Api<Service>) {
 }
 
 async fn restore_one(ctx: &Context, nodes: Arc<NodeSnapshot>, svc: Service) -> bool {
-    let Ok(spec) = desired::build_for(&svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) else {
+    let Ok(spec) = desired::service::build_for(&svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref())
+    else {
         return false;
     };
     let hash = spec_hash(&spec, &nodes);
@@ -501,7 +502,7 @@ impl Context {
             return DELETE_ATTEMPT.into();
         }
         let nodes = self.nodes.get();
-        match desired::build_for(svc, &nodes, &self.config.desired, &self.caps, self.provider.as_ref()) {
+        match desired::service::build_for(svc, &nodes, &self.config.desired, &self.caps, self.provider.as_ref()) {
             Ok(spec) => spec_hash(&spec, &nodes),
             Err(_) => "invalid".into(),
         }

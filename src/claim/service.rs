@@ -1,17 +1,10 @@
-//! Which Services are ours.
-//!
-//! A Service is claimed when it is `type: LoadBalancer` and its `spec.loadBalancerClass` is our
-//! class, or unset while `--manage-unclassed` is on (sidecar mode next to a
-//! cloud-controller-manager whose own service controller is off). Everything else is left alone,
-//! unless it still carries our finalizer: then we clean up what we made.
+//! Which Services are ours: `type: LoadBalancer` and `spec.loadBalancerClass` is our class, or
+//! unset while `--manage-unclassed` is on (sidecar mode next to a cloud-controller-manager whose
+//! own service controller is off).
 
 use k8s_openapi::api::core::v1::Service;
 
-#[derive(Clone, Debug)]
-pub struct ClaimConfig {
-    pub class: String,
-    pub manage_unclassed: bool,
-}
+use super::ClaimConfig;
 
 pub fn is_claimed(svc: &Service, cfg: &ClaimConfig) -> bool {
     let Some(spec) = &svc.spec else { return false };
@@ -42,7 +35,11 @@ mod tests {
 
     #[test]
     fn claim_table() {
-        let ours = ClaimConfig { class: "cloudlb.io/lb".into(), manage_unclassed: false };
+        let ours = ClaimConfig {
+            class: "cloudlb.io/lb".into(),
+            manage_unclassed: false,
+            ingress_controller: "cloudlb.io/ingress-controller".into(),
+        };
         let sidecar = ClaimConfig { manage_unclassed: true, ..ours.clone() };
         let cases = [
             (svc("LoadBalancer", Some("cloudlb.io/lb")), &ours, true),
