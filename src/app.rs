@@ -12,7 +12,8 @@ use tracing::info;
 
 use std::time::Duration;
 
-use crate::args::{ControllerArgs, RunArgs};
+use crate::args::{ControllerArgs, ControllerKind, RunArgs};
+use crate::desired::ingress::IngressConfig;
 use crate::controller::{self, ControllerConfig};
 use crate::error::{Error, Result};
 use crate::leader::{Elector, LeaderConfig};
@@ -24,8 +25,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // The provider first: a missing flag or credential is reported before anything else.
     let provider = providers::build(&args.controller).await?;
     let client = client(args.kubeconfig.as_deref()).await?;
-    let default_metrics: SocketAddr = ([0, 0, 0, 0], 8080).into();
-    start(client, provider, &args.controller, default_metrics, shutdown_signal()).await
+    start(client, provider, &args.controller, Mode::Cluster, shutdown_signal()).await
 }
 
 /// A client from `--kubeconfig`, else in-cluster config, else `~/.kube/config`.
@@ -46,10 +46,14 @@ pub async fn start(
     client: Client,
     provider: Arc<dyn Provider>,
     args: &ControllerArgs,
-    default_metrics: SocketAddr,
+    mode: Mode,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
+    let default_metrics: SocketAddr = match mode {
+        Mode::Cluster => ([0, 0, 0, 0], 8080).into(),
+        Mode::Sandbox => ([127, 0, 0, 1], 0).into(),
+    };
     let addr = metrics::serve(args.metrics_addr.unwrap_or(default_metrics), metrics.clone()).await?;
     info!(addr = %addr, "serving metrics and health");
     let leadership = if args.leader_elect {
@@ -63,19 +67,7 @@ pub async fn start(
         None
     };
     metrics.leader.set(1);
-    let config = ControllerConfig {
-        cluster_name: args.cluster_name.clone(),
-        claim: crate::claim::ClaimConfig {
-            class: args.load_balancer_class.clone(),
-            manage_unclassed: args.manage_unclassed,
-            ingress_controller: crate::keys::DEFAULT_INGRESS_CONTROLLER.into(),
-        },
-        namespace: args.namespace.clone(),
-        concurrency: args.concurrency,
-        resync_period: args.resync_period,
-        desired: providers::desired_config(args.provider),
-        instance: std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "cloudlb".into()),
-    };
+    let config = controller_config(args, mode);
     let Some(leadership) = leadership else {
         return controller::run(client, provider, config, metrics, shutdown).await;
     };
@@ -95,6 +87,45 @@ pub async fn start(
     }
     leadership.release().await;
     result
+}
+
+/// Where the controller runs, for the defaults that differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `cloudlb run`: metrics on 0.0.0.0:8080, Ingress listeners on 80/443.
+    Cluster,
+    /// `cloudlb sandbox`: unprivileged on this host, metrics on a free loopback port, Ingress
+    /// listeners on 8080/8443.
+    Sandbox,
+}
+
+/// The controllers' configuration from the flags.
+pub fn controller_config(args: &ControllerArgs, mode: Mode) -> ControllerConfig {
+    let (http, https) = match mode {
+        Mode::Cluster => (80, 443),
+        Mode::Sandbox => (8080, 8443),
+    };
+    let desired = providers::desired_config(args.provider);
+    let ingress = args.controllers.contains(&ControllerKind::Ingress).then(|| IngressConfig {
+        http_port: args.ingress_http_port.unwrap_or(http),
+        https_port: args.ingress_https_port.unwrap_or(https),
+        desired: desired.clone(),
+    });
+    ControllerConfig {
+        cluster_name: args.cluster_name.clone(),
+        claim: crate::claim::ClaimConfig {
+            class: args.load_balancer_class.clone(),
+            manage_unclassed: args.manage_unclassed,
+            ingress_controller: args.ingress_controller_name.clone(),
+        },
+        namespace: args.namespace.clone(),
+        services: args.controllers.contains(&ControllerKind::Service),
+        concurrency: args.concurrency,
+        resync_period: args.resync_period,
+        desired,
+        ingress,
+        instance: std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "cloudlb".into()),
+    }
 }
 
 fn leader_config(args: &ControllerArgs) -> LeaderConfig {

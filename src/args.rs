@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cloudlb_provider::Protocol;
 use ipnet::IpNet;
 
-use crate::keys::DEFAULT_CLASS;
+use crate::keys::{DEFAULT_CLASS, DEFAULT_INGRESS_CONTROLLER};
 
 #[derive(Parser, Debug)]
 #[command(name = "cloudlb", version, about = "Load balancers for Kubernetes Services of type LoadBalancer")]
@@ -38,6 +38,15 @@ pub enum ProviderKind {
     Memory,
 }
 
+/// A front end: which objects get load balancers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ControllerKind {
+    /// Services of type LoadBalancer (L4).
+    Service,
+    /// Ingresses whose IngressClass is ours (L7).
+    Ingress,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -59,7 +68,21 @@ pub struct ControllerArgs {
     /// started with --controllers=*,-service).
     #[arg(long)]
     pub manage_unclassed: bool,
-    /// Only watch Services in this namespace (default: all namespaces).
+    /// Which controllers run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "service,ingress")]
+    pub controllers: Vec<ControllerKind>,
+    /// The spec.controller of the IngressClasses this controller claims.
+    #[arg(long, default_value = DEFAULT_INGRESS_CONTROLLER, value_parser = parse_class)]
+    pub ingress_controller_name: String,
+    /// Port of the Ingress load balancers' HTTP listener [default: 80 for `run`, 8080 for
+    /// `sandbox`, which runs unprivileged].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ingress_http_port: Option<u16>,
+    /// Port of the Ingress load balancers' HTTPS listener [default: 443 for `run`, 8443 for
+    /// `sandbox`].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ingress_https_port: Option<u16>,
+    /// Only watch Services and Ingresses in this namespace (default: all namespaces).
     #[arg(long)]
     pub namespace: Option<String>,
     /// Services reconciled at once; one slow cloud call never holds up the others.
@@ -231,7 +254,8 @@ fn parse_cluster_name(s: &str) -> Result<String, String> {
     if ok { Ok(s.to_string()) } else { Err(format!("{s:?}: use 1-40 lowercase letters, digits and dashes")) }
 }
 
-/// A qualified name like `example.com/lb` (what the apiserver accepts for loadBalancerClass).
+/// A qualified name like `example.com/lb` (what the apiserver accepts for loadBalancerClass and
+/// an IngressClass's controller).
 fn parse_class(s: &str) -> Result<String, String> {
     let valid_part =
         |p: &str| !p.is_empty() && p.len() <= 63 && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
@@ -287,6 +311,9 @@ mod tests {
             vec!["cloudlb", "run", "--concurrency", "0"],
             vec!["cloudlb", "run", "--resync-period", "soon"],
             vec!["cloudlb", "run", "--memory-failure-rate", "2"],
+            vec!["cloudlb", "run", "--controllers", "service,gateway"],
+            vec!["cloudlb", "run", "--ingress-http-port", "0"],
+            vec!["cloudlb", "run", "--ingress-controller-name", "nginx"],
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} should be rejected");
         }

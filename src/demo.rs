@@ -48,7 +48,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
         let stop = async move {
             let _ = stop_rx.await;
         };
-        app::start(controller_client, provider, &controller_args, ([127, 0, 0, 1], 0).into(), stop).await
+        app::start(controller_client, provider, &controller_args, app::Mode::Sandbox, stop).await
     });
 
     if !args.no_demo {

@@ -40,6 +40,8 @@ pub enum Error {
     LeadershipLost,
     #[error("node watch ended before the first list completed")]
     NodeWatchEnded,
+    #[error("the {0} watch ended before the first list completed")]
+    CacheEnded(&'static str),
     #[error("binding {what} on {addr}: {source}")]
     Bind {
         what: &'static str,

@@ -15,7 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use cloudlb_provider::{
-    Capabilities, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Provider, Record, Result as PResult,
+    Capabilities, L7Spec, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Provider, Record, Result as PResult,
 };
 use std::fmt::Write as _;
 
@@ -61,20 +61,39 @@ impl EncodeLabelValue for Outcome {
     }
 }
 
+/// Which kind of load balancer a provider call is about.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum Layer {
+    L4,
+    L7,
+}
+
+impl EncodeLabelValue for Layer {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Layer::L4 => "l4",
+            Layer::L7 => "l7",
+        })
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
     pub call: Call,
+    pub layer: Layer,
     pub result: Outcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
+pub struct ReconcileLabels {
+    /// `Service` or `Ingress` (a front end's `KIND`).
+    pub kind: &'static str,
     pub result: Outcome,
 }
 
 pub struct Metrics {
     registry: Registry,
-    pub reconciles: Family<ResultLabels, Counter>,
+    pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub provider_calls: Family<CallLabels, Counter>,
     pub provider_duration: Histogram,
@@ -87,8 +106,8 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("cloudlb");
-        let reconciles = Family::<ResultLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles of Services, by result", reconciles.clone());
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles, by kind of object and result", reconciles.clone());
         let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
         let provider_calls = Family::<CallLabels, Counter>::default();
@@ -132,9 +151,9 @@ impl Metrics {
         out
     }
 
-    fn provider_call(&self, call: Call, ok: bool, started: Instant) {
+    fn provider_call(&self, call: Call, layer: Layer, ok: bool, started: Instant) {
         let result = if ok { Outcome::Ok } else { Outcome::Error };
-        self.provider_calls.get_or_create(&CallLabels { call, result }).inc();
+        self.provider_calls.get_or_create(&CallLabels { call, layer, result }).inc();
         self.provider_duration.observe(started.elapsed().as_secs_f64());
     }
 }
@@ -213,21 +232,50 @@ impl Provider for InstrumentedProvider {
     ) -> PResult<LoadBalancerStatus> {
         let started = Instant::now();
         let r = self.inner.ensure(id, spec, record).await;
-        self.metrics.provider_call(Call::Ensure, r.is_ok(), started);
+        self.metrics.provider_call(Call::Ensure, Layer::L4, r.is_ok(), started);
         r
     }
 
     async fn delete(&self, id: &LoadBalancerId, record: Option<&Record>) -> PResult<()> {
         let started = Instant::now();
         let r = self.inner.delete(id, record).await;
-        self.metrics.provider_call(Call::Delete, r.is_ok(), started);
+        self.metrics.provider_call(Call::Delete, Layer::L4, r.is_ok(), started);
         r
     }
 
     async fn get(&self, id: &LoadBalancerId, record: Option<&Record>) -> PResult<Option<LoadBalancerStatus>> {
         let started = Instant::now();
         let r = self.inner.get(id, record).await;
-        self.metrics.provider_call(Call::Get, r.is_ok(), started);
+        self.metrics.provider_call(Call::Get, Layer::L4, r.is_ok(), started);
+        r
+    }
+
+    fn validate_l7(&self, spec: &L7Spec) -> Vec<String> {
+        self.inner.validate_l7(spec)
+    }
+
+    fn warnings_l7(&self, spec: &L7Spec) -> Vec<String> {
+        self.inner.warnings_l7(spec)
+    }
+
+    async fn ensure_l7(&self, id: &LoadBalancerId, spec: &L7Spec, record: Option<&Record>) -> PResult<LoadBalancerStatus> {
+        let started = Instant::now();
+        let r = self.inner.ensure_l7(id, spec, record).await;
+        self.metrics.provider_call(Call::Ensure, Layer::L7, r.is_ok(), started);
+        r
+    }
+
+    async fn delete_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> PResult<()> {
+        let started = Instant::now();
+        let r = self.inner.delete_l7(id, record).await;
+        self.metrics.provider_call(Call::Delete, Layer::L7, r.is_ok(), started);
+        r
+    }
+
+    async fn get_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> PResult<Option<LoadBalancerStatus>> {
+        let started = Instant::now();
+        let r = self.inner.get_l7(id, record).await;
+        self.metrics.provider_call(Call::Get, Layer::L7, r.is_ok(), started);
         r
     }
 }

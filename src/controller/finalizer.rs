@@ -1,4 +1,4 @@
-//! Our finalizer on Services.
+//! Our finalizer on the objects we make load balancers for (Services, Ingresses).
 //!
 //! # Guarantees
 //! - Added (JSON patch) before the first provider call for a Service, so a Service deleted
@@ -7,20 +7,21 @@
 //! - Both patches are guarded with `test` ops: a concurrent change of the finalizer list makes
 //!   the patch fail (and the reconcile retry) instead of clobbering another controller's entry.
 
-use k8s_openapi::api::core::v1::Service;
-use kube::Api;
+use std::fmt::Debug;
+
 use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::keys::FINALIZER;
 
-pub fn has(svc: &Service) -> bool {
-    svc.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER)
-}
-
-pub async fn add(api: &Api<Service>, svc: &Service) -> Result<Service, kube::Error> {
-    let name = svc.metadata.name.as_deref().unwrap_or_default();
-    let ops = match &svc.metadata.finalizers {
+pub async fn add<K>(api: &Api<K>, obj: &K) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let name = obj.meta().name.as_deref().unwrap_or_default();
+    let ops = match &obj.meta().finalizers {
         None => json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
             {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
@@ -33,9 +34,12 @@ pub async fn add(api: &Api<Service>, svc: &Service) -> Result<Service, kube::Err
     api.patch(name, &PatchParams::default(), &Patch::<()>::Json(json_patch(ops)?)).await
 }
 
-pub async fn remove(api: &Api<Service>, svc: &Service) -> Result<(), kube::Error> {
-    let name = svc.metadata.name.as_deref().unwrap_or_default();
-    let Some(index) = svc.metadata.finalizers.iter().flatten().position(|f| f == FINALIZER) else {
+pub async fn remove<K>(api: &Api<K>, obj: &K) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let name = obj.meta().name.as_deref().unwrap_or_default();
+    let Some(index) = obj.meta().finalizers.iter().flatten().position(|f| f == FINALIZER) else {
         return Ok(());
     };
     let ops = json!([

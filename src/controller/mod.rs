@@ -1,116 +1,67 @@
-//! The Service controller: wiring of watches, the reconcile loop, retries and events.
+//! The controllers: one reconcile ([`reconcile`]) over two front ends ([`service`], [`ingress`]),
+//! sharing the node tracker, the Service cache, backoff, events, metrics and leadership.
 //!
 //! ```text
-//!  Node watch ──▶ NodeSet (eligible, trimmed) ──change──┐
-//!                                                      ▼
-//!  Service watch ─▶ trimmed store ─▶ kube-runtime Controller (N workers, per-object queue)
-//!                                         │
-//!                                         ▼
-//!                                 reconcile() ──▶ provider (instrumented)
-//!                                         └────▶ Service annotations / status / events
+//!  Node watch ────▶ NodeSet (eligible, trimmed) ──change──────────────┬──────────────┐
+//!  Service watch ─▶ Service cache ──▶ Service controller ◀────────────┘              │
+//!                        └──(changed Service)──▶ Ingresses routing to it ──┐         │
+//!  TLS Secret watch ─▶ Secret cache ──(changed)──▶ Ingresses using it ─────┤         │
+//!  IngressClass watch ─▶ class cache ──(changed)──▶ every Ingress ─────────┤         │
+//!  Ingress watch ─────────────────────────────────▶ Ingress controller ◀───┴─────────┘
+//!                                                        │
+//!   both: reconcile::<F>() ──▶ provider (instrumented; ensure/delete/get, L4 or L7)
+//!                          └─▶ object annotations / status / events
 //! ```
 //!
-//! The controller starts reconciling only after the first complete Node list: starting earlier
-//! would ensure every load balancer with an empty target set.
+//! Reconciling starts only after the first complete Node list (starting earlier would ensure
+//! every load balancer with an empty target set), and Ingresses only once the caches they are
+//! built from are complete (a half-filled cache would look like missing backends).
 
 pub mod backoff;
+mod context;
 pub mod events;
 pub mod finalizer;
+pub mod frontend;
+pub mod ingress;
 pub mod nodes;
 pub mod reconcile;
+pub mod service;
 pub mod status;
+mod watches;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use cloudlb_provider::{Capabilities, Provider, StateLocation};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use cloudlb_provider::{Provider, StateLocation};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
-use tracing::{debug, info, warn};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
 
-use crate::claim::ClaimConfig;
-use crate::desired::DesiredConfig;
 use crate::error::{Error, Result};
-use crate::keys::FINALIZER;
 use crate::metrics::{InstrumentedProvider, Metrics};
-use backoff::Backoff;
+pub use context::{Confirm, Confirmed, Context, ControllerConfig, IngressCaches};
 pub use events::EventType;
-use nodes::NodeSet;
+use frontend::FrontEnd;
+use watches::{AbortOnDrop, Change, receiver_stream, spawn_cache};
 
-#[derive(Clone, Debug)]
-pub struct ControllerConfig {
-    pub cluster_name: String,
-    pub claim: ClaimConfig,
-    pub namespace: Option<String>,
-    pub concurrency: u16,
-    pub resync_period: Duration,
-    pub desired: DesiredConfig,
-    /// `reportingInstance` of our events (pod name in a cluster).
-    pub instance: String,
-}
-
-pub struct Context {
-    pub client: Client,
-    pub provider: Arc<dyn Provider>,
-    pub caps: Capabilities,
-    pub config: ControllerConfig,
-    pub nodes: Arc<NodeSet>,
-    pub events: events::Publisher,
-    pub metrics: Arc<Metrics>,
-    pub backoff: Backoff,
-    /// What the provider last confirmed for each Service's load balancer (by uid).
-    pub checked: Mutex<HashMap<String, reconcile::Confirmed>>,
-}
-
-impl Context {
-    /// Publishes an event; a failure to do so is logged, never fatal.
-    pub async fn event(&self, svc: &Service, type_: EventType, reason: &str, action: &str, note: &str) {
-        let note = truncate(note, 1024);
-        if let Err(e) = self.events.publish(&svc.object_ref(&()), type_, reason, action, &note).await {
-            debug!(error = %e, reason, "publishing event failed");
-        }
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max - 3;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
-}
-
-/// Keeps only what reconcile reads. Services that are not load balancers and do not carry
-/// our finalizer are cut down to their identity and type: a cluster has many more of them
-/// than load balancers, and they must cost next to nothing.
-fn trim_service(svc: &mut Service) {
-    svc.metadata.managed_fields = None;
-    let spec = svc.spec.get_or_insert_with(Default::default);
-    let relevant = spec.type_.as_deref() == Some("LoadBalancer")
-        || svc.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER);
-    if !relevant {
-        *spec = ServiceSpec {
-            type_: spec.type_.take(),
-            load_balancer_class: spec.load_balancer_class.take(),
-            ..Default::default()
-        };
-        svc.metadata.annotations = None;
-        svc.metadata.labels = None;
-        svc.status = None;
-    }
-}
-
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controllers until `shutdown` resolves.
 pub async fn run(
     client: Client,
     provider: Arc<dyn Provider>,
@@ -121,59 +72,192 @@ pub async fn run(
     client.apiserver_version().await.map_err(Error::ApiUnreachable)?;
     let provider: Arc<dyn Provider> = Arc::new(InstrumentedProvider { inner: provider, metrics: metrics.clone() });
     let caps = provider.capabilities();
-    let mut tracker = nodes::spawn(client.clone(), metrics.clone());
-    if tracker.ready.wait_for(|r| *r).await.is_err() {
+    let tracker = nodes::spawn(client.clone(), metrics.clone());
+    let _node_task = AbortOnDrop(tracker.task);
+    if tracker.ready.clone().wait_for(|r| *r).await.is_err() {
         return Err(Error::NodeWatchEnded);
     }
+    let watch_ingresses = config.ingress.is_some();
+
+    // Services: one watch and one cache, read by both controllers.
+    let (svc_tx, svc_rx) = mpsc::unbounded_channel::<Arc<Service>>();
+    let (svc_changed_tx, svc_changed_rx) = mpsc::unbounded_channel::<(String, String)>();
+    let svc_store_slot: Arc<std::sync::OnceLock<Store<Service>>> = Arc::default();
+    let slot = svc_store_slot.clone();
+    let (services, svc_task) = spawn_cache(
+        scoped::<Service>(&client, &config.namespace),
+        watcher::Config::default(),
+        <Service as FrontEnd>::trim,
+        move |change| {
+            let (obj, initial) = match change {
+                Change::Applied { obj, initial } => (obj, initial),
+                Change::Deleted(obj) => (obj, false),
+            };
+            if let Change::Applied { obj, .. } = change
+                && let Some(cached) = slot.get().and_then(|s| s.get(&ObjectRef::from_obj(obj)))
+            {
+                let _ = svc_tx.send(cached);
+            }
+            if watch_ingresses && !initial {
+                let key = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
+                let _ = svc_changed_tx.send(key);
+            }
+        },
+    );
+    let _ = svc_store_slot.set(services.clone());
+    let _svc_task = AbortOnDrop(svc_task);
+
+    // Ingresses: classes and TLS Secrets cached before the controller starts.
+    let (class_changed_tx, class_changed_rx) = mpsc::unbounded_channel::<()>();
+    let (secret_changed_tx, secret_changed_rx) = mpsc::unbounded_channel::<(String, String)>();
+    let mut ingress_tasks = Vec::new();
+    let ingress_caches = if watch_ingresses {
+        let (classes, task) = spawn_cache(
+            Api::<IngressClass>::all(client.clone()),
+            watcher::Config::default(),
+            |c: &mut IngressClass| c.metadata.managed_fields = None,
+            move |change| {
+                if !matches!(change, Change::Applied { initial: true, .. }) {
+                    let _ = class_changed_tx.send(());
+                }
+            },
+        );
+        ingress_tasks.push(AbortOnDrop(task));
+        let (secrets, task) = spawn_cache(
+            scoped::<Secret>(&client, &config.namespace),
+            watcher::Config::default().fields(ingress::TLS_SECRET_SELECTOR),
+            ingress::trim_secret,
+            move |change| {
+                let obj = match change {
+                    Change::Applied { initial: true, .. } => return,
+                    Change::Applied { obj, .. } | Change::Deleted(obj) => obj,
+                };
+                let key = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
+                let _ = secret_changed_tx.send(key);
+            },
+        );
+        ingress_tasks.push(AbortOnDrop(task));
+        Some(IngressCaches { classes, secrets, last_good: Default::default() })
+    } else {
+        None
+    };
 
     let events = events::Publisher::new(client.clone(), "cloudlb", &config.instance);
-    let services: Api<Service> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
     info!(
         provider = provider.name(),
         state = ?caps.state,
         class = %config.claim.class,
         manage_unclassed = config.claim.manage_unclassed,
+        ingresses = watch_ingresses,
+        ingress_controller = %config.claim.ingress_controller,
         concurrency = config.concurrency,
         "controller starting"
     );
     let ctx = Arc::new(Context {
-        client,
+        client: client.clone(),
         provider,
         caps,
         config: config.clone(),
         nodes: tracker.set.clone(),
+        services: services.clone(),
+        ingress: ingress_caches,
         events,
         metrics: metrics.clone(),
-        backoff: Backoff::default(),
-        checked: Mutex::new(HashMap::new()),
+        backoff: Default::default(),
+        checked: Default::default(),
+        reported: Default::default(),
     });
+
+    // The Ingress watch is driven by its controller, but its cache must be complete before the
+    // first reconcile reads a Service or Secret, and before restore: wait for all of them.
+    let ingress_watch = watch_ingresses.then(|| {
+        let (store, writer) = kube::runtime::reflector::store::<Ingress>();
+        let stream = kube::runtime::reflector(
+            writer,
+            kube::runtime::WatchStreamExt::default_backoff(kube::runtime::WatchStreamExt::modify(
+                watcher(scoped::<Ingress>(&client, &config.namespace), watcher::Config::default()),
+                <Ingress as FrontEnd>::trim,
+            )),
+        );
+        (store, stream)
+    });
+    services.wait_until_ready().await.map_err(|_| Error::CacheEnded("Services"))?;
+    if let Some(caches) = &ctx.ingress {
+        caches.classes.wait_until_ready().await.map_err(|_| Error::CacheEnded("IngressClasses"))?;
+        caches.secrets.wait_until_ready().await.map_err(|_| Error::CacheEnded("Secrets"))?;
+    }
+
     if ctx.caps.state == StateLocation::InProcess {
-        reconcile::restore(&ctx, &services).await;
+        let started = std::time::Instant::now();
+        let mut restored = 0;
+        if config.services {
+            let list: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
+            restored += reconcile::restore(&ctx, list).await;
+        }
+        if watch_ingresses {
+            match scoped::<Ingress>(&client, &config.namespace).list(&Default::default()).await {
+                Ok(l) => restored += reconcile::restore(&ctx, l.items).await,
+                Err(e) => warn!(error = %e, "listing Ingresses to restore load balancers failed; reconcile will restore them"),
+            }
+        }
+        info!(restored, took = ?started.elapsed(), "restored in-process load balancers");
     }
     ctx.metrics.ready.store(true, Ordering::Relaxed);
-    let (reader, writer) = reflector::store();
-    let stream =
-        reflector(writer, watcher(services, watcher::Config::default()).modify(trim_service).default_backoff())
-            .applied_objects();
-    let changes = std::mem::replace(&mut tracker.changes, tokio::sync::mpsc::unbounded_channel().1);
-    Controller::for_stream(stream, reader)
-        .with_config(controller::Config::default().concurrency(config.concurrency))
-        .reconcile_all_on(nodes::changes_stream(changes))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                match e {
-                    controller::Error::ReconcilerFailed(..) => {} // logged by error_policy
-                    other => warn!(error = %other, "controller"),
-                }
-            }
-        })
-        .await;
-    tracker.task.abort();
+
+    let shutdown = shutdown.shared();
+    let controller_config = controller::Config::default().concurrency(config.concurrency);
+    let service_controller = Controller::for_shared_stream(receiver_stream(svc_rx), services.clone())
+        .with_config(controller_config.clone())
+        .reconcile_all_on(nodes::changes_stream(tracker.changes.clone()))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile::reconcile::<Service>, reconcile::error_policy::<Service>, ctx.clone())
+        .for_each(log_result);
+    let ingress_controller = ingress_watch.map(|(store, stream)| {
+        let routed = {
+            let store = store.clone();
+            receiver_stream(svc_changed_rx)
+                .flat_map(move |(ns, name)| futures::stream::iter(ingress::routing_to(&store, &ns, &name)))
+        };
+        let terminated = {
+            let store = store.clone();
+            receiver_stream(secret_changed_rx)
+                .flat_map(move |(ns, name)| futures::stream::iter(ingress::using_secret(&store, &ns, &name)))
+        };
+        let everything = futures::stream::select(
+            nodes::changes_stream(tracker.changes.clone()),
+            receiver_stream(class_changed_rx),
+        );
+        Controller::for_stream(kube::runtime::WatchStreamExt::applied_objects(stream), store)
+            .with_config(controller_config.clone())
+            .reconcile_all_on(everything)
+            .reconcile_on(futures::stream::select(routed, terminated))
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile::reconcile::<Ingress>, reconcile::error_policy::<Ingress>, ctx.clone())
+            .for_each(log_result)
+    });
+    let service_controller = config.services.then_some(service_controller);
+    match (service_controller, ingress_controller) {
+        (Some(services), Some(ingresses)) => {
+            futures::join!(services, ingresses);
+        }
+        (Some(services), None) => services.await,
+        (None, Some(ingresses)) => ingresses.await,
+        (None, None) => shutdown.await,
+    }
+    drop(ingress_tasks);
     info!("controller stopped");
     Ok(())
+}
+
+async fn log_result<T, E, R>(res: std::result::Result<T, controller::Error<E, R>>)
+where
+    E: std::error::Error + 'static,
+    R: std::error::Error + 'static,
+{
+    if let Err(e) = res {
+        match e {
+            controller::Error::ReconcilerFailed(..) => {} // logged by error_policy
+            other => warn!(error = %other, "controller"),
+        }
+    }
 }

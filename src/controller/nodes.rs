@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::desired::nodes::{EligibleNode, NodeSnapshot, eligible};
@@ -57,8 +57,9 @@ pub struct NodeTracker {
     pub set: Arc<NodeSet>,
     /// Becomes true after the first complete list.
     pub ready: watch::Receiver<bool>,
-    /// One item per change of the eligible set (after the first list).
-    pub changes: mpsc::UnboundedReceiver<()>,
+    /// Counts changes of the eligible set (after the first list); every consumer clones it and
+    /// sees each change (changes in quick succession may be seen as one).
+    pub changes: watch::Receiver<u64>,
     /// The watch task; aborted when the controller stops.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -67,7 +68,7 @@ pub struct NodeTracker {
 pub fn spawn(client: Client, metrics: Arc<Metrics>) -> NodeTracker {
     let set = Arc::new(NodeSet::default());
     let (ready_tx, ready) = watch::channel(false);
-    let (change_tx, changes) = mpsc::unbounded_channel();
+    let (change_tx, changes) = watch::channel(0u64);
     let api: Api<Node> = Api::all(client);
     let task_set = set.clone();
     let task = tokio::spawn(async move {
@@ -113,7 +114,7 @@ pub fn spawn(client: Client, metrics: Arc<Metrics>) -> NodeTracker {
             } else if changed {
                 info!(eligible = task_set.get().nodes.len(), "eligible node set changed");
                 metrics.node_set_changes.inc();
-                let _ = change_tx.send(());
+                change_tx.send_modify(|n| *n += 1);
             }
         }
     });
@@ -121,6 +122,6 @@ pub fn spawn(client: Client, metrics: Arc<Metrics>) -> NodeTracker {
 }
 
 /// The change notifications as a stream for `Controller::reconcile_all_on`.
-pub fn changes_stream(rx: mpsc::UnboundedReceiver<()>) -> impl Stream<Item = ()> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+pub fn changes_stream(rx: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) })
 }

@@ -1,5 +1,6 @@
-//! One pass over one Service: decide whether it is ours, build its desired load balancer,
-//! converge the provider (only when something changed), and write back what happened.
+//! One pass over one object of any front end (Service, Ingress): decide whether it is ours,
+//! build its desired load balancer, converge the provider (only when something changed), and
+//! write back what happened. What differs per front end is behind [`FrontEnd`].
 //!
 //! ```text
 //!   not ours / deleting ──(has finalizer)──▶ cleanup: delete LB ▶ clear status ▶ drop finalizer
@@ -9,235 +10,210 @@
 //!        finalizer ▶ unchanged hash & confirmed? ──yes──▶ nothing (drift check on its period)
 //!              │ no
 //!              ▼
-//!        provider.ensure ▶ record + hash annotations ▶ status (ingress + condition) ▶ event
+//!        provider.ensure ▶ record + hash annotations ▶ status (address + condition) ▶ events
 //! ```
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudlb_provider::{ErrorClass, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Record, StateLocation};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use cloudlb_provider::{ErrorClass, LoadBalancerStatus, ProviderError, Record};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::status::{self, Cond};
+use super::context::{Confirm, key, uid};
+use super::frontend::{Built, Desired, FrontEnd};
+use super::status::Cond;
 use super::{Context, EventType, finalizer};
-use crate::claim::is_claimed;
-use crate::desired;
-use crate::desired::nodes::NodeSnapshot;
 use crate::error::{Error, Result};
 use crate::keys::{ANN_CLAIMED_CLASS, ANN_RECORD, ANN_SPEC_HASH, FINALIZER, event, reason};
+use crate::metrics::{Outcome, ReconcileLabels};
 
 /// The backoff "attempt" of a deletion (specs use their hash).
 const DELETE_ATTEMPT: &str = "delete";
 
-pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = reconcile_inner(&svc, &ctx).await;
+    let result = reconcile_inner(obj.as_ref(), &ctx).await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-    let outcome = if result.is_ok() { crate::metrics::Outcome::Ok } else { crate::metrics::Outcome::Error };
-    ctx.metrics.reconciles.get_or_create(&crate::metrics::ResultLabels { result: outcome }).inc();
+    let result_label = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
+    ctx.metrics.reconciles.get_or_create(&ReconcileLabels { kind: F::KIND, result: result_label }).inc();
     result
 }
 
 /// Retry policy for failed reconciles: per-object exponential backoff with jitter; a
 /// provider's own retry-after (throttling) is honoured when longer.
-pub fn error_policy(svc: Arc<Service>, err: &Error, ctx: Arc<Context>) -> Action {
-    let attempt = ctx.attempt_of(&svc);
-    let min = err.provider_error().and_then(|e| e.retry_after());
-    let delay = ctx.backoff.failed(&key(&svc), &attempt, min);
-    warn!(service = %key(&svc), error = %err, retry_in = ?delay, "reconcile failed");
+pub fn error_policy<F: FrontEnd>(obj: Arc<F>, err: &Error, ctx: Arc<Context>) -> Action {
+    let attempt = attempt_of(obj.as_ref(), &ctx);
+    let min = err.provider_error().and_then(ProviderError::retry_after);
+    let delay = ctx.backoff.failed(&uid(obj.as_ref()), &attempt, min);
+    warn!(kind = F::KIND, object = %key(obj.as_ref()), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
-fn key(svc: &Service) -> String {
-    format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())
+fn api<F: FrontEnd>(ctx: &Context, obj: &F) -> Api<F> {
+    Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default())
 }
 
-fn api(ctx: &Context, svc: &Service) -> Api<Service> {
-    Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default())
-}
-
-fn lb_id(ctx: &Context, svc: &Service) -> LoadBalancerId {
-    LoadBalancerId::new(
-        ctx.config.cluster_name.clone(),
-        svc.namespace().unwrap_or_default(),
-        svc.name_any(),
-        svc.uid().unwrap_or_default(),
-    )
+/// Whether `obj` carries our finalizer.
+pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
+    obj.meta().finalizers.iter().flatten().any(|f| f == FINALIZER)
 }
 
 /// The record annotation, if present and readable.
-fn record(svc: &Service) -> Option<Record> {
-    let text = svc.annotations().get(ANN_RECORD)?;
+pub fn record<K: Resource>(obj: &K) -> Option<Record> {
+    let text = obj.meta().annotations.as_ref()?.get(ANN_RECORD)?;
     match Record::from_json(text) {
         Ok(r) => Some(r),
         Err(e) => {
             // Someone edited it; the provider still finds its resources by name and tags.
-            warn!(service = %key(svc), error = %e, "unreadable {ANN_RECORD} annotation; ignoring it");
+            warn!(object = %key(obj), error = %e, "unreadable {ANN_RECORD} annotation; ignoring it");
             None
         }
     }
 }
 
-/// The spec's hash, using the node set's cached digest when the targets are the whole set
-/// (the same shared list, which `desired::build` hands out to every Service without a selector).
-fn spec_hash(spec: &LoadBalancerSpec, nodes: &NodeSnapshot) -> String {
-    if Arc::ptr_eq(&spec.targets, &nodes.all_targets) {
-        spec.hash_with_targets(&nodes.all_targets_digest)
-    } else {
-        spec.hash()
-    }
+fn annotation<'a, K: Resource>(obj: &'a K, k: &str) -> Option<&'a String> {
+    obj.meta().annotations.as_ref()?.get(k)
 }
 
-async fn reconcile_inner(svc: &Service, ctx: &Context) -> Result<Action> {
-    let ours = is_claimed(svc, &ctx.config.claim);
-    let deleting = svc.metadata.deletion_timestamp.is_some();
+async fn reconcile_inner<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
+    let ours = obj.claimed(ctx);
+    let deleting = obj.meta().deletion_timestamp.is_some();
     if ours && !deleting {
-        return apply(svc, ctx).await;
+        return apply(obj, ctx).await;
     }
-    if !finalizer::has(svc) {
+    if !has_finalizer(obj) {
+        ctx.forget(&uid(obj));
         return Ok(Action::await_change());
     }
-    if !deleting && !wants_cleanup(svc) {
-        // The Service still asks for the same load balancer it was claimed with: what changed is
-        // this controller's --load-balancer-class / --manage-unclassed. A flag typo must never
-        // tear down working load balancers, so leave it and say why.
-        let note = format!(
-            "Service carries {FINALIZER} but its class {:?} is not claimed by this controller \
-             (--load-balancer-class {}, --manage-unclassed {}); its load balancer is left as it is",
-            class_of(svc),
-            ctx.config.claim.class,
-            ctx.config.claim.manage_unclassed
+    if !deleting && !obj.wants_cleanup(annotation(obj, ANN_CLAIMED_CLASS).map(String::as_str)) {
+        // The object still asks for the load balancer it was claimed with: what changed is
+        // this controller's flags or the class objects. A typo must never tear down working
+        // load balancers, so leave it and say why.
+        warn!(
+            kind = F::KIND,
+            object = %key(obj),
+            class = %obj.requested_class(),
+            "carries {FINALIZER} but its class is no longer claimed by this controller; its load balancer is left as it is"
         );
-        warn!(service = %key(svc), "{note}");
         return Ok(Action::await_change());
     }
-    cleanup(svc, ctx, deleting).await
+    cleanup(obj, ctx, deleting).await
 }
 
-/// `spec.loadBalancerClass`, `""` when unset.
-fn class_of(svc: &Service) -> String {
-    svc.spec.as_ref().and_then(|s| s.load_balancer_class.clone()).unwrap_or_default()
-}
-
-/// Whether a Service that is not (or no longer) ours should lose its load balancer: its type is
-/// no longer LoadBalancer, or its class differs from the one it was claimed with.
-fn wants_cleanup(svc: &Service) -> bool {
-    let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
-    match svc.annotations().get(ANN_CLAIMED_CLASS) {
-        Some(claimed) => !is_lb || *claimed != class_of(svc),
-        None => !is_lb,
-    }
-}
-
-async fn cleanup(svc: &Service, ctx: &Context, deleting: bool) -> Result<Action> {
-    if let Some(wait) = ctx.backoff.gate(&key(svc), DELETE_ATTEMPT) {
+async fn cleanup<F: FrontEnd>(obj: &F, ctx: &Context, deleting: bool) -> Result<Action> {
+    let uid = uid(obj);
+    if let Some(wait) = ctx.backoff.gate(&uid, DELETE_ATTEMPT) {
         return Ok(Action::requeue(wait));
     }
-    let id = lb_id(ctx, svc);
-    let record = record(svc);
-    info!(service = %key(svc), deleting, "deleting load balancer");
-    ctx.event(svc, EventType::Normal, event::DELETING, "Delete", "Deleting load balancer").await;
-    if let Err(e) = ctx.provider.delete(&id, record.as_ref()).await {
-        ctx.event(
-            svc,
-            EventType::Warning,
-            event::DELETE_FAILED,
-            "Delete",
-            &format!("Error deleting load balancer: {e}"),
-        )
-        .await;
+    let id = ctx.lb_id(obj);
+    let record = record(obj);
+    info!(kind = F::KIND, object = %key(obj), deleting, "deleting load balancer");
+    ctx.event(obj, EventType::Normal, event::DELETING, "Delete", "Deleting load balancer").await;
+    if let Err(e) = ctx.delete(F::LAYER, &id, record.as_ref()).await {
+        let note = format!("Error deleting load balancer: {e}");
+        ctx.event(obj, EventType::Warning, event::DELETE_FAILED, "Delete", &note).await;
         return Err(Error::Delete(e));
     }
-    let api = api(ctx, svc);
+    let api = api(ctx, obj);
     if !deleting {
-        // The Service stays but is no longer ours: take back what we wrote.
-        if let Some(patch) = status::clear(svc) {
-            api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        // The object stays but is no longer ours: take back what we wrote.
+        if let Some(patch) = obj.clear_status_patch() {
+            api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
                 .await
                 .map_err(Error::PatchStatus)?;
         }
         let annotations =
             json!({"metadata": {"annotations": {ANN_RECORD: null, ANN_SPEC_HASH: null, ANN_CLAIMED_CLASS: null}}});
-        api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(annotations))
+        api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(annotations))
             .await
             .map_err(Error::PatchAnnotations)?;
     }
-    finalizer::remove(&api, svc).await.map_err(Error::RemoveFinalizer)?;
-    ctx.forget(svc);
-    ctx.backoff.succeeded(&key(svc));
-    ctx.event(svc, EventType::Normal, event::DELETED, "Delete", "Deleted load balancer").await;
+    finalizer::remove(&api, obj).await.map_err(Error::RemoveFinalizer)?;
+    ctx.forget(&uid);
+    ctx.event(obj, EventType::Normal, event::DELETED, "Delete", "Deleted load balancer").await;
     Ok(Action::await_change())
 }
 
-async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
+/// Whether our condition already says exactly this.
+fn condition_is<F: FrontEnd>(obj: &F, ctx: &Context, cond: &Cond) -> bool {
+    match obj.condition() {
+        Some(c) => c == *cond,
+        None => ctx.reported(&uid(obj)).is_some_and(|c| c == *cond),
+    }
+}
+
+async fn write_status<F: FrontEnd>(
+    ctx: &Context,
+    obj: &F,
+    lb: Option<(&LoadBalancerStatus, &Desired)>,
+    cond: &Cond,
+) -> Result<()> {
+    if let Some(patch) = obj.status_patch(lb, cond) {
+        api(ctx, obj)
+            .patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(Error::PatchStatus)?;
+    }
+    ctx.remember_reported(&uid(obj), cond);
+    Ok(())
+}
+
+async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     let nodes = ctx.nodes.get();
-    let spec = match desired::service::build_for(svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref()) {
-        Ok(spec) => spec,
+    let Built { desired, warnings: build_warnings } = match obj.build(ctx, &nodes) {
+        Ok(built) => built,
         Err(invalid) => {
             let cond = Cond::not_ready(reason::INVALID_SPEC, invalid.to_string());
-            if !status::condition_is(svc, &cond) {
-                info!(service = %key(svc), problems = %invalid, "invalid load balancer spec");
-                ctx.event(svc, EventType::Warning, event::INVALID_SPEC, "Validate", &invalid.to_string()).await;
-                write_status(ctx, svc, None, &cond).await?;
+            if !condition_is(obj, ctx, &cond) {
+                info!(kind = F::KIND, object = %key(obj), problems = %invalid, "invalid load balancer spec");
+                ctx.event(obj, EventType::Warning, event::INVALID_SPEC, "Validate", &invalid.to_string()).await;
+                write_status(ctx, obj, None, &cond).await?;
             }
-            // Nothing that exists is touched; wait for the user to fix the Service.
+            // Nothing that exists is touched; wait for the user to fix the object.
             return Ok(Action::await_change());
         }
     };
-    let hash = spec_hash(&spec, &nodes);
-    let id = lb_id(ctx, svc);
-    let recorded_hash = svc.annotations().get(ANN_SPEC_HASH).cloned();
-    let record = record(svc);
-    let has_address = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .is_some_and(|i| !i.is_empty());
+    let hash = desired.hash(&nodes);
+    let uid = uid(obj);
+    let id = ctx.lb_id(obj);
+    let recorded_hash = annotation(obj, ANN_SPEC_HASH).cloned();
+    let record = record(obj);
 
     // We wrote this exact spec a moment ago; the watch cache may not have caught up with both
     // writes yet (annotations and status are two patches), which must not cost another ensure.
-    if ctx.just_written(svc, &hash) {
+    if ctx.just_written(&uid, &hash) {
         return Ok(Action::requeue(ctx.config.resync_period));
     }
     let mut why = if recorded_hash.as_deref() != Some(hash.as_str()) {
         Some(if recorded_hash.is_none() { "new" } else { "changed" })
-    } else if record.is_none() || !has_address {
+    } else if record.is_none() || !obj.has_address() {
         Some("incomplete")
     } else {
         None
     };
     if why.is_none() {
-        match ctx.confirmation_due(svc) {
+        match ctx.confirmation_due(&uid) {
             Confirm::NotDue(after) => {
-                ready_condition(svc, ctx, &spec).await?;
+                ready_condition(obj, ctx, &desired, &build_warnings).await?;
                 return Ok(Action::requeue(after));
             }
             Confirm::Reensure => why = Some("restart"),
-            Confirm::Check => match ctx.provider.get(&id, record.as_ref()).await {
+            Confirm::Check => match ctx.get(F::LAYER, &id, record.as_ref()).await {
                 Ok(Some(st)) if st.spec_hash.as_deref().is_none_or(|h| h == hash) => {
-                    ctx.confirmed(svc, &hash);
-                    ctx.backoff.succeeded(&key(svc));
-                    ready_condition(svc, ctx, &spec).await?;
+                    ctx.confirmed(&uid, &hash);
+                    ctx.backoff.succeeded(&uid);
+                    ready_condition(obj, ctx, &desired, &build_warnings).await?;
                     return Ok(Action::requeue(ctx.config.resync_period));
                 }
                 Ok(found) => {
                     let what = if found.is_some() { "differs from its spec" } else { "is missing" };
-                    warn!(service = %key(svc), "load balancer {what}; repairing");
-                    ctx.event(
-                        svc,
-                        EventType::Warning,
-                        event::DRIFT,
-                        "Sync",
-                        &format!("Load balancer {what}; repairing"),
-                    )
-                    .await;
+                    warn!(kind = F::KIND, object = %key(obj), "load balancer {what}; repairing");
+                    let note = format!("Load balancer {what}; repairing");
+                    ctx.event(obj, EventType::Warning, event::DRIFT, "Sync", &note).await;
                     why = Some("drift");
                 }
                 Err(e) => return Err(Error::Get(e)),
@@ -245,73 +221,68 @@ async fn apply(svc: &Service, ctx: &Context) -> Result<Action> {
         }
     }
     let why = why.unwrap_or("changed");
-    if let Some(wait) = ctx.backoff.gate(&key(svc), &hash) {
+    if let Some(wait) = ctx.backoff.gate(&uid, &hash) {
         // The same spec failed a moment ago; our own condition write woke us up early.
         return Ok(Action::requeue(wait));
     }
 
-    let svc = if finalizer::has(svc) {
-        svc.clone()
+    let obj = if has_finalizer(obj) {
+        obj.clone()
     } else {
-        finalizer::add(&api(ctx, svc), svc).await.map_err(Error::AddFinalizer)?
+        finalizer::add(&api(ctx, obj), obj).await.map_err(Error::AddFinalizer)?
     };
-    let svc = &svc;
+    let obj = &obj;
     let targets_only =
         recorded_hash.as_deref().and_then(|h| h.split('.').next()) == hash.split('.').next() && why == "changed";
     if !targets_only {
-        ctx.event(svc, EventType::Normal, event::ENSURING, "Ensure", "Ensuring load balancer").await;
+        ctx.event(obj, EventType::Normal, event::ENSURING, "Ensure", "Ensuring load balancer").await;
     }
-    debug!(service = %key(svc), why, "ensuring load balancer");
-    let st = match ctx.provider.ensure(&id, &spec, record.as_ref()).await {
+    debug!(kind = F::KIND, object = %key(obj), why, "ensuring load balancer");
+    let st = match ctx.ensure(&id, &desired, record.as_ref()).await {
         Ok(st) => st,
-        Err(e) => return ensure_failed(svc, ctx, e).await,
+        Err(e) => return ensure_failed(obj, ctx, e).await,
     };
-    save_record(ctx, svc, &st, &hash).await?;
-    let warnings = ctx.provider.warnings(&spec);
-    let cond = ready_cond(&spec, &warnings);
-    let ingress = status::ingress(&st.ingress, st.ip_mode, &spec.listeners);
-    if let Some(patch) = status::patch(svc, Some(ingress), Some(&cond)) {
-        api(ctx, svc)
-            .patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(Error::PatchStatus)?;
-    }
+    save_record(ctx, obj, &st, &hash).await?;
+    let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(&desired)).collect();
+    let cond = ready_cond(&desired, &warnings);
+    write_status(ctx, obj, Some((&st, &desired)), &cond).await?;
     // Only now is everything written: a failed write above retries the whole pass.
-    ctx.confirmed(svc, &hash);
-    ctx.backoff.succeeded(&key(svc));
-    if spec.targets.is_empty() {
-        ctx.event(
-            svc,
-            EventType::Warning,
-            event::UNAVAILABLE,
-            "Ensure",
-            "There are no available nodes for LoadBalancer",
-        )
-        .await;
+    ctx.confirmed(&uid, &hash);
+    ctx.backoff.succeeded(&uid);
+    if desired.targets().is_empty() {
+        let note = "There are no available nodes for LoadBalancer";
+        ctx.event(obj, EventType::Warning, event::UNAVAILABLE, "Ensure", note).await;
     }
     if !warnings.is_empty() {
-        ctx.event(svc, EventType::Warning, event::WARNING, "Ensure", &warnings.join("; ")).await;
+        ctx.event(obj, EventType::Warning, event::WARNING, "Ensure", &warnings.join("; ")).await;
     }
     if targets_only {
-        let note = format!("Updated load balancer with new hosts ({} targets)", spec.targets.len());
-        ctx.event(svc, EventType::Normal, event::UPDATED, "Update", &note).await;
+        let note = format!("Updated load balancer with new hosts ({} targets)", desired.targets().len());
+        ctx.event(obj, EventType::Normal, event::UPDATED, "Update", &note).await;
     } else {
-        ctx.event(svc, EventType::Normal, event::ENSURED, "Ensure", "Ensured load balancer").await;
+        ctx.event(obj, EventType::Normal, event::ENSURED, "Ensure", "Ensured load balancer").await;
     }
-    info!(service = %key(svc), why, address = ?st.ingress, targets = spec.targets.len(), "load balancer ensured");
+    info!(
+        kind = F::KIND,
+        object = %key(obj),
+        why,
+        address = ?st.ingress,
+        targets = desired.targets().len(),
+        "load balancer ensured"
+    );
     Ok(Action::requeue(ctx.config.resync_period))
 }
 
-/// The condition after a successful pass; the provider's warnings (parts it built without, such
-/// as nodes it cannot register) are part of the message, so they are visible on the Service.
-fn ready_cond(spec: &LoadBalancerSpec, warnings: &[String]) -> Cond {
-    let mut cond = if spec.targets.is_empty() {
+/// The condition after a successful pass; warnings (parts built without, such as nodes the
+/// provider cannot register or an Ingress path that was skipped) are part of the message.
+fn ready_cond(desired: &Desired, warnings: &[String]) -> Cond {
+    let mut cond = if desired.targets().is_empty() {
         Cond::not_ready(
             reason::NO_ELIGIBLE_NODES,
             "the load balancer has an address but no eligible node to send traffic to",
         )
     } else {
-        Cond::ready(format!("load balancer ready with {} targets", spec.targets.len()))
+        Cond::ready(format!("load balancer ready with {} targets", desired.targets().len()))
     };
     if !warnings.is_empty() {
         cond.message = format!("{}; {}", cond.message, warnings.join("; "));
@@ -320,67 +291,52 @@ fn ready_cond(spec: &LoadBalancerSpec, warnings: &[String]) -> Cond {
 }
 
 /// Makes sure the condition says ready when nothing needed doing (e.g. after an error cleared).
-async fn ready_condition(svc: &Service, ctx: &Context, spec: &LoadBalancerSpec) -> Result<()> {
-    let cond = ready_cond(spec, &ctx.provider.warnings(spec));
-    if status::condition_is(svc, &cond) {
+async fn ready_condition<F: FrontEnd>(obj: &F, ctx: &Context, desired: &Desired, warnings: &[String]) -> Result<()> {
+    let warnings: Vec<String> = warnings.iter().cloned().chain(ctx.provider_warnings(desired)).collect();
+    let cond = ready_cond(desired, &warnings);
+    if condition_is(obj, ctx, &cond) {
         return Ok(());
     }
-    write_status(ctx, svc, None, &cond).await
+    write_status(ctx, obj, None, &cond).await
 }
 
-async fn write_status(
-    ctx: &Context,
-    svc: &Service,
-    ingress: Option<Vec<k8s_openapi::api::core::v1::LoadBalancerIngress>>,
-    cond: &Cond,
-) -> Result<()> {
-    if let Some(patch) = status::patch(svc, ingress, Some(cond)) {
-        api(ctx, svc)
-            .patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(Error::PatchStatus)?;
-    }
-    Ok(())
-}
-
-async fn save_record(ctx: &Context, svc: &Service, st: &LoadBalancerStatus, hash: &str) -> Result<()> {
+async fn save_record<F: FrontEnd>(ctx: &Context, obj: &F, st: &LoadBalancerStatus, hash: &str) -> Result<()> {
     let record = st.record.to_json();
-    let class = class_of(svc);
-    let ann = svc.annotations();
-    if ann.get(ANN_RECORD) == Some(&record)
-        && ann.get(ANN_SPEC_HASH).map(String::as_str) == Some(hash)
-        && ann.get(ANN_CLAIMED_CLASS) == Some(&class)
+    let class = obj.requested_class();
+    if annotation(obj, ANN_RECORD) == Some(&record)
+        && annotation(obj, ANN_SPEC_HASH).map(String::as_str) == Some(hash)
+        && annotation(obj, ANN_CLAIMED_CLASS) == Some(&class)
     {
         return Ok(());
     }
     let patch =
         json!({"metadata": {"annotations": {ANN_RECORD: record, ANN_SPEC_HASH: hash, ANN_CLAIMED_CLASS: class}}});
-    api(ctx, svc)
-        .patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+    api(ctx, obj)
+        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
         .await
         .map_err(Error::PatchAnnotations)?;
     Ok(())
 }
 
-async fn ensure_failed(svc: &Service, ctx: &Context, e: cloudlb_provider::ProviderError) -> Result<Action> {
+async fn ensure_failed<F: FrontEnd>(obj: &F, ctx: &Context, e: ProviderError) -> Result<Action> {
     match e.class() {
         ErrorClass::Provisioning => {
             let after = e.retry_after().unwrap_or(Duration::from_secs(10));
-            write_status(ctx, svc, None, &Cond::not_ready(reason::PROVISIONING, e.to_string())).await?;
+            write_status(ctx, obj, None, &Cond::not_ready(reason::PROVISIONING, e.to_string())).await?;
             Ok(Action::requeue(after))
         }
         ErrorClass::Retryable | ErrorClass::Throttled => {
             let note = format!("Error syncing load balancer: {e}");
-            ctx.event(svc, EventType::Warning, event::SYNC_FAILED, "Ensure", &note).await;
-            write_status(ctx, svc, None, &Cond::not_ready(reason::PROVIDER_ERROR, e.to_string())).await?;
+            ctx.event(obj, EventType::Warning, event::SYNC_FAILED, "Ensure", &note).await;
+            write_status(ctx, obj, None, &Cond::not_ready(reason::PROVIDER_ERROR, e.to_string())).await?;
             Err(Error::Ensure(e))
         }
         ErrorClass::Permanent => {
             let cond = Cond::not_ready(e.reason(), e.to_string());
-            if !status::condition_is(svc, &cond) {
+            if !condition_is(obj, ctx, &cond) {
                 let note = format!("Error syncing load balancer: {e}");
-                ctx.event(svc, EventType::Warning, event::SYNC_FAILED, "Ensure", &note).await;
-                write_status(ctx, svc, None, &cond).await?;
+                ctx.event(obj, EventType::Warning, event::SYNC_FAILED, "Ensure", &note).await;
+                write_status(ctx, obj, None, &cond).await?;
             }
             // Retrying will not help until something changes; look again after a resync period
             // in case what blocks it (a conflicting resource, a quota) went away.
@@ -389,148 +345,59 @@ async fn ensure_failed(svc: &Service, ctx: &Context, e: cloudlb_provider::Provid
     }
 }
 
-/// Rebuilds, before the controller reports ready, every load balancer of a provider whose state
-/// lives in this process (it was lost with the previous process): each claimed Service that has
-/// a record gets `ensure` with its recorded address. Services whose recorded spec hash matches are
-/// marked confirmed, so the reconcile that follows makes no second call; the others (changed while
-/// we were down, or failing here) are left to the normal reconcile.
-pub async fn restore(ctx: &Context, services: &Api<Service>) {
-    let list = match services.list(&Default::default()).await {
-        Ok(l) => l.items,
-        Err(e) => {
-            warn!(error = %e, "listing Services to restore load balancers failed; reconcile will restore them");
-            return;
-        }
-    };
+/// What a pass over `obj` attempts, for the backoff gate: "delete", or the spec hash.
+fn attempt_of<F: FrontEnd>(obj: &F, ctx: &Context) -> String {
+    if !obj.claimed(ctx) || obj.meta().deletion_timestamp.is_some() {
+        return DELETE_ATTEMPT.into();
+    }
     let nodes = ctx.nodes.get();
-    let started = Instant::now();
-    let todo: Vec<Service> = list
+    match obj.build(ctx, &nodes) {
+        Ok(built) => built.desired.hash(&nodes),
+        Err(_) => "invalid".into(),
+    }
+}
+
+/// Rebuilds, before the controller reports ready, every load balancer of `objects` for a provider
+/// whose state lives in this process (it was lost with the previous process): each claimed object
+/// with a record gets `ensure` with its recorded address. Objects whose recorded spec hash matches
+/// are marked confirmed, so the reconcile that follows makes no second call; the others (changed
+/// while we were down, or failing here) are left to the normal reconcile.
+pub async fn restore<F: FrontEnd>(ctx: &Context, objects: Vec<F>) -> usize {
+    use futures::StreamExt;
+    let nodes = ctx.nodes.get();
+    let todo: Vec<F> = objects
         .into_iter()
-        .filter(|s| is_claimed(s, &ctx.config.claim) && s.metadata.deletion_timestamp.is_none())
-        .filter(|s| finalizer::has(s) && record(s).is_some())
+        .filter(|o| o.claimed(ctx) && o.meta().deletion_timestamp.is_none())
+        .filter(|o| has_finalizer(o) && record(o).is_some())
         .collect();
     let mut results = futures::stream::iter(todo)
-        .map(|svc| restore_one(ctx, nodes.clone(), svc))
+        .map(|obj| {
+            let nodes = nodes.clone();
+            async move {
+                let Ok(built) = obj.build(ctx, &nodes) else {
+                    return false;
+                };
+                let hash = built.desired.hash(&nodes);
+                let recorded = record(&obj);
+                match ctx.ensure(&ctx.lb_id(&obj), &built.desired, recorded.as_ref()).await {
+                    Ok(st) => {
+                        let unchanged = annotation(&obj, ANN_SPEC_HASH) == Some(&hash) && Some(&st.record) == recorded.as_ref();
+                        if unchanged {
+                            ctx.confirmed(&uid(&obj), &hash);
+                        }
+                        unchanged
+                    }
+                    Err(e) => {
+                        warn!(kind = F::KIND, object = %key(&obj), error = %e, "restoring load balancer failed; reconcile will retry");
+                        false
+                    }
+                }
+            }
+        })
         .buffer_unordered(usize::from(ctx.config.concurrency));
     let mut restored = 0usize;
     while let Some(ok) = results.next().await {
         restored += usize::from(ok);
     }
-    info!(restored, took = ?started.elapsed(), "restored in-process load balancers");
-}
-
-async fn restore_one(ctx: &Context, nodes: Arc<NodeSnapshot>, svc: Service) -> bool {
-    let Ok(spec) = desired::service::build_for(&svc, &nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref())
-    else {
-        return false;
-    };
-    let hash = spec_hash(&spec, &nodes);
-    let recorded = record(&svc);
-    match ctx.provider.ensure(&lb_id(ctx, &svc), &spec, recorded.as_ref()).await {
-        Ok(st) => {
-            let unchanged =
-                svc.annotations().get(ANN_SPEC_HASH) == Some(&hash) && Some(&st.record) == recorded.as_ref();
-            if unchanged {
-                ctx.confirmed(&svc, &hash);
-            }
-            unchanged
-        }
-        Err(e) => {
-            warn!(service = %key(&svc), error = %e, "restoring load balancer failed; reconcile will retry");
-            false
-        }
-    }
-}
-
-/// What to do for a Service whose spec is unchanged.
-pub enum Confirm {
-    /// The provider state was confirmed recently; look again after this long.
-    NotDue(Duration),
-    /// Ask the provider whether it still implements the spec.
-    Check,
-    /// The provider keeps state in-process and has not seen this Service since start.
-    Reensure,
-}
-
-/// What the controller knows about a Service's load balancer since this process started.
-pub struct Confirmed {
-    /// When the provider last confirmed (or was made to implement) the spec.
-    pub at: Instant,
-    /// The spec hash last written to the Service together with the provider's status; `None`
-    /// for a first sight that was not confirmed yet.
-    pub hash: Option<String>,
-}
-
-impl Context {
-    pub fn confirmation_due(&self, svc: &Service) -> Confirm {
-        let uid = svc.uid().unwrap_or_default();
-        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-        let period = self.config.resync_period;
-        let last = match checked.get(&uid) {
-            Some(c) => c.at,
-            None if self.caps.state == StateLocation::InProcess => return Confirm::Reensure,
-            None => {
-                // First sight since start: schedule the first drift check at a random point
-                // of the period, so a restart does not fire every check at once.
-                let offset = period.mul_f64(rand::random::<f64>());
-                let at = Instant::now().checked_sub(offset).unwrap_or_else(Instant::now);
-                checked.insert(uid, Confirmed { at, hash: None });
-                at
-            }
-        };
-        let elapsed = last.elapsed();
-        if elapsed >= period { Confirm::Check } else { Confirm::NotDue(period - elapsed) }
-    }
-
-    /// Whether `hash` is what this process last wrote for `svc`, within the resync period.
-    pub fn just_written(&self, svc: &Service, hash: &str) -> bool {
-        let checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-        checked
-            .get(&svc.uid().unwrap_or_default())
-            .is_some_and(|c| c.hash.as_deref() == Some(hash) && c.at.elapsed() < self.config.resync_period)
-    }
-
-    pub fn confirmed(&self, svc: &Service, hash: &str) {
-        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-        checked.insert(svc.uid().unwrap_or_default(), Confirmed { at: Instant::now(), hash: Some(hash.to_string()) });
-    }
-
-    /// What a pass over `svc` attempts, for the backoff gate: "delete", or the spec hash.
-    pub fn attempt_of(&self, svc: &Service) -> String {
-        let ours = is_claimed(svc, &self.config.claim) && svc.metadata.deletion_timestamp.is_none();
-        if !ours {
-            return DELETE_ATTEMPT.into();
-        }
-        let nodes = self.nodes.get();
-        match desired::service::build_for(svc, &nodes, &self.config.desired, &self.caps, self.provider.as_ref()) {
-            Ok(spec) => spec_hash(&spec, &nodes),
-            Err(_) => "invalid".into(),
-        }
-    }
-
-    pub fn forget(&self, svc: &Service) {
-        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-        checked.remove(&svc.uid().unwrap_or_default());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cloudlb_provider::conformance;
-
-    #[test]
-    fn cached_digest_gives_the_same_hash() {
-        use crate::desired::nodes::EligibleNode;
-        let base = conformance::spec(&[80]);
-        let nodes = NodeSnapshot::new(
-            base.targets.iter().map(|t| EligibleNode { target: t.clone(), labels: Default::default() }).collect(),
-        );
-        let shared = LoadBalancerSpec { targets: nodes.all_targets.clone(), ..base.clone() };
-        assert_eq!(spec_hash(&shared, &nodes), base.hash(), "the cached digest equals the computed one");
-        let mut subset = shared.clone();
-        Arc::make_mut(&mut subset.targets).clear();
-        assert_eq!(spec_hash(&subset, &nodes), subset.hash());
-        assert_ne!(spec_hash(&subset, &nodes), base.hash());
-    }
+    restored
 }

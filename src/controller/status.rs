@@ -17,17 +17,17 @@ use crate::keys::CONDITION_READY;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cond {
     pub ready: bool,
-    pub reason: &'static str,
+    pub reason: String,
     pub message: String,
 }
 
 impl Cond {
     pub fn ready(message: impl Into<String>) -> Self {
-        Self { ready: true, reason: crate::keys::reason::READY, message: message.into() }
+        Self { ready: true, reason: crate::keys::reason::READY.into(), message: message.into() }
     }
 
-    pub fn not_ready(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { ready: false, reason, message: message.into() }
+    pub fn not_ready(reason: &str, message: impl Into<String>) -> Self {
+        Self { ready: false, reason: reason.into(), message: message.into() }
     }
 }
 
@@ -58,10 +58,14 @@ pub fn current_condition(svc: &Service) -> Option<&Condition> {
     svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == CONDITION_READY)
 }
 
+/// Our condition as the Service shows it.
+pub fn condition(svc: &Service) -> Option<Cond> {
+    current_condition(svc).map(|c| Cond { ready: c.status == "True", reason: c.reason.clone(), message: c.message.clone() })
+}
+
 /// Whether our condition already says exactly this.
 pub fn condition_is(svc: &Service, cond: &Cond) -> bool {
-    current_condition(svc)
-        .is_some_and(|c| c.status == status_word(cond.ready) && c.reason == cond.reason && c.message == cond.message)
+    condition(svc).is_some_and(|c| c == *cond)
 }
 
 fn status_word(ready: bool) -> String {
@@ -83,7 +87,7 @@ pub fn patch(svc: &Service, ingress: Option<Vec<LoadBalancerIngress>>, cond: Opt
         let new = Condition {
             type_: CONDITION_READY.into(),
             status: status_word(cond.ready),
-            reason: cond.reason.into(),
+            reason: cond.reason.clone(),
             message: cond.message.clone(),
             last_transition_time: transition,
             observed_generation: svc.metadata.generation,

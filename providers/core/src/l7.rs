@@ -510,7 +510,7 @@ impl L7Spec {
     /// default (one without hosts), then the first one.
     pub fn certificate_for(&self, server_name: Option<&str>) -> Option<&Certificate> {
         if let Some(name) = server_name.map(|n| n.trim_end_matches('.').to_ascii_lowercase()) {
-            if let Some(c) = self.certificates.iter().find(|c| c.hosts.iter().any(|h| *h == name)) {
+            if let Some(c) = self.certificates.iter().find(|c| c.hosts.contains(&name)) {
                 return Some(c);
             }
             let wildcard = name.split_once('.').map(|(_, rest)| format!("*.{rest}"));

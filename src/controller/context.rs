@@ -1,0 +1,249 @@
+//! What every reconcile shares: the clients, the provider (instrumented), the caches of nodes
+//! and of the objects Ingresses refer to, backoff, events, metrics, and what the provider last
+//! confirmed per object.
+//!
+//! Per-object state is keyed by uid, so a deleted and re-created object never inherits its
+//! predecessor's backoff or confirmation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloudlb_provider::l7::Certificate;
+use cloudlb_provider::{Capabilities, LoadBalancerId, LoadBalancerStatus, Provider, Record, StateLocation};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::IngressClass;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use tracing::debug;
+
+use super::backoff::Backoff;
+use super::events::{self, EventType};
+use super::frontend::{Desired, Layer};
+use super::nodes::NodeSet;
+use super::status::Cond;
+use crate::claim::ClaimConfig;
+use crate::desired::DesiredConfig;
+use crate::desired::ingress::IngressConfig;
+use crate::metrics::Metrics;
+
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub cluster_name: String,
+    pub claim: ClaimConfig,
+    pub namespace: Option<String>,
+    /// Whether Services get load balancers (`--controllers` has `service`).
+    pub services: bool,
+    pub concurrency: u16,
+    pub resync_period: Duration,
+    pub desired: DesiredConfig,
+    /// `None`: Ingresses are not watched.
+    pub ingress: Option<IngressConfig>,
+    /// `reportingInstance` of our events (pod name in a cluster).
+    pub instance: String,
+}
+
+/// The caches the Ingress builder reads.
+pub struct IngressCaches {
+    pub classes: Store<IngressClass>,
+    pub secrets: Store<Secret>,
+    /// The last valid certificate per `namespace/secret`, so a broken Secret never replaces a
+    /// working certificate (see `desired::ingress::tls`).
+    pub last_good: Mutex<HashMap<String, Certificate>>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub provider: Arc<dyn Provider>,
+    pub caps: Capabilities,
+    pub config: ControllerConfig,
+    pub nodes: Arc<NodeSet>,
+    /// Every Service (trimmed): the Service controller's own cache, read by Ingresses too.
+    pub services: Store<Service>,
+    /// Present when Ingresses are watched.
+    pub ingress: Option<IngressCaches>,
+    pub events: events::Publisher,
+    pub metrics: Arc<Metrics>,
+    pub backoff: Backoff,
+    /// What the provider last confirmed for each object's load balancer (by uid).
+    pub checked: Mutex<HashMap<String, Confirmed>>,
+    /// The last condition reported for objects whose status has no conditions (Ingress), so a
+    /// problem is reported once per change, not once per pass.
+    pub reported: Mutex<HashMap<String, Cond>>,
+}
+
+/// What to do for an object whose spec is unchanged.
+pub enum Confirm {
+    /// The provider state was confirmed recently; look again after this long.
+    NotDue(Duration),
+    /// Ask the provider whether it still implements the spec.
+    Check,
+    /// The provider keeps state in-process and has not seen this object since start.
+    Reensure,
+}
+
+/// What the controller knows about an object's load balancer since this process started.
+pub struct Confirmed {
+    /// When the provider last confirmed (or was made to implement) the spec.
+    pub at: Instant,
+    /// The spec hash last written to the object together with the provider's status; `None`
+    /// for a first sight that was not confirmed yet.
+    pub hash: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Context {
+    /// Publishes an event about `obj`; a failure to do so is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let note = truncate(note, 1024);
+        if let Err(e) = self.events.publish(&obj.object_ref(&()), type_, reason, action, &note).await {
+            debug!(error = %e, reason, "publishing event failed");
+        }
+    }
+
+    /// The load balancer id of `obj`.
+    pub fn lb_id<K: Resource>(&self, obj: &K) -> LoadBalancerId {
+        LoadBalancerId::new(
+            self.config.cluster_name.clone(),
+            obj.meta().namespace.clone().unwrap_or_default(),
+            obj.meta().name.clone().unwrap_or_default(),
+            obj.meta().uid.clone().unwrap_or_default(),
+        )
+    }
+
+    pub async fn ensure(
+        &self,
+        id: &LoadBalancerId,
+        desired: &Desired,
+        record: Option<&Record>,
+    ) -> cloudlb_provider::Result<LoadBalancerStatus> {
+        match desired {
+            Desired::L4(s) => self.provider.ensure(id, s, record).await,
+            Desired::L7(s) => self.provider.ensure_l7(id, s, record).await,
+        }
+    }
+
+    pub async fn delete(&self, layer: Layer, id: &LoadBalancerId, record: Option<&Record>) -> cloudlb_provider::Result<()> {
+        match layer {
+            Layer::L4 => self.provider.delete(id, record).await,
+            Layer::L7 => self.provider.delete_l7(id, record).await,
+        }
+    }
+
+    pub async fn get(
+        &self,
+        layer: Layer,
+        id: &LoadBalancerId,
+        record: Option<&Record>,
+    ) -> cloudlb_provider::Result<Option<LoadBalancerStatus>> {
+        match layer {
+            Layer::L4 => self.provider.get(id, record).await,
+            Layer::L7 => self.provider.get_l7(id, record).await,
+        }
+    }
+
+    /// The provider's warnings about a spec it will build (parts it builds without).
+    pub fn provider_warnings(&self, desired: &Desired) -> Vec<String> {
+        match desired {
+            Desired::L4(s) => self.provider.warnings(s),
+            Desired::L7(s) => self.provider.warnings_l7(s),
+        }
+    }
+
+    /// A Service from the shared cache.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        self.services.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn confirmation_due(&self, uid: &str) -> Confirm {
+        let mut checked = lock(&self.checked);
+        let period = self.config.resync_period;
+        let last = match checked.get(uid) {
+            Some(c) => c.at,
+            None if self.caps.state == StateLocation::InProcess => return Confirm::Reensure,
+            None => {
+                // First sight since start: schedule the first drift check at a random point
+                // of the period, so a restart does not fire every check at once.
+                let offset = period.mul_f64(rand::random::<f64>());
+                let at = Instant::now().checked_sub(offset).unwrap_or_else(Instant::now);
+                checked.insert(uid.to_string(), Confirmed { at, hash: None });
+                at
+            }
+        };
+        let elapsed = last.elapsed();
+        if elapsed >= period { Confirm::Check } else { Confirm::NotDue(period - elapsed) }
+    }
+
+    /// Whether `hash` is what this process last wrote for `uid`, within the resync period.
+    pub fn just_written(&self, uid: &str, hash: &str) -> bool {
+        lock(&self.checked)
+            .get(uid)
+            .is_some_and(|c| c.hash.as_deref() == Some(hash) && c.at.elapsed() < self.config.resync_period)
+    }
+
+    pub fn confirmed(&self, uid: &str, hash: &str) {
+        lock(&self.checked).insert(uid.to_string(), Confirmed { at: Instant::now(), hash: Some(hash.to_string()) });
+    }
+
+    /// The last condition reported for `uid` (front ends without status conditions).
+    pub fn reported(&self, uid: &str) -> Option<Cond> {
+        lock(&self.reported).get(uid).cloned()
+    }
+
+    pub fn remember_reported(&self, uid: &str, cond: &Cond) {
+        lock(&self.reported).insert(uid.to_string(), cond.clone());
+    }
+
+    /// Drops every per-object entry of `uid` (the object is gone or no longer ours).
+    pub fn forget(&self, uid: &str) {
+        lock(&self.checked).remove(uid);
+        lock(&self.reported).remove(uid);
+        self.backoff.succeeded(uid);
+    }
+
+    /// Remembers certificates that are valid now (Ingress TLS).
+    pub fn remember_certificates(&self, certs: &[Certificate]) {
+        if let Some(caches) = &self.ingress {
+            let mut good = lock(&caches.last_good);
+            for c in certs {
+                good.insert(c.name.clone(), c.clone());
+            }
+        }
+    }
+
+    /// The last valid certificate of `namespace/secret`.
+    pub fn last_good_certificate(&self, name: &str) -> Option<Certificate> {
+        self.ingress.as_ref().and_then(|c| lock(&c.last_good).get(name).cloned())
+    }
+}
+
+/// `obj`'s uid (empty for objects that have none, which the apiserver never serves).
+pub fn uid<K: Resource>(obj: &K) -> String {
+    obj.meta().uid.clone().unwrap_or_default()
+}
+
+/// `namespace/name` of `obj`, for logs.
+pub fn key<K: Resource>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max - 3;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}

@@ -1,0 +1,104 @@
+//! The Service front end: `type: LoadBalancer` Services of our class get an L4 load balancer;
+//! the address goes to `status.loadBalancer.ingress` and our condition to `status.conditions`.
+
+use cloudlb_provider::LoadBalancerStatus;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec, ServicePort};
+use serde_json::Value;
+
+use super::Context;
+use super::frontend::{Built, Desired, FrontEnd, Layer};
+use super::reconcile::has_finalizer;
+use super::status::{self, Cond};
+use crate::claim::is_claimed;
+use crate::desired::Invalid;
+use crate::desired::nodes::NodeSnapshot;
+use crate::keys::ingress::HEALTHCHECK_PATH;
+
+impl FrontEnd for Service {
+    const KIND: &'static str = "Service";
+    const LAYER: Layer = Layer::L4;
+
+    fn claimed(&self, ctx: &Context) -> bool {
+        is_claimed(self, &ctx.config.claim)
+    }
+
+    fn requested_class(&self) -> String {
+        self.spec.as_ref().and_then(|s| s.load_balancer_class.clone()).unwrap_or_default()
+    }
+
+    fn wants_load_balancer(&self) -> bool {
+        self.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+    }
+
+    fn build(&self, ctx: &Context, nodes: &NodeSnapshot) -> Result<Built, Invalid> {
+        let spec =
+            crate::desired::service::build_for(self, nodes, &ctx.config.desired, &ctx.caps, ctx.provider.as_ref())?;
+        Ok(Built { desired: Desired::L4(spec), warnings: Vec::new() })
+    }
+
+    fn has_address(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .is_some_and(|i| !i.is_empty())
+    }
+
+    fn condition(&self) -> Option<Cond> {
+        status::condition(self)
+    }
+
+    fn status_patch(&self, lb: Option<(&LoadBalancerStatus, &Desired)>, cond: &Cond) -> Option<Value> {
+        let ingress = lb.and_then(|(st, desired)| match desired {
+            Desired::L4(spec) => Some(status::ingress(&st.ingress, st.ip_mode, &spec.listeners)),
+            Desired::L7(_) => None,
+        });
+        status::patch(self, ingress, Some(cond))
+    }
+
+    fn clear_status_patch(&self) -> Option<Value> {
+        status::clear(self)
+    }
+
+    /// Services that are not load balancers and do not carry our finalizer are cut down to their
+    /// identity and type, and for NodePort Services the ports (name, port, nodePort, protocol)
+    /// and health-check path an Ingress backend needs: a cluster has many more of them than load
+    /// balancers, and they must cost next to nothing.
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        let relevant = self.wants_load_balancer() || has_finalizer(self);
+        let spec = self.spec.get_or_insert_with(Default::default);
+        if !relevant {
+            let node_ports = spec.type_.as_deref() == Some("NodePort");
+            let ports = node_ports.then(|| {
+                spec.ports
+                    .take()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| ServicePort {
+                        name: p.name,
+                        port: p.port,
+                        node_port: p.node_port,
+                        protocol: p.protocol,
+                        ..Default::default()
+                    })
+                    .collect()
+            });
+            *spec = ServiceSpec {
+                type_: spec.type_.take(),
+                load_balancer_class: spec.load_balancer_class.take(),
+                ports,
+                ..Default::default()
+            };
+            self.metadata.annotations = self
+                .metadata
+                .annotations
+                .take()
+                .filter(|_| node_ports)
+                .map(|a| a.into_iter().filter(|(k, _)| k == HEALTHCHECK_PATH).collect())
+                .filter(|a: &std::collections::BTreeMap<String, String>| !a.is_empty());
+            self.metadata.labels = None;
+            self.status = None;
+        }
+    }
+}

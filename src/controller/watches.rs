@@ -1,0 +1,70 @@
+//! Watches that fill a cache and tell their consumers what changed.
+//!
+//! kube-runtime's `Controller` drives the watch of its own kind, but a cache that several
+//! consumers read (every Service: the Service controller's objects, and the Ingress builder's
+//! backends), or that must be complete *before* a controller starts (IngressClasses and TLS
+//! Secrets: an Ingress built from a half-filled cache would look like it routes to nothing),
+//! needs a task of its own. [`spawn_cache`] is that task: it applies each event to the cache,
+//! then hands it to a callback that forwards what matters (synchronously, through unbounded
+//! channels of small references; the objects themselves stay in the cache).
+
+use std::fmt::Debug;
+
+use futures::{Stream, StreamExt};
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+/// One change of a watched object, after it was applied to the cache.
+pub enum Change<'a, K> {
+    /// Created or updated. `initial` is true for the objects of a (re-)list.
+    Applied { obj: &'a K, initial: bool },
+    Deleted(&'a K),
+}
+
+/// Starts watching `api` into a cache; `notify` sees every change. The task ends with the watch
+/// (never, unless the client is dropped) or when aborted.
+pub fn spawn_cache<K, N>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    mut notify: N,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    N: FnMut(Change<'_, K>) + Send + 'static,
+{
+    let (store, writer) = reflector::store();
+    let kind = K::kind(&()).to_string();
+    let task = tokio::spawn(async move {
+        let mut events = reflector::reflector(writer, watcher(api, config).modify(trim).default_backoff()).boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Apply(obj)) => notify(Change::Applied { obj: &obj, initial: false }),
+                Ok(watcher::Event::InitApply(obj)) => notify(Change::Applied { obj: &obj, initial: true }),
+                Ok(watcher::Event::Delete(obj)) => notify(Change::Deleted(&obj)),
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                Err(e) => warn!(kind = %kind, error = %e, "watch failed; retrying"),
+            }
+        }
+    });
+    (store, task)
+}
+
+/// The items sent on `rx`, as a stream (ends when every sender is gone).
+pub fn receiver_stream<T: Send + 'static>(rx: mpsc::UnboundedReceiver<T>) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+/// Aborts a task when dropped (the watch tasks end with the controller).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
