@@ -5,10 +5,12 @@
 //! through an ordinary kubeconfig ([`Sandbox::kubeconfig`]). Objects are stored as untyped JSON.
 //!
 //! ```text
-//!  kube-rs / kubectl ──HTTP──> http.rs (routing, verbs) ──> registry.rs (semantics)
-//!                                  │                            │  services.rs (IPs, nodePorts,
-//!                                  │                            │  defaults, validation)
-//!                                  │                            │  events.rs (two event APIs)
+//!  kube-rs / kubectl ──HTTP──> http.rs (routing, verbs) ──> registry.rs (generic verbs)
+//!                                  │                            │  kinds/ (per-kind hooks:
+//!                                  │                            │    services/ IPs, nodePorts,
+//!                                  │                            │    defaults, validation, status;
+//!                                  │                            │    events (two event APIs), ...)
+//!                                  │                            │  names.rs (shared name formats)
 //!                                  │                            │  patch/ (json, merge, strategic, apply)
 //!                                  ├─ watch.rs <── notify ── store.rs (Arc objects, history)
 //!                                  └─ table.rs, discovery.rs
@@ -53,14 +55,14 @@
 //! - `metadata.generation` is maintained for Services only.
 
 mod discovery;
-mod events;
 mod http;
+mod kinds;
 mod kubeconfig;
+mod names;
 mod patch;
 mod registry;
 mod resources;
 mod selectors;
-mod services;
 mod stats;
 mod status;
 mod store;
@@ -125,7 +127,7 @@ impl Sandbox {
         if lo == 0 || lo > hi {
             return Err(Error::NodePortRange(lo, hi));
         }
-        let alloc = services::Allocator::new(&config.service_cidr, config.node_port_range)
+        let alloc = kinds::services::Allocator::new(&config.service_cidr, config.node_port_range)
             .ok_or_else(|| Error::ServiceCidr(config.service_cidr.clone()))?;
         let listener = tokio::net::TcpListener::bind(config.bind).await.map_err(Error::Bind)?;
         let addr = listener.local_addr().map_err(Error::LocalAddr)?;

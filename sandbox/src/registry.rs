@@ -3,13 +3,16 @@
 //! stale-resourceVersion Conflict, no-op writes that change nothing — not even the
 //! resourceVersion), graceful deletion with finalizers, and paginated, filtered lists.
 //!
+//! What differs per kind (defaulting, admission, validation, allocation) is behind the kind's
+//! hooks (`kinds/`, named in the resource table); this module never matches on a kind.
+//!
 //! Every function runs under the store's write (or read) lock and does no I/O.
 
-use crate::events;
+use crate::kinds::{NameRule, events};
+use crate::names;
 use crate::patch::{PatchType, json_patch, merge, strategic};
 use crate::resources::{self, ResourceDef, View};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::services;
 use crate::status::{ApiError, ApiResult, FieldError, q};
 use crate::store::{ChangeKind, Inner, Key};
 use crate::time;
@@ -100,10 +103,10 @@ fn random_suffix() -> String {
 }
 
 fn validate_name(def: &ResourceDef, name: &str) -> ApiResult<()> {
-    let ok = match def.plural {
-        "services" => return Ok(()), // services.rs checks DNS-1035
-        "namespaces" => name.len() <= 63 && services::is_dns1123_subdomain(name) && !name.contains('.'),
-        _ => services::is_dns1123_subdomain(name),
+    let ok = match def.hooks.name_rule() {
+        NameRule::OwnHook => return Ok(()),
+        NameRule::Label => names::is_dns1123_label(name),
+        NameRule::Subdomain => names::is_dns1123_subdomain(name),
     };
     if ok {
         return Ok(());
@@ -135,14 +138,7 @@ pub fn create(inner: &mut Inner, def: &'static ResourceDef, path_ns: &str, mut b
     if !body.is_object() {
         return Err(ApiError::bad_request("the request body must be a JSON object"));
     }
-    match (def.storage, def.view) {
-        ("events", View::CoreEvent) => {
-            events::validate_core_view(&body)?;
-            body = events::from_core(&body);
-        }
-        ("events", View::Native) => events::validate_v1(&body)?,
-        _ => {}
-    }
+    body = view_in(def, body);
     let store_def = native(def);
     body["apiVersion"] = json!(store_def.api_version());
     body["kind"] = json!(store_def.kind);
@@ -201,22 +197,7 @@ pub fn create(inner: &mut Inner, def: &'static ResourceDef, path_ns: &str, mut b
     if inner.get(def.storage, path_ns, &name).is_some() {
         return Err(ApiError::already_exists(def.group, def.plural, &name));
     }
-    match def.storage {
-        "services" => {
-            services::reset_status_on_create(&mut body);
-            services::prepare(&mut inner.alloc, None, &mut body)?;
-        }
-        "namespaces" => {
-            body["spec"] = json!({ "finalizers": ["kubernetes"] });
-            body["status"] = json!({ "phase": "Active" });
-            let m = meta_mut(&mut body)?;
-            let labels = m.entry("labels").or_insert_with(|| json!({}));
-            if let Value::Object(l) = labels {
-                l.insert("kubernetes.io/metadata.name".into(), json!(name));
-            }
-        }
-        _ => {}
-    }
+    def.hooks.create(inner, &mut body)?;
     let rv = inner.next_rv();
     meta_mut(&mut body)?.insert("resourceVersion".into(), json!(rv.to_string()));
     let obj = Arc::new(body);
@@ -310,11 +291,9 @@ fn finish_update(
             ));
         }
     }
-    match (def.storage, sub) {
-        ("services", Sub::Main) => services::prepare(&mut inner.alloc, Some(old), &mut new)?,
-        ("services", Sub::Status) => services::prepare_status(&mut new)?,
-        ("events", _) => events::validate_core_view(&new)?,
-        _ => {}
+    match sub {
+        Sub::Main => def.hooks.update(inner, old, &mut new)?,
+        Sub::Status => def.hooks.update_status(inner, old, &mut new)?,
     }
     if new == **old {
         return Ok(old.clone());
@@ -346,8 +325,8 @@ fn remove(
     if let Some(Value::Object(m)) = last.get_mut("metadata") {
         m.insert("resourceVersion".into(), json!(rv.to_string()));
     }
-    if storage == "services" {
-        inner.alloc.release(&last);
+    if let Some(def) = resources::by_storage_native(storage) {
+        def.hooks.removed(inner, &last);
     }
     inner.applied.remove(&(storage, ns.to_string(), name.to_string()));
     let obj = Arc::new(last);

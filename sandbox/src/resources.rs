@@ -1,11 +1,14 @@
 //! The resource types this API serves, as data: one table drives routing, discovery, storage
-//! and Table printing, so adding a kind is one entry here.
+//! and Table printing, and names each kind's hooks (`kinds/`), so adding a kind is one entry
+//! here plus its module.
 //!
 //! `events` is special: Events are stored once (in their `events.k8s.io/v1` shape) and served
 //! through two views, core/v1 `events` and `events.k8s.io/v1 events`, converted on the way in
 //! and out — the same way the real apiserver stores one internal type for both.
 
 /// How objects of a resource are presented to the client.
+use crate::kinds::{self, Kind};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     /// Stored shape == served shape.
@@ -31,6 +34,8 @@ pub struct ResourceDef {
     pub view: View,
     /// `metadata.generation` is maintained (bumped on spec changes).
     pub generation: bool,
+    /// Defaulting, admission, validation and allocation for this kind.
+    pub hooks: &'static dyn Kind,
 }
 
 impl ResourceDef {
@@ -53,48 +58,69 @@ pub fn verbs() -> &'static [&'static str] {
     VERBS
 }
 
-macro_rules! def {
-    ($group:expr, $plural:expr, $singular:expr, $kind:expr, $ns:expr, $short:expr, $cats:expr, $status:expr, $storage:expr, $view:expr, $gen:expr) => {
-        ResourceDef {
-            group: $group,
-            version: "v1",
-            plural: $plural,
-            singular: $singular,
-            kind: $kind,
-            namespaced: $ns,
-            short_names: $short,
-            categories: $cats,
-            status_subresource: $status,
-            storage: $storage,
-            view: $view,
-            generation: $gen,
-        }
-    };
+/// A namespaced, status-less, generation-less `v1` resource stored as itself with no hooks;
+/// table entries override what differs.
+const fn v1(group: &'static str, plural: &'static str, singular: &'static str, kind: &'static str) -> ResourceDef {
+    ResourceDef {
+        group,
+        version: "v1",
+        plural,
+        singular,
+        kind,
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status_subresource: false,
+        storage: plural,
+        view: View::Native,
+        generation: false,
+        hooks: &kinds::Plain,
+    }
 }
 
 pub static RESOURCES: &[ResourceDef] = &[
-    def!("", "services", "service", "Service", true, &["svc"], &["all"], true, "services", View::Native, true),
-    def!("", "nodes", "node", "Node", false, &["no"], &[], true, "nodes", View::Native, false),
-    def!("", "namespaces", "namespace", "Namespace", false, &["ns"], &[], true, "namespaces", View::Native, false),
-    def!("", "events", "event", "Event", true, &["ev"], &[], false, "events", View::CoreEvent, false),
-    def!("", "endpoints", "endpoints", "Endpoints", true, &["ep"], &[], false, "endpoints", View::Native, false),
-    def!("", "pods", "pod", "Pod", true, &["po"], &["all"], true, "pods", View::Native, false),
-    def!("", "configmaps", "configmap", "ConfigMap", true, &["cm"], &[], false, "configmaps", View::Native, false),
-    def!("events.k8s.io", "events", "event", "Event", true, &["ev"], &[], false, "events", View::Native, false),
-    def!("coordination.k8s.io", "leases", "lease", "Lease", true, &[], &[], false, "leases", View::Native, false),
-    def!(
-        "discovery.k8s.io",
-        "endpointslices",
-        "endpointslice",
-        "EndpointSlice",
-        true,
-        &[],
-        &[],
-        false,
-        "endpointslices",
-        View::Native,
-        false
-    ),
+    ResourceDef {
+        short_names: &["svc"],
+        categories: &["all"],
+        status_subresource: true,
+        generation: true,
+        hooks: &kinds::services::Services,
+        ..v1("", "services", "service", "Service")
+    },
+    ResourceDef {
+        namespaced: false,
+        short_names: &["no"],
+        status_subresource: true,
+        ..v1("", "nodes", "node", "Node")
+    },
+    ResourceDef {
+        namespaced: false,
+        short_names: &["ns"],
+        status_subresource: true,
+        hooks: &kinds::namespaces::Namespaces,
+        ..v1("", "namespaces", "namespace", "Namespace")
+    },
+    ResourceDef {
+        short_names: &["ev"],
+        view: View::CoreEvent,
+        hooks: &kinds::events::CoreEvents,
+        ..v1("", "events", "event", "Event")
+    },
+    ResourceDef { short_names: &["ep"], ..v1("", "endpoints", "endpoints", "Endpoints") },
+    ResourceDef {
+        short_names: &["po"],
+        categories: &["all"],
+        status_subresource: true,
+        ..v1("", "pods", "pod", "Pod")
+    },
+    ResourceDef { short_names: &["cm"], ..v1("", "configmaps", "configmap", "ConfigMap") },
+    ResourceDef {
+        short_names: &["ev"],
+        hooks: &kinds::events::Events,
+        ..v1("events.k8s.io", "events", "event", "Event")
+    },
+    v1("coordination.k8s.io", "leases", "lease", "Lease"),
+    v1("discovery.k8s.io", "endpointslices", "endpointslice", "EndpointSlice"),
 ];
 
 /// API groups other than core, in discovery order.
@@ -116,6 +142,7 @@ pub fn storages() -> Vec<&'static str> {
     v
 }
 
+/// The definition a storage table is served under natively (for events: events.k8s.io/v1).
 pub fn by_storage_native(storage: &str) -> Option<&'static ResourceDef> {
     RESOURCES.iter().find(|r| r.storage == storage && r.view == View::Native)
 }

@@ -7,8 +7,8 @@
 //! The history is per resource (like the apiserver's per-resource watch cache), so a burst of
 //! Service writes never expires a Node watch.
 
+use crate::kinds::services::Allocator;
 use crate::resources;
-use crate::services::Allocator;
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -16,8 +16,36 @@
 //! Like the real API, `source.component` is NOT synthesised from `reportingController` and
 //! `count` is not synthesised from `series.count` (kubectl reads both fields itself).
 
+use super::Kind;
 use crate::status::{ApiResult, FieldError};
+use crate::store::Inner;
 use serde_json::{Map, Value, json};
+
+/// The core/v1 view (`/api/v1/.../events`): hooks see the stored (events.k8s.io/v1) shape.
+pub struct CoreEvents;
+
+impl Kind for CoreEvents {
+    fn create(&self, _: &mut Inner, ev: &mut Value) -> ApiResult<()> {
+        validate_core_view(ev)
+    }
+
+    fn update(&self, _: &mut Inner, _: &Value, ev: &mut Value) -> ApiResult<()> {
+        validate_core_view(ev)
+    }
+}
+
+/// events.k8s.io/v1: stricter on create (the fields a new-style event must carry).
+pub struct Events;
+
+impl Kind for Events {
+    fn create(&self, _: &mut Inner, ev: &mut Value) -> ApiResult<()> {
+        validate_v1(ev)
+    }
+
+    fn update(&self, _: &mut Inner, _: &Value, ev: &mut Value) -> ApiResult<()> {
+        validate_core_view(ev)
+    }
+}
 
 const PAIRS: &[(&str, &str)] = &[
     ("regarding", "involvedObject"),
