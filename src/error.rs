@@ -42,6 +42,11 @@ pub enum Error {
     NodeWatchEnded,
     #[error("the {0} watch ended before the first list completed")]
     CacheEnded(&'static str),
+    #[error(
+        "the first list of {what} did not complete within {after:?}: check that the API serves them and that \
+         the controller may list and watch them (RBAC); --controllers service runs without Ingresses"
+    )]
+    CacheSync { what: &'static str, after: std::time::Duration },
     #[error("binding {what} on {addr}: {source}")]
     Bind {
         what: &'static str,

@@ -32,6 +32,7 @@ mod watches;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use cloudlb_provider::{Provider, StateLocation};
 use futures::{FutureExt, StreamExt};
@@ -181,10 +182,10 @@ pub async fn run(
         );
         (store, stream)
     });
-    services.wait_until_ready().await.map_err(|_| Error::CacheEnded("Services"))?;
+    synced(&services, "services").await?;
     if let Some(caches) = &ctx.ingress {
-        caches.classes.wait_until_ready().await.map_err(|_| Error::CacheEnded("IngressClasses"))?;
-        caches.secrets.wait_until_ready().await.map_err(|_| Error::CacheEnded("Secrets"))?;
+        synced(&caches.classes, "ingressclasses").await?;
+        synced(&caches.secrets, "secrets").await?;
     }
 
     if ctx.caps.state == StateLocation::InProcess {
@@ -247,6 +248,20 @@ pub async fn run(
     drop(ingress_tasks);
     info!("controller stopped");
     Ok(())
+}
+
+/// How long the first list of a cache may take before the controller gives up, saying why.
+const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
+async fn synced<K>(store: &Store<K>, what: &'static str) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    match tokio::time::timeout(CACHE_SYNC_TIMEOUT, store.wait_until_ready()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Error::CacheEnded(what)),
+        Err(_) => Err(Error::CacheSync { what, after: CACHE_SYNC_TIMEOUT }),
+    }
 }
 
 async fn log_result<T, E, R>(res: std::result::Result<T, controller::Error<E, R>>)

@@ -290,12 +290,17 @@ fn ready_cond(desired: &Desired, warnings: &[String]) -> Cond {
     cond
 }
 
-/// Makes sure the condition says ready when nothing needed doing (e.g. after an error cleared).
+/// Makes sure the condition says ready when nothing needed doing (e.g. after an error cleared),
+/// and reports warnings that changed without the spec changing (a broken Secret whose previous
+/// certificate goes on serving) as an event: for an Ingress that is the only place they show.
 async fn ready_condition<F: FrontEnd>(obj: &F, ctx: &Context, desired: &Desired, warnings: &[String]) -> Result<()> {
     let warnings: Vec<String> = warnings.iter().cloned().chain(ctx.provider_warnings(desired)).collect();
     let cond = ready_cond(desired, &warnings);
     if condition_is(obj, ctx, &cond) {
         return Ok(());
+    }
+    if !warnings.is_empty() {
+        ctx.event(obj, EventType::Warning, event::WARNING, "Sync", &warnings.join("; ")).await;
     }
     write_status(ctx, obj, None, &cond).await
 }

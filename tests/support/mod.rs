@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudlb_sandbox::{Sandbox, SandboxConfig};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt};
@@ -24,6 +25,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const CLASS: &str = "cloudlb.io/lb";
+/// The `spec.controller` of IngressClasses cloudlb claims by default.
+pub const INGRESS_CONTROLLER: &str = "cloudlb.io/ingress-controller";
 pub const WAIT: Duration = Duration::from_secs(30);
 
 pub struct Cluster {
@@ -144,6 +147,18 @@ impl Cluster {
             .collect()
     }
 
+    /// How many times `reason` was reported about `name` (repeats are folded into a series).
+    pub async fn event_count(&self, name: &str, reason: &str) -> i32 {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        let list = api.list(&ListParams::default()).await.expect("list events");
+        list.items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+            .sum()
+    }
+
     pub async fn wait_event(&self, name: &str, reason: &str) -> (String, String, String) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -158,6 +173,128 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Ingress helpers: classes, backends, TLS Secrets, Ingresses, and waiting on their status.
+impl Cluster {
+    pub fn ingresses(&self) -> Api<Ingress> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    pub fn ingress_classes(&self) -> Api<IngressClass> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// An IngressClass with `controller`; `default` marks it the default class.
+    pub async fn add_ingress_class(&self, name: &str, controller: &str, default: bool) -> IngressClass {
+        let mut obj = json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": name},
+            "spec": {"controller": controller}
+        });
+        if default {
+            obj["metadata"]["annotations"] = json!({"ingressclass.kubernetes.io/is-default-class": "true"});
+        }
+        let class: IngressClass = serde_json::from_value(obj).expect("ingress class json");
+        self.ingress_classes().create(&PostParams::default(), &class).await.expect("create ingress class")
+    }
+
+    /// A NodePort Service `name` with port 80 (named `http`) on node port `node_port`.
+    pub async fn add_backend(&self, name: &str, node_port: i32) -> Service {
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "NodePort", "selector": {"app": name},
+                     "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": node_port}]}
+        }))
+        .expect("service json");
+        self.services().create(&PostParams::default(), &svc).await.expect("create backend service")
+    }
+
+    /// A `kubernetes.io/tls` Secret from PEM text.
+    pub async fn add_tls_secret(&self, name: &str, crt: &str, key: &str) -> Secret {
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "default"},
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": crt, "tls.key": key}
+        }))
+        .expect("secret json");
+        self.secrets().create(&PostParams::default(), &secret).await.expect("create secret")
+    }
+
+    pub async fn replace_tls_secret(&self, name: &str, crt: &str, key: &str) {
+        let patch = json!({"stringData": {"tls.crt": crt, "tls.key": key}});
+        self.secrets().patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch secret");
+    }
+
+    /// An Ingress from its `spec` (JSON), with `extra` merged into the object.
+    pub async fn add_ingress(&self, name: &str, spec: Value, extra: Value) -> Ingress {
+        let mut obj = json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": spec
+        });
+        merge(&mut obj, extra);
+        let ing: Ingress = serde_json::from_value(obj).expect("ingress json");
+        self.ingresses().create(&PostParams::default(), &ing).await.expect("create ingress")
+    }
+
+    pub async fn patch_ingress(&self, name: &str, patch: Value) -> Ingress {
+        self.ingresses().patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch ingress")
+    }
+
+    /// Waits until the Ingress satisfies `cond` (watch-driven), panicking with `what` on timeout.
+    pub async fn wait_ingress(
+        &self,
+        name: &str,
+        what: &str,
+        cond: impl Fn(&Ingress) -> bool + Send + 'static,
+    ) -> Ingress {
+        let fut = await_condition(self.ingresses(), name, move |i: Option<&Ingress>| i.is_some_and(&cond));
+        match tokio::time::timeout(WAIT, fut).await {
+            Ok(Ok(Some(i))) => i,
+            Ok(Ok(None)) => panic!("ingress {name}: gone while waiting for {what}"),
+            Ok(Err(e)) => panic!("ingress {name}: watch failed while waiting for {what}: {e}"),
+            Err(_) => panic!(
+                "ingress {name}: timed out after {WAIT:?} waiting for {what}; now: {:?}",
+                self.ingresses().get_opt(name).await
+            ),
+        }
+    }
+
+    /// The Ingress's ADDRESS, once it has one.
+    pub async fn wait_ingress_address(&self, name: &str) -> String {
+        let ing = self.wait_ingress(name, "an ADDRESS", |i| ingress_address(i).is_some()).await;
+        ingress_address(&ing).expect("address present")
+    }
+
+    pub async fn wait_ingress_gone(&self, name: &str) {
+        let fut = await_condition(self.ingresses(), name, |i: Option<&Ingress>| i.is_none());
+        tokio::time::timeout(WAIT, fut).await.expect("timed out waiting for the Ingress to go").expect("watch");
+    }
+}
+
+/// The first address in an Ingress's status.
+pub fn ingress_address(ing: &Ingress) -> Option<String> {
+    let first = ing.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?.first()?.clone();
+    first.ip.or(first.hostname)
+}
+
+/// An Ingress path rule as JSON: `(pathType, path, service)` to the Service's port `http`.
+pub fn ingress_path(path_type: &str, path: &str, service: &str) -> Value {
+    json!({"pathType": path_type, "path": path, "backend": {"service": {"name": service, "port": {"name": "http"}}}})
+}
+
+/// A self-signed certificate for `hosts` and its key, PEM.
+pub fn pem_pair(hosts: &[&str]) -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+        .expect("rcgen");
+    (c.cert.pem(), c.signing_key.serialize_pem())
 }
 
 pub fn merge(base: &mut Value, patch: Value) {
@@ -187,8 +324,8 @@ pub fn condition(svc: &Service) -> Option<(String, String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-pub fn has_finalizer(svc: &Service) -> bool {
-    svc.finalizers().iter().any(|f| f == "cloudlb.io/load-balancer-cleanup")
+pub fn has_finalizer<K: ResourceExt>(obj: &K) -> bool {
+    obj.finalizers().iter().any(|f| f == "cloudlb.io/load-balancer-cleanup")
 }
 
 /// The real binary, running `cloudlb run` against a cluster.

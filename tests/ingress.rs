@@ -1,0 +1,294 @@
+//! Ingresses end to end: the real `cloudlb` binary against the sandbox Kubernetes API over HTTP,
+//! with the memory provider keeping its state in a file, so each test reads back what the
+//! "cloud" implements (routes, certificates, ports, the spec hash) without sharing a process.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+/// A cluster with two nodes, our IngressClass `cloudlb`, a foreign one, and two backends.
+async fn cluster() -> Cluster {
+    let c = Cluster::start().await;
+    c.add_node("node-a", "10.0.0.1", &[]).await;
+    c.add_node("node-b", "10.0.0.2", &[]).await;
+    c.add_ingress_class("cloudlb", INGRESS_CONTROLLER, false).await;
+    c.add_ingress_class("nginx", "k8s.io/ingress-nginx", false).await;
+    c.add_backend("app", 30080).await;
+    c.add_backend("api", 30081).await;
+    c
+}
+
+/// The controller with the memory provider persisting to a file in the cluster's temp dir.
+async fn controller(c: &Cluster, extra: &[&str]) -> (Controller, PathBuf) {
+    let state = c.dir.path().join("memory-state.json");
+    let state_arg = state.display().to_string();
+    let mut args = vec!["--memory-state-file", state_arg.as_str()];
+    args.extend_from_slice(extra);
+    (Controller::start(c, &args).await, state)
+}
+
+/// The memory provider's L7 entries, by Ingress name.
+fn l7_state(path: &PathBuf) -> Vec<(String, Value)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|_| "{}".into());
+    let v: Value = serde_json::from_str(&text).expect("state file is JSON");
+    v["l7"]
+        .as_object()
+        .map(|m| m.values().map(|e| (e["id"]["name"].as_str().unwrap_or_default().to_string(), e.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn l7_entry(path: &PathBuf, name: &str) -> Option<Value> {
+    l7_state(path).into_iter().find(|(n, _)| n == name).map(|(_, e)| e)
+}
+
+fn web_spec(class: &str) -> Value {
+    json!({
+        "ingressClassName": class,
+        "rules": [
+            {"host": "shop.example", "http": {"paths": [ingress_path("Prefix", "/", "app"), ingress_path("Prefix", "/api", "api")]}},
+            {"host": "*.example", "http": {"paths": [ingress_path("Exact", "/status", "api")]}}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn claimed_ingress_gets_an_address_finalizer_record_and_events() {
+    let c = cluster().await;
+    let (ctl, state) = controller(&c, &[]).await;
+    c.add_ingress("web", web_spec("cloudlb"), json!({})).await;
+    let ip = c.wait_ingress_address("web").await;
+    assert!(ip.starts_with("198.18."), "address from the memory pool, got {ip}");
+    let ing = c.ingresses().get("web").await.expect("get");
+    assert!(has_finalizer(&ing), "finalizer present");
+    let ann = ing.metadata.annotations.clone().unwrap_or_default();
+    assert!(ann.get("cloudlb.io/load-balancer-record").is_some_and(|r| r.contains(&ip)), "{ann:?}");
+    let ports: Vec<i32> = ing.status.as_ref().unwrap().load_balancer.as_ref().unwrap().ingress.as_ref().unwrap()[0]
+        .ports
+        .as_ref()
+        .expect("ports in status")
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, vec![80], "one HTTP listener on port 80 (run's default)");
+    c.wait_event("web", "EnsuringLoadBalancer").await;
+    c.wait_event("web", "EnsuredLoadBalancer").await;
+
+    let entry = l7_entry(&state, "web").expect("the provider has the load balancer");
+    assert_eq!(entry["routes"], 3, "{entry}");
+    assert_eq!(entry["ports"], json!([80]));
+    assert_eq!(entry["targets"], 2);
+    assert_eq!(entry["spec_hash"].as_str(), ann.get("cloudlb.io/spec-hash").map(String::as_str));
+    assert_eq!(ctl.metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("layer", "l7")]).await, 1.0);
+    ctl.settle(Duration::from_millis(500)).await;
+    assert_eq!(
+        ctl.metric("cloudlb_provider_calls_total", &[("call", "ensure")]).await,
+        1.0,
+        "our own writes must not cause more ensures"
+    );
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn foreign_missing_and_default_classes() {
+    let c = cluster().await;
+    let (ctl, state) = controller(&c, &[]).await;
+    c.add_ingress("foreign", web_spec("nginx"), json!({})).await;
+    c.add_ingress("missing", web_spec("no-such-class"), json!({})).await;
+    let mut unclassed = web_spec("x");
+    unclassed.as_object_mut().unwrap().remove("ingressClassName");
+    c.add_ingress("unclassed", unclassed.clone(), json!({})).await;
+    c.add_ingress("ours", web_spec("cloudlb"), json!({})).await;
+    c.wait_ingress_address("ours").await;
+    ctl.settle(Duration::from_millis(500)).await;
+    for name in ["foreign", "missing", "unclassed"] {
+        let ing = c.ingresses().get(name).await.expect("get");
+        assert_eq!(ingress_address(&ing), None, "{name} must not get an address");
+        assert!(!has_finalizer(&ing), "{name} must not get our finalizer");
+        assert!(l7_entry(&state, name).is_none(), "{name} must not get a load balancer");
+    }
+    // Once our class is the default, an Ingress naming no class is ours.
+    c.add_ingress_class("cloudlb-default", INGRESS_CONTROLLER, true).await;
+    c.add_ingress("defaulted", unclassed, json!({})).await;
+    c.wait_ingress_address("defaulted").await;
+    assert!(l7_entry(&state, "defaulted").is_some());
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn class_change_removes_our_load_balancer_and_deleting_the_class_never_blocks_deletion() {
+    let c = cluster().await;
+    let (ctl, state) = controller(&c, &[]).await;
+    c.add_ingress("moving", web_spec("cloudlb"), json!({})).await;
+    c.add_ingress("staying", web_spec("cloudlb"), json!({})).await;
+    c.wait_ingress_address("moving").await;
+    c.wait_ingress_address("staying").await;
+
+    c.patch_ingress("moving", json!({"spec": {"ingressClassName": "nginx"}})).await;
+    let ing = c
+        .wait_ingress("moving", "cleanup after the class change", |i| ingress_address(i).is_none() && !has_finalizer(i))
+        .await;
+    let ann = ing.metadata.annotations.unwrap_or_default();
+    assert!(!ann.contains_key("cloudlb.io/load-balancer-record"), "record removed: {ann:?}");
+    assert!(l7_entry(&state, "moving").is_none(), "load balancer deleted");
+    c.wait_event("moving", "DeletedLoadBalancer").await;
+
+    // Deleting our IngressClass leaves working load balancers alone...
+    c.ingress_classes().delete("cloudlb", &Default::default()).await.expect("delete class");
+    ctl.settle(Duration::from_millis(500)).await;
+    assert!(l7_entry(&state, "staying").is_some(), "a deleted class must not tear down a working load balancer");
+    // ...and never blocks deleting an Ingress of that class.
+    c.ingresses().delete("staying", &Default::default()).await.expect("delete ingress");
+    c.wait_ingress_gone("staying").await;
+    assert!(l7_entry(&state, "staying").is_none(), "deleted with its Ingress");
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn backend_service_secret_and_node_changes_resync_only_the_ingresses_concerned() {
+    let c = cluster().await;
+    let (ctl, state) = controller(&c, &[]).await;
+    c.add_backend("other", 30082).await;
+    let (crt, key) = pem_pair(&["shop.example"]);
+    c.add_tls_secret("shop-tls", &crt, &key).await;
+    let mut with_tls = web_spec("cloudlb");
+    with_tls["tls"] = json!([{"hosts": ["shop.example"], "secretName": "shop-tls"}]);
+    c.add_ingress("web", with_tls, json!({})).await;
+    c.add_ingress(
+        "bystander",
+        json!({"ingressClassName": "cloudlb", "defaultBackend": {"service": {"name": "other", "port": {"number": 80}}}}),
+        json!({}),
+    )
+    .await;
+    c.wait_ingress_address("web").await;
+    c.wait_ingress_address("bystander").await;
+    let entry = l7_entry(&state, "web").expect("web");
+    assert_eq!(entry["certificates"], 1);
+    assert_eq!(entry["ports"], json!([80, 443]));
+    let ensures = || async { ctl.metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("layer", "l7")]).await };
+    ctl.settle(Duration::from_millis(300)).await;
+    assert_eq!(ensures().await, 2.0);
+    let hash_of = |name: &str| l7_entry(&state, name).map(|e| e["spec_hash"].as_str().unwrap_or_default().to_string());
+    let bystander = hash_of("bystander");
+
+    // A backend's nodePort changes: web follows, bystander is not touched.
+    let before = hash_of("web");
+    c.services()
+        .patch(
+            "api",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30090}]}})),
+        )
+        .await
+        .expect("patch api");
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("layer", "l7")], "nodePort change", |v| v == 3.0)
+        .await;
+    assert_ne!(hash_of("web"), before);
+
+    // The TLS Secret is rotated: web is re-ensured with the new certificate.
+    let before = hash_of("web");
+    let (crt2, key2) = pem_pair(&["shop.example"]);
+    c.replace_tls_secret("shop-tls", &crt2, &key2).await;
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("layer", "l7")], "rotation", |v| v == 4.0)
+        .await;
+    assert_ne!(hash_of("web"), before, "the rotated certificate is part of the spec");
+
+    // A broken Secret: a warning, and the previous certificate goes on serving (no change).
+    let before = hash_of("web");
+    c.replace_tls_secret("shop-tls", &crt, &key2).await;
+    let (_, kind, note) = c.wait_event("web", "LoadBalancerWarning").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("default/shop-tls") && note.contains("previous certificate"), "{note}");
+    ctl.settle(Duration::from_millis(300)).await;
+    assert_eq!(hash_of("web"), before, "a broken Secret must not change what is served");
+    assert_eq!(l7_entry(&state, "web").unwrap()["certificates"], 1);
+
+    // A node joins: both are re-ensured (their targets changed), nothing else.
+    c.add_node("node-c", "10.0.0.3", &[]).await;
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("layer", "l7")], "node add", |v| v >= 6.0)
+        .await;
+    ctl.settle(Duration::from_millis(300)).await;
+    assert_eq!(l7_entry(&state, "web").unwrap()["targets"], 3);
+    assert_ne!(hash_of("bystander"), bystander, "the bystander's targets changed too");
+    assert_eq!(ensures().await, 6.0, "one ensure per Ingress for the node change");
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn missing_backend_is_reported_and_healed_when_the_service_appears() {
+    let c = cluster().await;
+    let (ctl, state) = controller(&c, &[]).await;
+    let spec = json!({"ingressClassName": "cloudlb", "rules": [{"http": {"paths": [
+        ingress_path("Prefix", "/", "app"), ingress_path("Prefix", "/later", "later")]}}]});
+    c.add_ingress("web", spec, json!({})).await;
+    c.wait_ingress_address("web").await;
+    let (_, kind, note) = c.wait_event("web", "LoadBalancerWarning").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("default/later:http") && note.contains("does not exist") && note.contains("503"), "{note}");
+    let before = l7_entry(&state, "web").unwrap()["spec_hash"].clone();
+    c.add_backend("later", 30099).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while l7_entry(&state, "web").unwrap()["spec_hash"] == before {
+        assert!(tokio::time::Instant::now() < deadline, "the Ingress was not re-synced when its backend appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_annotation_is_reported_once_with_no_cloud_call_and_bad_paths_are_skipped() {
+    let c = cluster().await;
+    let (ctl, state) = controller(&c, &[]).await;
+    c.add_ingress(
+        "bad",
+        web_spec("cloudlb"),
+        json!({"metadata": {"annotations": {"cloudlb.io/source-ranges": "10.0.0.0/33"}}}),
+    )
+    .await;
+    let (_, kind, note) = c.wait_event("bad", "InvalidLoadBalancerSpec").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("cloudlb.io/source-ranges") && note.contains("10.0.0.0/33"), "{note}");
+    ctl.settle(Duration::from_millis(500)).await;
+    assert!(l7_entry(&state, "bad").is_none());
+    assert_eq!(ctl.calls("ensure").await, 0, "no cloud call for an invalid spec");
+    assert_eq!(c.event_count("bad", "InvalidLoadBalancerSpec").await, 1, "reported once, not once per pass");
+
+    // The fix gets it built; a regex path is skipped with a warning, the rest works.
+    let mut spec = web_spec("cloudlb");
+    spec["rules"][0]["http"]["paths"]
+        .as_array_mut()
+        .unwrap()
+        .push(ingress_path("ImplementationSpecific", "/v[0-9]+", "api"));
+    c.patch_ingress("bad", json!({"metadata": {"annotations": {"cloudlb.io/source-ranges": null}}, "spec": spec}))
+        .await;
+    c.wait_ingress_address("bad").await;
+    assert_eq!(l7_entry(&state, "bad").unwrap()["routes"], 3, "the regex path is skipped");
+    let (_, _, note) = c.wait_event("bad", "LoadBalancerWarning").await;
+    assert!(note.contains("regular expressions"), "{note}");
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn delete_removes_the_load_balancer_and_a_restart_makes_no_call() {
+    let c = cluster().await;
+    let (ctl, state) = controller(&c, &[]).await;
+    c.add_ingress("web", web_spec("cloudlb"), json!({})).await;
+    c.add_ingress("kept", web_spec("cloudlb"), json!({})).await;
+    c.wait_ingress_address("web").await;
+    c.wait_ingress_address("kept").await;
+    ctl.stop().await;
+
+    // A restart on converged state: no mutating call.
+    let (ctl, _) = controller(&c, &[]).await;
+    ctl.settle(Duration::from_millis(500)).await;
+    assert_eq!(ctl.calls("ensure").await, 0, "restart with unchanged Ingresses");
+    c.ingresses().delete("web", &Default::default()).await.expect("delete");
+    c.wait_ingress_gone("web").await;
+    assert!(l7_entry(&state, "web").is_none());
+    assert!(l7_entry(&state, "kept").is_some());
+    assert_eq!(ctl.metric("cloudlb_provider_calls_total", &[("call", "delete"), ("layer", "l7")]).await, 1.0);
+    ctl.stop().await;
+}
