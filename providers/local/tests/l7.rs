@@ -531,6 +531,18 @@ async fn http_redirects_to_https() {
         assert_eq!((r.status, r.header("location")), (308, "https://foo.example/"));
         assert_eq!(a.requests.load(Ordering::Relaxed), 0, "a redirecting listener routes nothing");
         assert_eq!(http_stats(&p).redirects, 2);
+
+        // Listeners converge in place: a removed one closes, one that stays keeps its socket
+        // and its open connections, and now routes instead of redirecting.
+        let mut kept = Client::h1(lb_addr(&st, 18271), None).await.unwrap();
+        assert_eq!(kept.get("foo.example", "/").await.unwrap().status, 308);
+        let mut fewer = spec.clone();
+        fewer.listeners.remove(0);
+        fewer.listeners[0].redirect_to_https = None;
+        p.ensure_l7(&id, &fewer, Some(&st.record)).await.unwrap();
+        assert!(tcp(lb_addr(&st, 18270), None).await.is_err(), "removed listener no longer accepts");
+        let r = kept.get("foo.example", "/").await.unwrap();
+        assert_eq!((r.status, r.who().as_str()), (200, "a"), "same connection, new table");
         p.delete_l7(&id, None).await.unwrap();
     })
     .await;
@@ -644,7 +656,11 @@ async fn source_ranges_are_enforced_per_connection() {
         };
         assert!(refused, "a client outside the source ranges must not get an answer");
         eventually("refusal counted", SECS, || p.stats().totals.connections_refused == 1).await;
+        // Delete stops traffic: the idle keep-alive connection is closed, the port refuses.
         p.delete_l7(&id, None).await.unwrap();
+        eventually("open connection closed by delete", SECS, || allowed.is_closed()).await;
+        assert!(tcp(lb, Some("127.0.0.5")).await.is_err(), "nothing listens after delete");
+        assert!(p.get_l7(&id, None).await.unwrap().is_none());
     })
     .await;
 }

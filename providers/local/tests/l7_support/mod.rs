@@ -407,6 +407,14 @@ impl Client {
         Ok(Client::H2(tx))
     }
 
+    /// Whether the server closed this connection.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Client::H1(tx) => tx.is_closed(),
+            Client::H2(tx) => tx.is_closed(),
+        }
+    }
+
     /// `GET path` with `Host: host` (HTTP/2: `:authority`).
     pub async fn get(&mut self, host: &str, path: &str) -> Result<Resp, Error> {
         self.send(Request::get(path).header("host", host).body(Full::default())?).await
