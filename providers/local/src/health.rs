@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The verdict is one [`TargetHealth`] per node, shared by every listener's backend for that
-//! node (a node serves all node ports or none). It flips to unhealthy after
+//! node (a node serves all node ports or none). HTTP (L7) load balancers check each backend on
+//! each node with the backend's own check ([`l7_config`]): one verdict per distinct probe. It flips to unhealthy after
 //! `unhealthy_threshold` failed probes in a row and back after `healthy_threshold` good ones.
 //!
 //! **Start state: optimistic.** A new target starts healthy and is probed at once: a new Service
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use cloudlb_provider::{HealthCheckProtocol, HealthTarget, LoadBalancerSpec, Protocol};
+use cloudlb_provider::{HealthCheck, HealthCheckProtocol, HealthTarget, LoadBalancerSpec, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -86,7 +87,7 @@ impl TargetHealth {
 }
 
 /// What to probe.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Probe {
     Http {
         addr: SocketAddr,
@@ -99,7 +100,7 @@ pub(crate) enum Probe {
     None,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ProbeConfig {
     pub probe: Probe,
     pub interval: Duration,
@@ -125,6 +126,24 @@ pub(crate) fn config(spec: &LoadBalancerSpec, ip: IpAddr) -> ProbeConfig {
             None => Probe::None,
         },
     };
+    with_timing(hc, probe)
+}
+
+/// How node `ip` is checked for an HTTP load balancer's backend on `node_port`: the backend's
+/// own check, on its `port` or else the node port itself (there is no kube-proxy to ask here,
+/// and the node port is what the requests use), HTTP `GET path` (200 = healthy) or TCP connect.
+pub(crate) fn l7_config(hc: &HealthCheck, ip: IpAddr, node_port: u16) -> ProbeConfig {
+    let addr = SocketAddr::new(ip, hc.port.unwrap_or(node_port));
+    let probe = match hc.protocol {
+        HealthCheckProtocol::Http => {
+            Probe::Http { addr, path: hc.path.clone().filter(|p| p.starts_with('/')).unwrap_or_else(|| "/".into()) }
+        }
+        HealthCheckProtocol::Tcp => Probe::Tcp { addr },
+    };
+    with_timing(hc, probe)
+}
+
+fn with_timing(hc: &HealthCheck, probe: Probe) -> ProbeConfig {
     let interval = Duration::from_secs(u64::from(hc.interval_seconds.max(1)));
     ProbeConfig {
         probe,
@@ -254,5 +273,24 @@ mod tests {
         spec.health_check.target = HealthTarget::KubeProxy;
         spec.listeners[0].protocol = Protocol::Udp;
         assert_eq!(config(&spec, ip).probe, Probe::None);
+    }
+
+    #[test]
+    fn l7_probe_uses_the_backend_check_on_its_node_port() {
+        let mut hc = cloudlb_provider::conformance::spec(&[80]).health_check;
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(l7_config(&hc, ip, 31000).probe, Probe::Tcp { addr: "10.0.0.1:31000".parse().unwrap() });
+        hc.protocol = HealthCheckProtocol::Http;
+        assert_eq!(
+            l7_config(&hc, ip, 31000).probe,
+            Probe::Http { addr: "10.0.0.1:31000".parse().unwrap(), path: "/".into() }
+        );
+        hc.path = Some("/ready".into());
+        hc.port = Some(31999);
+        assert_eq!(
+            l7_config(&hc, ip, 31000).probe,
+            Probe::Http { addr: "10.0.0.1:31999".parse().unwrap(), path: "/ready".into() }
+        );
+        assert_eq!(l7_config(&hc, ip, 31000).timeout, Duration::from_secs(5));
     }
 }

@@ -22,11 +22,18 @@
 //! `health` (active checks), [`proxy_protocol`] (PROXY v2 header), `options` (annotations),
 //! [`stats`] (counters), `tasks` (task ownership).
 //!
+//! **HTTP (L7) load balancers** (Ingresses) live in `l7`: cloudlb terminates HTTP/1.1, HTTP/2
+//! and TLS itself and routes requests by host and path to the backends' node ports. They take
+//! their address from the same pool (recorded under the same `ip` key) and reuse the health
+//! checks, source filter, bind errors, task ownership and counters of the L4 path; an id is
+//! either an L4 or an L7 load balancer, never both (two maps).
+//!
 //! State lives in this process ([`StateLocation::InProcess`]): after a restart the controller
 //! re-ensures every Service with its recorded address, which is kept.
 
 mod balance;
 mod health;
+mod l7;
 mod lb;
 mod listener_tcp;
 mod listener_udp;
@@ -42,13 +49,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cloudlb_provider::{
-    Capabilities, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider, ProviderError,
-    Record, Result, StateLocation,
+    Capabilities, IpMode, L7Capabilities, L7Spec, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol,
+    Provider, ProviderError, Record, Result, StateLocation,
 };
 use ipnet::IpNet;
 
+use crate::l7::L7Lb;
 use crate::lb::Lb;
-pub use crate::stats::{LoadBalancerStats, LocalStats, TargetStats, TrafficStats};
+pub use crate::stats::{
+    BackendStats, HttpStats, LoadBalancerKind, LoadBalancerStats, LocalStats, TargetStats, TrafficStats,
+};
 use cloudlb_provider::pool::AddressPool;
 
 /// Annotations under this prefix arrive in `spec.options` with the prefix cut.
@@ -59,6 +69,9 @@ pub const RECORD_IP: &str = "ip";
 
 /// Most listeners one load balancer may have.
 pub const MAX_LISTENERS: usize = 100;
+
+/// Most routes one HTTP load balancer may have (they are matched in order per virtual host).
+pub const MAX_L7_ROUTES: usize = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct LocalConfig {
@@ -97,8 +110,11 @@ struct State {
     alloc: AddressPool,
     /// Keyed by `cluster/uid`.
     lbs: HashMap<String, Lb>,
+    /// HTTP load balancers, keyed by `cluster/uid` (an id is in one map only).
+    l7: HashMap<String, L7Lb>,
     /// Counters of deleted load balancers, so totals never go backwards.
     retired: TrafficStats,
+    retired_http: HttpStats,
 }
 
 fn key(id: &LoadBalancerId) -> String {
@@ -108,7 +124,14 @@ fn key(id: &LoadBalancerId) -> String {
 impl LocalProvider {
     pub fn new(config: LocalConfig) -> Result<Self> {
         let alloc = AddressPool::new(config.pools.clone(), "local provider")?;
-        Ok(Self { config, state: Mutex::new(State { alloc, lbs: HashMap::new(), retired: TrafficStats::default() }) })
+        let state = State {
+            alloc,
+            lbs: HashMap::new(),
+            l7: HashMap::new(),
+            retired: TrafficStats::default(),
+            retired_http: HttpStats::default(),
+        };
+        Ok(Self { config, state: Mutex::new(state) })
     }
 
     /// Counters per load balancer and in total, with each target's health.
@@ -125,14 +148,46 @@ impl LocalProvider {
                     namespace: lb.id.namespace.clone(),
                     name: lb.id.name.clone(),
                     uid: lb.id.uid.clone(),
+                    kind: LoadBalancerKind::L4,
                     address: lb.ip,
                     traffic,
                     targets: lb.target_stats(),
+                    http: None,
+                    backends: Vec::new(),
                 }
             })
             .collect();
+        let mut http_totals = st.retired_http.clone();
+        for lb in st.l7.values() {
+            let traffic = lb.counters.snapshot();
+            totals.add(&traffic);
+            let http = lb.http.snapshot();
+            http_totals.add(&http);
+            load_balancers.push(LoadBalancerStats {
+                namespace: lb.id.namespace.clone(),
+                name: lb.id.name.clone(),
+                uid: lb.id.uid.clone(),
+                kind: LoadBalancerKind::L7,
+                address: lb.ip,
+                traffic,
+                targets: Vec::new(),
+                http: Some(http),
+                backends: lb.backend_stats(),
+            });
+        }
         load_balancers.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
-        LocalStats { totals, load_balancers }
+        LocalStats { totals, load_balancers, http_totals }
+    }
+
+    fn requested_ip_problem(&self, requested: Option<IpAddr>) -> Option<String> {
+        let ip = requested?;
+        if self.lock().alloc.in_pool(ip) {
+            return None;
+        }
+        Some(format!(
+            "loadBalancerIP {ip} is outside the local provider's address pools ({}); request an address inside them or leave it unset",
+            self.config.pools.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        ))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -188,22 +243,27 @@ impl Provider for LocalProvider {
             max_listeners: MAX_LISTENERS,
             ip_mode: IpMode::Proxy,
             state: StateLocation::InProcess,
-            l7: None,
+            l7: Some(L7Capabilities {
+                https: true,
+                any_port: true,
+                redirect_to_https: true,
+                method_matches: true,
+                header_matches: true,
+                query_matches: true,
+                weighted_backends: true,
+                source_ranges: true,
+                requested_ip: true,
+                internal: true,
+                max_routes: MAX_L7_ROUTES,
+                ip_mode: IpMode::Proxy,
+            }),
         }
     }
 
     fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
         let (_, mut problems) = options::parse(&spec.options);
         problems.extend(options::unknown(&spec.options));
-        if let Some(ip) = spec.requested_ip {
-            let st = self.lock();
-            if !st.alloc.in_pool(ip) {
-                problems.push(format!(
-                    "loadBalancerIP {ip} is outside the local provider's address pools ({}); request an address inside them or leave it unset",
-                    self.config.pools.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
-                ));
-            }
-        }
+        problems.extend(self.requested_ip_problem(spec.requested_ip));
         problems
     }
 
@@ -232,6 +292,12 @@ impl Provider for LocalProvider {
             let mut guard = self.lock();
             let st = &mut *guard;
             let k = key(id);
+            if st.l7.contains_key(&k) {
+                return Err(ProviderError::Invalid {
+                    call: "local.ensure",
+                    message: format!("{id} is an HTTP (L7) load balancer; an id is used for one kind only"),
+                });
+            }
             if let Some(lb) = st.lbs.get(&k).filter(|lb| lb.spec.as_ref() == Some(spec)) {
                 return Ok(lb.status());
             }
@@ -292,5 +358,96 @@ impl Provider for LocalProvider {
 
     async fn get(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<Option<LoadBalancerStatus>> {
         Ok(self.lock().lbs.get(&key(id)).map(Lb::status))
+    }
+
+    fn validate_l7(&self, spec: &L7Spec) -> Vec<String> {
+        let mut problems = l7::problems(spec);
+        problems.extend(self.requested_ip_problem(spec.requested_ip));
+        problems
+    }
+
+    fn warnings_l7(&self, spec: &L7Spec) -> Vec<String> {
+        l7::warnings(spec)
+    }
+
+    async fn ensure_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus> {
+        // As for L4: everything under the lock is synchronous, so a cancelled ensure leaves the
+        // old or the new state, never half of it; a failure leaves the old one serving.
+        let (status, closing) = {
+            let mut guard = self.lock();
+            let st = &mut *guard;
+            let k = key(id);
+            if st.lbs.contains_key(&k) {
+                return Err(ProviderError::Invalid {
+                    call: "local.ensure_l7",
+                    message: format!("{id} is a TCP/UDP (L4) load balancer; an id is used for one kind only"),
+                });
+            }
+            if let Some(lb) = st.l7.get(&k).filter(|lb| lb.spec.as_ref() == Some(spec)) {
+                return Ok(lb.status());
+            }
+            let current = st.l7.get(&k).map(|lb| lb.ip);
+            let recorded = record.and_then(|r| r.get(RECORD_IP)).and_then(|s| s.parse::<IpAddr>().ok());
+            let ip = st.alloc.choose(spec.requested_ip, current, recorded)?;
+            match st.l7.get_mut(&k) {
+                Some(lb) if lb.ip == ip => {
+                    let closing = lb.converge(spec, &self.config)?;
+                    (lb.status(), closing)
+                }
+                existing => {
+                    // New, or moving to another address: build it whole first, so a failure
+                    // leaves the old one serving.
+                    let counters = existing.as_ref().map(|lb| Arc::clone(&lb.counters)).unwrap_or_default();
+                    let http = existing.as_ref().map(|lb| Arc::clone(&lb.http)).unwrap_or_default();
+                    let mut lb = L7Lb::new(id.clone(), ip, counters, http)?;
+                    let mut closing = lb.converge(spec, &self.config)?;
+                    st.alloc.take(ip);
+                    let status = lb.status();
+                    if let Some(old) = st.l7.insert(k, lb) {
+                        tracing::info!(lb = %id, from = %old.ip, to = %ip, "HTTP load balancer moved to its requested address");
+                        st.alloc.release(old.ip);
+                        closing.extend(old.close());
+                    } else {
+                        tracing::info!(lb = %id, address = %ip, "HTTP load balancer created");
+                    }
+                    (status, closing)
+                }
+            }
+        };
+        for h in closing {
+            let _ = h.await;
+        }
+        Ok(status)
+    }
+
+    async fn delete_l7(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<()> {
+        let closing = {
+            let mut st = self.lock();
+            match st.l7.remove(&key(id)) {
+                Some(lb) => {
+                    st.alloc.release(lb.ip);
+                    let gone = lb.counters.snapshot().without_gauges();
+                    st.retired.add(&gone);
+                    let http = lb.http.snapshot();
+                    st.retired_http.add(&http);
+                    tracing::info!(lb = %id, address = %lb.ip, "HTTP load balancer deleted");
+                    lb.close()
+                }
+                None => Vec::new(),
+            }
+        };
+        for h in closing {
+            let _ = h.await;
+        }
+        Ok(())
+    }
+
+    async fn get_l7(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<Option<LoadBalancerStatus>> {
+        Ok(self.lock().l7.get(&key(id)).map(L7Lb::status))
     }
 }

@@ -162,7 +162,7 @@ async fn connect(t: &Table, client: IpAddr) -> Option<(Arc<Backend>, TcpStream)>
     }
 }
 
-async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+pub(crate) async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_nodelay(true)?;
     match tokio::time::timeout(timeout, socket.connect(addr)).await {

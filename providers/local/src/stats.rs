@@ -4,6 +4,11 @@
 //!
 //! Totals include load balancers deleted since the provider started, so that exported counters
 //! never go backwards.
+//!
+//! HTTP (L7) load balancers count their connections, bytes, upstream connects and health probes
+//! in the same [`TrafficStats`] as TCP ones, and their requests in [`HttpStats`] (by status
+//! class, and why the load balancer answered itself); their health is per backend and node
+//! ([`BackendStats`]).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +20,81 @@ use serde::Serialize;
 pub struct LocalStats {
     /// Sums over all load balancers, including deleted ones (counters) / current ones (gauges).
     pub totals: TrafficStats,
-    /// Sorted by namespace, name, uid.
+    /// Sorted by namespace, name, uid (L4 and L7 load balancers together; see `kind`).
     pub load_balancers: Vec<LoadBalancerStats>,
+    /// Sums of the HTTP counters over all L7 load balancers, including deleted ones.
+    pub http_totals: HttpStats,
+}
+
+/// Which kind of load balancer a [`LoadBalancerStats`] describes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum LoadBalancerKind {
+    /// TCP/UDP forwarding for a Service.
+    #[default]
+    L4,
+    /// HTTP(S) proxying for an Ingress.
+    L7,
+}
+
+/// Request counters of an HTTP load balancer (monotonic).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HttpStats {
+    /// Requests received (every HTTP version, every listener).
+    pub requests: u64,
+    /// Responses sent, by status class (from the backends and from the load balancer itself).
+    pub responses_1xx: u64,
+    pub responses_2xx: u64,
+    pub responses_3xx: u64,
+    pub responses_4xx: u64,
+    pub responses_5xx: u64,
+    /// 404 answered because no route matched and there is no default backend (or a fixed action).
+    pub not_found: u64,
+    /// 503 answered because the backend is unresolved, has no node, or no healthy node.
+    pub unavailable: u64,
+    /// 502 answered because the backend could not be reached or failed mid-exchange.
+    pub upstream_errors: u64,
+    /// 504 answered because connecting or the backend's answer took too long.
+    pub upstream_timeouts: u64,
+    /// 308 answered by listeners that redirect HTTP to HTTPS.
+    pub redirects: u64,
+    /// Upgraded connections (WebSocket and other `Upgrade`s) passed through.
+    pub upgrades: u64,
+    /// Connections opened to nodes (a keep-alive pool opens few for many requests).
+    pub upstream_connections: u64,
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: u64,
+}
+
+impl HttpStats {
+    pub(crate) fn add(&mut self, o: &HttpStats) {
+        self.requests += o.requests;
+        self.responses_1xx += o.responses_1xx;
+        self.responses_2xx += o.responses_2xx;
+        self.responses_3xx += o.responses_3xx;
+        self.responses_4xx += o.responses_4xx;
+        self.responses_5xx += o.responses_5xx;
+        self.not_found += o.not_found;
+        self.unavailable += o.unavailable;
+        self.upstream_errors += o.upstream_errors;
+        self.upstream_timeouts += o.upstream_timeouts;
+        self.redirects += o.redirects;
+        self.upgrades += o.upgrades;
+        self.upstream_connections += o.upstream_connections;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_handshake_failures += o.tls_handshake_failures;
+    }
+}
+
+/// One backend (Service port) of an HTTP load balancer and its nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackendStats {
+    /// `namespace/service:port`.
+    pub backend: String,
+    pub node_port: Option<u16>,
+    /// Why the backend is unresolved (requests to it get 503).
+    pub problem: Option<String>,
+    /// Sorted by node name; `connections_active` counts requests in flight to the node.
+    pub targets: Vec<TargetStats>,
 }
 
 /// Traffic counters (monotonic unless marked as a gauge).
@@ -85,10 +163,17 @@ pub struct LoadBalancerStats {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    pub kind: LoadBalancerKind,
     pub address: IpAddr,
     pub traffic: TrafficStats,
-    /// Sorted by node name.
+    /// Sorted by node name (L4; an L7 load balancer reports its nodes per backend).
     pub targets: Vec<TargetStats>,
+    /// L7 only: request counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpStats>,
+    /// L7 only: sorted by backend.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendStats>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -123,7 +208,56 @@ pub(crate) struct Counters {
     pub health_probe_failures: AtomicU64,
 }
 
+/// The live request counters of one HTTP load balancer.
+#[derive(Debug, Default)]
+pub(crate) struct HttpCounters {
+    pub requests: AtomicU64,
+    /// Index = status / 100 - 1 (1xx..5xx).
+    pub responses: [AtomicU64; 5],
+    pub not_found: AtomicU64,
+    pub unavailable: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub upstream_timeouts: AtomicU64,
+    pub redirects: AtomicU64,
+    pub upgrades: AtomicU64,
+    pub upstream_connections: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+}
+
+impl HttpCounters {
+    /// Count one response by its status class.
+    #[inline]
+    pub(crate) fn response(&self, status: u16) {
+        if let Some(c) = (status / 100).checked_sub(1).and_then(|i| self.responses.get(usize::from(i))) {
+            inc(c);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> HttpStats {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        HttpStats {
+            requests: l(&self.requests),
+            responses_1xx: l(&self.responses[0]),
+            responses_2xx: l(&self.responses[1]),
+            responses_3xx: l(&self.responses[2]),
+            responses_4xx: l(&self.responses[3]),
+            responses_5xx: l(&self.responses[4]),
+            not_found: l(&self.not_found),
+            unavailable: l(&self.unavailable),
+            upstream_errors: l(&self.upstream_errors),
+            upstream_timeouts: l(&self.upstream_timeouts),
+            redirects: l(&self.redirects),
+            upgrades: l(&self.upgrades),
+            upstream_connections: l(&self.upstream_connections),
+            tls_handshakes: l(&self.tls_handshakes),
+            tls_handshake_failures: l(&self.tls_handshake_failures),
+        }
+    }
+}
+
 /// `+1` on a counter.
+#[inline]
 pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
