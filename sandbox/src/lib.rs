@@ -9,16 +9,42 @@
 //!                                  │                            │  kinds/ (per-kind hooks:
 //!                                  │                            │    services/ IPs, nodePorts,
 //!                                  │                            │    defaults, validation, status;
-//!                                  │                            │    events (two event APIs), ...)
+//!                                  │                            │    ingresses/ validation,
+//!                                  │                            │    default-class admission, status;
+//!                                  │                            │    ingress_classes, secrets/,
+//!                                  │                            │    namespaces, events)
 //!                                  │                            │  names.rs (shared name formats)
 //!                                  │                            │  patch/ (json, merge, strategic, apply)
 //!                                  ├─ watch.rs <── notify ── store.rs (Arc objects, history)
 //!                                  └─ table.rs, discovery.rs
 //! ```
 //!
-//! Served: core/v1 services (+status), nodes (+status), namespaces, events, endpoints, pods,
-//! configmaps; events.k8s.io/v1 events; coordination.k8s.io/v1 leases;
-//! discovery.k8s.io/v1 endpointslices.
+//! Served: core/v1 services (+status), nodes (+status), namespaces (+status), events,
+//! endpoints, pods (+status), configmaps, secrets; events.k8s.io/v1 events;
+//! networking.k8s.io/v1 ingresses (+status, short name `ing`), ingressclasses (cluster-scoped);
+//! coordination.k8s.io/v1 leases; discovery.k8s.io/v1 endpointslices. `kubectl get` prints
+//! services, nodes, namespaces, events, leases, ingresses, ingressclasses and secrets with the
+//! apiserver's columns (others: NAME and AGE).
+//!
+//! Semantics a controller observes, per kind (`kinds/`):
+//! - Services: ClusterIP/NodePort allocation, defaulting, type-dependent clean-up, validation,
+//!   status (`ipMode` defaulted to `VIP`).
+//! - Ingresses: `ValidateIngressSpec` (rules, hosts — DNS-1123 subdomains, `*.` wildcards, not
+//!   IPs —, `pathType` required and one of Exact/Prefix/ImplementationSpecific, absolute paths
+//!   free of `//`, `/./`, `/../`, `%2f`, `%2F` and not ending in `/..` or `/.` for Exact and
+//!   Prefix, backends with exactly one of service/resource and a service port by number or
+//!   name, TLS hosts and secret names, `ingressClassName`), the create-time check that the
+//!   `kubernetes.io/ingress.class` annotation matches `ingressClassName`, the
+//!   `DefaultIngressClass` admission (create only: a class-less, annotation-less Ingress gets
+//!   the newest IngressClass annotated `ingressclass.kubernetes.io/is-default-class: "true"`,
+//!   name ascending on a creationTimestamp tie), status (`status.loadBalancer.ingress` IPs,
+//!   hostnames, ports) and `metadata.generation`.
+//! - IngressClasses: `spec.controller` required, a domain-prefixed path, immutable;
+//!   `spec.parameters` validated, its `scope` defaulted to `Cluster`; `metadata.generation`.
+//! - Secrets: `data` must be base64 (400 with Go's decoder message otherwise), `stringData`
+//!   merged into `data` and never stored, `type` defaulted to `Opaque` and immutable,
+//!   `immutable: true` honoured, data keys and the 1 MiB limit checked, and the keys each
+//!   well-known type requires (`kubernetes.io/tls`: `tls.crt` and `tls.key`).
 //!
 //! # Known differences from a real kube-apiserver
 //!
@@ -41,18 +67,34 @@
 //!   older resourceVersion gets a `410 Expired` ERROR event. Bookmarks every 5 s when
 //!   `allowWatchBookmarks=true`.
 //! - Field selectors accept any dotted path on any resource (the apiserver allows only a
-//!   per-resource list).
+//!   per-resource list, e.g. for Secrets `metadata.name`, `metadata.namespace` and `type`), so
+//!   `fieldSelector=type=kubernetes.io/tls` works on lists and watches, and so would selectors
+//!   a real apiserver refuses with 400.
+//! - Objects are stored as sent: unknown fields are kept (the apiserver drops them) and field
+//!   types are not checked against the schema, except Secret `data`/`stringData`.
 //! - Validation covers what cloudlb's paths touch: Service spec (ports, nodePorts, clusterIP,
 //!   type-dependent fields, `loadBalancerSourceRanges` and its annotation, loadBalancerClass
-//!   immutability) and status (ingress IP/hostname/ipMode, conditions), object names, and
-//!   events.k8s.io/v1 required fields. `spec.loadBalancerIP` is not validated. Other kinds are
-//!   stored as given.
+//!   immutability) and status (ingress IP/hostname/ipMode, conditions), Ingress, IngressClass
+//!   and Secret as listed above, object names, and events.k8s.io/v1 required fields.
+//!   `spec.loadBalancerIP` is not validated. Other kinds are stored as given; generic
+//!   `metadata` rules (label and annotation syntax, finalizer names) are not checked.
+//! - Stricter than the apiserver: the ports of Service and Ingress status ingress points must
+//!   have a port in 1-65535 and a protocol of TCP/UDP/SCTP (the apiserver checks neither).
+//! - Ingress validation does not reproduce the update-time leniency for objects stored before a
+//!   rule existed (invalid TLS secret names or rules under wildcard hosts are refused on update
+//!   too), nor feature-gated rules (relaxed Service names in backends). Backend Services,
+//!   IngressClasses and TLS Secrets an Ingress names need not exist (as in a real cluster).
+//! - Secrets: the content of well-known types is not checked beyond required keys (a
+//!   `kubernetes.io/tls` Secret's certificate and key are not parsed, as in a real cluster; the
+//!   dockercfg JSON is not parsed); a PATCH whose result has a non-base64 `data` value is also
+//!   answered 400 (the apiserver's patch path may word it differently); Secrets are not
+//!   encrypted and `data` is returned to every reader.
 //! - There is no `kubernetes` Service in `default` (its ClusterIP, the range's first address,
 //!   is reserved); ClusterIPs are handed out sequentially rather than randomly; IPv4 only.
 //! - Events are not garbage-collected after an hour.
 //! - Namespace deletion deletes the contained objects at once (finalizers honoured) and removes
 //!   the namespace as soon as it is empty.
-//! - `metadata.generation` is maintained for Services only.
+//! - `metadata.generation` is maintained for Services, Ingresses and IngressClasses only.
 
 mod discovery;
 mod http;

@@ -114,17 +114,31 @@ pub static RESOURCES: &[ResourceDef] = &[
         ..v1("", "pods", "pod", "Pod")
     },
     ResourceDef { short_names: &["cm"], ..v1("", "configmaps", "configmap", "ConfigMap") },
+    ResourceDef { hooks: &kinds::secrets::Secrets, ..v1("", "secrets", "secret", "Secret") },
     ResourceDef {
         short_names: &["ev"],
         hooks: &kinds::events::Events,
         ..v1("events.k8s.io", "events", "event", "Event")
+    },
+    ResourceDef {
+        short_names: &["ing"],
+        status_subresource: true,
+        generation: true,
+        hooks: &kinds::ingresses::Ingresses,
+        ..v1("networking.k8s.io", "ingresses", "ingress", "Ingress")
+    },
+    ResourceDef {
+        namespaced: false,
+        generation: true,
+        hooks: &kinds::ingress_classes::IngressClasses,
+        ..v1("networking.k8s.io", "ingressclasses", "ingressclass", "IngressClass")
     },
     v1("coordination.k8s.io", "leases", "lease", "Lease"),
     v1("discovery.k8s.io", "endpointslices", "endpointslice", "EndpointSlice"),
 ];
 
 /// API groups other than core, in discovery order.
-pub const GROUPS: &[&str] = &["events.k8s.io", "coordination.k8s.io", "discovery.k8s.io"];
+pub const GROUPS: &[&str] = &["events.k8s.io", "networking.k8s.io", "coordination.k8s.io", "discovery.k8s.io"];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)

@@ -57,13 +57,15 @@ impl ApiError {
         )
     }
 
-    /// 422 `Kind "name" is invalid: field: detail` with one cause per field error.
+    /// 422 `Kind[.group] "name" is invalid: field: detail` with one cause per field error
+    /// (`Service "web" is invalid: ...`, `Ingress.networking.k8s.io "web" is invalid: ...`).
     pub fn invalid(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> Self {
         let msgs: Vec<String> = errors.iter().map(FieldError::to_string).collect();
+        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let message = if msgs.len() == 1 {
-            format!("{kind} \"{name}\" is invalid: {}", msgs[0])
+            format!("{qualified} \"{name}\" is invalid: {}", msgs[0])
         } else {
-            format!("{kind} \"{name}\" is invalid: [{}]", msgs.join(", "))
+            format!("{qualified} \"{name}\" is invalid: [{}]", msgs.join(", "))
         };
         let mut e = Self::new(422, "Invalid", message).with_details(group, kind, name);
         if let Some(d) = e.details.as_mut() {

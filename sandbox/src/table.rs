@@ -92,7 +92,89 @@ fn columns(def: &ResourceDef) -> Vec<Value> {
         ("coordination.k8s.io", "leases") => {
             vec![name, col("Holder", "string", "", 0, "The holder of the lease."), age]
         }
+        ("networking.k8s.io", "ingresses") => vec![
+            name,
+            col(
+                "Class",
+                "string",
+                "",
+                0,
+                "The name of the IngressClass resource that should be used for additional configuration",
+            ),
+            col("Hosts", "string", "", 0, "Hosts that incoming requests are matched against before the ingress rule"),
+            col("Address", "string", "", 0, "Address is a list containing ingress points for the load-balancer"),
+            col("Ports", "string", "", 0, "Ports of TLS configurations that open"),
+            age,
+        ],
+        ("networking.k8s.io", "ingressclasses") => vec![
+            name,
+            col("Controller", "string", "", 0, "Controller that is responsible for handling this class"),
+            col("Parameters", "string", "", 0, "A reference to a resource with additional parameters"),
+            age,
+        ],
+        ("", "secrets") => vec![
+            name,
+            col("Type", "string", "", 0, "Used to facilitate programmatic handling of secret data."),
+            col("Data", "string", "", 0, "Data contains the secret data."),
+            age,
+        ],
         _ => vec![name, age],
+    }
+}
+
+/// kubectl's HOSTS for an Ingress (`formatHosts`): the first three rule hosts, `*` when no rule
+/// names one.
+pub fn ingress_hosts(ing: &Value) -> String {
+    const MAX: usize = 3;
+    let rules = ing.pointer("/spec/rules").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut list: Vec<&str> = Vec::new();
+    let mut more = false;
+    for rule in rules {
+        if list.len() == MAX {
+            more = true;
+        }
+        let host = s(rule, "/host");
+        if !more && !host.is_empty() {
+            list.push(host);
+        }
+    }
+    if list.is_empty() {
+        return "*".into();
+    }
+    let joined = list.join(",");
+    if more { format!("{joined} + {} more...", rules.len() - MAX) } else { joined }
+}
+
+/// kubectl's ADDRESS for an Ingress (`ingressLoadBalancerStatusStringer`, wide): the distinct
+/// IPs (else hostnames) of the ingress points, sorted; empty while there are none.
+pub fn ingress_address(ing: &Value) -> String {
+    let mut set = BTreeSet::new();
+    for i in ing.pointer("/status/loadBalancer/ingress").and_then(Value::as_array).into_iter().flatten() {
+        let (ip, host) = (s(i, "/ip"), s(i, "/hostname"));
+        if !ip.is_empty() {
+            set.insert(ip);
+        } else if !host.is_empty() {
+            set.insert(host);
+        }
+    }
+    set.into_iter().collect::<Vec<_>>().join(",")
+}
+
+/// kubectl's PORTS for an Ingress (`formatPorts`): `80`, plus `443` when any TLS is configured.
+pub fn ingress_ports(ing: &Value) -> &'static str {
+    let tls = ing.pointer("/spec/tls").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    if tls { "80, 443" } else { "80" }
+}
+
+/// kubectl's PARAMETERS for an IngressClass: `Kind[.apiGroup]/name` or `<none>`.
+fn ingress_class_parameters(class: &Value) -> String {
+    match class.pointer("/spec/parameters").filter(|p| !p.is_null()) {
+        None => "<none>".into(),
+        Some(p) => {
+            let group = s(p, "/apiGroup");
+            let kind = if group.is_empty() { s(p, "/kind").to_string() } else { format!("{}.{group}", s(p, "/kind")) };
+            format!("{kind}/{}", s(p, "/name"))
+        }
     }
 }
 
@@ -295,6 +377,23 @@ fn cells(def: &ResourceDef, obj: &Value) -> Vec<Value> {
         (_, "events") => event_cells(obj),
         ("", "namespaces") => vec![name, json!(s(obj, "/status/phase")), json!(age(obj))],
         ("coordination.k8s.io", "leases") => vec![name, json!(s(obj, "/spec/holderIdentity")), json!(age(obj))],
+        ("networking.k8s.io", "ingresses") => vec![
+            name,
+            json!(obj.pointer("/spec/ingressClassName").and_then(Value::as_str).unwrap_or("<none>")),
+            json!(ingress_hosts(obj)),
+            json!(ingress_address(obj)),
+            json!(ingress_ports(obj)),
+            json!(age(obj)),
+        ],
+        ("networking.k8s.io", "ingressclasses") => {
+            vec![name, json!(s(obj, "/spec/controller")), json!(ingress_class_parameters(obj)), json!(age(obj))]
+        }
+        ("", "secrets") => vec![
+            name,
+            json!(s(obj, "/type")),
+            json!(obj.get("data").and_then(Value::as_object).map_or(0, |d| d.len())),
+            json!(age(obj)),
+        ],
         _ => vec![name, json!(age(obj))],
     }
 }
@@ -348,5 +447,25 @@ mod tests {
         svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}, {"hostname": "lb.example.com"}, {"ip": "1.2.3.4"}]}});
         assert_eq!(service_external_ip(&svc), "1.2.3.4,5.6.7.8,lb.example.com");
         assert_eq!(service_external_ip(&json!({"spec": {"type": "ClusterIP"}})), "<none>");
+    }
+
+    #[test]
+    fn ingress_cells() {
+        let mut ing = json!({"spec": {"rules": [{"http": {}}]}});
+        assert_eq!(
+            (ingress_hosts(&ing), ingress_address(&ing), ingress_ports(&ing)),
+            ("*".into(), String::new(), "80")
+        );
+        ing["spec"]["rules"] = json!([{"host": "a.example.com"}, {}, {"host": "b.example.com"}]);
+        ing["spec"]["tls"] = json!([{"secretName": "t"}]);
+        ing["status"] = json!({"loadBalancer": {"ingress": [{"ip": "10.0.0.2"}, {"hostname": "lb.example.com"}, {"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]}});
+        assert_eq!(ingress_hosts(&ing), "a.example.com,b.example.com");
+        assert_eq!(ingress_address(&ing), "10.0.0.1,10.0.0.2,lb.example.com");
+        assert_eq!(ingress_ports(&ing), "80, 443");
+        ing["spec"]["rules"] = json!([{"host": "a"}, {"host": "b"}, {"host": "c"}, {"host": "d"}, {"host": "e"}]);
+        assert_eq!(ingress_hosts(&ing), "a,b,c + 2 more...");
+        let class = json!({"spec": {"controller": "x.io/c", "parameters": {"apiGroup": "k8s.example.net", "kind": "IngressParameters", "name": "p"}}});
+        assert_eq!(ingress_class_parameters(&class), "IngressParameters.k8s.example.net/p");
+        assert_eq!(ingress_class_parameters(&json!({"spec": {}})), "<none>");
     }
 }

@@ -16,7 +16,10 @@
 //! IngressClasses) and mutate allocator state, and it does no I/O.
 
 pub mod events;
+pub mod ingress_classes;
+pub mod ingresses;
 pub mod namespaces;
+pub mod secrets;
 pub mod services;
 
 use crate::status::ApiResult;
