@@ -1,11 +1,13 @@
 //! The sandbox through the real `kubectl` binary (skipped, with a printed reason, when
 //! /usr/bin/kubectl is absent): apply twice, get (Table printing: EXTERNAL-IP <pending> then
-//! the IP), get nodes, describe (events), patch, annotate, delete.
+//! the IP), get nodes, describe (events), patch, annotate, delete; an IngressClass + TLS
+//! Secret + Ingress manifest applied and printed by `get ingress/ingressclass/secret`.
 
 mod common;
 
 use common::{bounded, client, start};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -27,6 +29,15 @@ impl Drop for TempDir {
 }
 
 impl Kubectl {
+    /// A kubeconfig for `sb` in a fresh directory (also kubectl's HOME, so its cache is per test).
+    fn for_sandbox(sb: &cloudlb_sandbox::Sandbox, test: &str) -> Kubectl {
+        let dir = std::env::temp_dir().join(format!("sandbox-{test}-{}-{}", std::process::id(), sb.addr().port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        sb.write_kubeconfig(&kubeconfig).unwrap();
+        Kubectl { kubeconfig, _dir: TempDir(dir) }
+    }
+
     async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut cmd = tokio::process::Command::new(KUBECTL);
         cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
@@ -81,11 +92,7 @@ async fn kubectl_end_to_end() {
     }
     bounded(async {
         let sb = start().await;
-        let dir = std::env::temp_dir().join(format!("sandbox-kubectl-{}-{}", std::process::id(), sb.addr().port()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kubeconfig = dir.join("kubeconfig");
-        sb.write_kubeconfig(&kubeconfig).unwrap();
-        let k = Kubectl { kubeconfig, _dir: TempDir(dir) };
+        let k = Kubectl::for_sandbox(&sb, "kubectl");
 
         let out = k.ok(&["apply", "-f", "-"], Some(SVC)).await;
         assert!(out.contains("service/web created"), "{out}");
@@ -169,6 +176,138 @@ async fn kubectl_end_to_end() {
         let out = k.ok(&["delete", "svc", "web"], None).await;
         assert!(out.contains("service \"web\" deleted"), "{out}");
         let out = k.ok(&["get", "svc"], None).await;
+        assert!(!out.contains("web"), "{out}");
+        sb.shutdown().await;
+    })
+    .await
+}
+
+const INGRESS_MANIFEST: &str = "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: cloudlb
+  annotations:
+    ingressclass.kubernetes.io/is-default-class: \"true\"
+spec:
+  controller: cloudlb.io/ingress-controller
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-tls
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+    -----BEGIN CERTIFICATE-----
+    c2FuZGJveA==
+    -----END CERTIFICATE-----
+  tls.key: |
+    -----BEGIN PRIVATE KEY-----
+    c2FuZGJveA==
+    -----END PRIVATE KEY-----
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+spec:
+  tls:
+  - hosts: [app.example.com]
+    secretName: web-tls
+  rules:
+  - host: app.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: web
+            port:
+              number: 80
+  - host: api.example.com
+    http:
+      paths:
+      - path: /v1
+        pathType: Exact
+        backend:
+          service:
+            name: api
+            port:
+              name: http
+";
+
+/// The header's column names and the row starting with `name`, split on runs of 2+ spaces
+/// (kubectl's column padding; `80, 443` keeps its single space).
+fn table(out: &str, name: &str) -> (Vec<String>, Vec<String>) {
+    let split =
+        |l: &str| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let header = split(out.lines().next().unwrap_or_default());
+    let row = out.lines().find(|l| l.starts_with(&format!("{name} "))).map(split).unwrap_or_default();
+    (header, row)
+}
+
+#[tokio::test]
+async fn kubectl_ingress_class_and_tls_secret() {
+    if !Path::new(KUBECTL).exists() {
+        println!("skipping: {KUBECTL} is absent");
+        return;
+    }
+    bounded(async {
+        let sb = start().await;
+        let k = Kubectl::for_sandbox(&sb, "kubectl-ingress");
+        let out = k.ok(&["apply", "-f", "-"], Some(INGRESS_MANIFEST)).await;
+        for created in ["ingressclass.networking.k8s.io/cloudlb created", "secret/web-tls created", "ingress.networking.k8s.io/web created"] {
+            assert!(out.contains(created), "{out}");
+        }
+        let out = k.ok(&["apply", "-f", "-"], Some(INGRESS_MANIFEST)).await;
+        assert!(out.contains("ingressclass.networking.k8s.io/cloudlb unchanged"), "{out}");
+        assert!(out.contains("ingress.networking.k8s.io/web unchanged"), "{out}");
+
+        // the Secret's stringData landed in data, and the default class was admitted
+        let c = client(&sb).await;
+        let secret = Api::<Secret>::namespaced(c.clone(), "default").get("web-tls").await.unwrap();
+        let data = secret.data.unwrap();
+        assert!(String::from_utf8_lossy(&data["tls.crt"].0).starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(secret.string_data.is_none());
+        let ings: Api<Ingress> = Api::namespaced(c.clone(), "default");
+        assert_eq!(ings.get("web").await.unwrap().spec.unwrap().ingress_class_name.as_deref(), Some("cloudlb"));
+
+        let out = k.ok(&["get", "ingress"], None).await;
+        let (header, row) = table(&out, "web");
+        assert_eq!(header, ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], "{out}");
+        // ADDRESS is empty until the controller writes status
+        assert_eq!(&row[..4], ["web", "cloudlb", "app.example.com,api.example.com", "80, 443"], "{out}");
+        ings.patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}, {"hostname": "lb.example.com"}]}}})),
+        )
+        .await
+        .unwrap();
+        let out = k.ok(&["get", "ing", "web"], None).await;
+        let (_, row) = table(&out, "web");
+        assert_eq!(&row[..5], ["web", "cloudlb", "app.example.com,api.example.com", "203.0.113.7,lb.example.com", "80, 443"], "{out}");
+
+        let out = k.ok(&["get", "ingressclass"], None).await;
+        let (header, row) = table(&out, "cloudlb");
+        assert_eq!(header, ["NAME", "CONTROLLER", "PARAMETERS", "AGE"], "{out}");
+        assert_eq!(&row[..3], ["cloudlb", "cloudlb.io/ingress-controller", "<none>"], "{out}");
+
+        let out = k.ok(&["get", "secret"], None).await;
+        let (header, row) = table(&out, "web-tls");
+        assert_eq!(header, ["NAME", "TYPE", "DATA", "AGE"], "{out}");
+        assert_eq!(&row[..3], ["web-tls", "kubernetes.io/tls", "2"], "{out}");
+
+        // a rejected manifest: kubectl shows the apiserver's 422 (worded from its details)
+        let bad = INGRESS_MANIFEST.split("---").last().unwrap().replace("name: web\n", "name: bad\n").replace("pathType: Exact", "pathType: Regex");
+        let (ok, _, err) = k.run(&["apply", "-f", "-"], Some(&bad)).await;
+        assert!(!ok, "{err}");
+        assert!(err.contains("The Ingress \"bad\" is invalid") && err.contains("spec.rules[1].http.paths[0].pathType"), "{err}");
+
+        let out = k.ok(&["delete", "-f", "-"], Some(INGRESS_MANIFEST)).await;
+        assert!(out.contains("ingress.networking.k8s.io \"web\" deleted"), "{out}");
+        let out = k.ok(&["get", "ingress,ingressclass,secret"], None).await;
         assert!(!out.contains("web"), "{out}");
         sb.shutdown().await;
     })
