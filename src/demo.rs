@@ -10,11 +10,17 @@
 //! Service's node port: the demo starts a small HTTP server there, standing in for the node
 //! (and the pod behind it). With the local provider, `curl http://<EXTERNAL-IP>:8080/` then goes
 //! through cloudlb's real load balancer to that server.
+//!
+//! The Ingress half does the same at L7: an IngressClass of ours (the sandbox's default class),
+//! two NodePort Services with stand-in servers, and an Ingress routing two paths of
+//! `hello.example` to them; `curl -H 'Host: hello.example' http://<ADDRESS>:8080/api/...` then goes
+//! through cloudlb's HTTP proxy.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt};
@@ -26,6 +32,11 @@ use crate::args::SandboxArgs;
 use crate::error::{Error, Result};
 
 const DEMO_SERVICE: &str = "hello";
+/// The demo Ingress, its host, its class, and its two backends (path, Service).
+const DEMO_INGRESS: &str = "hello";
+const DEMO_HOST: &str = "hello.example";
+const DEMO_INGRESS_CLASS: &str = "cloudlb";
+const DEMO_BACKENDS: [(&str, &str); 2] = [("/", "hello-web"), ("/api", "hello-api")];
 /// Above 1024, so the local provider can bind it without privileges.
 const DEMO_PORT: u16 = 8080;
 const DEMO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,7 +142,7 @@ async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
         .and_then(|p| p.first().and_then(|p| p.node_port))
         .and_then(|p| u16::try_from(p).ok());
     if let Some(port) = node_port {
-        serve_backend(([127, 0, 0, 1], port).into()).await;
+        serve_backend(([127, 0, 0, 1], port).into(), "Hello from the cloudlb sandbox!").await;
     }
 
     let has_address = |s: Option<&Service>| {
@@ -163,16 +174,111 @@ async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
     {
         let addr = format!("{ip}:{DEMO_PORT}");
         println!("\n$ curl http://{addr}/");
-        match http_get(&addr).await {
+        match http_get(&addr, &addr, "/").await {
             Ok(body) => print!("{body}"),
             Err(e) => println!("(no answer yet: {e})"),
+        }
+    }
+    if args.controller.controllers.contains(&crate::args::ControllerKind::Ingress) {
+        ingress_demo(client, args).await?;
+    }
+    Ok(())
+}
+
+/// The Ingress half: our IngressClass (the sandbox's default class, so your own Ingresses need
+/// no class), two NodePort Services with stand-in servers on their node ports, and an Ingress
+/// routing `/` and `/api` of `hello.example` to them; then `kubectl get ingress` and a request
+/// through each path.
+async fn ingress_demo(client: &Client, args: &SandboxArgs) -> Result<()> {
+    let demo_err = |e: serde_json::Error| Error::Demo(kube::Error::SerdeError(e));
+    let classes: Api<IngressClass> = Api::all(client.clone());
+    let class: IngressClass = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": DEMO_INGRESS_CLASS, "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": args.controller.ingress_controller_name}
+    }))
+    .map_err(demo_err)?;
+    create_if_absent(&classes, &class).await?;
+
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let mut paths = Vec::new();
+    for (path, name) in DEMO_BACKENDS {
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "NodePort", "selector": {"app": name},
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}
+        }))
+        .map_err(demo_err)?;
+        create_if_absent(&services, &svc).await?;
+        let node_port = services
+            .get(name)
+            .await
+            .map_err(Error::Demo)?
+            .spec
+            .and_then(|s| s.ports)
+            .and_then(|p| p.first().and_then(|p| p.node_port))
+            .and_then(|p| u16::try_from(p).ok());
+        if let Some(port) = node_port {
+            let greeting = if name.ends_with("web") { "Hello from hello-web!" } else { "Hello from hello-api!" };
+            serve_backend(([127, 0, 0, 1], port).into(), greeting).await;
+        }
+        paths.push(json!({"path": path, "pathType": "Prefix",
+                          "backend": {"service": {"name": name, "port": {"name": "http"}}}}));
+    }
+
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "default");
+    let ing: Ingress = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": DEMO_INGRESS, "namespace": "default"},
+        "spec": {"ingressClassName": DEMO_INGRESS_CLASS, "rules": [{"host": DEMO_HOST, "http": {"paths": paths}}]}
+    }))
+    .map_err(demo_err)?;
+    create_if_absent(&ingresses, &ing).await?;
+    let has_address = |i: Option<&Ingress>| {
+        i.and_then(|i| i.status.as_ref())
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .is_some_and(|i| !i.is_empty())
+    };
+    let ing = match tokio::time::timeout(DEMO_TIMEOUT, await_condition(ingresses, DEMO_INGRESS, has_address)).await {
+        Ok(Ok(Some(ing))) => ing,
+        Ok(Ok(None)) => return Err(Error::Demo(not_found(DEMO_INGRESS))),
+        Ok(Err(e)) => return Err(Error::Demo(kube::Error::Service(Box::new(e)))),
+        Err(_) => {
+            println!("The demo Ingress did not get an address within {DEMO_TIMEOUT:?}; see the log above.");
+            return Ok(());
+        }
+    };
+    println!("\n$ kubectl get ingress {DEMO_INGRESS}");
+    print!("{}", ingress_table(std::slice::from_ref(&ing)));
+    let address = ing
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .and_then(|i| i.first())
+        .and_then(|i| i.ip.clone());
+    if args.controller.provider == crate::args::ProviderKind::Local
+        && let Some(ip) = address
+    {
+        let port = args.controller.ingress_http_port.unwrap_or(8080);
+        let addr = format!("{ip}:{port}");
+        for (path, _) in DEMO_BACKENDS {
+            let path = if path == "/" { "/" } else { "/api/orders" };
+            println!("\n$ curl -H 'Host: {DEMO_HOST}' http://{addr}{path}");
+            match http_get(&addr, DEMO_HOST, path).await {
+                Ok(body) => print!("{body}"),
+                Err(e) => println!("(no answer yet: {e})"),
+            }
         }
     }
     Ok(())
 }
 
-/// The stand-in for the demo node: answers every HTTP request with a greeting.
-async fn serve_backend(addr: SocketAddr) {
+/// The stand-in for the demo node (and the pods behind its node port): answers every HTTP
+/// request with `greeting`, where it was served and the path asked for.
+async fn serve_backend(addr: SocketAddr, greeting: &'static str) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -199,8 +305,9 @@ async fn serve_backend(addr: SocketAddr) {
                         break;
                     }
                 }
-                let body =
-                    format!("Hello from the cloudlb sandbox! Served by node sandbox-node-1 ({addr}) to {peer}.\n");
+                let head = String::from_utf8_lossy(&buf[..got]).to_string();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                let body = format!("{greeting} Served by node sandbox-node-1 ({addr}) to {peer}, path {path}.\n");
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
@@ -212,12 +319,12 @@ async fn serve_backend(addr: SocketAddr) {
     });
 }
 
-/// A one-shot HTTP GET of `/`, returning the body.
-pub async fn http_get(addr: &str) -> std::io::Result<String> {
+/// A one-shot HTTP GET of `path` with `Host: host`, returning the body.
+pub async fn http_get(addr: &str, host: &str, path: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
         let mut out = Vec::new();
         s.read_to_end(&mut out).await?;
         let text = String::from_utf8_lossy(&out).to_string();
@@ -241,6 +348,56 @@ where
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(Error::Demo(e)),
     }
+}
+
+/// The columns of `kubectl get ingress`.
+pub fn ingress_table(ingresses: &[Ingress]) -> String {
+    let mut rows = vec![["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS"].map(String::from).to_vec()];
+    for i in ingresses {
+        let spec = i.spec.clone().unwrap_or_default();
+        let hosts: Vec<String> = spec.rules.iter().flatten().filter_map(|r| r.host.clone()).collect();
+        let address: Vec<String> = i
+            .status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|a| a.ip.or(a.hostname))
+            .collect();
+        let ports: Vec<String> = i
+            .status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .and_then(|a| a.first())
+            .and_then(|a| a.ports.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.port.to_string())
+            .collect();
+        rows.push(vec![
+            i.name_any(),
+            spec.ingress_class_name.unwrap_or_else(|| "<none>".into()),
+            if hosts.is_empty() { "*".into() } else { hosts.join(",") },
+            address.join(","),
+            ports.join(", "),
+        ]);
+    }
+    render(rows)
+}
+
+/// Left-aligned columns separated by three spaces, like kubectl.
+fn render(rows: Vec<Vec<String>>) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// The columns of `kubectl get svc`.
@@ -275,12 +432,5 @@ pub fn table(services: &[Service]) -> String {
             ports.join(","),
         ]);
     }
-    let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
+    render(rows)
 }
