@@ -206,7 +206,7 @@ pub enum Error {
 
 impl From<errors::ApiError> for Error {
     fn from(e: errors::ApiError) -> Self {
-        Error::Refused { code: e.code, message: e.message }
+        Error::Refused { code: e.code, message: e.message.clone() }
     }
 }
 

@@ -77,6 +77,7 @@ pub struct Op {
     pub change: Option<Change>,
     pub deferred: Option<ApiError>,
     pub error: Option<ApiError>,
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +140,7 @@ pub fn start(st: &mut State, p: Prepared, request_id: Option<&str>) -> Value {
         change: p.change,
         deferred: p.deferred,
         error: None,
+        request_id: request_id.map(str::to_string),
     };
     st.ops.by_name.insert(name.clone(), op);
     st.ops.pending.push(name.clone());
@@ -230,9 +232,11 @@ pub fn complete(st: &mut State, name: &str) {
     }
     st.ops.finished.push_back(name.to_string());
     while st.ops.finished.len() > FINISHED_KEPT {
-        if let Some(old) = st.ops.finished.pop_front() {
-            st.ops.by_name.remove(&old);
-            st.ops.by_request_id.retain(|_, v| v != &old);
+        if let Some(old) = st.ops.finished.pop_front()
+            && let Some(op) = st.ops.by_name.remove(&old)
+            && let Some(rid) = op.request_id
+        {
+            st.ops.by_request_id.remove(&rid);
         }
     }
 }
