@@ -15,6 +15,24 @@
 //! curl -s -XPOST localhost:8089/_fake/instances -d '{"zone":"us-central1-a","name":"node-1"}'
 //! ```
 //!
+//! From a Rust test (the client side is `google-cloud-compute-v1`'s builder with
+//! `.with_endpoint(fake.url())`, anonymous credentials, and a short polling backoff: with the
+//! default backoff every operation takes seconds, exactly as the real API's would):
+//!
+//! ```rust,no_run
+//! use cloudlb_gce_fake::{FakeConfig, Fault, FaultKind, GceFake, InstanceSpec};
+//! # async fn demo() -> Result<(), cloudlb_gce_fake::Error> {
+//! let fake = GceFake::start(FakeConfig::new("test-project")).await?; // us-central1, zones -a/-b/-c
+//! fake.add_instance(InstanceSpec::new("us-central1-a", "node-1"))?;
+//! // … run the provider against fake.url() …
+//! fake.inject(Fault::once("POST", "regions/*/backendServices", FaultKind::RateLimited));
+//! fake.clear_calls();
+//! // … run an unchanged ensure …
+//! assert!(fake.mutations().is_empty(), "{:?}", fake.mutations());
+//! assert!(fake.resource("regions/us-central1/forwardingRules/a1b2").is_some());
+//! # Ok(()) }
+//! ```
+//!
 //! ```text
 //!  client ──HTTP──> http.rs ─┬─ /_fake/…  admin.rs (instances, health, calls, faults, settings, dump)
 //!                            └─ /compute/v1/projects/{p}/…  api.rs: route.rs (paths) → faults.rs
