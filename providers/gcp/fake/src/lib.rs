@@ -176,6 +176,14 @@
 //! * Health is whatever a test sets: no probing. Instances are seeded, not created through the API;
 //!   deleting one (admin) removes it from instance groups, as deleting a VM does.
 //! * `removeInstances` of a non-member is accepted (not verified against GCE).
+//! * One IPv4 space for the whole project: addresses, forwarding rules and instances of every
+//!   network, region and scope never share an IP (except rules sharing a reserved address). No IPv6.
+//! * Output-only fields GCE computes but the fake does not: backend services' `usedBy`,
+//!   `selfLinkWithId`, forwarding rules' `serviceName`, instances beyond name, zone, status,
+//!   `networkInterfaces[0].networkIP`, tags and labels (no disks, metadata, service accounts); zones
+//!   and regions are minimal. Operations carry no `warnings`, `statusMessage` or
+//!   `clientOperationId`, `user` is fixed, and their names only look like GCE's.
+//! * Label keys and values are checked loosely (lowercase letters, digits, `-`, `_`, ≤ 63).
 
 mod admin;
 mod api;

@@ -899,6 +899,25 @@ async fn lists_page_and_filter_like_gce() {
         .unwrap_err();
     assert_eq!(http_code(&err), Some(400));
 
+    // Addresses by IP, as CPG and ingress-gce look up a user's IP.
+    let addrs = client!(Addresses, fake);
+    for n in ["ip-a", "ip-b", "ip-c"] {
+        done_ok(
+            addrs
+                .insert()
+                .set_project(PROJECT)
+                .set_region(REGION)
+                .set_body(Address::new().set_name(n))
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    for f in [r"address eq 203\.0\.113\.2", r#"address = "203.0.113.2""#, "(address eq 203.0.113.2)"] {
+        let l = addrs.list().set_project(PROJECT).set_region(REGION).set_filter(f).send().await.unwrap();
+        assert_eq!(l.items.iter().filter_map(|a| a.name.clone()).collect::<Vec<_>>(), ["ip-b"], "{f}");
+    }
+
     // Instances list with CPG's node filter; zones list with CPG's region filter.
     fake.add_instance(InstanceSpec::new(ZONE_A, "gke-node-1")).unwrap();
     fake.add_instance(InstanceSpec::new(ZONE_A, "other-vm")).unwrap();
