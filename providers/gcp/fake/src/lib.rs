@@ -326,8 +326,11 @@ impl GceFake {
         format!("{}projects/{}/{}", links::API_PREFIX, self.project, rel.trim_start_matches('/'))
     }
 
+    /// Locks the state; like any request, this first completes operations older than `settle_after`.
     fn lock(&self) -> std::sync::MutexGuard<'_, store::State> {
-        api::lock(&self.state)
+        let mut st = api::lock(&self.state);
+        ops::settle_due(&mut st);
+        st
     }
 
     /// Empties resources, instances, operations, the call log, faults and unhealthy marks.

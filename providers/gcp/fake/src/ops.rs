@@ -6,7 +6,8 @@
 //! still say `RUNNING`, and the (K+1)-th says `DONE`; K = 0 answers `DONE` at once. `wait`
 //! completes the operation immediately (the real `wait` blocks until `DONE` or ~2 minutes). So that
 //! an operation nobody polls (a client that crashed after the POST) still finishes, as on real
-//! GCE, any operation older than `settle_after` completes on the next request to the fake.
+//! GCE, any operation older than `settle_after` completes on the next request to the fake (or the
+//! next call of the library's accessors).
 //! `setLabels` answers `DONE` right away, as real GCE does.
 //!
 //! An operation fails by finishing `DONE` with `error.errors[{code,message}]`,

@@ -254,6 +254,12 @@ pub fn apply(st: &mut State, change: Change) -> ApiResult<()> {
             if !st.resources.contains_key(&key) {
                 return Err(ApiError::not_found(&key.path(&st.project)));
             }
+            // An instance deleted while the operation ran is not added.
+            let project = st.project.clone();
+            let add: Vec<String> = add
+                .into_iter()
+                .filter(|i| crate::links::parse_ref(i, &project).is_some_and(|r| st.resources.contains_key(&r.key)))
+                .collect();
             let set = st.members.entry(key).or_default();
             for i in remove {
                 set.remove(&i);
