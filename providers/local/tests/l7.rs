@@ -632,6 +632,9 @@ async fn timeouts_give_504_and_idle_clients_are_closed() {
         .await;
         assert!(closed.is_ok(), "the idle connection was not closed");
         eventually("connection gauge back to zero", SECS, || p.stats().totals.connections_active == 0).await;
+        let t = p.stats().totals;
+        // Three requests of at least 27 bytes in, three answers of at least 60 bytes out.
+        assert!(t.bytes_in >= 3 * 27 && t.bytes_out >= 3 * 60, "{t:?}");
         p.delete_l7(&id, None).await.unwrap();
     })
     .await;

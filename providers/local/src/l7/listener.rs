@@ -68,7 +68,7 @@ async fn connection(
 ) {
     let _active = GaugeGuard::new(&lb.counters.connections_active);
     let _ = stream.set_nodelay(true);
-    let io = Counted { inner: stream, counters: Arc::clone(&lb.counters) };
+    let io = Counted::new(stream, Arc::clone(&lb.counters));
     let idle = lb.snapshot.load().idle;
     let cx = Arc::new(ConnCx::new(Arc::clone(&lb), peer, port, https, shutdown));
     if https {
@@ -133,15 +133,35 @@ where
     }
 }
 
-/// A client socket that counts the bytes it moves (both directions, TLS included).
+/// A client socket that counts the bytes it moves (both directions, TLS included). It adds to
+/// the load balancer's shared counters every `FLUSH` bytes and when it closes, not on every
+/// read and write: those counters are shared by every connection on every thread.
 struct Counted {
     inner: TcpStream,
     counters: Arc<Counters>,
+    pending_in: u64,
+    pending_out: u64,
 }
 
-fn count(c: &AtomicU64, n: usize) {
-    if n > 0 {
-        add(c, n as u64);
+const FLUSH: u64 = 64 * 1024;
+
+impl Counted {
+    fn new(inner: TcpStream, counters: Arc<Counters>) -> Self {
+        Self { inner, counters, pending_in: 0, pending_out: 0 }
+    }
+}
+
+fn count(pending: &mut u64, c: &AtomicU64, n: usize) {
+    *pending += n as u64;
+    if *pending >= FLUSH {
+        add(c, std::mem::take(pending));
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        add(&self.counters.bytes_in, self.pending_in);
+        add(&self.counters.bytes_out, self.pending_out);
     }
 }
 
@@ -150,7 +170,8 @@ impl AsyncRead for Counted {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
-            count(&self.counters.bytes_in, buf.filled().len() - before);
+            let me = &mut *self;
+            count(&mut me.pending_in, &me.counters.bytes_in, buf.filled().len() - before);
         }
         r
     }
@@ -160,7 +181,8 @@ impl AsyncWrite for Counted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = r {
-            count(&self.counters.bytes_out, n);
+            let me = &mut *self;
+            count(&mut me.pending_out, &me.counters.bytes_out, n);
         }
         r
     }
@@ -172,7 +194,8 @@ impl AsyncWrite for Counted {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = r {
-            count(&self.counters.bytes_out, n);
+            let me = &mut *self;
+            count(&mut me.pending_out, &me.counters.bytes_out, n);
         }
         r
     }

@@ -18,7 +18,8 @@
 //! Modules: [`router`] (the routing decision, exactly `L7Spec::select`), [`tls`] (PEM parsing,
 //! SNI choice, rotation), [`listener`] (accept, TLS, HTTP/1.1 + HTTP/2 serving, idle close),
 //! [`proxy`] (one request: redirect, route, forward, answers), [`upstream`] (nodes, health,
-//! connection pools, connect retry), [`headers`] (hop-by-hop, X-Forwarded-*).
+//! connection pools, connect retry), [`headers`] (hop-by-hop, X-Forwarded-*), [`workers`]
+//! (thread-per-core runtimes the connections run on).
 //!
 //! **Converging in place.** `converge` first does everything that can fail: parse every
 //! certificate, then bind every new port. If either fails, nothing running has changed (the
@@ -34,6 +35,7 @@ mod proxy;
 mod router;
 mod tls;
 mod upstream;
+mod workers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -60,6 +62,7 @@ use crate::{LocalConfig, MAX_LISTENERS, OPTION_PREFIX, RECORD_IP, listener_tcp};
 
 use router::Router;
 use upstream::{BackendPool, Endpoint, UpstreamTimeouts};
+pub(crate) use workers::{Workers, default_count as default_workers};
 
 /// What the data plane serves right now; replaced whole by `ensure`.
 pub(crate) struct Snapshot {
@@ -98,17 +101,18 @@ pub(crate) struct Shared {
     pub http: Arc<HttpCounters>,
 }
 
+/// One listener port: an accept loop on every worker (sharing one socket).
 struct ListenerSlot {
-    task: AbortOnDrop,
+    tasks: Vec<AbortOnDrop>,
     shutdown: watch::Sender<bool>,
 }
 
 impl ListenerSlot {
-    /// Stop accepting now; open connections close gracefully. The handle resolves once the
+    /// Stop accepting now; open connections close gracefully. The handles resolve once the
     /// socket is closed.
-    fn close(self) -> Option<JoinHandle<()>> {
+    fn close(self) -> Vec<JoinHandle<()>> {
         self.shutdown.send_replace(true);
-        self.task.abort_and_take()
+        self.tasks.into_iter().filter_map(AbortOnDrop::abort_and_take).collect()
     }
 }
 
@@ -126,6 +130,7 @@ pub(crate) struct L7Lb {
     pub counters: Arc<Counters>,
     pub http: Arc<HttpCounters>,
     shared: Arc<Shared>,
+    workers: Arc<Workers>,
     listeners: BTreeMap<u16, ListenerSlot>,
     health: HashMap<ProbeConfig, HealthSlot>,
     endpoints: HashMap<(SocketAddr, ProbeConfig), Arc<Endpoint>>,
@@ -142,6 +147,7 @@ impl L7Lb {
         ip: IpAddr,
         counters: Arc<Counters>,
         http: Arc<HttpCounters>,
+        workers: Arc<Workers>,
     ) -> Result<Self> {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
         let tls = tls::server_config(Arc::clone(&snapshot))
@@ -157,6 +163,7 @@ impl L7Lb {
             counters,
             http,
             shared,
+            workers,
             listeners: BTreeMap::new(),
             health: HashMap::new(),
             endpoints: HashMap::new(),
@@ -188,7 +195,7 @@ impl L7Lb {
         for l in &spec.listeners {
             if !self.listeners.contains_key(&l.port) && !bound.contains_key(&l.port) {
                 // A failure returns here: `bound` is dropped, its sockets closed.
-                bound.insert(l.port, listener_tcp::bind(SocketAddr::new(self.ip, l.port))?);
+                bound.insert(l.port, self.bind(l.port)?);
             }
         }
 
@@ -231,7 +238,7 @@ impl L7Lb {
                         Some(e) => Arc::clone(e),
                         None => {
                             let state = health.get(&key.1).map(|s| Arc::clone(&s.state)).unwrap_or_default();
-                            Endpoint::new(addr, node.to_string(), state)
+                            Endpoint::new(addr, node.to_string(), state, self.workers.handles().len())
                         }
                     };
                     list.push(Arc::clone(&endpoint));
@@ -269,19 +276,44 @@ impl L7Lb {
                 closing.extend(slot.close());
             }
         }
-        for (port, socket) in bound {
+        for (port, sockets) in bound {
             let (tx, rx) = watch::channel(false);
-            let task = tokio::spawn(listener::serve(socket, port, Arc::clone(&self.shared), rx));
-            self.listeners.insert(port, ListenerSlot { task: AbortOnDrop::new(task), shutdown: tx });
+            let mut tasks = Vec::with_capacity(sockets.len());
+            for (socket, worker) in sockets.into_iter().zip(self.workers.handles()) {
+                let (shared, rx) = (Arc::clone(&self.shared), rx.clone());
+                let task = worker.spawn(async move {
+                    // Registers the socket with this worker's reactor.
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(listener) => listener::serve(listener, port, shared, rx).await,
+                        Err(e) => tracing::error!(port, error = %e, "cannot serve a listener on an HTTP worker"),
+                    }
+                });
+                tasks.push(AbortOnDrop::new(task));
+            }
+            self.listeners.insert(port, ListenerSlot { tasks, shutdown: tx });
         }
         self.spec = Some(spec.clone());
         Ok(closing)
     }
 
+    /// Bind `port` now (so a conflict is reported by `ensure_l7`), as one socket per worker
+    /// (duplicates of one listening socket: one accept queue, one port).
+    fn bind(&self, port: u16) -> Result<Vec<std::net::TcpListener>> {
+        let addr = SocketAddr::new(self.ip, port);
+        let listener = listener_tcp::bind(addr)?;
+        let shared = listener.into_std().map_err(|e| crate::bind_error(addr, "TCP", &e))?;
+        let mut sockets = Vec::with_capacity(self.workers.handles().len());
+        for _ in 1..self.workers.handles().len() {
+            sockets.push(shared.try_clone().map_err(|e| crate::bind_error(addr, "TCP", &e))?);
+        }
+        sockets.push(shared);
+        Ok(sockets)
+    }
+
     /// Stop accepting everywhere; open connections close gracefully. Await the handles to know
     /// the sockets are released.
     pub(crate) fn close(mut self) -> Vec<JoinHandle<()>> {
-        std::mem::take(&mut self.listeners).into_values().filter_map(ListenerSlot::close).collect()
+        std::mem::take(&mut self.listeners).into_values().flat_map(ListenerSlot::close).collect()
     }
 
     pub(crate) fn backend_stats(&self) -> Vec<BackendStats> {

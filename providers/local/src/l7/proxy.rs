@@ -17,6 +17,7 @@
 //! request in flight. Every answer the proxy makes itself is short `text/plain` naming what
 //! failed, never a stack of internals.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -128,7 +129,7 @@ async fn respond(
     guard: InFlight,
 ) -> Response<ProxyBody> {
     let lb = &cx.lb;
-    let host = normalize_host(
+    let host = routing_host(
         req.uri()
             .authority()
             .map(|a| a.as_str())
@@ -209,7 +210,7 @@ async fn respond(
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, body);
 
-    match upstream::send(&pool, &first, upstream_req, snap.upstream, &lb.counters, &lb.http).await {
+    match upstream::send(&pool, &first, upstream_req, upgrade, snap.upstream, &lb.counters, &lb.http).await {
         Err(failure) => {
             tracing::debug!(backend = %pool.name, %failure, "upstream failed");
             let (status, counter) = if failure.is_timeout() {
@@ -266,6 +267,14 @@ async fn tunnel(
         }
         _ = stop => {}
     }
+}
+
+/// The host as routing sees it: exactly `normalize_host`, without allocating for a host that
+/// is already normal (lowercase, no port, no trailing dot), the common case.
+fn routing_host(raw: &str) -> Cow<'_, str> {
+    let normal =
+        raw.bytes().all(|b| !b.is_ascii_uppercase() && !matches!(b, b':' | b'[' | b' ' | b'\t')) && !raw.ends_with('.');
+    if normal { Cow::Borrowed(raw) } else { Cow::Owned(normalize_host(raw)) }
 }
 
 fn display_host(host: &str) -> &str {
@@ -351,6 +360,10 @@ impl Body for ProxyBody {
         match &mut this.inner {
             Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Inner::Upstream(body) => {
+                // The node's connection is driven by this task: let it read what arrived.
+                if let Some(lease) = &mut this.lease {
+                    lease.drive(cx);
+                }
                 let frame = ready!(Pin::new(body).poll_frame(cx));
                 match &frame {
                     None => {
@@ -386,5 +399,19 @@ impl Body for ProxyBody {
 impl Drop for ProxyBody {
     fn drop(&mut self) {
         self.release_if_done();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_host_is_normalize_host() {
+        for h in ["foo.com", "Foo.com", "foo.com:80", "foo.com.", "[::1]:80", "::1", " foo.com ", "", "a.b.c", "x:y:z"]
+        {
+            assert_eq!(routing_host(h), normalize_host(h), "{h:?}");
+        }
+        assert!(matches!(routing_host("foo.com"), Cow::Borrowed(_)));
     }
 }
