@@ -222,6 +222,21 @@ async fn tls_picks_certificates_by_sni_and_speaks_http2() {
             assert_eq!(r.header("x-seen-target"), "/h2?q=1");
             assert!(r.headers.get("connection").is_none() && r.headers.get("keep-alive").is_none());
         }
+        // An idle HTTP/1.1 connection is parked (hyper's buffers freed) and keeps working,
+        // over TLS and plain.
+        let mut parked_tls =
+            tls(lb, "foo.example", Some(ca.roots()), &[b"http/1.1"]).await.unwrap().client().await.unwrap();
+        let mut parked_plain = Client::h1(lb_addr(&st, 18210), None).await.unwrap();
+        assert_eq!(parked_tls.get("foo.example", "/1").await.unwrap().status, 200);
+        assert_eq!(parked_plain.get("foo.example", "/1").await.unwrap().status, 200);
+        let parks = http_stats(&p).parks;
+        eventually("both connections parked", SECS, || http_stats(&p).parks >= parks + 2).await;
+        for _ in 0..2 {
+            assert_eq!(parked_tls.get("foo.example", "/2").await.unwrap().who(), "a");
+            assert_eq!(parked_plain.get("foo.example", "/2").await.unwrap().who(), "a");
+        }
+        assert!(!parked_tls.is_closed() && !parked_plain.is_closed());
+
         // h2c (prior knowledge) on the plain listener.
         let mut h2c = Client::h2c(lb_addr(&st, 18210)).await.unwrap();
         let r = h2c.get("foo.example", "/plain").await.unwrap();

@@ -8,7 +8,7 @@
 //!   │            │   spec, router (routes ▸ BackendPools), parsed certificates,
 //!   │            │   source ranges, timeouts
 //!   │            ├─ tls: rustls ServerConfig, its resolver reads the snapshot (tls)
-//!   │            └─ server: hyper-util auto builder (HTTP/1.1 + HTTP/2)
+//!   │            └─ h1 / h2: hyper's HTTP/1.1 and HTTP/2 server builders
 //!   ├─ health: one probe task per distinct probe (backend check × node)
 //!   └─ endpoints: node:nodePort ─▶ keep-alive pool (upstream), kept while they stay
 //!
@@ -19,7 +19,8 @@
 //! SNI choice, rotation), [`listener`] (accept, TLS, HTTP/1.1 + HTTP/2 serving, idle close),
 //! [`proxy`] (one request: redirect, route, forward, answers), [`upstream`] (nodes, health,
 //! connection pools, connect retry), [`headers`] (hop-by-hop, X-Forwarded-*), [`workers`]
-//! (thread-per-core runtimes the connections run on).
+//! (thread-per-core runtimes the connections run on), [`transport`] (counted client streams
+//! that can be parked).
 //!
 //! **Converging in place.** `converge` first does everything that can fail: parse every
 //! certificate, then bind every new port. If either fails, nothing running has changed (the
@@ -34,6 +35,7 @@ mod listener;
 mod proxy;
 mod router;
 mod tls;
+mod transport;
 mod upstream;
 mod workers;
 
@@ -48,7 +50,6 @@ use cloudlb_provider::{
     IngressPoint, IpMode, L7Spec, LoadBalancerId, LoadBalancerStatus, ProviderError, Record, Result,
 };
 use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -96,7 +97,8 @@ pub(crate) struct Shared {
     pub ip: IpAddr,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub tls: Arc<rustls::ServerConfig>,
-    pub server: auto::Builder<TokioExecutor>,
+    pub h1: hyper::server::conn::http1::Builder,
+    pub h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     pub counters: Arc<Counters>,
     pub http: Arc<HttpCounters>,
 }
@@ -152,10 +154,11 @@ impl L7Lb {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
         let tls = tls::server_config(Arc::clone(&snapshot))
             .map_err(|e| invalid(format!("cannot set up TLS for the load balancer: {e}")))?;
-        let mut server = auto::Builder::new(TokioExecutor::new());
-        server.http1().keep_alive(true);
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.keep_alive(true);
+        let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         let shared =
-            Arc::new(Shared { ip, snapshot, tls, server, counters: Arc::clone(&counters), http: Arc::clone(&http) });
+            Arc::new(Shared { ip, snapshot, tls, h1, h2, counters: Arc::clone(&counters), http: Arc::clone(&http) });
         Ok(Self {
             id,
             ip,

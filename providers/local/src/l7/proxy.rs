@@ -21,8 +21,8 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,6 @@ use http::{StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use super::router::Action;
@@ -54,6 +53,15 @@ pub(crate) struct ConnCx {
     in_flight: AtomicUsize,
     /// Milliseconds after `started` of the last request start or end.
     last_activity_ms: AtomicU64,
+    /// A node that switched protocols: the connection becomes a tunnel once the 101 is out.
+    tunnel: Mutex<Option<PendingTunnel>>,
+}
+
+/// The node's side of an upgrade, waiting for the client's side (the connection loop owns it).
+pub(crate) struct PendingTunnel {
+    pub node: hyper::upgrade::OnUpgrade,
+    pub lease: Lease,
+    pub drain: Duration,
 }
 
 impl ConnCx {
@@ -73,7 +81,13 @@ impl ConnCx {
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_activity_ms: AtomicU64::new(0),
+            tunnel: Mutex::new(None),
         }
+    }
+
+    /// The upgrade a response just agreed to, if any.
+    pub(crate) fn take_tunnel(&self) -> Option<PendingTunnel> {
+        self.tunnel.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     fn touch(&self) {
@@ -122,12 +136,7 @@ pub(crate) async fn handle(req: Request<Incoming>, cx: Arc<ConnCx>) -> Result<Re
     Ok(resp)
 }
 
-async fn respond(
-    mut req: Request<Incoming>,
-    cx: &Arc<ConnCx>,
-    snap: &Snapshot,
-    guard: InFlight,
-) -> Response<ProxyBody> {
+async fn respond(req: Request<Incoming>, cx: &Arc<ConnCx>, snap: &Snapshot, guard: InFlight) -> Response<ProxyBody> {
     let lb = &cx.lb;
     let host = routing_host(
         req.uri()
@@ -197,7 +206,6 @@ async fn respond(
 
     // The request as the node gets it.
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     if let Some(authority) = parts.uri.authority()
@@ -221,51 +229,24 @@ async fn respond(
             inc(counter);
             text(status, format!("backend {}: {failure}\n", pool.name), guard)
         }
-        Ok((mut resp, lease)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => match client_upgrade {
-            Some(client) => {
-                inc(&lb.http.upgrades);
-                let node = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client, node, lease, cx.shutdown.clone(), snap.drain));
-                let (parts, _) = resp.into_parts();
-                Response::from_parts(parts, ProxyBody::full(Bytes::new(), guard))
-            }
-            None => {
+        Ok((mut resp, lease)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            if !upgrade {
                 inc(&lb.http.upstream_errors);
                 let msg = format!("backend {}: switched protocols without being asked\n", pool.name);
-                text(StatusCode::BAD_GATEWAY, msg, guard)
+                return text(StatusCode::BAD_GATEWAY, msg, guard);
             }
-        },
+            inc(&lb.http.upgrades);
+            // The connection loop takes the client's side once hyper has sent the 101.
+            let node = hyper::upgrade::on(&mut resp);
+            *cx.tunnel.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(PendingTunnel { node, lease, drain: snap.drain });
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, ProxyBody::full(Bytes::new(), guard))
+        }
         Ok((mut resp, lease)) => {
             headers::strip_hop_by_hop(resp.headers_mut(), false);
             resp.map(|body| ProxyBody::upstream(body, lease, guard))
         }
-    }
-}
-
-/// Copy both ways between the client's and the node's upgraded connections until either
-/// closes; when the load balancer (or listener) goes away, after the drain time.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    node: hyper::upgrade::OnUpgrade,
-    lease: Lease,
-    mut shutdown: watch::Receiver<bool>,
-    drain: Duration,
-) {
-    let (Ok(client), Ok(node)) = tokio::join!(client, node) else {
-        return;
-    };
-    let (mut client, mut node) = (TokioIo::new(client), TokioIo::new(node));
-    let stop = async {
-        let _ = shutdown.wait_for(|s| *s).await;
-        tokio::time::sleep(drain).await;
-    };
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut node) => {
-            if let Err(e) = r {
-                tracing::debug!(node = %lease.endpoint().addr, error = %e, "upgraded connection ended");
-            }
-        }
-        _ = stop => {}
     }
 }
 
