@@ -138,17 +138,22 @@ fn main() -> Result<(), Error> {
             eprintln!("round {}/{rounds}: {name}", round + 1);
             let cpu_before = pid.map(cpu_seconds);
             let (rps, wrk_p99) = wrk(*http, secs)?;
-            // CPU the proxy used per request during the wrk run (all its threads / workers).
-            let cpu_us = match (pid, cpu_before) {
-                (Some(p), Some(b)) => (cpu_seconds(*p) - b) * 1e6 / (rps * secs as f64),
-                _ => f64::NAN,
+            // CPU the proxy used per request during the wrk run (all its threads / workers),
+            // and the part of it spent in the kernel.
+            let per_request = |seconds: f64| seconds * 1e6 / (rps * secs as f64);
+            let (cpu_us, sys_us) = match (pid, cpu_before) {
+                (Some(p), Some((user, sys))) => {
+                    let (u, s) = cpu_seconds(*p);
+                    (per_request(u - user + s - sys), per_request(s - sys))
+                }
+                _ => (f64::NAN, f64::NAN),
             };
             let (p50, p99) = rt.block_on(latency(*http))?;
             let tls = match https {
                 Some(a) => rt.block_on(handshakes(*a, Duration::from_secs(secs)))?,
                 None => f64::NAN,
             };
-            let m = Measured { rps, wrk_p99, cpu_us, p50, p99, tls };
+            let m = Measured { rps, wrk_p99, cpu_us, sys_us, p50, p99, tls };
             eprintln!("  {m:?}");
             runs[i].push(m);
         }
@@ -194,6 +199,7 @@ fn main() -> Result<(), Error> {
         l.cpu_us,
         l.cpu_us / h.cpu_us
     );
+    println!("| of which in the kernel (µs) | | {:.1} | {:.1} | {:.1} | |", h.sys_us, n.sys_us, l.sys_us);
     println!("| sequential GET p50 (µs) | {:.1} | {:.1} | {:.1} | {:.1} | |", d.p50, h.p50, n.p50, l.p50);
     println!("| sequential GET p99 (µs) | {:.1} | {:.1} | {:.1} | {:.1} | |", d.p99, h.p99, n.p99, l.p99);
     println!(
@@ -226,6 +232,7 @@ struct Measured {
     rps: f64,
     wrk_p99: f64,
     cpu_us: f64,
+    sys_us: f64,
     p50: f64,
     p99: f64,
     tls: f64,
@@ -242,6 +249,7 @@ impl Measured {
             rps: med(|m| m.rps),
             wrk_p99: med(|m| m.wrk_p99),
             cpu_us: med(|m| m.cpu_us),
+            sys_us: med(|m| m.sys_us),
             p50: med(|m| m.p50),
             p99: med(|m| m.p99),
             tls: med(|m| m.tls),
@@ -631,19 +639,19 @@ fn family(pid: u32) -> Vec<u32> {
     pids
 }
 
-/// CPU time (user + system) used so far by `pid` and its children, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
+/// CPU time (user, system) used so far by `pid` and its children, in seconds.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
     // clock ticks per second: 100 on Linux (USER_HZ)
-    let ticks: u64 = family(pid)
+    let (user, sys) = family(pid)
         .iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
         .filter_map(|stat| {
             let rest = stat.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
             // after "(comm)": state=0 ppid=1 ... utime=11 stime=12
-            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+            Some((rest.get(11)?.parse::<u64>().ok()?, rest.get(12)?.parse::<u64>().ok()?))
         })
-        .sum();
-    ticks as f64 / 100.0
+        .fold((0, 0), |(u, s), (a, b)| (u + a, s + b));
+    (user as f64 / 100.0, sys as f64 / 100.0)
 }
 
 /// Resident memory of `pid` and its children (nginx's workers), in MiB.

@@ -38,9 +38,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::Shared;
 use super::proxy::{self, ConnCx};
 use super::transport::{Counted, Rewind, Transport};
+use super::{Shared, workers};
 use crate::stats::{GaugeGuard, inc};
 
 /// The accept loop of one listener port; runs until its task is aborted.
@@ -57,7 +57,26 @@ pub(crate) async fn serve(listener: TcpListener, port: u16, lb: Arc<Shared>, shu
                 }
                 inc(&lb.counters.connections_accepted);
                 let https = snap.listener(port).is_some_and(|l| l.protocol == L7Protocol::Https);
-                tokio::spawn(connection(stream, peer, port, https, Arc::clone(&lb), shutdown.clone()));
+                let here = workers::current().unwrap_or(0);
+                let target = lb.workers.place(here);
+                let (lb, shutdown) = (Arc::clone(&lb), shutdown.clone());
+                let handover = lb.workers.handles().get(target).filter(|_| target != here).cloned();
+                match handover {
+                    None => {
+                        tokio::spawn(connection(stream, peer, port, https, lb, shutdown));
+                    }
+                    // Hand over to a less loaded worker: the socket joins that worker's reactor.
+                    Some(worker) => match stream.into_std() {
+                        Ok(std) => {
+                            worker.spawn(async move {
+                                if let Ok(stream) = TcpStream::from_std(std) {
+                                    connection(stream, peer, port, https, lb, shutdown).await;
+                                }
+                            });
+                        }
+                        Err(e) => tracing::debug!(%peer, error = %e, "cannot hand a connection over"),
+                    },
+                }
             }
             Err(e) => {
                 if !matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset) {
@@ -78,6 +97,7 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let _active = GaugeGuard::new(&lb.counters.connections_active);
+    let _load = lb.workers.enter();
     let _ = stream.set_nodelay(true);
     let io = Counted::new(stream, Arc::clone(&lb.counters));
     let idle = lb.snapshot.load().idle;
@@ -338,7 +358,6 @@ mod tests {
         let (_tx, rx) = watch::channel(false);
         let fut = connection(stream, peer, 80, false, Arc::clone(&lb.shared), rx);
         let n = size(&fut);
-        eprintln!("connection future: {n} bytes");
         assert!(n < 1024, "the connection task's future is {n} bytes");
         drop(client);
     }

@@ -101,6 +101,7 @@ pub(crate) struct Shared {
     pub h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     pub counters: Arc<Counters>,
     pub http: Arc<HttpCounters>,
+    pub workers: Arc<Workers>,
 }
 
 /// One listener port: an accept loop on every worker (sharing one socket).
@@ -157,8 +158,16 @@ impl L7Lb {
         let mut h1 = hyper::server::conn::http1::Builder::new();
         h1.keep_alive(true);
         let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        let shared =
-            Arc::new(Shared { ip, snapshot, tls, h1, h2, counters: Arc::clone(&counters), http: Arc::clone(&http) });
+        let shared = Arc::new(Shared {
+            ip,
+            snapshot,
+            tls,
+            h1,
+            h2,
+            counters: Arc::clone(&counters),
+            http: Arc::clone(&http),
+            workers: Arc::clone(&workers),
+        });
         Ok(Self {
             id,
             ip,

@@ -46,9 +46,10 @@ pub(crate) struct ConnCx {
     pub peer: SocketAddr,
     /// The listener port the client connected to.
     pub port: u16,
-    pub https: bool,
     /// Closes upgraded tunnels when the listener or load balancer goes away.
     pub shutdown: watch::Receiver<bool>,
+    /// The X-Forwarded-* values of this connection.
+    forwarded: headers::Forwarded,
     started: Instant,
     in_flight: AtomicUsize,
     /// Milliseconds after `started` of the last request start or end.
@@ -76,8 +77,8 @@ impl ConnCx {
             lb,
             peer,
             port,
-            https,
             shutdown,
+            forwarded: headers::Forwarded::new(peer.ip(), https, port),
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_activity_ms: AtomicU64::new(0),
@@ -213,7 +214,7 @@ async fn respond(req: Request<Incoming>, cx: &Arc<ConnCx>, snap: &Snapshot, guar
     {
         parts.headers.insert(header::HOST, v);
     }
-    headers::set_forwarded(&mut parts.headers, cx.peer.ip(), cx.https, cx.port);
+    cx.forwarded.apply(&mut parts.headers);
     parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, body);

@@ -113,8 +113,13 @@ pub(crate) struct Endpoint {
     pub active: AtomicU64,
     /// Idle connections, one list per worker thread (and a last one for any other thread): a
     /// connection is only reused on the runtime whose reactor it is registered with.
-    idle: Box<[Mutex<Vec<Idle>>]>,
+    idle: Box<[Slot]>,
 }
+
+/// One worker's idle list, on a cache line of its own (workers must not share the line the
+/// other one locks on every request).
+#[repr(align(128))]
+struct Slot(Mutex<Vec<Idle>>);
 
 struct Idle {
     conn: Conn,
@@ -163,7 +168,7 @@ impl Conn {
 impl Endpoint {
     /// `workers`: how many worker threads may use it.
     pub(crate) fn new(addr: SocketAddr, node: String, health: Arc<TargetHealth>, workers: usize) -> Arc<Self> {
-        let idle = (0..=workers).map(|_| Mutex::new(Vec::new())).collect();
+        let idle = (0..=workers).map(|_| Slot(Mutex::new(Vec::new()))).collect();
         Arc::new(Self { addr, node, health, active: AtomicU64::new(0), idle })
     }
 
@@ -172,7 +177,7 @@ impl Endpoint {
         let last = self.idle.len() - 1;
         let slot = super::workers::current().map_or(last, |w| w.min(last));
         // Nothing panics while the lock is held: a poisoned pool is still a consistent list.
-        self.idle[slot].lock().unwrap_or_else(|p| p.into_inner())
+        self.idle[slot].0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The most recently used idle connection that is fresh enough.
@@ -344,9 +349,13 @@ pub(crate) async fn send(
         }
     }
     // 2. A new connection; a failed connect is retried once on another node.
+    // Boxed: connecting is the rare path, and its state would otherwise make every request's
+    // future (allocated per request) larger.
     let open = |e: &Arc<Endpoint>| {
         let e = Arc::clone(e);
-        async move { if upgrade { e.connect_for_upgrade(t.connect, http).await } else { e.connect(t.connect, http).await } }
+        Box::pin(async move {
+            if upgrade { e.connect_for_upgrade(t.connect, http).await } else { e.connect(t.connect, http).await }
+        })
     };
     let (endpoint, conn) = match open(first).await {
         Ok(c) => (first, c),

@@ -15,12 +15,19 @@
 //! own work (and the L4 data plane) stays on the caller's runtime and cannot slow requests down,
 //! nor requests the controller.
 //!
+//! **Balance.** Every worker accepts from every listener, but a connection stays where it
+//! starts, so a burst of connections can land unevenly (epoll wakes whichever worker it
+//! likes). A worker that accepts a connection while it serves more than the least loaded one
+//! (by more than one) hands it over: the socket leaves its reactor and joins the other's,
+//! before a byte is read. HAProxy balances its threads the same way.
+//!
 //! Workers are threads owned by the provider; dropping the provider stops them, which drops
 //! every task (and socket) on them.
 
 use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -28,6 +35,8 @@ use tokio::sync::oneshot;
 /// The data plane's runtimes.
 pub(crate) struct Workers {
     handles: Vec<Handle>,
+    /// Client connections each worker serves now.
+    load: Box<[Load]>,
     /// Dropping these stops the threads (each waits on its receiver).
     _stops: Vec<oneshot::Sender<()>>,
 }
@@ -51,11 +60,46 @@ impl Workers {
                 });
             })?;
         }
-        Ok(Arc::new(Self { handles, _stops: stops }))
+        let load = (0..handles.len()).map(|_| Load(AtomicUsize::new(0))).collect();
+        Ok(Arc::new(Self { handles, load, _stops: stops }))
     }
 
     pub(crate) fn handles(&self) -> &[Handle] {
         &self.handles
+    }
+
+    /// Where a connection accepted on worker `here` should run: here, unless another worker
+    /// serves at least two connections fewer.
+    pub(crate) fn place(&self, here: usize) -> usize {
+        let load = |w: usize| self.load.get(w).map_or(usize::MAX, |l| l.0.load(Ordering::Relaxed));
+        let (least, least_load) =
+            (0..self.load.len()).map(|w| (w, load(w))).min_by_key(|(_, l)| *l).unwrap_or((here, 0));
+        if load(here) > least_load + 1 { least } else { here }
+    }
+
+    /// Count a connection on the current worker until the guard drops.
+    pub(crate) fn enter(self: &Arc<Self>) -> Option<LoadGuard> {
+        let w = current()?;
+        self.load.get(w)?.0.fetch_add(1, Ordering::Relaxed);
+        Some(LoadGuard { workers: Arc::clone(self), worker: w })
+    }
+}
+
+/// One worker's connection count, on a cache line of its own.
+#[repr(align(128))]
+struct Load(AtomicUsize);
+
+/// A connection counted on its worker.
+pub(crate) struct LoadGuard {
+    workers: Arc<Workers>,
+    worker: usize,
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        if let Some(l) = self.workers.load.get(self.worker) {
+            l.0.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
