@@ -144,7 +144,11 @@ async fn serve_tls(io: Counted, idle: Duration, cx: Arc<ConnCx>) {
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// An HTTP/1.1 connection without a request for this long gives its buffers back (see Parking).
-const PARK_AFTER: Duration = Duration::from_millis(200);
+/// Short, so that a burst of new connections that go quiet does not hold a burst of buffers
+/// (measured: 10,000 idle connections, 101 MiB with 200 ms, 51 MiB with 50 ms); a connection
+/// busy enough never to pause that long never parks. A client that pauses for longer in the
+/// middle of a request *head* gets that request answered with `Connection: close`.
+const PARK_AFTER: Duration = Duration::from_millis(50);
 
 /// Read until the first bytes tell the HTTP/2 preface from anything else; `None` when the
 /// client closed first.
