@@ -807,3 +807,43 @@ async fn restart_keeps_the_recorded_address_and_weights_split() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_gives_504() {
+    bounded(async {
+        let p = provider("127.243.15.0/24");
+        // A node port whose accept queue is full: the kernel drops new SYNs, connects hang.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.4:0".parse().unwrap()).unwrap();
+        let full = socket.listen(0).unwrap();
+        let port = full.local_addr().unwrap().port();
+        let mut fillers = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(("127.0.0.4", port)))
+                .await
+            {
+                Ok(Ok(s)) => fillers.push(s),
+                Ok(Err(e)) => panic!("filling the accept queue: {e}"),
+                Err(_) => break, // this one hangs: the queue is full
+            }
+            assert!(fillers.len() < 64, "the accept queue never filled up");
+        }
+        let hosts = vec![vhost("", vec![(prefix("/"), "svc")])];
+        let mut spec = l7spec(&[18330], hosts, &[("svc", Some(port))], &["127.0.0.4"]);
+        spec.timeouts.connect_seconds = 1;
+        // Health checks would take the node out (503); this checks the connect timeout.
+        spec.backends[0].health_check.interval_seconds = 3600;
+        spec.backends[0].health_check.unhealthy_threshold = 100;
+        let id = conformance::id("connect-timeout");
+        let st = p.ensure_l7(&id, &spec, None).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let r = get(lb_addr(&st, 18330), "x", "/").await.unwrap();
+        assert_eq!(r.status, 504, "{r:?}");
+        assert!(r.body.contains("test/svc:80") && r.body.contains("timed out"), "{}", r.body);
+        assert!(started.elapsed() >= Duration::from_millis(900), "answered before the connect timeout");
+        assert_eq!(http_stats(&p).upstream_timeouts, 1);
+        drop(full);
+        p.delete_l7(&id, None).await.unwrap();
+    })
+    .await;
+}
