@@ -3,7 +3,9 @@
 //! an unresolved backend, TLS by SNI (two certificates, a wildcard, the default), HTTP/2 over
 //! TLS (ALPN) and h2c, WebSocket upgrade, certificate rotation and route swaps under load with
 //! zero failed requests, node removal and health failover, connect retry, HTTP->HTTPS redirect,
-//! X-Forwarded-* and hop-by-hop headers, timeouts, source ranges, and ensure's error paths.
+//! X-Forwarded-* and hop-by-hop headers, request / connect / idle timeouts, parked idle
+//! connections that keep working, source ranges, listeners converging in place, delete closing
+//! connections, restarts keeping the address, weighted backends, and ensure's error paths.
 //!
 //! Every test has its own address pool (127.243.N.0/24, used by no other test); backends stand
 //! in for node ports on 127.0.0.2..9 with ephemeral ports. Waits are bounded and wait for a
