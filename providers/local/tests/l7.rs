@@ -752,6 +752,11 @@ async fn failed_ensure_leaves_the_working_state_serving() {
         let mut no_cert = spec.clone();
         no_cert.certificates.clear();
         assert!(p.warnings_l7(&no_cert).iter().any(|w| w.contains("HTTPS listener has no certificate")));
+        let mut rr = spec.clone();
+        rr.options.insert("balance".into(), "round-robin".into());
+        assert!(p.validate_l7(&rr).is_empty());
+        assert!(p.warnings_l7(&rr).iter().any(|w| w.contains("local.cloudlb.io/balance is ignored")));
+        assert!(p.warnings_l7(&spec).is_empty());
 
         // An id is one kind only.
         let l4 = common::spec(&[(18313, cloudlb_provider::Protocol::Tcp, 1)], &["127.0.0.2"]);

@@ -451,6 +451,12 @@ pub(crate) fn warnings(spec: &L7Spec) -> Vec<String> {
                 .into(),
         );
     }
+    if options::parse(&spec.options).0.policy != LbOptions::default().policy {
+        out.push(format!(
+            "{OPTION_PREFIX}{} is ignored by HTTP load balancers: each request goes to the healthy node with the fewest requests in flight",
+            options::BALANCE
+        ));
+    }
     for t in spec.targets.iter().filter(|t| t.dial_address().is_none()) {
         out.push(format!("node {} has no InternalIP or ExternalIP: no traffic is sent to it", t.node));
     }
