@@ -8,7 +8,8 @@
 //!                      └─▶ local L7  127.252.0.1:20080 | :20443 ─▶ backend 127.0.0.2 (child process)
 //! ```
 //!
-//! Each proxy runs in its own process(es) with as many threads / workers as cores; all three
+//! Each proxy runs in its own process(es) with as many threads / workers as cores (the local
+//! provider: its HTTP worker threads, `LocalProvider::with_http_workers`); all three
 //! keep connections to the backend alive, add X-Forwarded-For/-Proto and pass Host. Measured,
 //! rounds interleaving the targets (the table shows medians):
 //! - keep-alive HTTP/1.1 requests/s: `wrk -t2 -c64` for BENCH_SECONDS, and wrk's p99;
@@ -20,7 +21,8 @@
 //!   that each made one request.
 //!
 //! Run: `cargo run --release -p cloudlb-provider-local --example bench_l7` (needs `haproxy`,
-//! `nginx` and `wrk` on PATH; env BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_IDLE (10000)).
+//! `nginx` and `wrk` on PATH; env BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_IDLE (10000),
+//! BENCH_HTTP_WORKERS (cores)).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -132,15 +134,26 @@ fn main() -> Result<(), Error> {
     let idle = env_u64("BENCH_IDLE", 10_000) as usize;
     let mut runs: Vec<Vec<Measured>> = targets.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        for (i, (name, http, https, _)) in targets.iter().enumerate() {
+        for (i, (name, http, https, pid)) in targets.iter().enumerate() {
             eprintln!("round {}/{rounds}: {name}", round + 1);
+            let cpu_before = pid.map(cpu_seconds);
             let (rps, wrk_p99) = wrk(*http, secs)?;
+            // CPU the proxy used per request during the wrk run (all its threads / workers),
+            // and the part of it spent in the kernel.
+            let per_request = |seconds: f64| seconds * 1e6 / (rps * secs as f64);
+            let (cpu_us, sys_us) = match (pid, cpu_before) {
+                (Some(p), Some((user, sys))) => {
+                    let (u, s) = cpu_seconds(*p);
+                    (per_request(u - user + s - sys), per_request(s - sys))
+                }
+                _ => (f64::NAN, f64::NAN),
+            };
             let (p50, p99) = rt.block_on(latency(*http))?;
             let tls = match https {
                 Some(a) => rt.block_on(handshakes(*a, Duration::from_secs(secs)))?,
                 None => f64::NAN,
             };
-            let m = Measured { rps, wrk_p99, p50, p99, tls };
+            let m = Measured { rps, wrk_p99, cpu_us, sys_us, p50, p99, tls };
             eprintln!("  {m:?}");
             runs[i].push(m);
         }
@@ -179,6 +192,14 @@ fn main() -> Result<(), Error> {
         "| wrk p99 at that load (ms) | {:.2} | {:.2} | {:.2} | {:.2} | |",
         d.wrk_p99, h.wrk_p99, n.wrk_p99, l.wrk_p99
     );
+    println!(
+        "| proxy CPU per request under wrk (µs) | | {:.1} | {:.1} | {:.1} | {:.2}x |",
+        h.cpu_us,
+        n.cpu_us,
+        l.cpu_us,
+        l.cpu_us / h.cpu_us
+    );
+    println!("| of which in the kernel (µs) | | {:.1} | {:.1} | {:.1} | |", h.sys_us, n.sys_us, l.sys_us);
     println!("| sequential GET p50 (µs) | {:.1} | {:.1} | {:.1} | {:.1} | |", d.p50, h.p50, n.p50, l.p50);
     println!("| sequential GET p99 (µs) | {:.1} | {:.1} | {:.1} | {:.1} | |", d.p99, h.p99, n.p99, l.p99);
     println!(
@@ -210,6 +231,8 @@ fn main() -> Result<(), Error> {
 struct Measured {
     rps: f64,
     wrk_p99: f64,
+    cpu_us: f64,
+    sys_us: f64,
     p50: f64,
     p99: f64,
     tls: f64,
@@ -225,6 +248,8 @@ impl Measured {
         Measured {
             rps: med(|m| m.rps),
             wrk_p99: med(|m| m.wrk_p99),
+            cpu_us: med(|m| m.cpu_us),
+            sys_us: med(|m| m.sys_us),
             p50: med(|m| m.p50),
             p99: med(|m| m.p99),
             tls: med(|m| m.tls),
@@ -255,10 +280,13 @@ impl Drop for Children {
     }
 }
 
+/// HAProxy in `mode http`. `maxconn 10500` (for the 10,000 idle connections) asks for more
+/// descriptors than this container's hard limit of 20000; `no strict-limits` lets it run with
+/// 20000, which is enough since idle client connections need no server connection.
 fn haproxy_config(backend_port: u16, dir: &std::path::Path) -> String {
     let t = threads();
     format!(
-        "global\n  nbthread {t}\n  maxconn 10500\n  ulimit-n 20000\n\n\
+        "global\n  nbthread {t}\n  maxconn 10500\n  no strict-limits\n\n\
          defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  timeout http-keep-alive 60s\n\n\
          frontend fe\n  bind {HAPROXY_IP}:{HTTP_PORT}\n  bind {HAPROXY_IP}:{HTTPS_PORT} ssl crt {} alpn h2,http/1.1\n  \
          option forwardfor\n  http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}\n  \
@@ -277,7 +305,7 @@ fn nginx_config(backend_port: u16, dir: &std::path::Path) -> String {
          http {{\n  access_log off;\n  keepalive_timeout 60s;\n  keepalive_requests 1000000;\n\
            upstream be {{ server {BACKEND_IP}:{backend_port}; keepalive 128; }}\n\
            server {{\n    listen {NGINX_IP}:{HTTP_PORT};\n    listen {NGINX_IP}:{HTTPS_PORT} ssl http2;\n\
-             ssl_certificate {d}/tls.crt;\n    ssl_certificate_key {d}/tls.key;\n\
+             ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_certificate {d}/tls.crt;\n    ssl_certificate_key {d}/tls.key;\n\
              location / {{\n      proxy_pass http://be;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
                proxy_set_header Host $host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
                proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n  }}\n}}\n"
@@ -286,8 +314,12 @@ fn nginx_config(backend_port: u16, dir: &std::path::Path) -> String {
 
 /// The local provider in this (child) process: one L7 load balancer, HTTP and HTTPS.
 async fn lb_child(backend_port: u16, dir: String) -> Result<(), Error> {
+    // BENCH_HTTP_WORKERS: threads of the HTTP data plane (default: one per core).
+    let workers = env_u64("BENCH_HTTP_WORKERS", threads() as u64) as usize;
     let provider =
-        LocalProvider::new(LocalConfig { pools: vec![format!("{LOCAL_IP}/32").parse()?], ..LocalConfig::default() })?;
+        LocalProvider::new(LocalConfig { pools: vec![format!("{LOCAL_IP}/32").parse()?], ..LocalConfig::default() })?
+            .with_http_workers(workers);
+
     let id = LoadBalancerId::new("bench", "bench", "web", "bench-uid");
     let backend = BackendRef { namespace: "bench".into(), service: "web".into(), port: ServicePort::Number(80) };
     let chain = std::fs::read_to_string(format!("{dir}/tls.crt"))?;
@@ -473,10 +505,12 @@ async fn handshakes(addr: SocketAddr, dur: Duration) -> Result<f64, Error> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     let start = Instant::now();
     for _ in 0..TLS_CLIENTS {
         let (connector, done, stop) = (connector.clone(), Arc::clone(&done), Arc::clone(&stop));
+        let failed = Arc::clone(&failed);
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let one = async {
@@ -491,8 +525,15 @@ async fn handshakes(addr: SocketAddr, dur: Duration) -> Result<f64, Error> {
                     resp.into_body().collect().await?;
                     Ok::<_, Error>(())
                 };
-                if one.await.is_ok() {
-                    done.fetch_add(1, Ordering::Relaxed);
+                match one.await {
+                    Ok(()) => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        if !failed.swap(true, Ordering::Relaxed) {
+                            eprintln!("  TLS to {addr} failed: {e}");
+                        }
+                    }
                 }
             }
         }));
@@ -578,8 +619,8 @@ async fn open_idle(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>, Error> 
     Ok(out)
 }
 
-/// Resident memory of `pid` and its children (nginx's workers), in MiB.
-fn rss_mib(pid: u32) -> f64 {
+/// `pid` and its child processes (nginx's workers).
+fn family(pid: u32) -> Vec<u32> {
     let mut pids = vec![pid];
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
@@ -595,6 +636,27 @@ fn rss_mib(pid: u32) -> f64 {
             }
         }
     }
+    pids
+}
+
+/// CPU time (user, system) used so far by `pid` and its children, in seconds.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
+    // clock ticks per second: 100 on Linux (USER_HZ)
+    let (user, sys) = family(pid)
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|stat| {
+            let rest = stat.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            // after "(comm)": state=0 ppid=1 ... utime=11 stime=12
+            Some((rest.get(11)?.parse::<u64>().ok()?, rest.get(12)?.parse::<u64>().ok()?))
+        })
+        .fold((0, 0), |(u, s), (a, b)| (u + a, s + b));
+    (user as f64 / 100.0, sys as f64 / 100.0)
+}
+
+/// Resident memory of `pid` and its children (nginx's workers), in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let pids = family(pid);
     let kib: u64 = pids
         .iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())

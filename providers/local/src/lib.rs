@@ -100,10 +100,15 @@ impl Default for LocalConfig {
     }
 }
 
-/// The local provider. Must be used from within a Tokio runtime (it spawns its data plane there).
+/// The local provider. Must be used from within a Tokio runtime (it spawns its L4 data plane
+/// and its health checks there; HTTP connections run on its own worker threads, see `l7`).
 pub struct LocalProvider {
     config: LocalConfig,
     state: Mutex<State>,
+    /// Threads the HTTP data plane runs on (one per core unless set), started with the first
+    /// HTTP load balancer.
+    http_workers: usize,
+    workers: std::sync::OnceLock<Arc<l7::Workers>>,
 }
 
 struct State {
@@ -131,7 +136,30 @@ impl LocalProvider {
             retired: TrafficStats::default(),
             retired_http: HttpStats::default(),
         };
-        Ok(Self { config, state: Mutex::new(state) })
+        Ok(Self {
+            config,
+            state: Mutex::new(state),
+            http_workers: l7::default_workers(),
+            workers: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Run the HTTP (L7) data plane on `n` threads (at least one) instead of one per core.
+    pub fn with_http_workers(mut self, n: usize) -> Self {
+        self.http_workers = n.max(1);
+        self
+    }
+
+    fn workers(&self) -> Result<Arc<l7::Workers>> {
+        if let Some(w) = self.workers.get() {
+            return Ok(Arc::clone(w));
+        }
+        let started = l7::Workers::start(self.http_workers).map_err(|e| ProviderError::Retryable {
+            call: "local.http_workers",
+            message: format!("cannot start the HTTP data plane's threads: {e}"),
+        })?;
+        // Two first calls at once: one set of workers wins, the other is dropped (stopped).
+        Ok(Arc::clone(self.workers.get_or_init(|| started)))
     }
 
     /// Counters per load balancer and in total, with each target's health.
@@ -376,6 +404,7 @@ impl Provider for LocalProvider {
         spec: &L7Spec,
         record: Option<&Record>,
     ) -> Result<LoadBalancerStatus> {
+        let workers = self.workers()?;
         // As for L4: everything under the lock is synchronous, so a cancelled ensure leaves the
         // old or the new state, never half of it; a failure leaves the old one serving.
         let (status, closing) = {
@@ -404,7 +433,7 @@ impl Provider for LocalProvider {
                     // leaves the old one serving.
                     let counters = existing.as_ref().map(|lb| Arc::clone(&lb.counters)).unwrap_or_default();
                     let http = existing.as_ref().map(|lb| Arc::clone(&lb.http)).unwrap_or_default();
-                    let mut lb = L7Lb::new(id.clone(), ip, counters, http)?;
+                    let mut lb = L7Lb::new(id.clone(), ip, counters, http, workers)?;
                     let mut closing = lb.converge(spec, &self.config)?;
                     st.alloc.take(ip);
                     let status = lb.status();

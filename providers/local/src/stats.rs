@@ -61,6 +61,9 @@ pub struct HttpStats {
     pub upgrades: u64,
     /// Connections opened to nodes (a keep-alive pool opens few for many requests).
     pub upstream_connections: u64,
+    /// Times an idle HTTP/1.1 client connection was parked (its HTTP buffers freed until the
+    /// client sends again).
+    pub parks: u64,
     pub tls_handshakes: u64,
     pub tls_handshake_failures: u64,
 }
@@ -80,6 +83,7 @@ impl HttpStats {
         self.redirects += o.redirects;
         self.upgrades += o.upgrades;
         self.upstream_connections += o.upstream_connections;
+        self.parks += o.parks;
         self.tls_handshakes += o.tls_handshakes;
         self.tls_handshake_failures += o.tls_handshake_failures;
     }
@@ -221,6 +225,7 @@ pub(crate) struct HttpCounters {
     pub redirects: AtomicU64,
     pub upgrades: AtomicU64,
     pub upstream_connections: AtomicU64,
+    pub parks: AtomicU64,
     pub tls_handshakes: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
 }
@@ -250,6 +255,7 @@ impl HttpCounters {
             redirects: l(&self.redirects),
             upgrades: l(&self.upgrades),
             upstream_connections: l(&self.upstream_connections),
+            parks: l(&self.parks),
             tls_handshakes: l(&self.tls_handshakes),
             tls_handshake_failures: l(&self.tls_handshake_failures),
         }

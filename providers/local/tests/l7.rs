@@ -3,7 +3,9 @@
 //! an unresolved backend, TLS by SNI (two certificates, a wildcard, the default), HTTP/2 over
 //! TLS (ALPN) and h2c, WebSocket upgrade, certificate rotation and route swaps under load with
 //! zero failed requests, node removal and health failover, connect retry, HTTP->HTTPS redirect,
-//! X-Forwarded-* and hop-by-hop headers, timeouts, source ranges, and ensure's error paths.
+//! X-Forwarded-* and hop-by-hop headers, request / connect / idle timeouts, parked idle
+//! connections that keep working, source ranges, listeners converging in place, delete closing
+//! connections, restarts keeping the address, weighted backends, and ensure's error paths.
 //!
 //! Every test has its own address pool (127.243.N.0/24, used by no other test); backends stand
 //! in for node ports on 127.0.0.2..9 with ephemeral ports. Waits are bounded and wait for a
@@ -222,6 +224,21 @@ async fn tls_picks_certificates_by_sni_and_speaks_http2() {
             assert_eq!(r.header("x-seen-target"), "/h2?q=1");
             assert!(r.headers.get("connection").is_none() && r.headers.get("keep-alive").is_none());
         }
+        // An idle HTTP/1.1 connection is parked (hyper's buffers freed) and keeps working,
+        // over TLS and plain.
+        let mut parked_tls =
+            tls(lb, "foo.example", Some(ca.roots()), &[b"http/1.1"]).await.unwrap().client().await.unwrap();
+        let mut parked_plain = Client::h1(lb_addr(&st, 18210), None).await.unwrap();
+        assert_eq!(parked_tls.get("foo.example", "/1").await.unwrap().status, 200);
+        assert_eq!(parked_plain.get("foo.example", "/1").await.unwrap().status, 200);
+        let parks = http_stats(&p).parks;
+        eventually("both connections parked", SECS, || http_stats(&p).parks >= parks + 2).await;
+        for _ in 0..2 {
+            assert_eq!(parked_tls.get("foo.example", "/2").await.unwrap().who(), "a");
+            assert_eq!(parked_plain.get("foo.example", "/2").await.unwrap().who(), "a");
+        }
+        assert!(!parked_tls.is_closed() && !parked_plain.is_closed());
+
         // h2c (prior knowledge) on the plain listener.
         let mut h2c = Client::h2c(lb_addr(&st, 18210)).await.unwrap();
         let r = h2c.get("foo.example", "/plain").await.unwrap();
@@ -632,6 +649,9 @@ async fn timeouts_give_504_and_idle_clients_are_closed() {
         .await;
         assert!(closed.is_ok(), "the idle connection was not closed");
         eventually("connection gauge back to zero", SECS, || p.stats().totals.connections_active == 0).await;
+        let t = p.stats().totals;
+        // Three requests of at least 27 bytes in, three answers of at least 60 bytes out.
+        assert!(t.bytes_in >= 3 * 27 && t.bytes_out >= 3 * 60, "{t:?}");
         p.delete_l7(&id, None).await.unwrap();
     })
     .await;
@@ -732,6 +752,11 @@ async fn failed_ensure_leaves_the_working_state_serving() {
         let mut no_cert = spec.clone();
         no_cert.certificates.clear();
         assert!(p.warnings_l7(&no_cert).iter().any(|w| w.contains("HTTPS listener has no certificate")));
+        let mut rr = spec.clone();
+        rr.options.insert("balance".into(), "round-robin".into());
+        assert!(p.validate_l7(&rr).is_empty());
+        assert!(p.warnings_l7(&rr).iter().any(|w| w.contains("local.cloudlb.io/balance is ignored")));
+        assert!(p.warnings_l7(&spec).is_empty());
 
         // An id is one kind only.
         let l4 = common::spec(&[(18313, cloudlb_provider::Protocol::Tcp, 1)], &["127.0.0.2"]);
@@ -786,6 +811,46 @@ async fn restart_keeps_the_recorded_address_and_weights_split() {
         }
         assert!((240..=360).contains(&count_a), "weights 3:1 over 400 requests gave {count_a} to a");
         second.delete_l7(&id, None).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_gives_504() {
+    bounded(async {
+        let p = provider("127.243.15.0/24");
+        // A node port whose accept queue is full: the kernel drops new SYNs, connects hang.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.4:0".parse().unwrap()).unwrap();
+        let full = socket.listen(0).unwrap();
+        let port = full.local_addr().unwrap().port();
+        let mut fillers = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(("127.0.0.4", port)))
+                .await
+            {
+                Ok(Ok(s)) => fillers.push(s),
+                Ok(Err(e)) => panic!("filling the accept queue: {e}"),
+                Err(_) => break, // this one hangs: the queue is full
+            }
+            assert!(fillers.len() < 64, "the accept queue never filled up");
+        }
+        let hosts = vec![vhost("", vec![(prefix("/"), "svc")])];
+        let mut spec = l7spec(&[18330], hosts, &[("svc", Some(port))], &["127.0.0.4"]);
+        spec.timeouts.connect_seconds = 1;
+        // Health checks would take the node out (503); this checks the connect timeout.
+        spec.backends[0].health_check.interval_seconds = 3600;
+        spec.backends[0].health_check.unhealthy_threshold = 100;
+        let id = conformance::id("connect-timeout");
+        let st = p.ensure_l7(&id, &spec, None).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let r = get(lb_addr(&st, 18330), "x", "/").await.unwrap();
+        assert_eq!(r.status, 504, "{r:?}");
+        assert!(r.body.contains("test/svc:80") && r.body.contains("timed out"), "{}", r.body);
+        assert!(started.elapsed() >= Duration::from_millis(900), "answered before the connect timeout");
+        assert_eq!(http_stats(&p).upstream_timeouts, 1);
+        drop(full);
+        p.delete_l7(&id, None).await.unwrap();
     })
     .await;
 }

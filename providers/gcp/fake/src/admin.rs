@@ -228,6 +228,7 @@ pub fn dump(st: &State, prefix: &str) -> Value {
 /// Serves `/_fake/…`.
 pub fn handle(shared: &Shared, method: &str, path: &str, query: &str, body: &[u8]) -> (u16, Value) {
     let mut st = lock(shared);
+    ops::settle_due(&mut st);
     let rest = path.trim_start_matches("/_fake").trim_matches('/');
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {

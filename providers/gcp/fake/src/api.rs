@@ -59,9 +59,8 @@ pub fn handle(shared: &Shared, method: &str, path: &str, query: &str, body: &[u8
         },
     };
     let s = shape.unwrap_or_default();
-    let seq = st.calls.len() as u64 + 1;
-    st.calls.push(Call {
-        seq,
+    st.log_call(Call {
+        seq: 0,
         method: method.to_string(),
         path: path.to_string(),
         query: query.to_string(),

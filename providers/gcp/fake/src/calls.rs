@@ -1,6 +1,7 @@
 //! The call log: every API request in order, with what it was and how it was answered, so tests
 //! can assert on behaviour ("an unchanged ensure makes 0 mutating calls", "the new backend was
-//! attached before the old one was detached") rather than on state alone.
+//! attached before the old one was detached") rather than on state alone. The log keeps the newest
+//! 200 000 calls.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -9,7 +10,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Call {
-    /// 1-based position in the log.
+    /// Increasing sequence number from 1 (not reset when the log is cleared).
     pub seq: u64,
     /// `GET`, `POST`, `PUT`, `PATCH`, `DELETE`.
     pub method: String,

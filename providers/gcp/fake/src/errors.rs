@@ -9,9 +9,12 @@
 use serde_json::{Value, json};
 
 /// A Compute API error: HTTP status, `errors[].reason`, message, and the code it carries when it is
-/// reported inside an operation.
+/// reported inside an operation. Boxed so `Result<_, ApiError>` stays small.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorBody>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorBody {
     pub code: u16,
     pub reason: String,
     pub domain: String,
@@ -23,16 +26,29 @@ pub struct ApiError {
     pub location: Option<(String, String)>,
 }
 
+impl std::ops::Deref for ApiError {
+    type Target = ErrorBody;
+    fn deref(&self) -> &ErrorBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorBody {
+        &mut self.0
+    }
+}
+
 impl ApiError {
     pub fn new(code: u16, reason: &str, op_code: &str, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(ErrorBody {
             code,
             reason: reason.into(),
             domain: "global".into(),
             message: message.into(),
             op_code: op_code.into(),
             location: None,
-        }
+        }))
     }
 
     /// 404 `notFound`: "The resource 'projects/p/…/name' was not found".

@@ -15,6 +15,24 @@
 //! curl -s -XPOST localhost:8089/_fake/instances -d '{"zone":"us-central1-a","name":"node-1"}'
 //! ```
 //!
+//! From a Rust test (the client side is `google-cloud-compute-v1`'s builder with
+//! `.with_endpoint(fake.url())`, anonymous credentials, and a short polling backoff: with the
+//! default backoff every operation takes seconds, exactly as the real API's would):
+//!
+//! ```rust,no_run
+//! use cloudlb_gce_fake::{FakeConfig, Fault, FaultKind, GceFake, InstanceSpec};
+//! # async fn demo() -> Result<(), cloudlb_gce_fake::Error> {
+//! let fake = GceFake::start(FakeConfig::new("test-project")).await?; // us-central1, zones -a/-b/-c
+//! fake.add_instance(InstanceSpec::new("us-central1-a", "node-1"))?;
+//! // … run the provider against fake.url() …
+//! fake.inject(Fault::once("POST", "regions/*/backendServices", FaultKind::RateLimited));
+//! fake.clear_calls();
+//! // … run an unchanged ensure …
+//! assert!(fake.mutations().is_empty(), "{:?}", fake.mutations());
+//! assert!(fake.resource("regions/us-central1/forwardingRules/a1b2").is_some());
+//! # Ok(()) }
+//! ```
+//!
 //! ```text
 //!  client ──HTTP──> http.rs ─┬─ /_fake/…  admin.rs (instances, health, calls, faults, settings, dump)
 //!                            └─ /compute/v1/projects/{p}/…  api.rs: route.rs (paths) → faults.rs
@@ -158,6 +176,14 @@
 //! * Health is whatever a test sets: no probing. Instances are seeded, not created through the API;
 //!   deleting one (admin) removes it from instance groups, as deleting a VM does.
 //! * `removeInstances` of a non-member is accepted (not verified against GCE).
+//! * One IPv4 space for the whole project: addresses, forwarding rules and instances of every
+//!   network, region and scope never share an IP (except rules sharing a reserved address). No IPv6.
+//! * Output-only fields GCE computes but the fake does not: backend services' `usedBy`,
+//!   `selfLinkWithId`, forwarding rules' `serviceName`, instances beyond name, zone, status,
+//!   `networkInterfaces[0].networkIP`, tags and labels (no disks, metadata, service accounts); zones
+//!   and regions are minimal. Operations carry no `warnings`, `statusMessage` or
+//!   `clientOperationId`, `user` is fixed, and their names only look like GCE's.
+//! * Label keys and values are checked loosely (lowercase letters, digits, `-`, `_`, ≤ 63).
 
 mod admin;
 mod api;
@@ -206,7 +232,7 @@ pub enum Error {
 
 impl From<errors::ApiError> for Error {
     fn from(e: errors::ApiError) -> Self {
-        Error::Refused { code: e.code, message: e.message }
+        Error::Refused { code: e.code, message: e.message.clone() }
     }
 }
 
@@ -300,8 +326,11 @@ impl GceFake {
         format!("{}projects/{}/{}", links::API_PREFIX, self.project, rel.trim_start_matches('/'))
     }
 
+    /// Locks the state; like any request, this first completes operations older than `settle_after`.
     fn lock(&self) -> std::sync::MutexGuard<'_, store::State> {
-        api::lock(&self.state)
+        let mut st = api::lock(&self.state);
+        ops::settle_due(&mut st);
+        st
     }
 
     /// Empties resources, instances, operations, the call log, faults and unhealthy marks.

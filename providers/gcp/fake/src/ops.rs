@@ -6,7 +6,8 @@
 //! still say `RUNNING`, and the (K+1)-th says `DONE`; K = 0 answers `DONE` at once. `wait`
 //! completes the operation immediately (the real `wait` blocks until `DONE` or ~2 minutes). So that
 //! an operation nobody polls (a client that crashed after the POST) still finishes, as on real
-//! GCE, any operation older than `settle_after` completes on the next request to the fake.
+//! GCE, any operation older than `settle_after` completes on the next request to the fake (or the
+//! next call of the library's accessors).
 //! `setLabels` answers `DONE` right away, as real GCE does.
 //!
 //! An operation fails by finishing `DONE` with `error.errors[{code,message}]`,
@@ -77,6 +78,7 @@ pub struct Op {
     pub change: Option<Change>,
     pub deferred: Option<ApiError>,
     pub error: Option<ApiError>,
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +141,7 @@ pub fn start(st: &mut State, p: Prepared, request_id: Option<&str>) -> Value {
         change: p.change,
         deferred: p.deferred,
         error: None,
+        request_id: request_id.map(str::to_string),
     };
     st.ops.by_name.insert(name.clone(), op);
     st.ops.pending.push(name.clone());
@@ -230,9 +233,11 @@ pub fn complete(st: &mut State, name: &str) {
     }
     st.ops.finished.push_back(name.to_string());
     while st.ops.finished.len() > FINISHED_KEPT {
-        if let Some(old) = st.ops.finished.pop_front() {
-            st.ops.by_name.remove(&old);
-            st.ops.by_request_id.retain(|_, v| v != &old);
+        if let Some(old) = st.ops.finished.pop_front()
+            && let Some(op) = st.ops.by_name.remove(&old)
+            && let Some(rid) = op.request_id
+        {
+            st.ops.by_request_id.remove(&rid);
         }
     }
 }

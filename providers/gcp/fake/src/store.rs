@@ -24,6 +24,10 @@ use std::time::Duration;
 
 pub type Shared = Arc<Mutex<State>>;
 
+/// The call log keeps at most this many calls (the oldest tenth is dropped when it is full), so a
+/// long-running `gce-fake` does not grow without bound.
+pub const CALLS_KEPT: usize = 200_000;
+
 /// Settings a test can change while the fake runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -65,6 +69,8 @@ pub struct State {
     /// Instance self-links a test marked unhealthy (`getHealth`).
     pub unhealthy: BTreeSet<String>,
     pub calls: Vec<Call>,
+    /// Sequence number of the last logged call (the log keeps the newest [`CALLS_KEPT`]).
+    pub call_seq: u64,
     pub faults: Faults,
     next_id: u64,
     fingerprint_counter: u64,
@@ -90,6 +96,7 @@ impl State {
             ops: Ops::default(),
             unhealthy: BTreeSet::new(),
             calls: Vec::new(),
+            call_seq: 0,
             faults,
             next_id: 1_000_000_000_000_000_000,
             fingerprint_counter: 0,
@@ -105,6 +112,16 @@ impl State {
         self.unhealthy.clear();
         self.calls.clear();
         self.faults.clear();
+    }
+
+    /// Appends to the call log, numbering the call.
+    pub fn log_call(&mut self, mut call: Call) {
+        self.call_seq += 1;
+        call.seq = self.call_seq;
+        if self.calls.len() >= CALLS_KEPT {
+            self.calls.drain(..CALLS_KEPT / 10);
+        }
+        self.calls.push(call);
     }
 
     /// A fresh numeric id (19–20 digits, like GCE's; served as a decimal string).
@@ -237,6 +254,12 @@ pub fn apply(st: &mut State, change: Change) -> ApiResult<()> {
             if !st.resources.contains_key(&key) {
                 return Err(ApiError::not_found(&key.path(&st.project)));
             }
+            // An instance deleted while the operation ran is not added.
+            let project = st.project.clone();
+            let add: Vec<String> = add
+                .into_iter()
+                .filter(|i| crate::links::parse_ref(i, &project).is_some_and(|r| st.resources.contains_key(&r.key)))
+                .collect();
             let set = st.members.entry(key).or_default();
             for i in remove {
                 set.remove(&i);

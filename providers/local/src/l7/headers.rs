@@ -50,6 +50,11 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Remove hop-by-hop headers; with `upgrade`, keep `Upgrade` and say `Connection: upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages have none: one pass over the names (standard names compare as integers)
+    // instead of a hash lookup per hop-by-hop name.
+    if !upgrade && !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> =
             connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
@@ -69,23 +74,47 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Append the client to `X-Forwarded-For`, set `X-Forwarded-Proto` and `-Port`.
-pub(crate) fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, https: bool, port: u16) {
-    let client = client.to_canonical().to_string();
-    let mut previous = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).peekable();
-    let value = if previous.peek().is_some() {
-        let mut joined = previous.collect::<Vec<_>>().join(", ");
-        joined.push_str(", ");
-        joined.push_str(&client);
-        joined
-    } else {
-        client
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, v);
+/// What one client connection adds to every request: computed once per connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Forwarded {
+    client: HeaderValue,
+    proto: HeaderValue,
+    port: HeaderValue,
+}
+
+impl Forwarded {
+    pub(crate) fn new(client: IpAddr, https: bool, port: u16) -> Self {
+        let client = client.to_canonical().to_string();
+        Self {
+            client: HeaderValue::from_str(&client).unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            proto: HeaderValue::from_static(if https { "https" } else { "http" }),
+            port: HeaderValue::from(port),
+        }
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if https { "https" } else { "http" }));
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(port));
+
+    /// Append the client to `X-Forwarded-For`, set `X-Forwarded-Proto` and `-Port`.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        let mut previous = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).peekable();
+        let value = if previous.peek().is_some() {
+            let mut joined = previous.collect::<Vec<_>>().join(", ");
+            joined.push_str(", ");
+            joined.push_str(self.client.to_str().unwrap_or_default());
+            HeaderValue::from_str(&joined).ok()
+        } else {
+            Some(self.client.clone())
+        };
+        if let Some(v) = value {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+        headers.insert(X_FORWARDED_PROTO, self.proto.clone());
+        headers.insert(X_FORWARDED_PORT, self.port.clone());
+    }
+}
+
+/// [`Forwarded::apply`] in one call (tests).
+#[cfg(test)]
+fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, https: bool, port: u16) {
+    Forwarded::new(client, https, port).apply(headers);
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //!   │            │   spec, router (routes ▸ BackendPools), parsed certificates,
 //!   │            │   source ranges, timeouts
 //!   │            ├─ tls: rustls ServerConfig, its resolver reads the snapshot (tls)
-//!   │            └─ server: hyper-util auto builder (HTTP/1.1 + HTTP/2)
+//!   │            └─ h1 / h2: hyper's HTTP/1.1 and HTTP/2 server builders
 //!   ├─ health: one probe task per distinct probe (backend check × node)
 //!   └─ endpoints: node:nodePort ─▶ keep-alive pool (upstream), kept while they stay
 //!
@@ -18,7 +18,9 @@
 //! Modules: [`router`] (the routing decision, exactly `L7Spec::select`), [`tls`] (PEM parsing,
 //! SNI choice, rotation), [`listener`] (accept, TLS, HTTP/1.1 + HTTP/2 serving, idle close),
 //! [`proxy`] (one request: redirect, route, forward, answers), [`upstream`] (nodes, health,
-//! connection pools, connect retry), [`headers`] (hop-by-hop, X-Forwarded-*).
+//! connection pools, connect retry), [`headers`] (hop-by-hop, X-Forwarded-*), [`workers`]
+//! (thread-per-core runtimes the connections run on), [`transport`] (counted client streams
+//! that can be parked).
 //!
 //! **Converging in place.** `converge` first does everything that can fail: parse every
 //! certificate, then bind every new port. If either fails, nothing running has changed (the
@@ -33,7 +35,9 @@ mod listener;
 mod proxy;
 mod router;
 mod tls;
+mod transport;
 mod upstream;
+mod workers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -46,7 +50,6 @@ use cloudlb_provider::{
     IngressPoint, IpMode, L7Spec, LoadBalancerId, LoadBalancerStatus, ProviderError, Record, Result,
 };
 use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -60,6 +63,7 @@ use crate::{LocalConfig, MAX_LISTENERS, OPTION_PREFIX, RECORD_IP, listener_tcp};
 
 use router::Router;
 use upstream::{BackendPool, Endpoint, UpstreamTimeouts};
+pub(crate) use workers::{Workers, default_count as default_workers};
 
 /// What the data plane serves right now; replaced whole by `ensure`.
 pub(crate) struct Snapshot {
@@ -93,22 +97,25 @@ pub(crate) struct Shared {
     pub ip: IpAddr,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub tls: Arc<rustls::ServerConfig>,
-    pub server: auto::Builder<TokioExecutor>,
+    pub h1: hyper::server::conn::http1::Builder,
+    pub h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     pub counters: Arc<Counters>,
     pub http: Arc<HttpCounters>,
+    pub workers: Arc<Workers>,
 }
 
+/// One listener port: an accept loop on every worker (sharing one socket).
 struct ListenerSlot {
-    task: AbortOnDrop,
+    tasks: Vec<AbortOnDrop>,
     shutdown: watch::Sender<bool>,
 }
 
 impl ListenerSlot {
-    /// Stop accepting now; open connections close gracefully. The handle resolves once the
+    /// Stop accepting now; open connections close gracefully. The handles resolve once the
     /// socket is closed.
-    fn close(self) -> Option<JoinHandle<()>> {
+    fn close(self) -> Vec<JoinHandle<()>> {
         self.shutdown.send_replace(true);
-        self.task.abort_and_take()
+        self.tasks.into_iter().filter_map(AbortOnDrop::abort_and_take).collect()
     }
 }
 
@@ -126,6 +133,7 @@ pub(crate) struct L7Lb {
     pub counters: Arc<Counters>,
     pub http: Arc<HttpCounters>,
     shared: Arc<Shared>,
+    workers: Arc<Workers>,
     listeners: BTreeMap<u16, ListenerSlot>,
     health: HashMap<ProbeConfig, HealthSlot>,
     endpoints: HashMap<(SocketAddr, ProbeConfig), Arc<Endpoint>>,
@@ -142,14 +150,24 @@ impl L7Lb {
         ip: IpAddr,
         counters: Arc<Counters>,
         http: Arc<HttpCounters>,
+        workers: Arc<Workers>,
     ) -> Result<Self> {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
         let tls = tls::server_config(Arc::clone(&snapshot))
             .map_err(|e| invalid(format!("cannot set up TLS for the load balancer: {e}")))?;
-        let mut server = auto::Builder::new(TokioExecutor::new());
-        server.http1().keep_alive(true);
-        let shared =
-            Arc::new(Shared { ip, snapshot, tls, server, counters: Arc::clone(&counters), http: Arc::clone(&http) });
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.keep_alive(true);
+        let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        let shared = Arc::new(Shared {
+            ip,
+            snapshot,
+            tls,
+            h1,
+            h2,
+            counters: Arc::clone(&counters),
+            http: Arc::clone(&http),
+            workers: Arc::clone(&workers),
+        });
         Ok(Self {
             id,
             ip,
@@ -157,6 +175,7 @@ impl L7Lb {
             counters,
             http,
             shared,
+            workers,
             listeners: BTreeMap::new(),
             health: HashMap::new(),
             endpoints: HashMap::new(),
@@ -188,7 +207,7 @@ impl L7Lb {
         for l in &spec.listeners {
             if !self.listeners.contains_key(&l.port) && !bound.contains_key(&l.port) {
                 // A failure returns here: `bound` is dropped, its sockets closed.
-                bound.insert(l.port, listener_tcp::bind(SocketAddr::new(self.ip, l.port))?);
+                bound.insert(l.port, self.bind(l.port)?);
             }
         }
 
@@ -231,7 +250,7 @@ impl L7Lb {
                         Some(e) => Arc::clone(e),
                         None => {
                             let state = health.get(&key.1).map(|s| Arc::clone(&s.state)).unwrap_or_default();
-                            Endpoint::new(addr, node.to_string(), state)
+                            Endpoint::new(addr, node.to_string(), state, self.workers.handles().len())
                         }
                     };
                     list.push(Arc::clone(&endpoint));
@@ -269,19 +288,44 @@ impl L7Lb {
                 closing.extend(slot.close());
             }
         }
-        for (port, socket) in bound {
+        for (port, sockets) in bound {
             let (tx, rx) = watch::channel(false);
-            let task = tokio::spawn(listener::serve(socket, port, Arc::clone(&self.shared), rx));
-            self.listeners.insert(port, ListenerSlot { task: AbortOnDrop::new(task), shutdown: tx });
+            let mut tasks = Vec::with_capacity(sockets.len());
+            for (socket, worker) in sockets.into_iter().zip(self.workers.handles()) {
+                let (shared, rx) = (Arc::clone(&self.shared), rx.clone());
+                let task = worker.spawn(async move {
+                    // Registers the socket with this worker's reactor.
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(listener) => listener::serve(listener, port, shared, rx).await,
+                        Err(e) => tracing::error!(port, error = %e, "cannot serve a listener on an HTTP worker"),
+                    }
+                });
+                tasks.push(AbortOnDrop::new(task));
+            }
+            self.listeners.insert(port, ListenerSlot { tasks, shutdown: tx });
         }
         self.spec = Some(spec.clone());
         Ok(closing)
     }
 
+    /// Bind `port` now (so a conflict is reported by `ensure_l7`), as one socket per worker
+    /// (duplicates of one listening socket: one accept queue, one port).
+    fn bind(&self, port: u16) -> Result<Vec<std::net::TcpListener>> {
+        let addr = SocketAddr::new(self.ip, port);
+        let listener = listener_tcp::bind(addr)?;
+        let shared = listener.into_std().map_err(|e| crate::bind_error(addr, "TCP", &e))?;
+        let mut sockets = Vec::with_capacity(self.workers.handles().len());
+        for _ in 1..self.workers.handles().len() {
+            sockets.push(shared.try_clone().map_err(|e| crate::bind_error(addr, "TCP", &e))?);
+        }
+        sockets.push(shared);
+        Ok(sockets)
+    }
+
     /// Stop accepting everywhere; open connections close gracefully. Await the handles to know
     /// the sockets are released.
     pub(crate) fn close(mut self) -> Vec<JoinHandle<()>> {
-        std::mem::take(&mut self.listeners).into_values().filter_map(ListenerSlot::close).collect()
+        std::mem::take(&mut self.listeners).into_values().flat_map(ListenerSlot::close).collect()
     }
 
     pub(crate) fn backend_stats(&self) -> Vec<BackendStats> {
@@ -406,6 +450,12 @@ pub(crate) fn warnings(spec: &L7Spec) -> Vec<String> {
             "an HTTPS listener has no certificate: TLS handshakes will fail until a valid TLS Secret is referenced"
                 .into(),
         );
+    }
+    if options::parse(&spec.options).0.policy != LbOptions::default().policy {
+        out.push(format!(
+            "{OPTION_PREFIX}{} is ignored by HTTP load balancers: each request goes to the healthy node with the fewest requests in flight",
+            options::BALANCE
+        ));
     }
     for t in spec.targets.iter().filter(|t| t.dial_address().is_none()) {
         out.push(format!("node {} has no InternalIP or ExternalIP: no traffic is sent to it", t.node));

@@ -17,11 +17,12 @@
 //! request in flight. Every answer the proxy makes itself is short `text/plain` naming what
 //! failed, never a stack of internals.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,6 @@ use http::{StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use super::router::Action;
@@ -46,13 +46,23 @@ pub(crate) struct ConnCx {
     pub peer: SocketAddr,
     /// The listener port the client connected to.
     pub port: u16,
-    pub https: bool,
     /// Closes upgraded tunnels when the listener or load balancer goes away.
     pub shutdown: watch::Receiver<bool>,
+    /// The X-Forwarded-* values of this connection.
+    forwarded: headers::Forwarded,
     started: Instant,
     in_flight: AtomicUsize,
     /// Milliseconds after `started` of the last request start or end.
     last_activity_ms: AtomicU64,
+    /// A node that switched protocols: the connection becomes a tunnel once the 101 is out.
+    tunnel: Mutex<Option<PendingTunnel>>,
+}
+
+/// The node's side of an upgrade, waiting for the client's side (the connection loop owns it).
+pub(crate) struct PendingTunnel {
+    pub node: hyper::upgrade::OnUpgrade,
+    pub lease: Lease,
+    pub drain: Duration,
 }
 
 impl ConnCx {
@@ -67,12 +77,18 @@ impl ConnCx {
             lb,
             peer,
             port,
-            https,
             shutdown,
+            forwarded: headers::Forwarded::new(peer.ip(), https, port),
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_activity_ms: AtomicU64::new(0),
+            tunnel: Mutex::new(None),
         }
+    }
+
+    /// The upgrade a response just agreed to, if any.
+    pub(crate) fn take_tunnel(&self) -> Option<PendingTunnel> {
+        self.tunnel.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     fn touch(&self) {
@@ -121,14 +137,9 @@ pub(crate) async fn handle(req: Request<Incoming>, cx: Arc<ConnCx>) -> Result<Re
     Ok(resp)
 }
 
-async fn respond(
-    mut req: Request<Incoming>,
-    cx: &Arc<ConnCx>,
-    snap: &Snapshot,
-    guard: InFlight,
-) -> Response<ProxyBody> {
+async fn respond(req: Request<Incoming>, cx: &Arc<ConnCx>, snap: &Snapshot, guard: InFlight) -> Response<ProxyBody> {
     let lb = &cx.lb;
-    let host = normalize_host(
+    let host = routing_host(
         req.uri()
             .authority()
             .map(|a| a.as_str())
@@ -196,7 +207,6 @@ async fn respond(
 
     // The request as the node gets it.
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     if let Some(authority) = parts.uri.authority()
@@ -204,12 +214,12 @@ async fn respond(
     {
         parts.headers.insert(header::HOST, v);
     }
-    headers::set_forwarded(&mut parts.headers, cx.peer.ip(), cx.https, cx.port);
+    cx.forwarded.apply(&mut parts.headers);
     parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, body);
 
-    match upstream::send(&pool, &first, upstream_req, snap.upstream, &lb.counters, &lb.http).await {
+    match upstream::send(&pool, &first, upstream_req, upgrade, snap.upstream, &lb.counters, &lb.http).await {
         Err(failure) => {
             tracing::debug!(backend = %pool.name, %failure, "upstream failed");
             let (status, counter) = if failure.is_timeout() {
@@ -220,20 +230,20 @@ async fn respond(
             inc(counter);
             text(status, format!("backend {}: {failure}\n", pool.name), guard)
         }
-        Ok((mut resp, lease)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => match client_upgrade {
-            Some(client) => {
-                inc(&lb.http.upgrades);
-                let node = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client, node, lease, cx.shutdown.clone(), snap.drain));
-                let (parts, _) = resp.into_parts();
-                Response::from_parts(parts, ProxyBody::full(Bytes::new(), guard))
-            }
-            None => {
+        Ok((mut resp, lease)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            if !upgrade {
                 inc(&lb.http.upstream_errors);
                 let msg = format!("backend {}: switched protocols without being asked\n", pool.name);
-                text(StatusCode::BAD_GATEWAY, msg, guard)
+                return text(StatusCode::BAD_GATEWAY, msg, guard);
             }
-        },
+            inc(&lb.http.upgrades);
+            // The connection loop takes the client's side once hyper has sent the 101.
+            let node = hyper::upgrade::on(&mut resp);
+            *cx.tunnel.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(PendingTunnel { node, lease, drain: snap.drain });
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, ProxyBody::full(Bytes::new(), guard))
+        }
         Ok((mut resp, lease)) => {
             headers::strip_hop_by_hop(resp.headers_mut(), false);
             resp.map(|body| ProxyBody::upstream(body, lease, guard))
@@ -241,31 +251,12 @@ async fn respond(
     }
 }
 
-/// Copy both ways between the client's and the node's upgraded connections until either
-/// closes; when the load balancer (or listener) goes away, after the drain time.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    node: hyper::upgrade::OnUpgrade,
-    lease: Lease,
-    mut shutdown: watch::Receiver<bool>,
-    drain: Duration,
-) {
-    let (Ok(client), Ok(node)) = tokio::join!(client, node) else {
-        return;
-    };
-    let (mut client, mut node) = (TokioIo::new(client), TokioIo::new(node));
-    let stop = async {
-        let _ = shutdown.wait_for(|s| *s).await;
-        tokio::time::sleep(drain).await;
-    };
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut node) => {
-            if let Err(e) = r {
-                tracing::debug!(node = %lease.endpoint().addr, error = %e, "upgraded connection ended");
-            }
-        }
-        _ = stop => {}
-    }
+/// The host as routing sees it: exactly `normalize_host`, without allocating for a host that
+/// is already normal (lowercase, no port, no trailing dot), the common case.
+fn routing_host(raw: &str) -> Cow<'_, str> {
+    let normal =
+        raw.bytes().all(|b| !b.is_ascii_uppercase() && !matches!(b, b':' | b'[' | b' ' | b'\t')) && !raw.ends_with('.');
+    if normal { Cow::Borrowed(raw) } else { Cow::Owned(normalize_host(raw)) }
 }
 
 fn display_host(host: &str) -> &str {
@@ -351,6 +342,10 @@ impl Body for ProxyBody {
         match &mut this.inner {
             Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Inner::Upstream(body) => {
+                // The node's connection is driven by this task: let it read what arrived.
+                if let Some(lease) = &mut this.lease {
+                    lease.drive(cx);
+                }
                 let frame = ready!(Pin::new(body).poll_frame(cx));
                 match &frame {
                     None => {
@@ -386,5 +381,19 @@ impl Body for ProxyBody {
 impl Drop for ProxyBody {
     fn drop(&mut self) {
         self.release_if_done();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_host_is_normalize_host() {
+        for h in ["foo.com", "Foo.com", "foo.com:80", "foo.com.", "[::1]:80", "::1", " foo.com ", "", "a.b.c", "x:y:z"]
+        {
+            assert_eq!(routing_host(h), normalize_host(h), "{h:?}");
+        }
+        assert!(matches!(routing_host("foo.com"), Cow::Borrowed(_)));
     }
 }

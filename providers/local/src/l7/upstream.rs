@@ -21,10 +21,13 @@
 //! `Arc` and finish; its idle connections close when the last of them is gone.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Context;
 use std::time::{Duration, Instant};
 
 use cloudlb_provider::l7::Backend;
@@ -32,6 +35,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use crate::health::TargetHealth;
 use crate::listener_tcp;
@@ -107,11 +111,18 @@ pub(crate) struct Endpoint {
     pub health: Arc<TargetHealth>,
     /// Requests in flight to this node.
     pub active: AtomicU64,
-    idle: Mutex<Vec<Idle>>,
+    /// Idle connections, one list per worker thread (and a last one for any other thread): a
+    /// connection is only reused on the runtime whose reactor it is registered with.
+    idle: Box<[Slot]>,
 }
 
+/// One worker's idle list, on a cache line of its own (workers must not share the line the
+/// other one locks on every request).
+#[repr(align(128))]
+struct Slot(Mutex<Vec<Idle>>);
+
 struct Idle {
-    tx: SendRequest<Incoming>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -121,67 +132,149 @@ impl fmt::Debug for Endpoint {
     }
 }
 
+type Io = TokioIo<TcpStream>;
+
+/// One HTTP/1.1 connection to a node, **driven by the request that uses it**.
+///
+/// hyper's client connection is a future that does the I/O; the usual pattern spawns it as a
+/// task of its own, which costs two task hand-offs (and, on a multi-threaded runtime, thread
+/// wake-ups) per request: request -> connection task -> response. Here the request's own task
+/// polls it (while waiting for the response head, and while its body is read), so a request
+/// and both of its sockets are served by one task, as an event-driven proxy does. An idle
+/// pooled connection is polled by nobody: the next request polls it first, which is also when
+/// a connection the node closed meanwhile is noticed (its request then goes out on a new one).
+pub(crate) struct Conn {
+    tx: SendRequest<Incoming>,
+    /// `None` once the connection has ended (closed or failed). It is dropped then, not kept
+    /// finished: only dropping it tells `tx` (and a pending request) that it is gone.
+    io: Option<Pin<Box<http1::Connection<Io, Incoming>>>>,
+}
+
+impl Conn {
+    /// Do the connection's pending I/O.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(io) = &mut self.io
+            && io.as_mut().poll(cx).is_ready()
+        {
+            self.io = None;
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.io.is_none()
+    }
+}
+
 impl Endpoint {
-    pub(crate) fn new(addr: SocketAddr, node: String, health: Arc<TargetHealth>) -> Arc<Self> {
-        Arc::new(Self { addr, node, health, active: AtomicU64::new(0), idle: Mutex::new(Vec::new()) })
+    /// `workers`: how many worker threads may use it.
+    pub(crate) fn new(addr: SocketAddr, node: String, health: Arc<TargetHealth>, workers: usize) -> Arc<Self> {
+        let idle = (0..=workers).map(|_| Slot(Mutex::new(Vec::new()))).collect();
+        Arc::new(Self { addr, node, health, active: AtomicU64::new(0), idle })
     }
 
+    /// This thread's idle list.
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        let last = self.idle.len() - 1;
+        let slot = super::workers::current().map_or(last, |w| w.min(last));
         // Nothing panics while the lock is held: a poisoned pool is still a consistent list.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+        self.idle[slot].0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The most recently used idle connection that is still open and fresh enough.
-    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+    /// The most recently used idle connection that is fresh enough.
+    fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle();
         while let Some(c) = idle.pop() {
-            if !c.tx.is_closed() && c.since.elapsed() < POOL_IDLE {
-                return Some(c.tx);
+            if !c.conn.ended() && c.since.elapsed() < POOL_IDLE {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    fn checkin(&self, tx: SendRequest<Incoming>) {
-        if tx.is_closed() {
+    fn checkin(&self, conn: Conn) {
+        if conn.ended() || conn.tx.is_closed() {
             return;
         }
         let mut idle = self.idle();
         if idle.len() < POOL_MAX_IDLE {
-            idle.push(Idle { tx, since: Instant::now() });
+            idle.push(Idle { conn, since: Instant::now() });
         }
     }
 
-    /// Open a new connection; its protocol task runs on its own until the connection closes.
-    async fn connect(&self, timeout: Duration, http: &HttpCounters) -> io::Result<SendRequest<Incoming>> {
+    async fn dial(
+        &self,
+        timeout: Duration,
+        http: &HttpCounters,
+    ) -> io::Result<(SendRequest<Incoming>, http1::Connection<Io, Incoming>)> {
         let stream = listener_tcp::dial(self.addr, timeout).await?;
         let handshake = http1::Builder::new().handshake(TokioIo::new(stream));
-        let (tx, conn) = handshake.await.map_err(io::Error::other)?;
+        let parts = handshake.await.map_err(io::Error::other)?;
         inc(&http.upstream_connections);
+        Ok(parts)
+    }
+
+    /// A new pooled connection, driven by the requests that use it.
+    async fn connect(&self, timeout: Duration, http: &HttpCounters) -> io::Result<Upstream> {
+        let (tx, io) = self.dial(timeout, http).await?;
+        Ok(Upstream::Pooled(Conn { tx, io: Some(Box::pin(io)) }))
+    }
+
+    /// A new connection for an `Upgrade` request: it may become a tunnel, so it runs as its own
+    /// task (hyper hands the upgraded socket over when the 101 arrives) and is never pooled.
+    async fn connect_for_upgrade(&self, timeout: Duration, http: &HttpCounters) -> io::Result<Upstream> {
+        let (tx, io) = self.dial(timeout, http).await?;
         tokio::spawn(async move {
             // Errors end the connection; the request that sees them reports them.
-            let _ = conn.with_upgrades().await;
+            let _ = io.with_upgrades().await;
         });
-        Ok(tx)
+        Ok(Upstream::Upgrade(tx))
+    }
+}
+
+/// A connection as one request uses it.
+pub(crate) enum Upstream {
+    Pooled(Conn),
+    Upgrade(SendRequest<Incoming>),
+}
+
+impl Upstream {
+    fn tx(&mut self) -> &mut SendRequest<Incoming> {
+        match self {
+            Upstream::Pooled(c) => &mut c.tx,
+            Upstream::Upgrade(tx) => tx,
+        }
+    }
+
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Upstream::Pooled(c) = self {
+            c.drive(cx);
+        }
     }
 }
 
 /// A connection in use by one request, and that request's place in its node's count.
 pub(crate) struct Lease {
-    tx: Option<SendRequest<Incoming>>,
+    conn: Option<Upstream>,
     endpoint: Arc<Endpoint>,
 }
 
 impl Lease {
-    fn new(endpoint: &Arc<Endpoint>, tx: SendRequest<Incoming>) -> Self {
+    fn new(endpoint: &Arc<Endpoint>, conn: Upstream) -> Self {
         endpoint.active.fetch_add(1, Ordering::Relaxed);
-        Self { tx: Some(tx), endpoint: Arc::clone(endpoint) }
+        Self { conn: Some(conn), endpoint: Arc::clone(endpoint) }
+    }
+
+    /// Do the connection's pending I/O (the response body arrives through it).
+    pub(crate) fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(c) = &mut self.conn {
+            c.drive(cx);
+        }
     }
 
     /// The response has been read to the end: the connection can serve another request.
     pub(crate) fn release(mut self) {
-        if let Some(tx) = self.tx.take() {
-            self.endpoint.checkin(tx);
+        if let Some(Upstream::Pooled(conn)) = self.conn.take() {
+            self.endpoint.checkin(conn);
         }
     }
 
@@ -235,18 +328,20 @@ pub(crate) struct UpstreamTimeouts {
     pub request: Duration,
 }
 
-/// Send `req` to `first` (a node of `pool`) and wait for the response head.
+/// Send `req` to `first` (a node of `pool`) and wait for the response head. `upgrade`: the
+/// request asks for a protocol switch (it gets a connection of its own).
 pub(crate) async fn send(
     pool: &BackendPool,
     first: &Arc<Endpoint>,
     mut req: Request<Incoming>,
+    upgrade: bool,
     t: UpstreamTimeouts,
     counters: &Counters,
     http: &HttpCounters,
 ) -> Result<(Response<Incoming>, Lease), Failure> {
     // 1. A pooled connection: requests it hands back unsent go out on a fresh one below.
-    while let Some(tx) = first.checkout() {
-        let mut lease = Lease::new(first, tx);
+    while let Some(conn) = first.checkout().filter(|_| !upgrade) {
+        let mut lease = Lease::new(first, Upstream::Pooled(conn));
         match exchange(&mut lease, req, t.request).await {
             Ok(resp) => return Ok((resp, lease)),
             Err(Unsent(r)) => req = *r,
@@ -254,8 +349,16 @@ pub(crate) async fn send(
         }
     }
     // 2. A new connection; a failed connect is retried once on another node.
-    let (endpoint, tx) = match first.connect(t.connect, http).await {
-        Ok(tx) => (first, tx),
+    // Boxed: connecting is the rare path, and its state would otherwise make every request's
+    // future (allocated per request) larger.
+    let open = |e: &Arc<Endpoint>| {
+        let e = Arc::clone(e);
+        Box::pin(async move {
+            if upgrade { e.connect_for_upgrade(t.connect, http).await } else { e.connect(t.connect, http).await }
+        })
+    };
+    let (endpoint, conn) = match open(first).await {
+        Ok(c) => (first, c),
         Err(error) => {
             inc(&counters.connect_failures);
             tracing::debug!(backend = %pool.name, node = %first.node, addr = %first.addr, %error, "connect failed");
@@ -263,8 +366,8 @@ pub(crate) async fn send(
                 return Err(Failure::Connect { addr: first.addr, error });
             };
             inc(&counters.connect_retries);
-            match second.connect(t.connect, http).await {
-                Ok(tx) => (second, tx),
+            match open(second).await {
+                Ok(c) => (second, c),
                 Err(error) => {
                     inc(&counters.connect_failures);
                     return Err(Failure::Connect { addr: second.addr, error });
@@ -272,7 +375,7 @@ pub(crate) async fn send(
             }
         }
     };
-    let mut lease = Lease::new(endpoint, tx);
+    let mut lease = Lease::new(endpoint, conn);
     match exchange(&mut lease, req, t.request).await {
         Ok(resp) => Ok((resp, lease)),
         Err(e) => Err(e.into_failure()),
@@ -302,13 +405,23 @@ async fn exchange(
     req: Request<Incoming>,
     timeout: Duration,
 ) -> Result<Response<Incoming>, ExchangeError> {
-    let Some(tx) = lease.tx.as_mut() else {
+    let Some(conn) = lease.conn.as_mut() else {
         return Err(Unsent(Box::new(req)));
     };
-    if tx.ready().await.is_err() {
+    // Ready: the previous exchange on this connection is complete (or it was closed).
+    let ready = std::future::poll_fn(|cx| {
+        conn.drive(cx);
+        conn.tx().poll_ready(cx)
+    });
+    if ready.await.is_err() {
         return Err(Unsent(Box::new(req)));
     }
-    match tokio::time::timeout(timeout, tx.try_send_request(req)).await {
+    let mut response = std::pin::pin!(conn.tx().try_send_request(req));
+    let exchange = std::future::poll_fn(|cx| {
+        conn.drive(cx);
+        response.as_mut().poll(cx)
+    });
+    match tokio::time::timeout(timeout, exchange).await {
         Err(_) => Err(ExchangeError::Timeout),
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(mut e)) => match e.take_message() {

@@ -99,15 +99,20 @@ pub fn done_ok(op: Operation) -> Operation {
 
 /// A raw HTTP/1.1 request to the fake (one connection per request); returns status and JSON body.
 pub async fn raw(fake: &GceFake, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    raw_at(fake.addr(), method, path, body).await
+}
+
+/// [`raw`] against any address (a `gce-fake` process).
+pub async fn raw_at(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(fake.addr()))
+    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .expect("connect in time")
         .expect("connect");
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        fake.addr(),
+        addr,
         payload.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
