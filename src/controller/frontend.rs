@@ -89,6 +89,10 @@ pub trait FrontEnd:
     /// later is an ownership change, see [`FrontEnd::wants_cleanup`]).
     fn requested_class(&self) -> String;
 
+    /// This controller's settings that decide what it claims, as flags (for the log line that
+    /// explains why an object with our finalizer is left alone).
+    fn claim_settings(ctx: &Context) -> String;
+
     /// Whether the object still asks for a load balancer of any class at all (a Service whose
     /// type changed does not).
     fn wants_load_balancer(&self) -> bool;

@@ -43,6 +43,10 @@ impl FrontEnd for Ingress {
         claim::requested_class(self)
     }
 
+    fn claim_settings(ctx: &Context) -> String {
+        format!("--ingress-controller-name {}", ctx.config.claim.ingress_controller)
+    }
+
     fn wants_load_balancer(&self) -> bool {
         true
     }

@@ -83,25 +83,36 @@ pub async fn run(
     // Services: one watch and one cache, read by both controllers.
     let (svc_tx, svc_rx) = mpsc::unbounded_channel::<Arc<Service>>();
     let (svc_changed_tx, svc_changed_rx) = mpsc::unbounded_channel::<(String, String)>();
+    // A cache re-listed after a watch gap: what changed is unknown, so every Ingress is rebuilt.
+    let (relisted_tx, relisted_rx) = mpsc::unbounded_channel::<()>();
+    let svc_relisted_tx = relisted_tx.clone();
     let svc_store_slot: Arc<std::sync::OnceLock<Store<Service>>> = Arc::default();
     let slot = svc_store_slot.clone();
     let (services, svc_task) = spawn_cache(
         scoped::<Service>(&client, &config.namespace),
         watcher::Config::default(),
         <Service as FrontEnd>::trim,
-        move |change| {
-            let (obj, initial) = match change {
-                Change::Applied { obj, initial } => (obj, initial),
-                Change::Deleted(obj) => (obj, false),
-            };
-            if let Change::Applied { obj, .. } = change
-                && let Some(cached) = slot.get().and_then(|s| s.get(&ObjectRef::from_obj(obj)))
-            {
-                let _ = svc_tx.send(cached);
+        move |change| match change {
+            // The objects of a list reach the cache only at its end: send them all then.
+            Change::Applied { initial: true, .. } => {}
+            Change::Listed { first } => {
+                for cached in slot.get().map(|s| s.state()).unwrap_or_default() {
+                    let _ = svc_tx.send(cached);
+                }
+                if watch_ingresses && !first {
+                    let _ = svc_relisted_tx.send(());
+                }
             }
-            if watch_ingresses && !initial {
-                let key = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
-                let _ = svc_changed_tx.send(key);
+            Change::Applied { obj, initial: false } | Change::Deleted(obj) => {
+                if let Change::Applied { .. } = change
+                    && let Some(cached) = slot.get().and_then(|s| s.get(&ObjectRef::from_obj(obj)))
+                {
+                    let _ = svc_tx.send(cached);
+                }
+                if watch_ingresses {
+                    let key = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
+                    let _ = svc_changed_tx.send(key);
+                }
             }
         },
     );
@@ -110,6 +121,7 @@ pub async fn run(
 
     // Ingresses: classes and TLS Secrets cached before the controller starts.
     let (class_changed_tx, class_changed_rx) = mpsc::unbounded_channel::<()>();
+    let secrets_relisted_tx = relisted_tx.clone();
     let (secret_changed_tx, secret_changed_rx) = mpsc::unbounded_channel::<(String, String)>();
     let mut ingress_tasks = Vec::new();
     let ingress_caches = if watch_ingresses {
@@ -118,7 +130,7 @@ pub async fn run(
             watcher::Config::default(),
             |c: &mut IngressClass| c.metadata.managed_fields = None,
             move |change| {
-                if !matches!(change, Change::Applied { initial: true, .. }) {
+                if !matches!(change, Change::Applied { initial: true, .. } | Change::Listed { first: true }) {
                     let _ = class_changed_tx.send(());
                 }
             },
@@ -130,7 +142,11 @@ pub async fn run(
             ingress::trim_secret,
             move |change| {
                 let obj = match change {
-                    Change::Applied { initial: true, .. } => return,
+                    Change::Applied { initial: true, .. } | Change::Listed { first: true } => return,
+                    Change::Listed { first: false } => {
+                        let _ = secrets_relisted_tx.send(());
+                        return;
+                    }
                     Change::Applied { obj, .. } | Change::Deleted(obj) => obj,
                 };
                 let key = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
@@ -226,7 +242,7 @@ pub async fn run(
         };
         let everything = futures::stream::select(
             nodes::changes_stream(tracker.changes.clone()),
-            receiver_stream(class_changed_rx),
+            futures::stream::select(receiver_stream(class_changed_rx), receiver_stream(relisted_rx)),
         );
         Controller::for_stream(kube::runtime::WatchStreamExt::applied_objects(stream), store)
             .with_config(controller_config.clone())

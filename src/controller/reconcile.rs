@@ -96,8 +96,11 @@ async fn reconcile_inner<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> 
         warn!(
             kind = F::KIND,
             object = %key(obj),
-            class = %obj.requested_class(),
-            "carries {FINALIZER} but its class is no longer claimed by this controller; its load balancer is left as it is"
+            "{} carries {FINALIZER} but its class {:?} is not claimed by this controller ({}); \
+             its load balancer is left as it is",
+            F::KIND,
+            obj.requested_class(),
+            F::claim_settings(ctx)
         );
         return Ok(Action::await_change());
     }
@@ -185,7 +188,13 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
 
     // We wrote this exact spec a moment ago; the watch cache may not have caught up with both
     // writes yet (annotations and status are two patches), which must not cost another ensure.
+    // Warnings can still change without the spec (a broken Secret whose previous certificate
+    // goes on serving): compared with what this process reported, not the possibly stale object.
     if ctx.just_written(&uid, &hash) {
+        let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(&desired)).collect();
+        if ctx.reported(&uid).is_some_and(|c| c != ready_cond(&desired, &warnings)) {
+            ready_condition(obj, ctx, &desired, &build_warnings).await?;
+        }
         return Ok(Action::requeue(ctx.config.resync_period));
     }
     let mut why = if recorded_hash.as_deref() != Some(hash.as_str()) {

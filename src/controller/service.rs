@@ -26,6 +26,11 @@ impl FrontEnd for Service {
         self.spec.as_ref().and_then(|s| s.load_balancer_class.clone()).unwrap_or_default()
     }
 
+    fn claim_settings(ctx: &Context) -> String {
+        let claim = &ctx.config.claim;
+        format!("--load-balancer-class {}, --manage-unclassed {}", claim.class, claim.manage_unclassed)
+    }
+
     fn wants_load_balancer(&self) -> bool {
         self.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
     }

@@ -21,9 +21,13 @@ use tracing::warn;
 
 /// One change of a watched object, after it was applied to the cache.
 pub enum Change<'a, K> {
-    /// Created or updated. `initial` is true for the objects of a (re-)list.
+    /// Created or updated. `initial` is true for the objects of a (re-)list: those are *not*
+    /// in the cache yet (the reflector swaps the whole list in at its end, see `Listed`).
     Applied { obj: &'a K, initial: bool },
     Deleted(&'a K),
+    /// A (re-)list is complete and the cache now holds exactly its objects. `first` is false
+    /// after a watch gap, when anything may have changed unseen.
+    Listed { first: bool },
 }
 
 /// Starts watching `api` into a cache; `notify` sees every change. The task ends with the watch
@@ -41,13 +45,18 @@ where
     let (store, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
     let task = tokio::spawn(async move {
+        let mut first = true;
         let mut events = reflector::reflector(writer, watcher(api, config).modify(trim).default_backoff()).boxed();
         while let Some(event) = events.next().await {
             match event {
                 Ok(watcher::Event::Apply(obj)) => notify(Change::Applied { obj: &obj, initial: false }),
                 Ok(watcher::Event::InitApply(obj)) => notify(Change::Applied { obj: &obj, initial: true }),
                 Ok(watcher::Event::Delete(obj)) => notify(Change::Deleted(&obj)),
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                Ok(watcher::Event::InitDone) => {
+                    notify(Change::Listed { first });
+                    first = false;
+                }
+                Ok(watcher::Event::Init) => {}
                 Err(e) => warn!(kind = %kind, error = %e, "watch failed; retrying"),
             }
         }

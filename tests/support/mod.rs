@@ -438,7 +438,11 @@ impl Controller {
             if ok(v) {
                 return v;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{what}: {name}{labels:?} = {v} after {limit:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: {name}{labels:?} = {v} after {limit:?}; last log lines: {:#?}",
+                self.log_tail(30)
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -522,6 +526,12 @@ impl Controller {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// The last `n` lines cloudlb wrote, for failure messages.
+    pub fn log_tail(&self, n: usize) -> Vec<String> {
+        let logs = self.logs.lock().expect("logs");
+        logs[logs.len().saturating_sub(n)..].to_vec()
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {
