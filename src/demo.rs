@@ -133,44 +133,17 @@ async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
     }))
     .map_err(|e| Error::Demo(kube::Error::SerdeError(e)))?;
     create_if_absent(&services, &svc).await?;
-    let node_port = services
-        .get(DEMO_SERVICE)
-        .await
-        .map_err(Error::Demo)?
-        .spec
-        .and_then(|s| s.ports)
-        .and_then(|p| p.first().and_then(|p| p.node_port))
-        .and_then(|p| u16::try_from(p).ok());
-    if let Some(port) = node_port {
+    if let Some(port) = node_port(&services, DEMO_SERVICE).await? {
         serve_backend(([127, 0, 0, 1], port).into(), "Hello from the cloudlb sandbox!").await;
     }
 
-    let has_address = |s: Option<&Service>| {
-        s.and_then(|s| s.status.as_ref())
-            .and_then(|st| st.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .is_some_and(|i| !i.is_empty())
+    let Some(svc) = wait_addressed(services, DEMO_SERVICE, service_address).await? else {
+        return Ok(());
     };
-    let svc =
-        match tokio::time::timeout(DEMO_TIMEOUT, await_condition(services.clone(), DEMO_SERVICE, has_address)).await {
-            Ok(Ok(Some(svc))) => svc,
-            Ok(Ok(None)) => return Err(Error::Demo(not_found(DEMO_SERVICE))),
-            Ok(Err(e)) => return Err(Error::Demo(kube::Error::Service(Box::new(e)))),
-            Err(_) => {
-                println!("The demo Service did not get an address within {DEMO_TIMEOUT:?}; see the log above.");
-                return Ok(());
-            }
-        };
     println!("$ kubectl get svc {DEMO_SERVICE}");
     print!("{}", table(std::slice::from_ref(&svc)));
     if args.controller.provider == crate::args::ProviderKind::Local
-        && let Some(ip) = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .and_then(|i| i.first())
-            .and_then(|i| i.ip.clone())
+        && let Some(ip) = service_address(&svc)
     {
         let addr = format!("{ip}:{DEMO_PORT}");
         println!("\n$ curl http://{addr}/");
@@ -211,15 +184,7 @@ async fn ingress_demo(client: &Client, args: &SandboxArgs) -> Result<()> {
         }))
         .map_err(demo_err)?;
         create_if_absent(&services, &svc).await?;
-        let node_port = services
-            .get(name)
-            .await
-            .map_err(Error::Demo)?
-            .spec
-            .and_then(|s| s.ports)
-            .and_then(|p| p.first().and_then(|p| p.node_port))
-            .and_then(|p| u16::try_from(p).ok());
-        if let Some(port) = node_port {
+        if let Some(port) = node_port(&services, name).await? {
             let greeting = if name.ends_with("web") { "Hello from hello-web!" } else { "Hello from hello-api!" };
             serve_backend(([127, 0, 0, 1], port).into(), greeting).await;
         }
@@ -235,32 +200,13 @@ async fn ingress_demo(client: &Client, args: &SandboxArgs) -> Result<()> {
     }))
     .map_err(demo_err)?;
     create_if_absent(&ingresses, &ing).await?;
-    let has_address = |i: Option<&Ingress>| {
-        i.and_then(|i| i.status.as_ref())
-            .and_then(|st| st.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .is_some_and(|i| !i.is_empty())
-    };
-    let ing = match tokio::time::timeout(DEMO_TIMEOUT, await_condition(ingresses, DEMO_INGRESS, has_address)).await {
-        Ok(Ok(Some(ing))) => ing,
-        Ok(Ok(None)) => return Err(Error::Demo(not_found(DEMO_INGRESS))),
-        Ok(Err(e)) => return Err(Error::Demo(kube::Error::Service(Box::new(e)))),
-        Err(_) => {
-            println!("The demo Ingress did not get an address within {DEMO_TIMEOUT:?}; see the log above.");
-            return Ok(());
-        }
+    let Some(ing) = wait_addressed(ingresses, DEMO_INGRESS, ingress_address).await? else {
+        return Ok(());
     };
     println!("\n$ kubectl get ingress {DEMO_INGRESS}");
     print!("{}", ingress_table(std::slice::from_ref(&ing)));
-    let address = ing
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .and_then(|i| i.first())
-        .and_then(|i| i.ip.clone());
     if args.controller.provider == crate::args::ProviderKind::Local
-        && let Some(ip) = address
+        && let Some(ip) = ingress_address(&ing)
     {
         let port = args.controller.ingress_http_port.unwrap_or(8080);
         let addr = format!("{ip}:{port}");
@@ -333,6 +279,46 @@ pub async fn http_get(addr: &str, host: &str, path: &str) -> std::io::Result<Str
     tokio::time::timeout(Duration::from_secs(5), io)
         .await
         .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 5s")))
+}
+
+/// The first node port of Service `name`.
+async fn node_port(services: &Api<Service>, name: &str) -> Result<Option<u16>> {
+    let svc = services.get(name).await.map_err(Error::Demo)?;
+    Ok(svc
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|p| p.first().and_then(|p| p.node_port))
+        .and_then(|p| u16::try_from(p).ok()))
+}
+
+/// The first address (ip, else hostname) in a Service's status.
+fn service_address(svc: &Service) -> Option<String> {
+    let first = svc.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?.first()?;
+    first.ip.clone().or_else(|| first.hostname.clone())
+}
+
+/// The first address (ip, else hostname) in an Ingress's status.
+fn ingress_address(ing: &Ingress) -> Option<String> {
+    let first = ing.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?.first()?;
+    first.ip.clone().or_else(|| first.hostname.clone())
+}
+
+/// Waits (bounded) until `name` shows an address; `None` after saying it did not.
+async fn wait_addressed<K>(api: Api<K>, name: &str, address: fn(&K) -> Option<String>) -> Result<Option<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let has_address = move |o: Option<&K>| o.is_some_and(|o| address(o).is_some());
+    match tokio::time::timeout(DEMO_TIMEOUT, await_condition(api, name, has_address)).await {
+        Ok(Ok(Some(obj))) => Ok(Some(obj)),
+        Ok(Ok(None)) => Err(Error::Demo(not_found(name))),
+        Ok(Err(e)) => Err(Error::Demo(kube::Error::Service(Box::new(e)))),
+        Err(_) => {
+            let kind = K::kind(&()).to_string();
+            println!("The demo {kind} did not get an address within {DEMO_TIMEOUT:?}; see the log above.");
+            Ok(None)
+        }
+    }
 }
 
 fn not_found(name: &str) -> kube::Error {

@@ -5,6 +5,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -133,6 +134,11 @@ async fn sandbox_demo_answers_through_the_load_balancer_until_deleted() {
     let text = out.join("\n");
     assert!(text.contains("EXTERNAL-IP"), "{text}");
     assert!(text.contains("Hello from the cloudlb sandbox!"), "the demo's curl went through the load balancer: {text}");
+    assert!(text.contains("$ kubectl get ingress hello") && text.contains("hello.example"), "{text}");
+    assert!(
+        text.contains("Hello from hello-web!") && text.contains("Hello from hello-api!"),
+        "the demo's curls went through the Ingress load balancer to both backends: {text}"
+    );
     let ip = out
         .iter()
         .find(|l| l.starts_with("hello "))
@@ -167,4 +173,200 @@ async fn sandbox_demo_answers_through_the_load_balancer_until_deleted() {
     }
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").expect("status");
     assert!(status.success(), "clean exit on SIGTERM: {status}");
+}
+
+/// A stand-in for a node's node port speaking HTTP: answers every request with
+/// `<name> <path>` (one request per connection).
+async fn http_backend(ip: &str, port: u16, name: &str) -> tokio::task::JoinHandle<()> {
+    let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    let name = name.to_string();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = listener.accept().await {
+            let name = name.clone();
+            tokio::spawn(async move {
+                let mut c = BufReader::new(c);
+                let mut request_line = String::new();
+                if c.read_line(&mut request_line).await.is_err() {
+                    return;
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("?").to_string();
+                let mut line = String::new();
+                while c.read_line(&mut line).await.is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let body = format!("{name} {path}");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = c.get_mut().write_all(reply.as_bytes()).await;
+                let _ = c.get_mut().shutdown().await;
+            });
+        }
+    })
+}
+
+/// One HTTP/1.1 request over `io`; returns (status, body).
+async fn request<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut io: S,
+    host: &str,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    io.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut out = Vec::new();
+    io.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `curl -H 'Host: host' http://addr/path`.
+async fn get_with_host(addr: &str, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let io = async { request(tokio::net::TcpStream::connect(addr).await?, host, path).await };
+    tokio::time::timeout(Duration::from_secs(5), io).await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+/// `curl --cacert <crt> https://host/path --connect-to host:443:addr`: TLS with SNI `host`,
+/// trusting only `ca_pem`. Returns (status, body).
+async fn https_get(addr: &str, host: &str, path: &str, ca_pem: &str) -> std::io::Result<(u16, String)> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes()).expect("certificate PEM");
+    roots.add(der).expect("trust the test certificate");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).expect("server name");
+    let io = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let tls = connector.connect(name, tcp).await?;
+        request(tls, host, path).await
+    };
+    tokio::time::timeout(Duration::from_secs(5), io).await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+/// Retries `f` until it returns what `ok` accepts (the data plane converges after the status
+/// is written only by a moment: listeners first, then the address), bounded by WAIT.
+async fn eventually<T: std::fmt::Debug, F, Fut>(what: &str, mut f: F, ok: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = f().await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: last answer {v:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn local_provider_serves_an_ingress_by_host_and_path_with_tls_rotation() {
+    let c = Cluster::start().await;
+    c.add_node("node-a", "127.0.33.1", &[]).await;
+    c.add_node("node-b", "127.0.33.2", &[]).await;
+    c.add_ingress_class("cloudlb", INGRESS_CONTROLLER, false).await;
+    c.add_backend("app", 31080).await;
+    c.add_backend("api", 31081).await;
+    let _backends = [
+        http_backend("127.0.33.1", 31080, "app@node-a").await,
+        http_backend("127.0.33.2", 31080, "app@node-b").await,
+        http_backend("127.0.33.1", 31081, "api@node-a").await,
+        http_backend("127.0.33.2", 31081, "api@node-b").await,
+        http_backend("127.0.33.1", 31082, "api-moved@node-a").await,
+        http_backend("127.0.33.2", 31082, "api-moved@node-b").await,
+    ];
+    let (crt, key) = pem_pair(&["shop.example"]);
+    c.add_tls_secret("shop-tls", &crt, &key).await;
+    let args = [
+        "--provider",
+        "local",
+        "--local-address-pool",
+        "127.242.33.0/24",
+        "--ingress-http-port",
+        "18180",
+        "--ingress-https-port",
+        "18543",
+    ];
+    let ctl = Controller::start(&c, &args).await;
+    c.add_ingress(
+        "shop",
+        json!({
+            "ingressClassName": "cloudlb",
+            "tls": [{"hosts": ["shop.example"], "secretName": "shop-tls"}],
+            "rules": [{"host": "shop.example", "http": {"paths": [
+                ingress_path("Prefix", "/", "app"),
+                ingress_path("Prefix", "/api", "api")
+            ]}}]
+        }),
+        json!({}),
+    )
+    .await;
+    let ip = c.wait_ingress_address("shop").await;
+    assert!(ip.starts_with("127.242.33."), "{ip}");
+    let http = format!("{ip}:18180");
+    let https = format!("{ip}:18543");
+
+    // Host and path routing over plain HTTP, both nodes of each backend in rotation.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let (status, body) = get_with_host(&http, "shop.example", "/api/orders").await.expect("HTTP through the Ingress");
+        assert_eq!(status, 200, "{body}");
+        seen.insert(body);
+    }
+    assert_eq!(
+        seen,
+        ["api@node-a /api/orders", "api@node-b /api/orders"].into_iter().map(String::from).collect(),
+        "/api/orders goes to api on both nodes"
+    );
+    let (status, body) = get_with_host(&http, "shop.example", "/apix").await.expect("answer");
+    assert!(status == 200 && body.starts_with("app@"), "/apix is not under /api: {status} {body}");
+    let (status, _) = get_with_host(&http, "other.example", "/").await.expect("answer");
+    assert_eq!(status, 404, "no rule for other.example and no default backend");
+
+    // HTTPS with the Secret's certificate, chosen by SNI.
+    let (status, body) = https_get(&https, "shop.example", "/", &crt).await.expect("HTTPS through the Ingress");
+    assert!(status == 200 && body.starts_with("app@"), "{status} {body}");
+
+    // The backend's nodePort changes: traffic follows.
+    c.services()
+        .patch(
+            "api",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 31082}]}})),
+        )
+        .await
+        .expect("patch api");
+    let _ = eventually(
+        "/api follows the new nodePort",
+        || get_with_host(&http, "shop.example", "/api"),
+        |r| r.as_ref().is_ok_and(|(s, b)| *s == 200 && b.starts_with("api-moved@")),
+    )
+    .await;
+
+    // The Secret is rotated: new handshakes get the new certificate, the old one is no longer trusted.
+    let (crt2, key2) = pem_pair(&["shop.example"]);
+    c.replace_tls_secret("shop-tls", &crt2, &key2).await;
+    let _ = eventually(
+        "the rotated certificate is served",
+        || https_get(&https, "shop.example", "/", &crt2),
+        |r| r.as_ref().is_ok_and(|(s, _)| *s == 200),
+    )
+    .await;
+    assert!(https_get(&https, "shop.example", "/", &crt).await.is_err(), "the old certificate is gone");
+
+    // Deleting the Ingress closes its listeners and drops the finalizer.
+    c.ingresses().delete("shop", &Default::default()).await.expect("delete");
+    c.wait_ingress_gone("shop").await;
+    assert!(get_with_host(&http, "shop.example", "/").await.is_err(), "nothing answers after delete");
+    assert!(https_get(&https, "shop.example", "/", &crt2).await.is_err(), "nothing answers on HTTPS after delete");
+    ctl.stop().await;
 }

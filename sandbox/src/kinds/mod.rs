@@ -18,6 +18,7 @@
 pub mod events;
 pub mod ingress_classes;
 pub mod ingresses;
+pub(crate) mod load_balancer_point;
 pub mod namespaces;
 pub mod secrets;
 pub mod services;

@@ -245,10 +245,13 @@ async fn serve_h1<T: Transport>(mut io: T, mut prefix: Bytes, cx: Arc<ConnCx>) {
         if prefix.is_empty() && !io.has_buffered() {
             let Some(quiet) = cx.idle_for() else { return };
             let deadline = after(idle.saturating_sub(quiet));
-            tokio::select! {
-                r = io.readable() => if r.is_err() { return },
-                _ = tokio::time::sleep_until(deadline) => return,
-                _ = shutdown.wait_for(|s| *s) => return,
+            let done = tokio::select! {
+                r = io.readable() => if r.is_err() { return } else { false },
+                _ = tokio::time::sleep_until(deadline) => true,
+                _ = shutdown.wait_for(|s| *s) => true,
+            };
+            if done {
+                return close(io).await;
             }
         }
     }
@@ -313,7 +316,23 @@ async fn round<T: Transport>(io: T, prefix: Bytes, cx: &Arc<ConnCx>) -> Option<(
         tunnel(Rewind::new(rest_io, pending), t, shutdown).await;
         return None;
     }
-    (stop == Stop::Park).then_some((rest_io, pending))
+    if stop == Stop::Park {
+        return Some((rest_io, pending));
+    }
+    close(rest_io).await;
+    None
+}
+
+/// How long closing a connection may wait for the client to take our last bytes.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Closes a connection that is done (the client asked for it, it was idle, or the load balancer
+/// stops): on TLS this sends `close_notify` first, without which strict clients (rustls, curl
+/// with OpenSSL 3) report the response as truncated. Bounded: a client that stopped reading
+/// does not hold the task.
+async fn close<T: AsyncWrite + Unpin + Send>(mut io: T) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(CLOSE_GRACE, io.shutdown()).await;
 }
 
 /// Copy both ways between the client's connection and the node's upgraded one until either

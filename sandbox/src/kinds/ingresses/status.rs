@@ -4,58 +4,15 @@
 //! such ports has a bug the sandbox should surface (listed in the crate's known differences).
 //! Unlike a Service's status, an Ingress point has no `ipMode`: nothing is defaulted.
 
-use crate::names;
-use crate::status::{FieldError, q};
+use crate::kinds::load_balancer_point;
+use crate::status::FieldError;
 use serde_json::Value;
 
 pub(super) fn validate(ing: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let points = ing.pointer("/status/loadBalancer/ingress").and_then(Value::as_array);
     for (i, point) in points.into_iter().flatten().enumerate() {
-        let f = format!("status.loadBalancer.ingress[{i}]");
-        let s = |k: &str| point.get(k).and_then(Value::as_str).unwrap_or_default();
-        let ip = s("ip");
-        if !ip.is_empty() && !names::is_ip_sloppy(ip) {
-            errs.push(FieldError::invalid(
-                format!("{f}.ip"),
-                q(ip),
-                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-            ));
-        }
-        let host = s("hostname");
-        if !host.is_empty() {
-            for msg in names::dns1123_subdomain_errors(host) {
-                errs.push(FieldError::invalid(format!("{f}.hostname"), q(host), msg));
-            }
-            if names::is_ip_sloppy(host) {
-                errs.push(FieldError::invalid(
-                    format!("{f}.hostname"),
-                    q(host),
-                    "must be a DNS name, not an IP address",
-                ));
-            }
-        }
-        let ports = point.get("ports").and_then(Value::as_array);
-        for (j, p) in ports.into_iter().flatten().enumerate() {
-            let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-            if !(1..=65535).contains(&port) {
-                errs.push(FieldError::invalid(
-                    format!("{f}.ports[{j}].port"),
-                    port,
-                    "must be between 1 and 65535, inclusive",
-                ));
-            }
-            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or_default();
-            if proto.is_empty() {
-                errs.push(FieldError::required(format!("{f}.ports[{j}].protocol"), ""));
-            } else if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                errs.push(FieldError::not_supported(
-                    format!("{f}.ports[{j}].protocol"),
-                    q(proto),
-                    &["SCTP", "TCP", "UDP"],
-                ));
-            }
-        }
+        load_balancer_point::validate(point, &format!("status.loadBalancer.ingress[{i}]"), &mut errs);
     }
     errs
 }

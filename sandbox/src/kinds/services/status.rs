@@ -3,11 +3,11 @@
 //! apiserver does before a controller's write is accepted.
 
 use super::spec::str_at;
-use crate::names::{is_dns1123_subdomain, is_qualified_name};
+use crate::kinds::load_balancer_point;
+use crate::names::is_qualified_name;
 use crate::status::{ApiError, ApiResult, FieldError, q};
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::net::IpAddr;
 
 /// Status-subresource hook: defaulting (`ipMode: VIP`) and validation.
 pub(super) fn prepare_status(svc: &mut Value) -> ApiResult<()> {
@@ -17,28 +17,10 @@ pub(super) fn prepare_status(svc: &mut Value) -> ApiResult<()> {
         for (i, e) in ing.iter_mut().enumerate() {
             let f = format!("status.loadBalancer.ingress[{i}]");
             let ip = str_at(e, "/ip").to_string();
-            let host = str_at(e, "/hostname").to_string();
             if !ip.is_empty() && e.get("ipMode").is_none_or(Value::is_null) {
                 e["ipMode"] = json!("VIP");
             }
-            if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
-                errs.push(FieldError::invalid(format!("{f}.ip"), q(&ip), "must be a valid IP address"));
-            }
-            if !host.is_empty() {
-                if host.parse::<IpAddr>().is_ok() {
-                    errs.push(FieldError::invalid(
-                        format!("{f}.hostname"),
-                        q(&host),
-                        "must be a DNS name, not an IP address",
-                    ));
-                } else if !is_dns1123_subdomain(&host) {
-                    errs.push(FieldError::invalid(
-                        format!("{f}.hostname"),
-                        q(&host),
-                        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-                    ));
-                }
-            }
+            load_balancer_point::validate(e, &f, &mut errs);
             match e.get("ipMode").and_then(Value::as_str) {
                 None => {}
                 Some(_) if ip.is_empty() => {
@@ -46,26 +28,6 @@ pub(super) fn prepare_status(svc: &mut Value) -> ApiResult<()> {
                 }
                 Some("VIP" | "Proxy") => {}
                 Some(m) => errs.push(FieldError::not_supported(format!("{f}.ipMode"), q(m), &["Proxy", "VIP"])),
-            }
-            if let Some(Value::Array(ps)) = e.get("ports") {
-                for (j, p) in ps.iter().enumerate() {
-                    let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-                    if !(1..=65535).contains(&port) {
-                        errs.push(FieldError::invalid(
-                            format!("{f}.ports[{j}].port"),
-                            port,
-                            "must be between 1 and 65535, inclusive",
-                        ));
-                    }
-                    let proto = str_at(p, "/protocol");
-                    if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                        errs.push(FieldError::not_supported(
-                            format!("{f}.ports[{j}].protocol"),
-                            q(proto),
-                            &["SCTP", "TCP", "UDP"],
-                        ));
-                    }
-                }
             }
         }
     }
