@@ -99,12 +99,19 @@ pub enum Mode {
     Sandbox,
 }
 
+impl Mode {
+    /// The Ingress listener ports (HTTP, HTTPS) when the flags do not set them.
+    pub fn ingress_ports(self) -> (u16, u16) {
+        match self {
+            Mode::Cluster => (80, 443),
+            Mode::Sandbox => (8080, 8443),
+        }
+    }
+}
+
 /// The controllers' configuration from the flags.
 pub fn controller_config(args: &ControllerArgs, mode: Mode) -> ControllerConfig {
-    let (http, https) = match mode {
-        Mode::Cluster => (80, 443),
-        Mode::Sandbox => (8080, 8443),
-    };
+    let (http, https) = mode.ingress_ports();
     let desired = providers::desired_config(args.provider);
     let ingress = args.controllers.contains(&ControllerKind::Ingress).then(|| IngressConfig {
         http_port: args.ingress_http_port.unwrap_or(http),

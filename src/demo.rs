@@ -53,6 +53,11 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
     let client = app::client(Some(path)).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    if !args.no_demo {
+        // Before the controller starts: its first reconcile then sees the node and the
+        // backends, instead of the demo's request racing the watches that deliver them.
+        prepare(&client, &args).await?;
+    }
     let controller_client = client.clone();
     let controller_args = args.controller.clone();
     let mut controller = tokio::spawn(async move {
@@ -79,8 +84,18 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
             path.display(),
             DEMO_CLASS = args.controller.load_balancer_class
         );
+        let ingresses = args.controller.controllers.contains(&crate::args::ControllerKind::Ingress);
+        if ingresses {
+            println!("  kubectl --kubeconfig {} get ingress", path.display());
+        }
         if args.controller.provider == crate::args::ProviderKind::Local {
             println!("  curl http://<EXTERNAL-IP>:{DEMO_PORT}/   # through cloudlb's load balancer to the demo node");
+            if ingresses {
+                println!(
+                    "  curl -H 'Host: {DEMO_HOST}' http://<ADDRESS>:{}/api   # through cloudlb's HTTP load balancer",
+                    args.controller.ingress_http_port.unwrap_or(app::Mode::Sandbox.ingress_ports().0)
+                );
+            }
         }
         if !args.exit_after_demo {
             println!("Press Ctrl-C to stop.");
@@ -106,7 +121,9 @@ async fn wait_controller(handle: &mut tokio::task::JoinHandle<Result<()>>) -> Re
     }
 }
 
-async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
+/// What the demo's load balancers route to: the Node and, for the Ingress half, our
+/// IngressClass and the two backend Services with stand-in servers on their node ports.
+async fn prepare(client: &Client, args: &SandboxArgs) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
@@ -119,7 +136,13 @@ async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
     }))
     .map_err(|e| Error::Demo(kube::Error::SerdeError(e)))?;
     create_if_absent(&nodes, &node).await?;
+    if args.controller.controllers.contains(&crate::args::ControllerKind::Ingress) {
+        ingress_backends(client, args).await?;
+    }
+    Ok(())
+}
 
+async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let svc: Service = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service",
@@ -158,11 +181,9 @@ async fn demo(client: &Client, args: &SandboxArgs) -> Result<()> {
     Ok(())
 }
 
-/// The Ingress half: our IngressClass (the sandbox's default class, so your own Ingresses need
-/// no class), two NodePort Services with stand-in servers on their node ports, and an Ingress
-/// routing `/` and `/api` of `hello.example` to them; then `kubectl get ingress` and a request
-/// through each path.
-async fn ingress_demo(client: &Client, args: &SandboxArgs) -> Result<()> {
+/// What the Ingress half routes to: our IngressClass (the sandbox's default class, so your own
+/// Ingresses need no class) and two NodePort Services with stand-in servers on their node ports.
+async fn ingress_backends(client: &Client, args: &SandboxArgs) -> Result<()> {
     let demo_err = |e: serde_json::Error| Error::Demo(kube::Error::SerdeError(e));
     let classes: Api<IngressClass> = Api::all(client.clone());
     let class: IngressClass = serde_json::from_value(json!({
@@ -174,8 +195,7 @@ async fn ingress_demo(client: &Client, args: &SandboxArgs) -> Result<()> {
     create_if_absent(&classes, &class).await?;
 
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let mut paths = Vec::new();
-    for (path, name) in DEMO_BACKENDS {
+    for (_, name) in DEMO_BACKENDS {
         let svc: Service = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": "default"},
@@ -188,9 +208,21 @@ async fn ingress_demo(client: &Client, args: &SandboxArgs) -> Result<()> {
             let greeting = if name.ends_with("web") { "Hello from hello-web!" } else { "Hello from hello-api!" };
             serve_backend(([127, 0, 0, 1], port).into(), greeting).await;
         }
-        paths.push(json!({"path": path, "pathType": "Prefix",
-                          "backend": {"service": {"name": name, "port": {"name": "http"}}}}));
     }
+    Ok(())
+}
+
+/// The Ingress half: an Ingress routing `/` and `/api` of `hello.example` to the two backends,
+/// then `kubectl get ingress` and a request through each path.
+async fn ingress_demo(client: &Client, args: &SandboxArgs) -> Result<()> {
+    let demo_err = |e: serde_json::Error| Error::Demo(kube::Error::SerdeError(e));
+    let paths: Vec<_> = DEMO_BACKENDS
+        .iter()
+        .map(|(path, name)| {
+            json!({"path": path, "pathType": "Prefix",
+                   "backend": {"service": {"name": name, "port": {"name": "http"}}}})
+        })
+        .collect();
 
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "default");
     let ing: Ingress = serde_json::from_value(json!({
@@ -208,7 +240,7 @@ async fn ingress_demo(client: &Client, args: &SandboxArgs) -> Result<()> {
     if args.controller.provider == crate::args::ProviderKind::Local
         && let Some(ip) = ingress_address(&ing)
     {
-        let port = args.controller.ingress_http_port.unwrap_or(8080);
+        let port = args.controller.ingress_http_port.unwrap_or(app::Mode::Sandbox.ingress_ports().0);
         let addr = format!("{ip}:{port}");
         for (path, _) in DEMO_BACKENDS {
             let path = if path == "/" { "/" } else { "/api/orders" };
