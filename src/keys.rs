@@ -46,7 +46,6 @@ pub mod reason {
 
 /// Event reasons (the ones users know from the Kubernetes service controller).
 pub mod event {
-    pub const ENSURING: &str = "EnsuringLoadBalancer";
     pub const ENSURED: &str = "EnsuredLoadBalancer";
     pub const SYNC_FAILED: &str = "SyncLoadBalancerFailed";
     pub const UPDATED: &str = "UpdatedLoadBalancer";

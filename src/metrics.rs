@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum Call {
     Ensure,
+    UpdateTargets,
     Delete,
     Get,
 }
@@ -46,6 +47,7 @@ impl EncodeLabelValue for Call {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
         encoder.write_str(match self {
             Call::Ensure => "ensure",
+            Call::UpdateTargets => "update_targets",
             Call::Delete => "delete",
             Call::Get => "get",
         })
@@ -236,6 +238,13 @@ impl Provider for InstrumentedProvider {
         r
     }
 
+    async fn update_targets(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> PResult<()> {
+        let started = Instant::now();
+        let r = self.inner.update_targets(id, spec, record).await;
+        self.metrics.provider_call(Call::UpdateTargets, Layer::L4, r.is_ok(), started);
+        r
+    }
+
     async fn delete(&self, id: &LoadBalancerId, record: Option<&Record>) -> PResult<()> {
         let started = Instant::now();
         let r = self.inner.delete(id, record).await;
@@ -262,6 +271,13 @@ impl Provider for InstrumentedProvider {
         let started = Instant::now();
         let r = self.inner.ensure_l7(id, spec, record).await;
         self.metrics.provider_call(Call::Ensure, Layer::L7, r.is_ok(), started);
+        r
+    }
+
+    async fn update_targets_l7(&self, id: &LoadBalancerId, spec: &L7Spec, record: Option<&Record>) -> PResult<()> {
+        let started = Instant::now();
+        let r = self.inner.update_targets_l7(id, spec, record).await;
+        self.metrics.provider_call(Call::UpdateTargets, Layer::L7, r.is_ok(), started);
         r
     }
 

@@ -31,18 +31,8 @@ async fn controller(c: &Cluster, extra: &[&str]) -> (Controller, PathBuf) {
     (Controller::start(c, &args).await, state)
 }
 
-/// The memory provider's L7 entries, by Ingress name.
-fn l7_state(path: &PathBuf) -> Vec<(String, Value)> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|_| "{}".into());
-    let v: Value = serde_json::from_str(&text).expect("state file is JSON");
-    v["l7"]
-        .as_object()
-        .map(|m| m.values().map(|e| (e["id"]["name"].as_str().unwrap_or_default().to_string(), e.clone())).collect())
-        .unwrap_or_default()
-}
-
 fn l7_entry(path: &PathBuf, name: &str) -> Option<Value> {
-    l7_state(path).into_iter().find(|(n, _)| n == name).map(|(_, e)| e)
+    memory_entry(path, "l7", name)
 }
 
 fn web_spec(class: &str) -> Value {
@@ -74,7 +64,6 @@ async fn claimed_ingress_gets_an_address_finalizer_record_and_events() {
         .map(|p| p.port)
         .collect();
     assert_eq!(ports, vec![80], "one HTTP listener on port 80 (run's default)");
-    c.wait_event("web", "EnsuringLoadBalancer").await;
     c.wait_event("web", "EnsuredLoadBalancer").await;
 
     let entry = l7_entry(&state, "web").expect("the provider has the load balancer");
@@ -206,14 +195,25 @@ async fn backend_service_secret_and_node_changes_resync_only_the_ingresses_conce
     assert_eq!(hash_of("web"), before, "a broken Secret must not change what is served");
     assert_eq!(l7_entry(&state, "web").unwrap()["certificates"], 1);
 
-    // A node joins: both are re-ensured (their targets changed), nothing else.
+    // A node joins: both get a targets-only update (their targets changed), nothing else, and
+    // neither Ingress is written to.
+    let version = |i: k8s_openapi::api::networking::v1::Ingress| i.metadata.resource_version.expect("resourceVersion");
+    let web_version = version(c.ingresses().get("web").await.expect("web"));
     c.add_node("node-c", "10.0.0.3", &[]).await;
-    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("layer", "l7")], "node add", |v| v >= 6.0)
-        .await;
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "update_targets"), ("layer", "l7")], "node add", |v| {
+        v >= 2.0
+    })
+    .await;
     ctl.settle(Duration::from_millis(300)).await;
     assert_eq!(l7_entry(&state, "web").unwrap()["targets"], 3);
     assert_ne!(hash_of("bystander"), bystander, "the bystander's targets changed too");
-    assert_eq!(ensures().await, 6.0, "one ensure per Ingress for the node change");
+    assert_eq!(ensures().await, 4.0, "no full ensure for a node change");
+    assert_eq!(
+        ctl.metric("cloudlb_provider_calls_total", &[("call", "update_targets"), ("layer", "l7")]).await,
+        2.0,
+        "one targets update per Ingress"
+    );
+    assert_eq!(version(c.ingresses().get("web").await.expect("web")), web_version, "no write to the Ingress");
     ctl.stop().await;
 }
 

@@ -78,6 +78,7 @@ async fn main() {
         "| N | converged | Services/s | create-to-status p50 | p99 | restart: mutating calls | restart: caught up | add node: calls | add node: time | exclude node: calls | exclude node: time | delete all | API requests |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut writes = Vec::new();
     for &n in &args.services {
         let p = Params { services: n, nodes: args.nodes, latency: args.latency, concurrency: args.concurrency };
         let r = scenarios::scale(&p).await;
@@ -95,6 +96,21 @@ async fn main() {
             s(r.exclude_node_time),
             s(r.delete_all),
             r.api_requests
+        );
+        writes.push((n, r));
+    }
+    println!("\n## API writes by the controller (Service patches / status patches / events)\n");
+    println!("| N | per new LB | restart (total) | add node (total) | exclude node (total) | per deleted LB |");
+    println!("|---|---|---|---|---|---|");
+    for (n, r) in &writes {
+        let total = |w: &scenarios::Writes| format!("{}/{}/{}", w.services, w.status, w.events);
+        println!(
+            "| {n} | {} | {} | {} | {} | {} |",
+            r.create_writes.per(*n),
+            total(&r.restart_writes),
+            total(&r.add_node_writes),
+            total(&r.exclude_node_writes),
+            r.delete_writes.per(*n)
         );
     }
     let l = scenarios::latency(args.latency_samples).await;

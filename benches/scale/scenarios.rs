@@ -52,6 +52,61 @@ pub struct ScaleResult {
     pub exclude_node_time: Duration,
     pub delete_all: Duration,
     pub api_requests: u64,
+    /// The controller's API writes in each phase (see [`Writes`]).
+    pub create_writes: Writes,
+    pub restart_writes: Writes,
+    pub add_node_writes: Writes,
+    pub exclude_node_writes: Writes,
+    pub delete_writes: Writes,
+}
+
+/// The controller's writes to the API during one phase, from the sandbox's request counters:
+/// patches of Services (finalizer, annotations) and of their status, and events created or
+/// patched (a series). The harness itself only creates and deletes Services and creates and
+/// patches Nodes, so none of these are its own. Lease renewals are not counted: they do not
+/// depend on the load balancers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Writes {
+    pub services: u64,
+    pub status: u64,
+    pub events: u64,
+}
+
+impl Writes {
+    fn of(s: &cloudlb_sandbox::Stats) -> Writes {
+        let both = |res: &str| s.count("patch", res) + s.count("update", res);
+        Writes {
+            services: both("services"),
+            status: both("services/status"),
+            events: s.count("create", "events.events.k8s.io") + s.count("patch", "events.events.k8s.io"),
+        }
+    }
+
+    fn since(self, before: Writes) -> Writes {
+        Writes {
+            services: self.services - before.services,
+            status: self.status - before.status,
+            events: self.events - before.events,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.services + self.status + self.events
+    }
+
+    /// `services/status/events` per load balancer, e.g. `2/1/1`.
+    pub fn per(&self, n: usize) -> String {
+        let n = n.max(1) as f64;
+        let f = |v: u64| {
+            let x = v as f64 / n;
+            if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.2}") }
+        };
+        format!("{}/{}/{}", f(self.services), f(self.status), f(self.events))
+    }
+}
+
+fn writes(cluster: &Cluster) -> Writes {
+    Writes::of(&cluster.sandbox.stats())
 }
 
 /// What the harness's own watch has seen: when each Service first had an address, and which
@@ -165,14 +220,20 @@ async fn add_nodes(cluster: &Cluster, n: usize) {
 
 /// Waits until `calls(ensure) - before == want` and stays there for a quiet moment; returns the
 /// delta and the time when it first reached `want`.
-async fn ensure_delta(ctl: &Controller, before: u64, want: u64, started: Instant) -> (u64, Duration) {
-    ctl.wait_metric_within("cloudlb_provider_calls_total", &[("call", "ensure")], "ensure calls", LIMIT, |v| {
-        v as u64 >= before + want
-    })
-    .await;
+/// Mutating provider calls so far: full ensures and targets-only updates.
+async fn mutating_calls(ctl: &Controller) -> u64 {
+    ctl.calls("ensure").await + ctl.calls("update_targets").await
+}
+
+async fn calls_delta(ctl: &Controller, before: u64, want: u64, started: Instant) -> (u64, Duration) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while mutating_calls(ctl).await < before + want {
+        assert!(tokio::time::Instant::now() < deadline, "fewer than {want} provider calls after {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let reached = started.elapsed();
     ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
-    (ctl.calls("ensure").await - before, reached)
+    (mutating_calls(ctl).await - before, reached)
 }
 
 /// Scenarios 1-4: create N at once, restart, add a node, exclude a node, delete all.
@@ -190,6 +251,7 @@ pub async fn scale(p: &Params) -> ScaleResult {
     let mut r = ScaleResult { services: p.services, ..Default::default() };
 
     // 1. Create N at once.
+    let w = writes(&cluster);
     let started = Instant::now();
     let created = create_all(&cluster, &names, true).await;
     let n = p.services;
@@ -204,9 +266,12 @@ pub async fn scale(p: &Params) -> ScaleResult {
     r.create_p50 = percentile(&lat, 0.5);
     r.create_p99 = percentile(&lat, 0.99);
     ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
+    ctl.settle_within(Duration::from_millis(500), LIMIT).await;
+    r.create_writes = writes(&cluster).since(w);
     ctl.stop().await;
 
     // 2. Restart with N converged (durable provider state): no mutating call.
+    let w = writes(&cluster);
     let started = Instant::now();
     let ctl = Controller::start_logging(&cluster, &args, LOG).await;
     ctl.wait_metric_within("cloudlb_reconciles_total", &[], "every Service reconciled after restart", LIMIT, |v| {
@@ -215,16 +280,22 @@ pub async fn scale(p: &Params) -> ScaleResult {
     .await;
     r.restart_catch_up = started.elapsed();
     ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
-    r.restart_mutating_calls = ctl.calls("ensure").await + ctl.calls("delete").await;
+    ctl.settle_within(Duration::from_millis(500), LIMIT).await;
+    r.restart_mutating_calls = mutating_calls(&ctl).await + ctl.calls("delete").await;
+    r.restart_writes = writes(&cluster).since(w);
     progress(&format!("N={n}: restart caught up in {:?}", r.restart_catch_up));
 
     // 3. Add one node, then exclude one node.
-    let before = ctl.calls("ensure").await;
+    let w = writes(&cluster);
+    let before = mutating_calls(&ctl).await;
     let started = Instant::now();
     cluster.add_node("node-new", "10.2.0.1", &[]).await;
-    (r.add_node_calls, r.add_node_time) = ensure_delta(&ctl, before, n as u64, started).await;
+    (r.add_node_calls, r.add_node_time) = calls_delta(&ctl, before, n as u64, started).await;
+    ctl.settle_within(Duration::from_millis(500), LIMIT).await;
+    r.add_node_writes = writes(&cluster).since(w);
     progress(&format!("N={n}: node added, {} calls in {:?}", r.add_node_calls, r.add_node_time));
-    let before = ctl.calls("ensure").await;
+    let w = writes(&cluster);
+    let before = mutating_calls(&ctl).await;
     let started = Instant::now();
     cluster
         .patch_node(
@@ -232,9 +303,12 @@ pub async fn scale(p: &Params) -> ScaleResult {
             json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "true"}}}),
         )
         .await;
-    (r.exclude_node_calls, r.exclude_node_time) = ensure_delta(&ctl, before, n as u64, started).await;
+    (r.exclude_node_calls, r.exclude_node_time) = calls_delta(&ctl, before, n as u64, started).await;
+    ctl.settle_within(Duration::from_millis(500), LIMIT).await;
+    r.exclude_node_writes = writes(&cluster).since(w);
 
     // 4. Delete all.
+    let w = writes(&cluster);
     let started = Instant::now();
     let api = cluster.services();
     futures::stream::iter(names.iter().cloned())
@@ -256,6 +330,8 @@ pub async fn scale(p: &Params) -> ScaleResult {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     r.delete_all = started.elapsed();
+    ctl.settle_within(Duration::from_millis(500), LIMIT).await;
+    r.delete_writes = writes(&cluster).since(w);
     progress(&format!("N={n}: all deleted in {:?}", r.delete_all));
     r.api_requests = cluster.sandbox.stats().total;
     ctl.stop().await;

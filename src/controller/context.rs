@@ -133,6 +133,19 @@ impl Context {
         }
     }
 
+    /// The node set changed, nothing else: the provider converges the targets only.
+    pub async fn update_targets(
+        &self,
+        id: &LoadBalancerId,
+        desired: &Desired,
+        record: Option<&Record>,
+    ) -> cloudlb_provider::Result<()> {
+        match desired {
+            Desired::L4(s) => self.provider.update_targets(id, s, record).await,
+            Desired::L7(s) => self.provider.update_targets_l7(id, s, record).await,
+        }
+    }
+
     pub async fn delete(&self, layer: Layer, id: &LoadBalancerId, record: Option<&Record>) -> cloudlb_provider::Result<()> {
         match layer {
             Layer::L4 => self.provider.delete(id, record).await,
@@ -189,6 +202,11 @@ impl Context {
         lock(&self.checked)
             .get(uid)
             .is_some_and(|c| c.hash.as_deref() == Some(hash) && c.at.elapsed() < self.config.resync_period)
+    }
+
+    /// The full spec hash (targets included) this process last confirmed or made for `uid`.
+    pub fn confirmed_hash(&self, uid: &str) -> Option<String> {
+        lock(&self.checked).get(uid).and_then(|c| c.hash.clone())
     }
 
     pub fn confirmed(&self, uid: &str, hash: &str) {

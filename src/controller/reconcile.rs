@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudlb_provider::{ErrorClass, LoadBalancerStatus, ProviderError, Record};
+use cloudlb_provider::{ErrorClass, LoadBalancerStatus, ProviderError, Record, StateLocation};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
@@ -197,7 +197,9 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
         }
         return Ok(Action::requeue(ctx.config.resync_period));
     }
-    let mut why = if recorded_hash.as_deref() != Some(hash.as_str()) {
+    // The annotation holds the hash of the last *full* ensure; only its frontend part (before
+    // the dot) says whether the spec changed. Node-set changes since then are targets-only.
+    let mut why = if recorded_hash.as_deref().map(frontend) != Some(frontend(&hash)) {
         Some(if recorded_hash.is_none() { "new" } else { "changed" })
     } else if record.is_none() || !obj.has_address() {
         Some("incomplete")
@@ -205,6 +207,13 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
         None
     };
     if why.is_none() {
+        let in_process = ctx.caps.state == StateLocation::InProcess;
+        // What the load balancer implements as far as this process knows: what it confirmed
+        // or made, else (after a restart, for a cloud that keeps its state) the annotation.
+        let known = ctx.confirmed_hash(&uid).or_else(|| recorded_hash.clone().filter(|_| !in_process));
+        if known.as_deref().is_some_and(|h| h != hash) {
+            return targets_changed(obj, ctx, &desired, &hash, record.as_ref(), &build_warnings).await;
+        }
         match ctx.confirmation_due(&uid) {
             Confirm::NotDue(after) => {
                 ready_condition(obj, ctx, &desired, &build_warnings).await?;
@@ -217,6 +226,11 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
                     ctx.backoff.succeeded(&uid);
                     ready_condition(obj, ctx, &desired, &build_warnings).await?;
                     return Ok(Action::requeue(ctx.config.resync_period));
+                }
+                // The cloud implements this spec for other targets (the node set changed in a
+                // way this process did not see through): converge the targets only.
+                Ok(Some(st)) if st.spec_hash.as_deref().map(frontend) == Some(frontend(&hash)) => {
+                    return targets_changed(obj, ctx, &desired, &hash, record.as_ref(), &build_warnings).await;
                 }
                 Ok(found) => {
                     let what = if found.is_some() { "differs from its spec" } else { "is missing" };
@@ -241,11 +255,8 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
         finalizer::add(&api(ctx, obj), obj).await.map_err(Error::AddFinalizer)?
     };
     let obj = &obj;
-    let targets_only =
-        recorded_hash.as_deref().and_then(|h| h.split('.').next()) == hash.split('.').next() && why == "changed";
-    if !targets_only {
-        ctx.event(obj, EventType::Normal, event::ENSURING, "Ensure", "Ensuring load balancer").await;
-    }
+    // No "Ensuring" event: the outcome's event (or the failure's) is the one a user needs, and
+    // every event is a write the whole cluster's watchers pay for.
     debug!(kind = F::KIND, object = %key(obj), why, "ensuring load balancer");
     let st = match ctx.ensure(&id, &desired, record.as_ref()).await {
         Ok(st) => st,
@@ -265,12 +276,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     if !warnings.is_empty() {
         ctx.event(obj, EventType::Warning, event::WARNING, "Ensure", &warnings.join("; ")).await;
     }
-    if targets_only {
-        let note = format!("Updated load balancer with new hosts ({} targets)", desired.targets().len());
-        ctx.event(obj, EventType::Normal, event::UPDATED, "Update", &note).await;
-    } else {
-        ctx.event(obj, EventType::Normal, event::ENSURED, "Ensure", "Ensured load balancer").await;
-    }
+    ctx.event(obj, EventType::Normal, event::ENSURED, "Ensure", "Ensured load balancer").await;
     info!(
         kind = F::KIND,
         object = %key(obj),
@@ -282,8 +288,53 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(ctx.config.resync_period))
 }
 
+/// Only the node set changed since the load balancer last implemented this spec: the provider
+/// converges the targets alone, and nothing is written to the object unless what a user sees
+/// changes (the address, or the condition going to or from `NoEligibleNodes`). One event.
+async fn targets_changed<F: FrontEnd>(
+    obj: &F,
+    ctx: &Context,
+    desired: &Desired,
+    hash: &str,
+    record: Option<&Record>,
+    build_warnings: &[String],
+) -> Result<Action> {
+    let uid = uid(obj);
+    if let Some(wait) = ctx.backoff.gate(&uid, hash) {
+        return Ok(Action::requeue(wait));
+    }
+    if let Err(e) = ctx.update_targets(&ctx.lb_id(obj), desired, record).await {
+        return ensure_failed(obj, ctx, e).await;
+    }
+    let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(desired)).collect();
+    let cond = ready_cond(desired, &warnings);
+    if !condition_is(obj, ctx, &cond) && !warnings.is_empty() {
+        ctx.event(obj, EventType::Warning, event::WARNING, "Update", &warnings.join("; ")).await;
+    }
+    write_status(ctx, obj, None, &cond).await?;
+    ctx.confirmed(&uid, hash);
+    ctx.backoff.succeeded(&uid);
+    let targets = desired.targets().len();
+    if targets == 0 {
+        let note = "There are no available nodes for LoadBalancer";
+        ctx.event(obj, EventType::Warning, event::UNAVAILABLE, "Update", note).await;
+    } else {
+        let note = format!("Updated load balancer with new hosts ({targets} targets)");
+        ctx.event(obj, EventType::Normal, event::UPDATED, "Update", &note).await;
+    }
+    debug!(kind = F::KIND, object = %key(obj), targets, "load balancer targets updated");
+    Ok(Action::requeue(ctx.config.resync_period))
+}
+
+/// The part of a spec hash before the dot: everything but the targets.
+fn frontend(hash: &str) -> &str {
+    hash.split_once('.').map_or(hash, |(f, _)| f)
+}
+
 /// The condition after a successful pass; warnings (parts built without, such as nodes the
 /// provider cannot register or an Ingress path that was skipped) are part of the message.
+/// No counts in it: a message that changes with every node would be a status write per load
+/// balancer per node change.
 fn ready_cond(desired: &Desired, warnings: &[String]) -> Cond {
     let mut cond = if desired.targets().is_empty() {
         Cond::not_ready(
@@ -291,7 +342,7 @@ fn ready_cond(desired: &Desired, warnings: &[String]) -> Cond {
             "the load balancer has an address but no eligible node to send traffic to",
         )
     } else {
-        Cond::ready(format!("load balancer ready with {} targets", desired.targets().len()))
+        Cond::ready("the load balancer is ready")
     };
     if !warnings.is_empty() {
         cond.message = format!("{}; {}", cond.message, warnings.join("; "));
@@ -317,8 +368,10 @@ async fn ready_condition<F: FrontEnd>(obj: &F, ctx: &Context, desired: &Desired,
 async fn save_record<F: FrontEnd>(ctx: &Context, obj: &F, st: &LoadBalancerStatus, hash: &str) -> Result<()> {
     let record = st.record.to_json();
     let class = obj.requested_class();
+    // A hash that differs in its targets part only is not rewritten: targets changes never
+    // cost a write to the object (see `targets_changed`).
     if annotation(obj, ANN_RECORD) == Some(&record)
-        && annotation(obj, ANN_SPEC_HASH).map(String::as_str) == Some(hash)
+        && annotation(obj, ANN_SPEC_HASH).map(|h| frontend(h)) == Some(frontend(hash))
         && annotation(obj, ANN_CLAIMED_CLASS) == Some(&class)
     {
         return Ok(());
@@ -395,7 +448,10 @@ pub async fn restore<F: FrontEnd>(ctx: &Context, objects: Vec<F>) -> usize {
                 let recorded = record(&obj);
                 match ctx.ensure(&ctx.lb_id(&obj), &built.desired, recorded.as_ref()).await {
                     Ok(st) => {
-                        let unchanged = annotation(&obj, ANN_SPEC_HASH) == Some(&hash) && Some(&st.record) == recorded.as_ref();
+                        // Targets that changed while the controller was down are built in
+                        // already; only a frontend change leaves work for reconcile.
+                        let unchanged = annotation(&obj, ANN_SPEC_HASH).map(|h| frontend(h)) == Some(frontend(&hash))
+                            && Some(&st.record) == recorded.as_ref();
                         if unchanged {
                             ctx.confirmed(&uid(&obj), &hash);
                         }

@@ -279,6 +279,14 @@ impl Cluster {
     }
 }
 
+/// The memory provider's entry (from its `--memory-state-file`) for the load balancer of the
+/// object `name`: `kind` is `lbs` (Services) or `l7` (Ingresses).
+pub fn memory_entry(state: &std::path::Path, kind: &str, name: &str) -> Option<Value> {
+    let text = std::fs::read_to_string(state).ok()?;
+    let v: Value = serde_json::from_str(&text).expect("state file is JSON");
+    v[kind].as_object()?.values().find(|e| e["id"]["name"] == name).cloned()
+}
+
 /// The first address in an Ingress's status.
 pub fn ingress_address(ing: &Ingress) -> Option<String> {
     let first = ing.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?.first()?.clone();

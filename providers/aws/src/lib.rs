@@ -43,6 +43,7 @@ mod security_group;
 pub mod subnets;
 pub mod tags;
 mod target_groups;
+mod targets;
 pub mod throttle;
 
 use std::collections::BTreeMap;
@@ -70,6 +71,8 @@ pub struct AwsProvider {
     config: AwsConfig,
     clients: Clients,
     limiter: Limiter,
+    /// Target groups whose ownership was checked (targets-only updates trust only these).
+    verified: targets::Verified,
 }
 
 impl AwsProvider {
@@ -84,7 +87,7 @@ impl AwsProvider {
         }
         let clients = Clients::new(&config).await?;
         let limiter = Limiter::new(&config.rate_limits);
-        Ok(Self { config, clients, limiter })
+        Ok(Self { config, clients, limiter, verified: Default::default() })
     }
 
     pub fn config(&self) -> &AwsConfig {
@@ -155,8 +158,23 @@ impl Provider for AwsProvider {
         ensure::ensure(&self.api(Priority::Normal), id, spec, record).await
     }
 
+    async fn update_targets(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> Result<(), ProviderError> {
+        let api = self.api(Priority::Normal);
+        if targets::update(&api, id, spec, record, &self.verified).await? {
+            return Ok(());
+        }
+        ensure::ensure(&api, id, spec, record).await.map(|_| ())
+    }
+
     async fn delete(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<(), ProviderError> {
-        delete::delete(&self.api(Priority::High), id, record).await
+        delete::delete(&self.api(Priority::High), id, record).await?;
+        self.verified.forget(&id.uid);
+        Ok(())
     }
 
     async fn get(

@@ -36,6 +36,11 @@ pub fn target_groups(r: &Record) -> Vec<String> {
     r.0.iter().filter(|(k, _)| k.starts_with(TARGET_GROUP)).map(|(_, v)| v.clone()).collect()
 }
 
+/// The target group recorded for listener `port`.
+pub fn target_group(r: &Record, port: u16) -> Option<&str> {
+    r.get(&format!("{TARGET_GROUP}{port}"))
+}
+
 pub fn listeners(r: &Record) -> Vec<String> {
     r.0.iter().filter(|(k, _)| k.starts_with(LISTENER)).map(|(_, v)| v.clone()).collect()
 }

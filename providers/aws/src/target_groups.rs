@@ -246,13 +246,26 @@ pub async fn converge_attributes(
 /// out and must be registered again if wanted).
 pub async fn registered(api: &Api<'_>, arn: &str) -> Result<BTreeSet<String>, ProviderError> {
     const CALL: &str = "elbv2:DescribeTargetHealth";
+    registered_if_exists(api, arn).await?.ok_or_else(|| ProviderError::Retryable {
+        call: CALL,
+        message: format!("target group {arn} does not exist"),
+    })
+}
+
+/// [`registered`], or `None` when the target group does not exist.
+pub async fn registered_if_exists(api: &Api<'_>, arn: &str) -> Result<Option<BTreeSet<String>>, ProviderError> {
+    const CALL: &str = "elbv2:DescribeTargetHealth";
     api.permit(CALL).await;
-    let r = api.elb.describe_target_health().target_group_arn(arn).send().await.map_err(|e| errors::map(CALL, e))?;
-    Ok(r.target_health_descriptions()
+    let r = match api.elb.describe_target_health().target_group_arn(arn).send().await {
+        Ok(r) => r,
+        Err(e) if errors::is(&e, &["TargetGroupNotFound"]) => return Ok(None),
+        Err(e) => return Err(errors::map(CALL, e)),
+    };
+    Ok(Some(r.target_health_descriptions()
         .iter()
         .filter(|d| !matches!(d.target_health().and_then(|h| h.state()), Some(TargetHealthStateEnum::Draining)))
         .filter_map(|d| d.target().and_then(|t| t.id()).map(String::from))
-        .collect())
+        .collect()))
 }
 
 /// Register the missing instances and deregister the extra ones: at most one call of each per
@@ -264,7 +277,19 @@ pub async fn converge_targets(
     instances: &BTreeSet<String>,
 ) -> Result<(usize, usize), ProviderError> {
     let current = registered(api, arn).await?;
-    let add: Vec<&String> = instances.difference(&current).collect();
+    apply_targets(api, arn, node_port, instances, &current).await
+}
+
+/// Register `instances` missing from `current` and deregister the extra ones: at most one
+/// call of each per [`TARGETS_PER_CALL`] instances. Returns (added, removed).
+pub async fn apply_targets(
+    api: &Api<'_>,
+    arn: &str,
+    node_port: u16,
+    instances: &BTreeSet<String>,
+    current: &BTreeSet<String>,
+) -> Result<(usize, usize), ProviderError> {
+    let add: Vec<&String> = instances.difference(current).collect();
     let remove: Vec<&String> = current.difference(instances).collect();
     let describe = |ids: &[&String]| -> Vec<TargetDescription> {
         ids.iter().map(|i| TargetDescription::builder().id(i.as_str()).port(i32::from(node_port)).build()).collect()

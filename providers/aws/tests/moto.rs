@@ -254,6 +254,80 @@ async fn updates_converge_in_place_with_batched_target_calls() {
     assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
 }
 
+/// Every call made between two snapshots, by name (reads included).
+fn all_calls(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn targets_only_updates_touch_only_target_registrations() {
+    let w = World::new("targets").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let a = w.spec(&[(80, 30080), (443, 30443)], &[0, 1]);
+    let st = p.ensure(&id, &a, None).await.expect("ensure");
+
+    // A node joins: per target group one DescribeTargetHealth and one RegisterTargets, plus
+    // one DescribeTags for the ownership check the first time. Nothing else.
+    let before = p.call_counts();
+    let b = w.spec(&[(80, 30080), (443, 30443)], &[0, 1, 2]);
+    p.update_targets(&id, &b, Some(&st.record)).await.expect("update targets");
+    let calls = all_calls(&before, &p.call_counts());
+    let want = BTreeMap::from([
+        ("elbv2:DescribeTags".to_string(), 1),
+        ("elbv2:DescribeTargetHealth".to_string(), 2),
+        ("elbv2:RegisterTargets".to_string(), 2),
+    ]);
+    assert_eq!(calls, want);
+    for port in ["80", "443"] {
+        let arn = st.record.get(&format!("target-group/{port}")).unwrap();
+        assert_eq!(targets_of(&w, arn).await.len(), 3, "target group of {port}");
+    }
+
+    // A node leaves: ownership is remembered, so reads are one per group, then one deregister each.
+    let before = p.call_counts();
+    let c = w.spec(&[(80, 30080), (443, 30443)], &[1, 2]);
+    p.update_targets(&id, &c, Some(&st.record)).await.expect("update targets");
+    let calls = all_calls(&before, &p.call_counts());
+    let want = BTreeMap::from([
+        ("elbv2:DescribeTargetHealth".to_string(), 2),
+        ("elbv2:DeregisterTargets".to_string(), 2),
+    ]);
+    assert_eq!(calls, want);
+
+    // Already right: reads only.
+    let before = p.call_counts();
+    p.update_targets(&id, &c, Some(&st.record)).await.expect("update targets");
+    assert_eq!(mutations(&before, &p.call_counts()), BTreeMap::new(), "converged targets: no mutating call");
+
+    // A record pointing at another Service's target group changes nothing of theirs.
+    let other = w.id("other");
+    let other_st = p.ensure(&other, &a, None).await.expect("ensure other");
+    let mut forged = st.record.clone();
+    forged.set("target-group/80", other_st.record.get("target-group/80").unwrap());
+    let err = p.update_targets(&id, &w.spec(&[(80, 30080), (443, 30443)], &[2]), Some(&forged)).await.unwrap_err();
+    assert!(matches!(err, cloudlb_provider::ProviderError::Conflict { .. }), "{err:?}");
+    let theirs = other_st.record.get("target-group/80").unwrap();
+    assert_eq!(targets_of(&w, theirs).await.len(), 2, "the other Service's targets are untouched");
+
+    // Without a record, or with a stale one: a full ensure, which finds everything by name.
+    p.update_targets(&id, &b, None).await.expect("falls back to ensure");
+    for port in ["80", "443"] {
+        let arn = st.record.get(&format!("target-group/{port}")).unwrap();
+        assert_eq!(targets_of(&w, arn).await.len(), 3);
+    }
+
+    p.delete(&id, Some(&st.record)).await.expect("delete");
+    p.delete(&other, Some(&other_st.record)).await.expect("delete other");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}
+
 #[tokio::test]
 async fn delete_without_record_and_from_partial_state_leaves_nothing() {
     let w = World::new("cleanup").await;

@@ -5,6 +5,7 @@
 //!              ◀─ status (ingress, record) ──
 //!              ── delete(id, record) ───────▶ nothing of id is left
 //!              ── get(id, record) ─────────▶ what exists now (drift check)
+//!              ── update_targets(id, spec) ─▶ only the targets converge (node set changed)
 //! ```
 //!
 //! # Guarantees a provider gives
@@ -75,6 +76,18 @@ pub trait Provider: Send + Sync + 'static {
         record: Option<&Record>,
     ) -> Result<LoadBalancerStatus>;
 
+    /// Converge only the targets of `id` to `spec.targets`: the controller calls this when
+    /// nothing but the node set changed since `spec` was last ensured (same
+    /// [`LoadBalancerSpec::frontend_digest`]), and after a restart when the targets may have
+    /// changed while it was down. A provider reads what is registered and changes only the
+    /// difference: no call at all when the targets are already right, and nothing but targets
+    /// touched (no listener, attribute or tag reads or writes). The address does not change, so
+    /// nothing is returned. The default is a full `ensure`, right for providers whose ensure is
+    /// cheap and in place (memory, local).
+    async fn update_targets(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> Result<()> {
+        self.ensure(id, spec, record).await.map(|_| ())
+    }
+
     /// Remove everything made for `id`. Succeeds when nothing exists.
     async fn delete(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<()>;
 
@@ -105,6 +118,11 @@ pub trait Provider: Send + Sync + 'static {
             call: "ensure_l7",
             message: format!("the {} provider does not build HTTP (L7) load balancers", self.name()),
         })
+    }
+
+    /// [`Provider::update_targets`] for an L7 load balancer (the node set changed, nothing else).
+    async fn update_targets_l7(&self, id: &LoadBalancerId, spec: &L7Spec, record: Option<&Record>) -> Result<()> {
+        self.ensure_l7(id, spec, record).await.map(|_| ())
     }
 
     /// Remove everything made for the L7 load balancer `id`. Succeeds when nothing exists.

@@ -1,0 +1,80 @@
+//! Targets-only updates ([`Provider::update_targets`](cloudlb_provider::Provider::update_targets)):
+//! when nothing but the node set changed, only the target groups' registrations change. Per
+//! target group that is one DescribeTargetHealth, and at most one RegisterTargets and one
+//! DeregisterTargets; no load balancer, listener, attribute, security-group or tag call.
+//!
+//! The target groups come from the record, which anyone who can edit the Service can edit. So
+//! each target group's ownership tags are checked once per process (one DescribeTags for all of
+//! a load balancer's groups) and remembered: a record pointing at another Service's or another
+//! cluster's target group is a Conflict and changes nothing of theirs. Without a usable record
+//! (none, a port missing from it, a target group gone) the caller falls back to a full ensure,
+//! which finds everything by name and tags and rebuilds what is missing.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use cloudlb_provider::{LoadBalancerId, LoadBalancerSpec, ProviderError, Record};
+
+use crate::clients::Api;
+use crate::{options, plan, record, tags, target_groups};
+
+/// Target groups whose ownership tags were checked, as (owner uid, ARN).
+#[derive(Default)]
+pub struct Verified(Mutex<HashSet<(String, String)>>);
+
+impl Verified {
+    fn contains(&self, uid: &str, arn: &str) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains(&(uid.to_string(), arn.to_string()))
+    }
+
+    fn insert(&self, uid: &str, arn: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert((uid.to_string(), arn.to_string()));
+    }
+
+    /// Forgets a load balancer's target groups (it was deleted).
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).retain(|(u, _)| u != uid);
+    }
+}
+
+/// Converges the registrations of every target group of `id` to the spec's instances.
+/// `Ok(false)`: the record cannot be used (nothing was changed); do a full ensure instead.
+pub async fn update(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    spec: &LoadBalancerSpec,
+    record: Option<&Record>,
+    verified: &Verified,
+) -> Result<bool, ProviderError> {
+    let Some(record) = record else { return Ok(false) };
+    let (opts, _) = options::parse(&spec.options);
+    let plan = plan::build(id, spec, &opts);
+    let mut groups = Vec::with_capacity(plan.target_groups.len());
+    for tg in &plan.target_groups {
+        let Some(arn) = record::target_group(record, tg.listener_port) else { return Ok(false) };
+        groups.push((arn.to_string(), tg.node_port));
+    }
+    let unverified: Vec<String> =
+        groups.iter().filter(|(arn, _)| !verified.contains(&id.uid, arn)).map(|(arn, _)| arn.clone()).collect();
+    if !unverified.is_empty() {
+        let found = tags::describe_elb(api, &unverified).await?;
+        for arn in &unverified {
+            let Some(t) = found.get(arn) else { return Ok(false) };
+            tags::check_owned("elbv2:DescribeTags", id, arn, t)?;
+            verified.insert(&id.uid, arn);
+        }
+    }
+    // Read every group first: a group that is gone means the record is stale, and a full
+    // ensure must run before anything is changed.
+    let mut current = Vec::with_capacity(groups.len());
+    for (arn, _) in &groups {
+        match target_groups::registered_if_exists(api, arn).await? {
+            Some(c) => current.push(c),
+            None => return Ok(false),
+        }
+    }
+    for ((arn, node_port), current) in groups.iter().zip(&current) {
+        target_groups::apply_targets(api, arn, *node_port, &plan.instances, current).await?;
+    }
+    Ok(true)
+}
