@@ -75,6 +75,24 @@ impl Error {
         }
     }
 
+    /// How long the API server asked us to wait: a 429 (API Priority and Fairness rejecting
+    /// the request, or an apiserver under load) carries `retryAfterSeconds`; honouring it is
+    /// what keeps a burst of reconciles from hammering an apiserver that is already shedding.
+    pub fn api_retry_after(&self) -> Option<std::time::Duration> {
+        let (Error::AddFinalizer(e) | Error::RemoveFinalizer(e) | Error::PatchAnnotations(e) | Error::PatchStatus(e)) =
+            self
+        else {
+            return None;
+        };
+        match e {
+            kube::Error::Api(s) if s.code == 429 => {
+                let secs = s.details.as_ref().map(|d| d.retry_after_seconds).filter(|s| *s > 0).unwrap_or(1);
+                Some(std::time::Duration::from_secs(u64::from(secs)))
+            }
+            _ => None,
+        }
+    }
+
     /// Label for metrics (never formatted from the error's text).
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -87,3 +105,29 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, retry_after_seconds: u32) -> kube::Error {
+        let mut s = kube::core::Status::failure("slow down", "TooManyRequests").with_code(code);
+        s.details = Some(kube::core::response::StatusDetails {
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            uid: String::new(),
+            causes: Vec::new(),
+            retry_after_seconds,
+        });
+        kube::Error::Api(Box::new(s))
+    }
+
+    #[test]
+    fn a_429_says_how_long_to_wait() {
+        let e = Error::PatchStatus(api(429, 7));
+        assert_eq!(e.api_retry_after(), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(Error::AddFinalizer(api(429, 0)).api_retry_after(), Some(std::time::Duration::from_secs(1)));
+        assert_eq!(Error::PatchStatus(api(409, 7)).api_retry_after(), None, "only 429 asks us to wait");
+    }
+}

@@ -47,7 +47,7 @@ pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Ac
 /// provider's own retry-after (throttling) is honoured when longer.
 pub fn error_policy<F: FrontEnd>(obj: Arc<F>, err: &Error, ctx: Arc<Context>) -> Action {
     let attempt = attempt_of(obj.as_ref(), &ctx);
-    let min = err.provider_error().and_then(ProviderError::retry_after);
+    let min = err.provider_error().and_then(ProviderError::retry_after).or_else(|| err.api_retry_after());
     let delay = ctx.backoff.failed(&uid(obj.as_ref()), &attempt, min);
     warn!(kind = F::KIND, object = %key(obj.as_ref()), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
