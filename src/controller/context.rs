@@ -5,7 +5,7 @@
 //! Per-object state is keyed by uid, so a deleted and re-created object never inherits its
 //! predecessor's backoff or confirmation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,10 @@ pub struct Context {
     /// The last condition reported for objects whose status has no conditions (Ingress), so a
     /// problem is reported once per change, not once per pass.
     pub reported: Mutex<HashMap<String, Cond>>,
+    /// Objects whose load balancer this process deleted and whose finalizer it removed, until
+    /// the watch delivers them without it: a pass on the stale cached copy (woken by our own
+    /// status and annotation writes) must not delete again.
+    pub released: Mutex<HashSet<String>>,
 }
 
 /// What to do for an object whose spec is unchanged.
@@ -226,7 +230,23 @@ impl Context {
     pub fn forget(&self, uid: &str) {
         lock(&self.checked).remove(uid);
         lock(&self.reported).remove(uid);
+        lock(&self.released).remove(uid);
         self.backoff.succeeded(uid);
+    }
+
+    /// The load balancer of `uid` was deleted and its finalizer removed (see `released`).
+    pub fn mark_released(&self, uid: &str) {
+        lock(&self.released).insert(uid.to_string());
+    }
+
+    /// `uid` is ours again and carries the finalizer.
+    pub fn unmark_released(&self, uid: &str) {
+        lock(&self.released).remove(uid);
+    }
+
+    /// Whether `uid` was released by this process and the cache has not caught up yet.
+    pub fn is_released(&self, uid: &str) -> bool {
+        lock(&self.released).contains(uid)
     }
 
     /// Remembers certificates that are valid now (Ingress TLS).

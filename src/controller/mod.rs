@@ -183,6 +183,7 @@ pub async fn run(
         backoff: Default::default(),
         checked: Default::default(),
         reported: Default::default(),
+        released: Default::default(),
     });
 
     // The Ingress watch is driven by its controller, but its cache must be complete before the

@@ -89,6 +89,10 @@ async fn reconcile_inner<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> 
         ctx.forget(&uid(obj));
         return Ok(Action::await_change());
     }
+    if ctx.is_released(&uid(obj)) {
+        // A stale copy: we removed the finalizer already; the watch brings the object without it.
+        return Ok(Action::await_change());
+    }
     if !deleting && !obj.wants_cleanup(annotation(obj, ANN_CLAIMED_CLASS).map(String::as_str)) {
         // The object still asks for the load balancer it was claimed with: what changed is
         // this controller's flags or the class objects. A typo must never tear down working
@@ -137,6 +141,7 @@ async fn cleanup<F: FrontEnd>(obj: &F, ctx: &Context, deleting: bool) -> Result<
     }
     finalizer::remove(&api, obj).await.map_err(Error::RemoveFinalizer)?;
     ctx.forget(&uid);
+    ctx.mark_released(&uid);
     ctx.event(obj, EventType::Normal, event::DELETED, "Delete", "Deleted load balancer").await;
     Ok(Action::await_change())
 }
@@ -249,10 +254,14 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
         return Ok(Action::requeue(wait));
     }
 
-    let obj = if has_finalizer(obj) {
+    // A released object (ours again before the watch delivered it without the finalizer) still
+    // shows the finalizer in this stale copy; it needs it added again.
+    let obj = if has_finalizer(obj) && !ctx.is_released(&uid) {
         obj.clone()
     } else {
-        finalizer::add(&api(ctx, obj), obj).await.map_err(Error::AddFinalizer)?
+        let added = finalizer::add(&api(ctx, obj), obj).await.map_err(Error::AddFinalizer)?;
+        ctx.unmark_released(&uid);
+        added
     };
     let obj = &obj;
     // No "Ensuring" event: the outcome's event (or the failure's) is the one a user needs, and
