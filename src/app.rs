@@ -24,12 +24,12 @@ use crate::providers;
 pub async fn run(args: RunArgs) -> Result<()> {
     // The provider first: a missing flag or credential is reported before anything else.
     let provider = providers::build(&args.controller).await?;
-    let client = client(args.kubeconfig.as_deref()).await?;
+    let client = client(args.kubeconfig.as_deref(), args.controller.api_limit()).await?;
     start(client, provider, &args.controller, Mode::Cluster, shutdown_signal()).await
 }
 
 /// A client from `--kubeconfig`, else in-cluster config, else `~/.kube/config`.
-pub async fn client(kubeconfig: Option<&Path>) -> Result<Client> {
+pub async fn client(kubeconfig: Option<&Path>, limit: Option<(f64, u32)>) -> Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let err = |source| Error::Kubeconfig { path: path.display().to_string(), source };
@@ -38,7 +38,13 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client> {
         }
         None => Config::infer().await.map_err(Error::InferConfig)?,
     };
-    Client::try_from(config).map_err(Error::Client)
+    match limit {
+        None => Client::try_from(config).map_err(Error::Client),
+        Some((qps, burst)) => {
+            let layer = crate::api_limit::LimitLayer(std::sync::Arc::new(crate::api_limit::Bucket::new(qps, burst)));
+            Ok(kube::client::ClientBuilder::try_from(config).map_err(Error::Client)?.with_layer(&layer).build())
+        }
+    }
 }
 
 /// Serves metrics, builds the provider and runs the controller until `shutdown`.

@@ -88,6 +88,13 @@ pub struct ControllerArgs {
     /// Services reconciled at once; one slow cloud call never holds up the others.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub concurrency: u16,
+    /// Client-side cap on Kubernetes API requests per second (0: none; the apiserver's API
+    /// Priority and Fairness and its 429 Retry-After are honoured either way).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_qps)]
+    pub kube_api_qps: f64,
+    /// Requests allowed at once above --kube-api-qps [default: 2 x qps].
+    #[arg(long)]
+    pub kube_api_burst: Option<u32>,
     /// How often each load balancer is checked against the cloud for drift (e.g. 10m, 90s, 1h).
     #[arg(long, default_value = "10m", value_parser = parse_duration_min_1s)]
     pub resync_period: Duration,
@@ -224,6 +231,23 @@ fn parse_duration_min_1s(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_qps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(q) if q.is_finite() && q >= 0.0 => Ok(q),
+        _ => Err(format!("{s:?} is not a number of requests per second (0 for no limit)")),
+    }
+}
+
+impl ControllerArgs {
+    /// `(qps, burst)` of the client-side API limit, `None` when there is none.
+    pub fn api_limit(&self) -> Option<(f64, u32)> {
+        (self.kube_api_qps > 0.0).then(|| {
+            let burst = self.kube_api_burst.unwrap_or_else(|| (self.kube_api_qps * 2.0).ceil().min(f64::from(u32::MAX)) as u32);
+            (self.kube_api_qps, burst.max(1))
+        })
+    }
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
@@ -314,6 +338,8 @@ mod tests {
             vec!["cloudlb", "run", "--controllers", "service,gateway"],
             vec!["cloudlb", "run", "--ingress-http-port", "0"],
             vec!["cloudlb", "run", "--ingress-controller-name", "nginx"],
+            vec!["cloudlb", "run", "--kube-api-qps", "fast"],
+            vec!["cloudlb", "run", "--kube-api-qps", "-1"],
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} should be rejected");
         }

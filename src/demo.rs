@@ -50,7 +50,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
     let path = &args.kubeconfig_out;
     sandbox.write_kubeconfig(path).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
     info!(url = %sandbox.url(), kubeconfig = %path.display(), "sandbox Kubernetes API serving");
-    let client = app::client(Some(path)).await?;
+    let client = app::client(Some(path), args.controller.api_limit()).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     if !args.no_demo {

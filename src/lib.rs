@@ -18,6 +18,7 @@
 //! - [`keys`]: annotation keys, reasons, finalizer; [`metrics`]; [`demo`]: `cloudlb sandbox`;
 //! - [`leader`]: leader election on a Lease.
 
+pub mod api_limit;
 pub mod app;
 pub mod args;
 pub mod claim;

@@ -483,3 +483,18 @@ async fn namespace_flag_limits_the_scope() {
     assert_eq!(ctl.calls("ensure").await, 1);
     ctl.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_side_api_limit_still_converges() {
+    let c = cluster_with_nodes().await;
+    let limit = ["--kube-api-qps", "50", "--kube-api-burst", "5"];
+    let ctl = Controller::start(&c, &limit).await;
+    for name in ["a", "b", "c"] {
+        c.add_service(name, &[(80, "TCP")], json!({})).await;
+    }
+    for name in ["a", "b", "c"] {
+        c.wait_address(name).await;
+    }
+    assert_eq!(ctl.calls("ensure").await, 3);
+    ctl.stop().await;
+}
