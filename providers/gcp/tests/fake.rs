@@ -493,6 +493,7 @@ async fn rate_limits_and_server_errors_at_30_percent_converge_without_duplicates
     let spec = w.spec(&[80, 443], &nodes);
     w.fake.set_random_faults(0.3, 0.5);
     let mut records = Vec::new();
+    let mut failures = 0;
     for id in &ids {
         let mut attempts = 0;
         let st = loop {
@@ -500,6 +501,7 @@ async fn rate_limits_and_server_errors_at_30_percent_converge_without_duplicates
             match p.ensure(id, &spec, None).await {
                 Ok(st) => break st,
                 Err(e) => {
+                    failures += 1;
                     assert!(e.class() != ErrorClass::Permanent, "only transient errors expected: {e}");
                     assert!(attempts < 200, "no convergence after {attempts} attempts: {e}");
                 }
@@ -507,6 +509,7 @@ async fn rate_limits_and_server_errors_at_30_percent_converge_without_duplicates
         };
         records.push(st);
     }
+    assert!(failures > 0, "the injected faults must have hit some ensure");
     w.fake.clear_faults();
     w.fake.settle();
     let all = w.everything().await;
@@ -557,7 +560,18 @@ async fn a_crash_at_any_await_then_a_fresh_ensure_gives_exactly_one_set() {
                 }
             }
         };
-        w.fake.settle(); // time passes: what was sent finishes
+        // Time passes: what was sent finishes (a request the fake is still handling registers
+        // its operation after a first settle, so settle until nothing is pending).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            w.fake.settle();
+            tokio::task::yield_now().await;
+            if w.fake.pending_operations() == 0 && w.fake.settle() == 0 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "operations still pending after a crash at call {n}");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
         let st = p.ensure(&id, &spec, None).await.unwrap_or_else(|e| panic!("fresh ensure after a crash at call {n}: {e}"));
         let all = w.everything().await;
         for c in ["forwardingRules", "backendServices", "healthChecks"] {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cloudlb_gce_fake::{FakeConfig, GceFake, InstanceSpec};
 use cloudlb_provider::{AddressKind, LoadBalancerId, LoadBalancerSpec, NodeAddress, Target, conformance};
-use cloudlb_provider_gcp::{GcpConfig, GcpProvider, Polling};
+use cloudlb_provider_gcp::{GcpConfig, GcpProvider, Polling, Rate, RateLimits};
 use serde_json::Value;
 
 pub const PROJECT: &str = "test-project";
@@ -48,6 +48,9 @@ impl World {
         c.polling = Polling { initial_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5) };
         c.call_timeout = Duration::from_secs(10);
         c.operation_timeout = Duration::from_secs(20);
+        // The client-side buckets are unit-tested; here they would only slow the tests down.
+        let fast = Rate::new(10_000.0, 10_000.0);
+        c.rate_limits = RateLimits { read: fast, mutate: fast, membership: fast, delete: fast };
         c
     }
 
