@@ -57,6 +57,8 @@ use cloudlb_provider::{
 
 pub use config::{GcpConfig, Polling, Rate, RateLimits};
 pub use plan::SkippedTarget;
+/// Every Compute method the provider calls (`compute.<collection>.<method>`).
+pub use resources::ALL_CALLS as CALLS;
 
 use clients::{Api, Clients};
 use throttle::{Limiter, Priority};
@@ -167,5 +169,21 @@ impl Provider for GcpProvider {
         record: Option<&Record>,
     ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
         delete::get(&self.api(Priority::Normal), id, record).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_iam_role_grants_every_call() {
+        let role = include_str!("../../../deploy/gcp/role.yaml");
+        let granted: Vec<&str> = role.lines().filter_map(|l| l.trim().strip_prefix("- ")).collect();
+        for call in crate::resources::ALL_CALLS {
+            let permission = crate::errors::permission(call);
+            assert!(granted.contains(&permission.as_str()), "deploy/gcp/role.yaml lacks {permission} (for {call})");
+        }
+        for extra in ["compute.regionOperations.get", "compute.zoneOperations.get", "compute.globalOperations.get"] {
+            assert!(granted.contains(&extra), "{extra}");
+        }
     }
 }
