@@ -42,15 +42,15 @@ impl Clients {
     pub async fn new(config: &GcpConfig) -> Result<Self, ProviderError> {
         let credentials = match &config.endpoint_url {
             Some(_) => google_cloud_auth::credentials::anonymous::Builder::new().build(),
-            None => google_cloud_auth::credentials::Builder::default().build().map_err(|e| {
-                ProviderError::Permission {
+            None => {
+                google_cloud_auth::credentials::Builder::default().build().map_err(|e| ProviderError::Permission {
                     call: "gcp:credentials",
                     message: format!(
                         "no Google credentials found ({e}); use Workload Identity, set GOOGLE_APPLICATION_CREDENTIALS \
                          to a key file, or run `gcloud auth application-default login`"
                     ),
-                }
-            })?,
+                })?
+            }
         };
         let polling = || {
             ExponentialBackoffBuilder::new()
@@ -69,7 +69,9 @@ impl Clients {
                 if let Some(url) = &config.endpoint_url {
                     b = b.with_endpoint(url.clone());
                 }
-                b.build().await.map_err(|e| setup("gcp:client", format!("building the {} client: {e}", stringify!($ty))))?
+                b.build()
+                    .await
+                    .map_err(|e| setup("gcp:client", format!("building the {} client: {e}", stringify!($ty))))?
             }};
         }
         Ok(Self {

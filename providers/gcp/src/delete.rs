@@ -68,13 +68,12 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
 
     if let Some(h) = health_check::get(api, &name).await?
         && ownership::is_owned(owner, h.description.as_deref())
+        && health_check::delete(api, &name).await? == Deleted::InUse
     {
-        if health_check::delete(api, &name).await? == Deleted::InUse {
-            return Err(ProviderError::Retryable {
-                call: health_check::DELETE,
-                message: format!("health check {name} is still used by a backend service"),
-            });
-        }
+        return Err(ProviderError::Retryable {
+            call: health_check::DELETE,
+            message: format!("health check {name} is still used by a backend service"),
+        });
     }
     firewall::delete_owned(api, owner, &names::health_check_firewall(id)).await?;
 
@@ -86,7 +85,7 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
         {
             match health_check::delete(api, &node_hc).await? {
                 Deleted::InUse => {}
-                Deleted::Deleted | Deleted::Absent => {
+                Deleted::Gone | Deleted::Absent => {
                     firewall::delete_owned(api, cluster, &names::node_health_check_firewall(&id.cluster)).await?
                 }
             }

@@ -22,7 +22,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use cloudlb_provider::{IngressPoint, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, ProviderError, Record};
+use cloudlb_provider::{
+    IngressPoint, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, ProviderError, Record,
+};
 use google_cloud_compute_v1::model::{Address, ForwardingRule};
 
 use crate::clients::Api;
@@ -106,7 +108,12 @@ async fn resolve_ip(
             }
             if fr.and_then(forwarding_rule::ip) == Some(ip.as_str()) {
                 // The rule's ephemeral IP: hold it, as the Service asks for it.
-                return Ok(IpChoice { want: Some(ip.clone()), reserve: Some(ip), keep_ours: true, ..Default::default() });
+                return Ok(IpChoice {
+                    want: Some(ip.clone()),
+                    reserve: Some(ip),
+                    keep_ours: true,
+                    ..Default::default()
+                });
             }
             Err(invalid(format!(
                 "loadBalancerIP {ip} is neither a reserved address of region {region} nor this load balancer's current \
@@ -202,11 +209,7 @@ pub async fn ensure(
     let hc_link = health_check::ensure(api, hc_owner, &plan.health).await?;
     let hc_rule = Rule {
         name: plan.health.firewall.clone(),
-        role: if plan.health.shared {
-            ownership::NODE_HEALTH_CHECK_FIREWALL
-        } else {
-            ownership::HEALTH_CHECK_FIREWALL
-        },
+        role: if plan.health.shared { ownership::NODE_HEALTH_CHECK_FIREWALL } else { ownership::HEALTH_CHECK_FIREWALL },
         allowed: [("tcp", vec![plan.health.port])].into_iter().collect(),
         source_ranges: HEALTH_CHECK_RANGES.iter().map(|s| s.to_string()).collect(),
         destination_ranges: Vec::new(),
@@ -263,7 +266,9 @@ pub async fn ensure(
         fr = None;
     }
     match &bs {
-        Some(b) if !backend_service::matches(b, &desired_bs) => backend_service::update(api, id, b, &desired_bs).await?,
+        Some(b) if !backend_service::matches(b, &desired_bs) => {
+            backend_service::update(api, id, b, &desired_bs).await?
+        }
         Some(_) => {}
         None => backend_service::insert(api, id, &desired_bs).await?,
     }
@@ -335,7 +340,7 @@ pub async fn ensure(
     for (zone, link) in &groups {
         record::set_instance_group(&mut rec, zone, link);
     }
-    Ok(status(&lb_ip, rec, Some(plan.spec_hash.clone()))?)
+    status(&lb_ip, rec, Some(plan.spec_hash.clone()))
 }
 
 pub fn status(ip: &str, record: Record, spec_hash: Option<String>) -> Result<LoadBalancerStatus, ProviderError> {

@@ -140,7 +140,10 @@ impl Provider for GcpProvider {
     }
 
     fn warnings(&self, spec: &LoadBalancerSpec) -> Vec<String> {
-        self.skipped_targets(spec).into_iter().map(|s| format!("node {} is not a backend: {}", s.node, s.reason)).collect()
+        self.skipped_targets(spec)
+            .into_iter()
+            .map(|s| format!("node {} is not a backend: {}", s.node, s.reason))
+            .collect()
     }
 
     fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {

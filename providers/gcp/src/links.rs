@@ -86,9 +86,15 @@ mod tests {
     fn links_compare_from_projects_on() {
         let c = GcpConfig::new("p", "r", "default");
         assert_eq!(network(&c), "https://www.googleapis.com/compute/v1/projects/p/global/networks/default");
-        assert_eq!(network(&GcpConfig::new("p", "r", "projects/x/global/networks/n")), format!("{API}projects/x/global/networks/n"));
+        assert_eq!(
+            network(&GcpConfig::new("p", "r", "projects/x/global/networks/n")),
+            format!("{API}projects/x/global/networks/n")
+        );
         assert_eq!(subnetwork(&c, "s"), format!("{API}projects/p/regions/r/subnetworks/s"));
-        assert!(same("http://127.0.0.1:1/compute/v1/projects/p/zones/z/instanceGroups/g", &zonal(&c, "z", "instanceGroups", "g")));
+        assert!(same(
+            "http://127.0.0.1:1/compute/v1/projects/p/zones/z/instanceGroups/g",
+            &zonal(&c, "z", "instanceGroups", "g")
+        ));
         assert_eq!(zone(&zonal(&c, "us-a", "instanceGroups", "g")), Some("us-a"));
         assert_eq!(name(&regional(&c, "backendServices", "bs")), "bs");
     }

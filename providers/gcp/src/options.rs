@@ -138,7 +138,9 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
             continue;
         }
         let message = if UNSUPPORTED.contains(&key.as_str()) {
-            format!("annotation {key} (cloud.google.com/ or networking.gke.io/) is not supported by cloudlb's gcp provider; remove it")
+            format!(
+                "annotation {key} (cloud.google.com/ or networking.gke.io/) is not supported by cloudlb's gcp provider; remove it"
+            )
         } else {
             format!(
                 "annotation {key:?} under cloud.google.com/, networking.gke.io/ or gcp.cloudlb.io/ is not known to \
@@ -149,11 +151,12 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
         p.problems.push(Problem { message, fatal: false });
     }
 
-    out.scheme = p.one_of("load-balancer-type", &["Internal", "External"]).map(|s| {
-        if s == "internal" { Scheme::Internal } else { Scheme::InternetFacing }
-    });
-    out.network_tier =
-        p.one_of("network-tier", &["Premium", "Standard"]).map(|s| if s == "standard" { Tier::Standard } else { Tier::Premium });
+    out.scheme = p
+        .one_of("load-balancer-type", &["Internal", "External"])
+        .map(|s| if s == "internal" { Scheme::Internal } else { Scheme::InternetFacing });
+    out.network_tier = p
+        .one_of("network-tier", &["Premium", "Standard"])
+        .map(|s| if s == "standard" { Tier::Standard } else { Tier::Premium });
     out.subnet = p.name("internal-load-balancer-subnet", "a subnetwork of the region");
     out.global_access = p.bool("internal-load-balancer-allow-global-access");
     if let Some(v) = p.get("load-balancer-ip-addresses") {

@@ -17,8 +17,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use cloudlb_provider::{LoadBalancerId, ProviderError};
 use cloudlb_provider::naming::sanitize;
+use cloudlb_provider::{LoadBalancerId, ProviderError};
 
 pub const CLUSTER: &str = "cloudlb.io/cluster";
 pub const OWNER: &str = "cloudlb.io/owner";

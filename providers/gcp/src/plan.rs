@@ -119,7 +119,10 @@ pub fn parse_provider_id(provider_id: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Which targets can join an instance group (zone -> instance links), and which cannot, why.
-pub fn targets(spec: &LoadBalancerSpec, config: &GcpConfig) -> (BTreeMap<String, BTreeSet<String>>, Vec<SkippedTarget>) {
+pub fn targets(
+    spec: &LoadBalancerSpec,
+    config: &GcpConfig,
+) -> (BTreeMap<String, BTreeSet<String>>, Vec<SkippedTarget>) {
     let mut ok: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut skipped = Vec::new();
     let zone_prefix = format!("{}-", config.region);
@@ -127,7 +130,9 @@ pub fn targets(spec: &LoadBalancerSpec, config: &GcpConfig) -> (BTreeMap<String,
         let reason = match t.provider_id.as_deref() {
             None => "the node has no providerID (is it registered by the GCE cloud provider?)".to_string(),
             Some(pid) => match parse_provider_id(pid) {
-                None => format!("providerID {pid:?} does not name a GCE instance (expected gce://<project>/<zone>/<name>)"),
+                None => {
+                    format!("providerID {pid:?} does not name a GCE instance (expected gce://<project>/<zone>/<name>)")
+                }
                 Some((project, _, _)) if project != config.project => {
                     format!("providerID {pid:?} is in project {project}, the load balancers are in {}", config.project)
                 }
@@ -300,7 +305,8 @@ pub fn build(id: &LoadBalancerId, spec: &LoadBalancerSpec, opts: &Options, confi
     let mut ports: Vec<u16> = allowed.values().flatten().copied().collect();
     ports.sort_unstable();
     ports.dedup();
-    let ports = if fr_protocol == "L3_DEFAULT" || ports.len() > MAX_LISTED_PORTS { Ports::All } else { Ports::List(ports) };
+    let ports =
+        if fr_protocol == "L3_DEFAULT" || ports.len() > MAX_LISTED_PORTS { Ports::All } else { Ports::List(ports) };
     let mut source_ranges: Vec<String> =
         spec.source_ranges.iter().filter(|r| matches!(r, IpNet::V4(_))).map(|r| r.trunc().to_string()).collect();
     if source_ranges.is_empty() {

@@ -24,7 +24,8 @@ fn ip_of(st: &cloudlb_provider::LoadBalancerStatus) -> String {
 }
 
 fn strs(v: &Value) -> Vec<String> {
-    let mut out: Vec<String> = v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
+    let mut out: Vec<String> =
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
     out.sort();
     out
 }
@@ -167,9 +168,12 @@ async fn unchanged_ensure_makes_no_mutating_call_and_node_churn_only_touches_mem
     assert!(w.everything().await.is_empty());
 
     // Measured costs (printed for the record; the bounds keep them from creeping up).
-    for (what, calls) in
-        [("ensure new", &new_calls), ("ensure unchanged", &unchanged_calls), ("node add", &add_calls), ("delete", &delete_calls)]
-    {
+    for (what, calls) in [
+        ("ensure new", &new_calls),
+        ("ensure unchanged", &unchanged_calls),
+        ("node add", &add_calls),
+        ("delete", &delete_calls),
+    ] {
         let total: u64 = calls.values().sum();
         let writes: u64 = calls.iter().filter(|(k, _)| !is_read(k)).map(|(_, v)| v).sum();
         println!("{what}: {total} calls ({writes} mutating) {calls:?}");
@@ -319,7 +323,8 @@ async fn a_users_reserved_address_is_used_and_never_released() {
     let p = w.provider().await;
     let a = w.node(ZONE_A, "node-a");
     create(&w, &format!("regions/{REGION}/addresses"), json!({"name": "user-ip", "description": "mine"})).await;
-    let user_ip = w.get(&format!("regions/{REGION}/addresses/user-ip")).await.unwrap()["address"].as_str().unwrap().to_string();
+    let user_ip =
+        w.get(&format!("regions/{REGION}/addresses/user-ip")).await.unwrap()["address"].as_str().unwrap().to_string();
 
     // By loadBalancerIP.
     let id = w.id("by-ip");
@@ -361,10 +366,29 @@ async fn bad_input_is_refused_before_any_call() {
     let p = w.provider().await;
     let a = w.node(ZONE_A, "node-a");
     let id = w.id("web");
-    let cases: Vec<(&str, Box<dyn Fn(&mut cloudlb_provider::LoadBalancerSpec)>, &str)> = vec![
-        ("typo value", Box::new(|s| { s.options.insert("load-balancer-type".into(), "Intenral".into()); }), "\"Intenral\""),
-        ("tier", Box::new(|s| { s.options.insert("network-tier".into(), "gold".into()); }), "cloud.google.com/network-tier"),
-        ("sctp", Box::new(|s| s.listeners.push(Listener { port: 9, protocol: Protocol::Sctp, node_port: 30009, name: None })), "SCTP"),
+    type Change = Box<dyn Fn(&mut cloudlb_provider::LoadBalancerSpec)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
+        (
+            "typo value",
+            Box::new(|s| {
+                s.options.insert("load-balancer-type".into(), "Intenral".into());
+            }),
+            "\"Intenral\"",
+        ),
+        (
+            "tier",
+            Box::new(|s| {
+                s.options.insert("network-tier".into(), "gold".into());
+            }),
+            "cloud.google.com/network-tier",
+        ),
+        (
+            "sctp",
+            Box::new(|s| {
+                s.listeners.push(Listener { port: 9, protocol: Protocol::Sctp, node_port: 30009, name: None })
+            }),
+            "SCTP",
+        ),
         ("private ip", Box::new(|s| s.requested_ip = Some("10.1.2.3".parse().unwrap())), "loadBalancerIP 10.1.2.3"),
     ];
     for (what, change, needle) in cases {
@@ -455,7 +479,11 @@ async fn operations_that_fail_inside_done_are_errors() {
     w.fake.inject(fault(FaultKind::Unavailable));
     let err = p.ensure(&id, &spec, None).await.expect_err("the operation failed");
     assert!(matches!(err, ProviderError::Retryable { .. }), "{err:?}");
-    assert!(err.to_string().contains("compute.regionBackendServices.insert") && err.to_string().contains("in the operation"), "{err}");
+    assert!(
+        err.to_string().contains("compute.regionBackendServices.insert")
+            && err.to_string().contains("in the operation"),
+        "{err}"
+    );
     w.fake.inject(fault(FaultKind::Custom {
         code: 403,
         reason: "forbidden".into(),
@@ -464,7 +492,11 @@ async fn operations_that_fail_inside_done_are_errors() {
     let err = p.ensure(&id, &spec, None).await.expect_err("forbidden");
     assert!(matches!(err, ProviderError::Permission { .. }), "{err:?}");
     assert!(err.to_string().contains("grant compute.regionBackendServices.create"), "{err}");
-    w.fake.inject(fault(FaultKind::Custom { code: 403, reason: "QUOTA_EXCEEDED".into(), message: "Quota 'BACKEND_SERVICES' exceeded".into() }));
+    w.fake.inject(fault(FaultKind::Custom {
+        code: 403,
+        reason: "QUOTA_EXCEEDED".into(),
+        message: "Quota 'BACKEND_SERVICES' exceeded".into(),
+    }));
     let err = p.ensure(&id, &spec, None).await.expect_err("quota");
     assert!(matches!(err, ProviderError::Quota { .. }), "{err:?}");
 
@@ -572,7 +604,8 @@ async fn a_crash_at_any_await_then_a_fresh_ensure_gives_exactly_one_set() {
             assert!(tokio::time::Instant::now() < deadline, "operations still pending after a crash at call {n}");
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
-        let st = p.ensure(&id, &spec, None).await.unwrap_or_else(|e| panic!("fresh ensure after a crash at call {n}: {e}"));
+        let st =
+            p.ensure(&id, &spec, None).await.unwrap_or_else(|e| panic!("fresh ensure after a crash at call {n}: {e}"));
         let all = w.everything().await;
         for c in ["forwardingRules", "backendServices", "healthChecks"] {
             assert_eq!(all[&format!("regions/{REGION}/{c}")].len(), 1, "crash at call {n}: {all:?}");

@@ -25,9 +25,8 @@ pub async fn get(api: &Api<'_>, name: &str) -> Result<Option<Address>, CallError
 pub async fn find_by_ip(api: &Api<'_>, ip: &str) -> Result<Option<Address>, CallError> {
     let c = &api.clients.addresses;
     let filter = format!("address = \"{ip}\"");
-    let list = api
-        .read(LIST, c.list().set_project(api.project()).set_region(api.region()).set_filter(filter).send())
-        .await?;
+    let list =
+        api.read(LIST, c.list().set_project(api.project()).set_region(api.region()).set_filter(filter).send()).await?;
     Ok(list.and_then(|l| l.items.into_iter().find(|a| a.address.as_deref() == Some(ip))))
 }
 

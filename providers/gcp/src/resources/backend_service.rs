@@ -121,13 +121,8 @@ pub async fn update(api: &Api<'_>, id: &LoadBalancerId, cur: &BackendService, d:
 /// Delete; `Ok` when already gone.
 pub async fn delete(api: &Api<'_>, name: &str) -> Result<(), CallError> {
     let c = &api.clients.backend_services;
-    let req = c
-        .delete()
-        .set_project(api.project())
-        .set_region(api.region())
-        .set_backend_service(name)
-        .poller()
-        .until_done();
+    let req =
+        c.delete().set_project(api.project()).set_region(api.region()).set_backend_service(name).poller().until_done();
     match api.operate(DELETE, req).await {
         Err(e) if e.is_not_found() => Ok(()),
         other => other.map(|_| ()),

@@ -64,10 +64,10 @@ fn ports_of(cur: &ForwardingRule) -> Ports {
         return Ports::All;
     }
     let mut ports: Vec<u16> = cur.ports.iter().filter_map(|p| p.parse().ok()).collect();
-    if let Some((lo, hi)) = cur.port_range.as_deref().and_then(|r| r.split_once('-')) {
-        if let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) {
-            ports.extend(lo..=hi);
-        }
+    if let Some((lo, hi)) = cur.port_range.as_deref().and_then(|r| r.split_once('-'))
+        && let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>())
+    {
+        ports.extend(lo..=hi);
     }
     ports.sort_unstable();
     ports.dedup();
@@ -161,13 +161,8 @@ pub async fn patch_global_access(api: &Api<'_>, cur: &ForwardingRule, value: boo
 /// Delete; `Ok` when already gone.
 pub async fn delete(api: &Api<'_>, name: &str) -> Result<(), CallError> {
     let c = &api.clients.forwarding_rules;
-    let req = c
-        .delete()
-        .set_project(api.project())
-        .set_region(api.region())
-        .set_forwarding_rule(name)
-        .poller()
-        .until_done();
+    let req =
+        c.delete().set_project(api.project()).set_region(api.region()).set_forwarding_rule(name).poller().until_done();
     match api.operate(DELETE, req).await {
         Err(e) if e.is_not_found() => Ok(()),
         other => other.map(|_| ()),

@@ -89,7 +89,7 @@ pub async fn ensure(api: &Api<'_>, owner: Owner<'_>, h: &Health) -> Result<Strin
 /// What a delete did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Deleted {
-    Deleted,
+    Gone,
     Absent,
     /// A backend service still uses it (only expected of the shared check).
     InUse,
@@ -100,7 +100,7 @@ pub async fn delete(api: &Api<'_>, name: &str) -> Result<Deleted, CallError> {
     let req =
         c.delete().set_project(api.project()).set_region(api.region()).set_health_check(name).poller().until_done();
     match api.operate(DELETE, req).await {
-        Ok(_) => Ok(Deleted::Deleted),
+        Ok(_) => Ok(Deleted::Gone),
         Err(e) if e.is_not_found() => Ok(Deleted::Absent),
         Err(e) if e.is_in_use() => Ok(Deleted::InUse),
         Err(e) => Err(e),

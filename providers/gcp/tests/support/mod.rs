@@ -127,12 +127,15 @@ impl World {
     /// Member instance names of an instance group, through `listInstances`.
     pub async fn members(&self, zone: &str, group: &str) -> Vec<String> {
         let path = api(&format!("zones/{zone}/instanceGroups/{group}/listInstances"));
-        let (code, body) = raw(self.fake.addr(), "POST", &path, Some(&serde_json::json!({"instanceState": "ALL"}))).await;
+        let (code, body) =
+            raw(self.fake.addr(), "POST", &path, Some(&serde_json::json!({"instanceState": "ALL"}))).await;
         assert_eq!(code, 200, "{body}");
         let mut names: Vec<String> = body["items"]
             .as_array()
             .map(|a| {
-                a.iter().filter_map(|i| i["instance"].as_str().map(|l| l.rsplit('/').next().unwrap_or(l).to_string())).collect()
+                a.iter()
+                    .filter_map(|i| i["instance"].as_str().map(|l| l.rsplit('/').next().unwrap_or(l).to_string()))
+                    .collect()
             })
             .unwrap_or_default();
         names.sort();
@@ -168,7 +171,8 @@ pub async fn raw(addr: SocketAddr, method: &str, path: &str, body: Option<&Value
     let text = String::from_utf8_lossy(&buf);
     let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP response");
     let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
