@@ -89,6 +89,33 @@ async fn service_gets_the_forwarding_rules_ip_follows_nodes_and_leaves_nothing()
     );
     assert_eq!(external_ip(&c.get("web").await), Some(ip.clone()));
 
+    // A node without a GCE providerID is reported, not silently dropped; the rest keeps working.
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-x"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.0.1.99"}]}
+    }))
+    .expect("node-x");
+    c.nodes().create(&Default::default(), &node).await.expect("node-x");
+    let svc =
+        c.wait_service("web", "warning about node-x", |s| condition(s).is_some_and(|c| c.2.contains("node-x"))).await;
+    assert_eq!(condition(&svc).expect("condition").0, "True", "still ready");
+    c.wait_event("web", "LoadBalancerWarning").await;
+
+    // A typo in a GKE annotation: an InvalidLoadBalancerSpec event naming it, and no cloud change.
+    w.fake.clear_calls();
+    c.add_service(
+        "typo",
+        &[(80, "TCP")],
+        json!({"metadata": {"annotations": {"networking.gke.io/load-balancer-type": "Intenral"}}}),
+    )
+    .await;
+    let (_, kind, note) = c.wait_event("typo", "InvalidLoadBalancerSpec").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("networking.gke.io/load-balancer-type") && note.contains("Intenral"), "{note}");
+    assert!(w.mutations().is_empty(), "nothing is made for an invalid Service: {:?}", w.mutations());
+    c.services().delete("typo", &Default::default()).await.expect("delete typo");
+    c.wait_gone("typo").await;
+
     // Delete: nothing is left in the project (the shared groups and check too).
     c.services().delete("web", &Default::default()).await.expect("delete service");
     c.wait_gone("web").await;

@@ -188,7 +188,8 @@ pub async fn ensure(
         ours_exists = true;
     }
 
-    // 5. Instance groups.
+    // 5. Instance groups: one per zone with nodes. A zone that lost every node keeps its group
+    // until no backend service uses it, emptied now so that no Service sends traffic there.
     let ig_name = names::instance_group(&id.cluster);
     let mut groups: Vec<(String, String)> = Vec::new();
     for (zone, wanted) in &plan.instances {
@@ -203,6 +204,13 @@ pub async fn ensure(
         .into_iter()
         .filter(|g| !group_links.iter().any(|l| links::same(l, g)))
         .collect();
+    for g in &dropped {
+        if let Some(zone) = links::zone(g)
+            && links::name(g) == ig_name
+        {
+            instance_group::empty(api, &id.cluster, zone, &ig_name).await?;
+        }
+    }
 
     // 6. Health check and the firewall for Google's checkers.
     let hc_owner = if plan.health.shared { Owner::Cluster(&id.cluster) } else { owner };
@@ -319,7 +327,9 @@ pub async fn ensure(
         firewall::delete_owned(api, owner, &names::health_check_firewall(id)).await?;
     }
     for g in &dropped {
-        if let Some(zone) = links::zone(g) {
+        if let Some(zone) = links::zone(g)
+            && links::name(g) == ig_name
+        {
             instance_group::delete_if_unused(api, &id.cluster, zone, &ig_name).await?;
         }
     }

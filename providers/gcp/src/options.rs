@@ -25,6 +25,12 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("l4-rbs", "cloud.google.com/"),
 ];
 
+/// The controller's per-Service node selection. The root crate passes it to this provider as the
+/// option with the empty key (it is registered as an exact "prefix"), so that it can be refused:
+/// every Service of a cluster shares the zones' instance groups (GCE lets a VM be in one
+/// load-balanced instance group only), so a Service cannot target a subset of the nodes.
+pub const TARGET_NODE_LABELS: &str = "cloudlb.io/target-node-labels";
+
 /// GKE annotations users may bring along that this provider does not implement (reported, so
 /// nobody believes they took effect).
 pub const UNSUPPORTED: &[&str] = &[
@@ -137,6 +143,16 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
         if SUPPORTED.iter().any(|(k, _)| k == key) {
             continue;
         }
+        if key.is_empty() {
+            p.problems.push(Problem {
+                message: format!(
+                    "annotation {TARGET_NODE_LABELS} is not supported by cloudlb's gcp provider: the cluster's \
+                     instance groups are shared by every Service, so all of them target the same nodes; remove it"
+                ),
+                fatal: true,
+            });
+            continue;
+        }
         let message = if UNSUPPORTED.contains(&key.as_str()) {
             format!(
                 "annotation {key} (cloud.google.com/ or networking.gke.io/) is not supported by cloudlb's gcp provider; remove it"
@@ -218,6 +234,13 @@ mod tests {
             assert!(problems[0].fatal);
             assert!(problems[0].message.contains(want), "{k}={v}: {}", problems[0].message);
         }
+    }
+
+    #[test]
+    fn per_service_node_selection_is_refused() {
+        let (_, problems) = parse(&opts(&[("", "pool=a")]));
+        assert!(problems.len() == 1 && problems[0].fatal, "{problems:?}");
+        assert!(problems[0].message.contains(TARGET_NODE_LABELS), "{problems:?}");
     }
 
     #[test]

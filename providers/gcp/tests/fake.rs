@@ -390,6 +390,7 @@ async fn bad_input_is_refused_before_any_call() {
             "SCTP",
         ),
         ("private ip", Box::new(|s| s.requested_ip = Some("10.1.2.3".parse().unwrap())), "loadBalancerIP 10.1.2.3"),
+        ("node subset", Box::new(|s| { s.options.insert(String::new(), "pool=a".into()); }), "cloudlb.io/target-node-labels"),
     ];
     for (what, change, needle) in cases {
         let mut spec = w.spec(&[80], std::slice::from_ref(&a));
@@ -637,4 +638,88 @@ async fn delete_without_record_and_after_a_partial_ensure_leaves_nothing() {
     assert!(w.get(&format!("zones/{ZONE_B}/instanceGroups/{}", names::instance_group("partial"))).await.is_some());
     p.delete(&id, None).await.expect("delete without a record");
     assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
+}
+
+#[tokio::test]
+async fn a_zone_that_loses_every_node_is_emptied_detached_and_deleted_once_unused() {
+    let w = World::new("zones").await;
+    let p = w.provider().await;
+    let a = w.node(ZONE_A, "node-a");
+    let b = w.node(ZONE_B, "node-b");
+    let both = w.spec(&[80], &[a.clone(), b.clone()]);
+    let (one, two) = (w.id("one"), w.id("two"));
+    let st1 = p.ensure(&one, &both, None).await.expect("one");
+    let st2 = p.ensure(&two, &both, None).await.expect("two");
+    let ig = names::instance_group("zones");
+
+    // node-b leaves: the first Service's pass empties zone B's group and detaches it; the group
+    // stays while the second Service's backend service still uses it.
+    let only_a = w.spec(&[80], std::slice::from_ref(&a));
+    w.fake.clear_calls();
+    let st1 = p.ensure(&one, &only_a, Some(&st1.record)).await.expect("one without node-b");
+    let m = w.mutations();
+    assert_eq!(m[0], format!("removeInstances zones/{ZONE_B}/instanceGroups/{ig}"), "{m:?}");
+    assert!(m.contains(&format!("update regions/{REGION}/backendServices/{}", names::load_balancer(&one))), "{m:?}");
+    assert!(w.members(ZONE_B, &ig).await.is_empty());
+    assert!(w.get(&format!("zones/{ZONE_B}/instanceGroups/{ig}")).await.is_some(), "still used by two");
+    assert_eq!(cloudlb_provider_gcp::record::zones(&st1.record), [ZONE_A]);
+
+    // The second Service follows: the unused group goes.
+    let st2 = p.ensure(&two, &only_a, Some(&st2.record)).await.expect("two without node-b");
+    assert!(w.get(&format!("zones/{ZONE_B}/instanceGroups/{ig}")).await.is_none());
+    assert_eq!(w.members(ZONE_A, &ig).await, ["node-a"]);
+    p.delete(&one, Some(&st1.record)).await.expect("delete one");
+    p.delete(&two, Some(&st2.record)).await.expect("delete two");
+    assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
+}
+
+#[tokio::test]
+async fn get_reports_a_missing_part_and_ensure_repairs_it() {
+    let w = World::new("drift").await;
+    let p = w.provider().await;
+    let a = w.node(ZONE_A, "node-a");
+    let id = w.id("web");
+    let spec = w.spec(&[80], std::slice::from_ref(&a));
+    let st = p.ensure(&id, &spec, None).await.expect("ensure");
+    let name = names::load_balancer(&id);
+    assert_eq!(p.get(&id, Some(&st.record)).await.unwrap().unwrap().spec_hash, None);
+
+    // Someone deletes the traffic firewall by hand.
+    let (code, body) = raw(w.fake.addr(), "DELETE", &api(&format!("global/firewalls/{name}")), None).await;
+    assert_eq!(code, 200, "{body}");
+    w.fake.settle();
+    let got = p.get(&id, Some(&st.record)).await.unwrap().expect("the rule still exists");
+    let hash = got.spec_hash.expect("an incomplete load balancer reports a hash no spec has");
+    assert!(hash.contains(&format!("firewall {name}")) && hash != spec.hash(), "{hash}");
+    assert_eq!(got.ingress, st.ingress);
+
+    w.fake.clear_calls();
+    p.ensure(&id, &spec, Some(&st.record)).await.expect("repair");
+    assert_eq!(w.mutations(), ["insert global/firewalls"]);
+    assert_eq!(p.get(&id, Some(&st.record)).await.unwrap().unwrap().spec_hash, None);
+    p.delete(&id, Some(&st.record)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_fingerprint_is_retried_by_the_next_pass() {
+    let w = World::new("fingerprint").await;
+    let p = w.provider().await;
+    let a = w.node(ZONE_A, "node-a");
+    let id = w.id("web");
+    let spec = w.spec(&[80], std::slice::from_ref(&a));
+    let st = p.ensure(&id, &spec, None).await.expect("ensure");
+    let mut sticky = spec.clone();
+    sticky.session_affinity = SessionAffinity::ClientIp { timeout_seconds: 10800 };
+    w.fake.inject(Fault::once(
+        "PUT",
+        "regions/*/backendServices/*",
+        FaultKind::Custom { code: 412, reason: "conditionNotMet".into(), message: "Invalid fingerprint.".into() },
+    ));
+    let err = p.ensure(&id, &sticky, Some(&st.record)).await.expect_err("412");
+    assert!(matches!(err, ProviderError::Retryable { .. }), "{err:?}");
+    assert!(err.to_string().contains("compute.regionBackendServices.update"), "{err}");
+    let st = p.ensure(&id, &sticky, Some(&st.record)).await.expect("the next pass reads a fresh fingerprint");
+    let bs = w.get(&format!("regions/{REGION}/backendServices/{}", names::load_balancer(&id))).await.unwrap();
+    assert_eq!(bs["sessionAffinity"], "CLIENT_IP");
+    p.delete(&id, Some(&st.record)).await.unwrap();
 }

@@ -121,6 +121,31 @@ pub async fn ensure(
     Ok(link(api, zone, name))
 }
 
+/// Remove every member of the cluster's group in `zone` (a zone that lost all its nodes); nothing
+/// when the group is gone, not ours, or already empty.
+pub async fn empty(api: &Api<'_>, cluster: &str, zone: &str, name: &str) -> Result<(), ProviderError> {
+    let Some(g) = get(api, zone, name).await? else { return Ok(()) };
+    if !ownership::is_owned(Owner::Cluster(cluster), g.description.as_deref()) {
+        return Ok(());
+    }
+    let current: Vec<String> = members(api, zone, name).await?.into_iter().collect();
+    let c = &api.clients.instance_groups;
+    for chunk in current.chunks(BATCH) {
+        let refs: Vec<InstanceReference> =
+            chunk.iter().map(|l| InstanceReference::new().set_instance(format!("{}{l}", links::API))).collect();
+        let req = c
+            .remove_instances()
+            .set_project(api.project())
+            .set_zone(zone)
+            .set_instance_group(name)
+            .set_body(InstanceGroupsRemoveInstancesRequest::new().set_instances(refs))
+            .poller()
+            .until_done();
+        api.operate(REMOVE_INSTANCES, req).await?;
+    }
+    Ok(())
+}
+
 /// Delete the cluster's group in `zone` unless a backend service still uses it; `true` when it
 /// is gone.
 pub async fn delete_if_unused(api: &Api<'_>, cluster: &str, zone: &str, name: &str) -> Result<bool, CallError> {
