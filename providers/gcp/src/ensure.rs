@@ -100,6 +100,16 @@ async fn resolve_ip(
             }
             if let Some(a) = address::find_by_ip(api, &ip).await? {
                 let name = a.name.clone().unwrap_or_default();
+                if let Some(other) = ownership::service_of(a.description.as_deref()) {
+                    return Err(ProviderError::Conflict {
+                        call: address::LIST,
+                        resource: format!("address {name}"),
+                        message: format!(
+                            "loadBalancerIP {ip} is held by cloudlb for Service {other}; two load balancers cannot \
+                             share it"
+                        ),
+                    });
+                }
                 return Ok(IpChoice {
                     want: Some(ip),
                     user_address: Some(links::regional(api.config, "addresses", &name)),

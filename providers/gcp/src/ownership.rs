@@ -67,6 +67,13 @@ fn parse(description: Option<&str>) -> BTreeMap<String, String> {
     description.and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default()
 }
 
+/// The Service (`namespace/name`) a description says cloudlb made the resource for, if any.
+pub fn service_of(description: Option<&str>) -> Option<String> {
+    let m = parse(description);
+    m.get(OWNER_UID)?;
+    m.get(OWNER).cloned()
+}
+
 /// Whether `description` says the resource belongs to `owner`.
 pub fn is_owned(owner: Owner<'_>, description: Option<&str>) -> bool {
     let m = parse(description);

@@ -298,6 +298,17 @@ async fn internal_load_balancer_in_the_subnetwork() {
     assert_eq!(bs["loadBalancingScheme"], "INTERNAL");
     assert!(bs["network"].as_str().unwrap().ends_with("/global/networks/default"));
 
+    // A requested internal IP and a subnet by annotation.
+    let pinned_id = w.id("pinned");
+    let mut pinned = spec.clone();
+    pinned.requested_ip = Some("10.128.7.7".parse().unwrap());
+    pinned.options.insert("internal-load-balancer-subnet".into(), "other-subnet".into());
+    let pst = p.ensure(&pinned_id, &pinned, None).await.expect("pinned internal");
+    assert_eq!(ip_of(&pst), "10.128.7.7");
+    let pfr = w.get(&format!("regions/{REGION}/forwardingRules/{}", names::load_balancer(&pinned_id))).await.unwrap();
+    assert!(pfr["subnetwork"].as_str().unwrap().ends_with("/subnetworks/other-subnet"));
+    p.delete(&pinned_id, Some(&pst.record)).await.expect("delete pinned");
+
     // allowGlobalAccess off: patched in place, same IP.
     spec.options.insert("internal-load-balancer-allow-global-access".into(), "false".into());
     w.fake.clear_calls();
@@ -305,12 +316,23 @@ async fn internal_load_balancer_in_the_subnetwork() {
     assert_eq!(ip_of(&st2), ip);
     assert_eq!(w.mutations(), [format!("patch regions/{REGION}/forwardingRules/{name}")]);
 
-    // cloudlb.io/internal (the spec's scheme) works the same; flipping to external re-makes it.
+    // cloudlb.io/internal (the spec's scheme) works the same.
+    let mut by_scheme = spec.clone();
+    by_scheme.options.remove("load-balancer-type");
+    by_scheme.scheme = Scheme::Internal;
+    w.fake.clear_calls();
+    let st2 = p.ensure(&id, &by_scheme, Some(&st2.record)).await.expect("same LB through cloudlb.io/internal");
+    assert!(w.mutations().is_empty(), "{:?}", w.mutations());
+
+    // Flipping to external (Standard tier) re-makes the rule and the backend service.
     let mut external = spec.clone();
     external.options.clear();
+    external.options.insert("network-tier".into(), "Standard".into());
     external.scheme = Scheme::InternetFacing;
     let st3 = p.ensure(&id, &external, Some(&st2.record)).await.expect("to external");
     assert!(!ip_of(&st3).starts_with("10.128."));
+    let fr = w.get(&format!("regions/{REGION}/forwardingRules/{name}")).await.unwrap();
+    assert_eq!((fr["loadBalancingScheme"].as_str(), fr["networkTier"].as_str()), (Some("EXTERNAL"), Some("STANDARD")));
     let bs = w.get(&format!("regions/{REGION}/backendServices/{name}")).await.unwrap();
     assert_eq!(bs["loadBalancingScheme"], "EXTERNAL");
     p.delete(&id, Some(&st3.record)).await.expect("delete");
@@ -346,6 +368,19 @@ async fn a_users_reserved_address_is_used_and_never_released() {
     p.delete(&id, Some(&st.record)).await.expect("delete");
     assert!(w.get(&format!("regions/{REGION}/addresses/user-ip")).await.is_some());
     assert_eq!(w.everything().await.into_keys().collect::<Vec<_>>(), [format!("regions/{REGION}/addresses")]);
+
+    // Another Service asking for an IP cloudlb holds for this one: a conflict, nothing made.
+    let id_pinned = w.id("pinned");
+    let st_pinned = p.ensure(&id_pinned, &w.spec(&[80], std::slice::from_ref(&a)), None).await.expect("pinned");
+    let mut pin = w.spec(&[80], std::slice::from_ref(&a));
+    pin.requested_ip = Some(ip_of(&st_pinned).parse().unwrap());
+    let st_pinned = p.ensure(&id_pinned, &pin, Some(&st_pinned.record)).await.expect("reserve it");
+    let thief = w.id("thief");
+    w.fake.clear_calls();
+    let err = p.ensure(&thief, &pin, None).await.expect_err("held for another Service");
+    assert!(matches!(err, ProviderError::Conflict { .. }) && err.to_string().contains("default/pinned"), "{err}");
+    assert!(w.mutations().is_empty(), "{:?}", w.mutations());
+    p.delete(&id_pinned, Some(&st_pinned.record)).await.expect("delete");
 
     // loadBalancerIP equal to the current ephemeral IP: cloudlb reserves it while asked.
     let id = w.id("keep");
@@ -390,7 +425,13 @@ async fn bad_input_is_refused_before_any_call() {
             "SCTP",
         ),
         ("private ip", Box::new(|s| s.requested_ip = Some("10.1.2.3".parse().unwrap())), "loadBalancerIP 10.1.2.3"),
-        ("node subset", Box::new(|s| { s.options.insert(String::new(), "pool=a".into()); }), "cloudlb.io/target-node-labels"),
+        (
+            "node subset",
+            Box::new(|s| {
+                s.options.insert(String::new(), "pool=a".into());
+            }),
+            "cloudlb.io/target-node-labels",
+        ),
     ];
     for (what, change, needle) in cases {
         let mut spec = w.spec(&[80], std::slice::from_ref(&a));
