@@ -210,7 +210,8 @@ impl From<CallError> for ProviderError {
             // Races the next pass resolves: something just appeared or disappeared, a fingerprint
             // moved, a dependency is still being released or created.
             Some(404) | Some(409) | Some(412) => ProviderError::Retryable { call, message: text },
-            Some(400) if e.is_in_use() || e.reason == "resourcenotready" => {
+            // Also a concurrent pass of another Service adding the same node to the shared group.
+            Some(400) if e.is_in_use() || e.reason == "resourcenotready" || e.reason == "memberalreadyexists" => {
                 ProviderError::Retryable { call, message: text }
             }
             Some(s) if s >= 500 => ProviderError::Retryable { call, message: text },
@@ -252,6 +253,8 @@ mod tests {
         assert!(matches!(c(400, "resourceInUseByAnotherResource", "x"), ProviderError::Retryable { .. }));
         assert!(matches!(c(400, "", "The x is already being used by y"), ProviderError::Retryable { .. }));
         assert!(matches!(c(412, "conditionNotMet", "x"), ProviderError::Retryable { .. }));
+        assert!(matches!(c(400, "memberAlreadyExists", "x"), ProviderError::Retryable { .. }));
+        assert!(matches!(c(400, "resourceNotReady", "x"), ProviderError::Retryable { .. }));
         assert!(matches!(c(503, "backendError", "x"), ProviderError::Retryable { .. }));
         assert!(matches!(c(400, "invalid", "Invalid value for field"), ProviderError::Invalid { .. }));
         let e = c(403, "forbidden", "Required 'compute.firewalls.create' permission for 'projects/p'");

@@ -764,3 +764,49 @@ async fn a_stale_fingerprint_is_retried_by_the_next_pass() {
     assert_eq!(bs["sessionAffinity"], "CLIENT_IP");
     p.delete(&id, Some(&st.record)).await.unwrap();
 }
+
+#[tokio::test]
+async fn services_ensured_concurrently_share_one_group_per_zone_and_one_node_check() {
+    let w = World::new("parallel").await;
+    let p = w.provider().await;
+    let nodes = [w.node(ZONE_A, "node-a"), w.node(ZONE_B, "node-b"), w.node(ZONE_A, "node-c")];
+    let spec = w.spec(&[80], &nodes);
+    let ids: Vec<_> = (0..5).map(|i| w.id(&format!("svc-{i}"))).collect();
+    // Every pass may lose a race on a shared resource (409, 412, memberAlreadyExists): those are
+    // retryable, and the controller retries; here each Service retries until it converges.
+    let runs = ids.iter().map(|id| {
+        let (p, spec) = (&p, &spec);
+        async move {
+            for attempt in 1..=20 {
+                match p.ensure(id, spec, None).await {
+                    Ok(st) => return st,
+                    Err(e) => assert!(e.class() != ErrorClass::Permanent && attempt < 20, "{id}: {e}"),
+                }
+            }
+            unreachable!("the loop returns or panics")
+        }
+    });
+    let statuses = futures::future::join_all(runs).await;
+    let all = w.everything().await;
+    assert_eq!(all[&format!("regions/{REGION}/forwardingRules")].len(), 5, "{all:?}");
+    assert_eq!(all[&format!("regions/{REGION}/healthChecks")].len(), 1, "{all:?}");
+    assert_eq!(all[&format!("zones/{ZONE_A}/instanceGroups")].len(), 1, "{all:?}");
+    assert_eq!(all[&format!("zones/{ZONE_B}/instanceGroups")].len(), 1, "{all:?}");
+    let ig = names::instance_group("parallel");
+    assert_eq!(w.members(ZONE_A, &ig).await, ["node-a", "node-c"]);
+    let ips: std::collections::BTreeSet<String> = statuses.iter().map(ip_of).collect();
+    assert_eq!(ips.len(), 5, "distinct IPs: {ips:?}");
+    let deletes = ids.iter().zip(&statuses).map(|(id, st)| {
+        let p = &p;
+        async move {
+            for attempt in 1..=20 {
+                match p.delete(id, Some(&st.record)).await {
+                    Ok(()) => return,
+                    Err(e) => assert!(e.class() != ErrorClass::Permanent && attempt < 20, "{id}: {e}"),
+                }
+            }
+        }
+    });
+    futures::future::join_all(deletes).await;
+    assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
+}
