@@ -176,6 +176,10 @@ pub async fn ensure(
     let choice = resolve_ip(api, &plan, fr.as_ref(), ours.as_ref()).await?;
     let mut ours_exists = ours.is_some();
 
+    // What the backend service used before this pass (also when it is re-made below).
+    let old_hc: Option<String> = bs.as_ref().and_then(|b| backend_service::health_checks(b).first().cloned());
+    let old_groups: Vec<String> = bs.as_ref().map(backend_service::groups).unwrap_or_default();
+
     // 3. The scheme of a backend service cannot change.
     if let Some(b) = &bs
         && backend_service::scheme(b) != plan.scheme_name()
@@ -207,13 +211,8 @@ pub async fn ensure(
         groups.push((zone.clone(), link));
     }
     let group_links: Vec<String> = groups.iter().map(|(_, l)| l.clone()).collect();
-    let dropped: Vec<String> = bs
-        .as_ref()
-        .map(backend_service::groups)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|g| !group_links.iter().any(|l| links::same(l, g)))
-        .collect();
+    let dropped: Vec<String> =
+        old_groups.into_iter().filter(|g| !group_links.iter().any(|l| links::same(l, g))).collect();
     for g in &dropped {
         if let Some(zone) = links::zone(g)
             && links::name(g) == ig_name
@@ -233,7 +232,6 @@ pub async fn ensure(
         destination_ranges: Vec::new(),
     };
     firewall::ensure(api, hc_owner, &hc_rule).await?;
-    let old_hc: Option<String> = bs.as_ref().and_then(|b| backend_service::health_checks(b).first().cloned());
 
     // 7. Backend service (a protocol change is refused while a rule uses it: the rule goes first).
     let desired_bs = backend_service::Desired {
