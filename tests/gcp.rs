@@ -145,6 +145,6 @@ async fn a_missing_gcp_flag_exits_1_naming_it_before_the_cluster_is_contacted() 
         .expect("runs");
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(&format!("{want}")) && stderr.contains("required"), "{args:?}: {stderr}");
+        assert!(stderr.contains(want) && stderr.contains("required"), "{args:?}: {stderr}");
     }
 }
