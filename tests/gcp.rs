@@ -89,6 +89,28 @@ async fn service_gets_the_forwarding_rules_ip_follows_nodes_and_leaves_nothing()
     );
     assert_eq!(external_ip(&c.get("web").await), Some(ip.clone()));
 
+    // A port change converges keeping the IP (the forwarding rule is re-made around it).
+    c.patch_service(
+        "web",
+        json!({"spec": {"ports": [{"name": "p80-tcp", "port": 80, "protocol": "TCP"}, {"name": "p8443-tcp", "port": 8443, "protocol": "TCP"}]}}),
+    )
+    .await;
+    let fr_path = format!("regions/{REGION}/forwardingRules/{}", rules[0]);
+    wait_for("the forwarding rule to carry port 8443", || async {
+        w.get(&fr_path).await.is_some_and(|fr| fr["ports"].as_array().is_some_and(|p| p.contains(&json!("8443"))))
+    })
+    .await;
+    c.wait_service("web", "8443 in status", |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .is_some_and(|i| i[0].ports.as_ref().is_some_and(|p| p.iter().any(|p| p.port == 8443)))
+    })
+    .await;
+    assert_eq!(external_ip(&c.get("web").await), Some(ip.clone()), "the IP survives");
+    assert_eq!(w.get(&fr_path).await.expect("rule")["IPAddress"].as_str(), Some(ip.as_str()));
+
     // A node without a GCE providerID is reported, not silently dropped; the rest keeps working.
     let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-x"},

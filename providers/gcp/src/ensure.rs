@@ -283,7 +283,20 @@ pub async fn ensure(
     }
     match &bs {
         Some(b) if !backend_service::matches(b, &desired_bs) => {
-            backend_service::update(api, id, b, &desired_bs).await?
+            match backend_service::update(api, id, b, &desired_bs).await {
+                // Someone changed it since our read (another pass, a person): read again, once.
+                Err(e) if e.is_stale_fingerprint() => {
+                    tracing::info!(lb = %id, "backend service changed under us; updating with a fresh fingerprint");
+                    match backend_service::get(api, &plan.name).await? {
+                        Some(fresh) if !backend_service::matches(&fresh, &desired_bs) => {
+                            backend_service::update(api, id, &fresh, &desired_bs).await?
+                        }
+                        Some(_) => {}
+                        None => backend_service::insert(api, id, &desired_bs).await?,
+                    }
+                }
+                other => other?,
+            }
         }
         Some(_) => {}
         None => backend_service::insert(api, id, &desired_bs).await?,

@@ -751,17 +751,28 @@ async fn a_stale_fingerprint_is_retried_by_the_next_pass() {
     let st = p.ensure(&id, &spec, None).await.expect("ensure");
     let mut sticky = spec.clone();
     sticky.session_affinity = SessionAffinity::ClientIp { timeout_seconds: 10800 };
-    w.fake.inject(Fault::once(
-        "PUT",
-        "regions/*/backendServices/*",
-        FaultKind::Custom { code: 412, reason: "conditionNotMet".into(), message: "Invalid fingerprint.".into() },
-    ));
-    let err = p.ensure(&id, &sticky, Some(&st.record)).await.expect_err("412");
+    let stale = || Fault {
+        method: Some("PUT".into()),
+        path: "regions/*/backendServices/*".into(),
+        kind: FaultKind::Custom { code: 412, reason: "conditionNotMet".into(), message: "Invalid fingerprint.".into() },
+        delivery: Delivery::Sync,
+        times: Some(2),
+    };
+    // Twice stale: the pass reads once more, then leaves it to the next pass.
+    w.fake.inject(stale());
+    let err = p.ensure(&id, &sticky, Some(&st.record)).await.expect_err("412 twice");
     assert!(matches!(err, ProviderError::Retryable { .. }), "{err:?}");
     assert!(err.to_string().contains("compute.regionBackendServices.update"), "{err}");
     let st = p.ensure(&id, &sticky, Some(&st.record)).await.expect("the next pass reads a fresh fingerprint");
     let bs = w.get(&format!("regions/{REGION}/backendServices/{}", names::load_balancer(&id))).await.unwrap();
     assert_eq!(bs["sessionAffinity"], "CLIENT_IP");
+    // Once stale: the same pass re-reads and succeeds.
+    w.fake.inject(Fault { times: Some(1), ..stale() });
+    w.fake.clear_calls();
+    let st = p.ensure(&id, &spec, Some(&st.record)).await.expect("one stale fingerprint is absorbed");
+    let bs_path = format!("regions/{REGION}/backendServices/{}", names::load_balancer(&id));
+    assert_eq!(w.mutations(), [format!("update {bs_path}"), format!("update {bs_path}")]);
+    assert_eq!(w.get(&bs_path).await.unwrap()["sessionAffinity"], "NONE");
     p.delete(&id, Some(&st.record)).await.unwrap();
 }
 
@@ -809,4 +820,21 @@ async fn services_ensured_concurrently_share_one_group_per_zone_and_one_node_che
     });
     futures::future::join_all(deletes).await;
     assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
+}
+
+#[tokio::test]
+async fn node_tags_limit_the_firewall_rules_to_the_nodes() {
+    let w = World::new("tags").await;
+    let mut config = w.config();
+    config.node_tags = vec!["k8s-node".into()];
+    let p = cloudlb_provider_gcp::GcpProvider::new(config).await.expect("provider");
+    let a = w.node(ZONE_A, "node-a");
+    let id = w.id("web");
+    let st = p.ensure(&id, &w.spec(&[80], std::slice::from_ref(&a)), None).await.expect("ensure");
+    let name = names::load_balancer(&id);
+    for fw in [name.clone(), names::node_health_check_firewall("tags")] {
+        let f = w.get(&format!("global/firewalls/{fw}")).await.unwrap();
+        assert_eq!(strs(&f["targetTags"]), ["k8s-node"], "{fw}");
+    }
+    p.delete(&id, Some(&st.record)).await.unwrap();
 }
