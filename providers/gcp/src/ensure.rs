@@ -2,7 +2,8 @@
 //! changing it.
 //!
 //! ```text
-//!   read      forwarding rule, backend service, our address  (ownership: description)
+//!   read      forwarding rule, backend service, traffic firewall, our address (ownership:
+//!             description): a foreign resource with our name stops the pass before any change
 //!   IP        which IP the rule gets; a bad loadBalancerIP is Invalid here, before any change
 //!   scheme    EXTERNAL <-> INTERNAL cannot change in place: rule + backend service re-made
 //!   groups    one instance group per zone with nodes; membership by difference
@@ -166,6 +167,10 @@ pub async fn ensure(
     if let Some(b) = &bs {
         let what = format!("backend service {}", plan.name);
         ownership::check(backend_service::GET, owner, &what, b.description.as_deref())?;
+    }
+    let traffic_fw = firewall::get(api, &plan.name).await?;
+    if let Some(f) = &traffic_fw {
+        ownership::check(firewall::GET, owner, &format!("firewall {}", plan.name), f.description.as_deref())?;
     }
     let ours = address::get(api, &plan.name).await?;
     if let Some(a) = &ours {
@@ -333,7 +338,7 @@ pub async fn ensure(
         source_ranges: plan.source_ranges.clone(),
         destination_ranges: vec![format!("{lb_ip}/32")],
     };
-    firewall::ensure(api, owner, &rule).await?;
+    firewall::converge(api, owner, &rule, traffic_fw).await?;
 
     // 10. Cleanup.
     if ours_exists && !choice.keep_ours {

@@ -32,16 +32,15 @@ pub fn instance(project: &str, zone: &str, name: &str) -> String {
 
 /// A name or link of the VPC network, as an absolute link.
 pub fn network(config: &GcpConfig) -> String {
-    absolute(config, &config.network, |n| global(config, "networks", n))
+    absolute(&config.network, |n| global(config, "networks", n))
 }
 
 /// A name or link of a subnetwork of the region, as an absolute link.
 pub fn subnetwork(config: &GcpConfig, subnet: &str) -> String {
-    absolute(config, subnet, |n| regional(config, "subnetworks", n))
+    absolute(subnet, |n| regional(config, "subnetworks", n))
 }
 
-fn absolute(config: &GcpConfig, value: &str, from_name: impl Fn(&str) -> String) -> String {
-    let _ = config;
+fn absolute(value: &str, from_name: impl Fn(&str) -> String) -> String {
     if value.starts_with("https://") || value.starts_with("http://") {
         value.to_string()
     } else if let Some(rel) = value.strip_prefix('/') {

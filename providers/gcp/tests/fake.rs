@@ -496,8 +496,10 @@ async fn a_foreign_resource_with_our_name_is_a_conflict_and_is_never_touched() {
         json!({"name": name, "description": "{\"cloudlb.io/cluster\":\"other\"}", "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}], "sourceRanges": ["1.2.3.4/32"]}),
     )
     .await;
+    w.fake.clear_calls();
     let err = p.ensure(&id, &w.spec(&[80], std::slice::from_ref(&a)), None).await.expect_err("conflict");
     assert!(matches!(err, ProviderError::Conflict { .. }) && err.to_string().contains("cluster \"other\""), "{err}");
+    assert!(w.mutations().is_empty(), "refused before any change: {:?}", w.mutations());
     p.delete(&id, None).await.expect("delete");
     let fw = w.get(&format!("global/firewalls/{name}")).await.expect("foreign firewall kept");
     assert_eq!(strs(&fw["sourceRanges"]), ["1.2.3.4/32"]);

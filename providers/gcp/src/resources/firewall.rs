@@ -86,8 +86,19 @@ fn body(api: &Api<'_>, owner: Owner<'_>, r: &Rule) -> Firewall {
 
 /// Find (ownership checked), create or correct the rule.
 pub async fn ensure(api: &Api<'_>, owner: Owner<'_>, r: &Rule) -> Result<(), ProviderError> {
+    let current = get(api, &r.name).await?;
+    converge(api, owner, r, current).await
+}
+
+/// [`ensure`] with the rule as read earlier (`None`: absent).
+pub async fn converge(
+    api: &Api<'_>,
+    owner: Owner<'_>,
+    r: &Rule,
+    current: Option<Firewall>,
+) -> Result<(), ProviderError> {
     let c = &api.clients.firewalls;
-    match get(api, &r.name).await? {
+    match current {
         Some(cur) => {
             ownership::check(GET, owner, &format!("firewall {}", r.name), cur.description.as_deref())?;
             if !matches(api, &cur, r) {
