@@ -840,3 +840,25 @@ async fn node_tags_limit_the_firewall_rules_to_the_nodes() {
     }
     p.delete(&id, Some(&st.record)).await.unwrap();
 }
+
+#[tokio::test]
+async fn writes_wait_for_the_shared_client_side_bucket() {
+    let w = World::new("throttle").await;
+    let mut config = w.config();
+    // One write token, refilled 10 times a second: the 7 inserts of a new load balancer (the
+    // memberships have their own bucket) need at least 0.6 s.
+    config.rate_limits.mutate = cloudlb_provider_gcp::Rate::new(10.0, 1.0);
+    let p = cloudlb_provider_gcp::GcpProvider::new(config).await.expect("provider");
+    let nodes = [w.node(ZONE_A, "node-a"), w.node(ZONE_B, "node-b")];
+    let id = w.id("web");
+    let start = tokio::time::Instant::now();
+    let st = p.ensure(&id, &w.spec(&[80], &nodes), None).await.expect("ensure");
+    let took = start.elapsed();
+    let inserts: u64 = p.call_counts().iter().filter(|(k, _)| k.ends_with(".insert")).map(|(_, v)| v).sum();
+    assert_eq!(inserts, 7, "{:?}", p.call_counts());
+    assert!(took >= std::time::Duration::from_millis(550), "7 inserts at 10/s with a burst of 1 took {took:?}");
+    // Deletes have their own bucket: not slowed by the write bucket.
+    let start = tokio::time::Instant::now();
+    p.delete(&id, Some(&st.record)).await.expect("delete");
+    assert!(start.elapsed() < std::time::Duration::from_millis(550), "{:?}", start.elapsed());
+}
