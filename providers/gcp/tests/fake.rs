@@ -862,3 +862,30 @@ async fn writes_wait_for_the_shared_client_side_bucket() {
     p.delete(&id, Some(&st.record)).await.expect("delete");
     assert!(start.elapsed() < std::time::Duration::from_millis(550), "{:?}", start.elapsed());
 }
+
+#[tokio::test]
+async fn an_operation_that_never_finishes_is_bounded_and_finished_by_a_later_pass() {
+    let w = World::new("slow").await;
+    let mut config = w.config();
+    config.operation_timeout = std::time::Duration::from_millis(300);
+    let p = cloudlb_provider_gcp::GcpProvider::new(config).await.expect("provider");
+    let a = w.node(ZONE_A, "node-a");
+    let id = w.id("web");
+    let spec = w.spec(&[80], std::slice::from_ref(&a));
+    w.fake.set_op_delay_polls(1_000_000);
+    let start = tokio::time::Instant::now();
+    let err = p.ensure(&id, &spec, None).await.expect_err("the first operation never finishes");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "bounded: {:?}", start.elapsed());
+    assert!(matches!(err, ProviderError::Retryable { .. }) && err.to_string().contains("did not finish"), "{err}");
+    // While it runs, a second pass is told to come back (409 on the same name), not duplicated.
+    let err = p.ensure(&id, &spec, None).await.expect_err("still running");
+    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+    // Time passes; the next pass finishes the job with one set of resources.
+    w.fake.set_op_delay_polls(1);
+    w.fake.settle();
+    let st = p.ensure(&id, &spec, None).await.expect("converges");
+    assert_eq!(w.list(&format!("zones/{ZONE_A}/instanceGroups")).await.len(), 1);
+    assert_eq!(w.members(ZONE_A, &names::instance_group("slow")).await, ["node-a"]);
+    p.delete(&id, Some(&st.record)).await.expect("delete");
+    assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
+}
