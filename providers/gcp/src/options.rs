@@ -5,7 +5,7 @@
 //! `networking.gke.io/load-balancer-type: Internal`, `cloud.google.com/network-tier: Standard`, ….
 //! The prefix is cut before the provider sees them, so the three prefixes share one key space.
 //!
-//! Parsing is pure, so [`crate::GcpProvider::validate`] reports every problem before any cloud
+//! Parsing is pure, so `GcpProvider::validate` (the `Provider` method) reports every problem before any cloud
 //! call, naming the annotation, the value and what is accepted. `ensure` refuses (`Invalid`) only
 //! on *fatal* problems, values it would have to use; unknown keys are reported by `validate`
 //! (which blocks the Service in the controller) but ignored by `ensure`.
