@@ -34,6 +34,9 @@ pub enum ProviderKind {
     Local,
     /// AWS Network Load Balancers (ELBv2) in --aws-vpc-id.
     Aws,
+    /// Google Compute Engine network load balancers (regional backend services) in
+    /// --gcp-project / --gcp-region / --gcp-network.
+    Gcp,
     /// In-process load balancers with addresses from --memory-ip-pool (tests, benchmarks).
     Memory,
 }
@@ -119,6 +122,8 @@ pub struct ControllerArgs {
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
+    pub gcp: GcpArgs,
+    #[command(flatten)]
     pub memory: MemoryArgs,
 }
 
@@ -154,6 +159,29 @@ pub struct AwsArgs {
     /// AWS provider: another endpoint for ELBv2 and EC2 (an emulator such as moto).
     #[arg(long)]
     pub aws_endpoint_url: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GcpArgs {
+    /// GCP provider: the project the load balancers live in (else $GOOGLE_CLOUD_PROJECT).
+    #[arg(long, env = "GOOGLE_CLOUD_PROJECT")]
+    pub gcp_project: Option<String>,
+    /// GCP provider: the region (else $CLOUDSDK_COMPUTE_REGION).
+    #[arg(long, env = "CLOUDSDK_COMPUTE_REGION")]
+    pub gcp_region: Option<String>,
+    /// GCP provider: the VPC network of the nodes (a name such as `default`, or a link).
+    #[arg(long)]
+    pub gcp_network: Option<String>,
+    /// GCP provider: the subnetwork of internal load balancers (a name or a link).
+    #[arg(long)]
+    pub gcp_subnetwork: Option<String>,
+    /// GCP provider: network tags of the nodes; the firewall rules apply only to instances with
+    /// one of them (comma-separated; default: every instance of the network).
+    #[arg(long, value_delimiter = ',')]
+    pub gcp_node_tags: Option<Vec<String>>,
+    /// GCP provider: another Compute endpoint (the `gce-fake`); credentials are then anonymous.
+    #[arg(long)]
+    pub gcp_endpoint_url: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -327,6 +355,21 @@ mod tests {
             "--aws-vpc-id",
             "vpc-1",
             "--aws-subnets",
+            "a,b",
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
+        let ok = Cli::try_parse_from([
+            "cloudlb",
+            "run",
+            "--provider",
+            "gcp",
+            "--gcp-project",
+            "p",
+            "--gcp-region",
+            "us-central1",
+            "--gcp-network",
+            "default",
+            "--gcp-node-tags",
             "a,b",
         ]);
         assert!(ok.is_ok(), "{ok:?}");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use cloudlb_provider::memory::{MemoryConfig, MemoryProvider};
 use cloudlb_provider::{Provider, ProviderError};
 use cloudlb_provider_aws::{AwsConfig, AwsProvider};
+use cloudlb_provider_gcp::{GcpConfig, GcpProvider};
 use cloudlb_provider_local::{LocalConfig, LocalProvider};
 
 use crate::args::{ControllerArgs, ProviderKind};
@@ -52,6 +53,23 @@ pub async fn build(args: &ControllerArgs) -> Result<Arc<dyn Provider>> {
             config.endpoint_url = a.aws_endpoint_url.clone();
             Ok(Arc::new(AwsProvider::new(config).await.map_err(err)?))
         }
+        ProviderKind::Gcp => {
+            let g = &args.gcp;
+            let missing = |flag: &str| {
+                err(ProviderError::Invalid {
+                    call: "gcp.config",
+                    message: format!("{flag} is required with --provider gcp"),
+                })
+            };
+            let project = g.gcp_project.clone().ok_or_else(|| missing("--gcp-project (or $GOOGLE_CLOUD_PROJECT)"))?;
+            let region = g.gcp_region.clone().ok_or_else(|| missing("--gcp-region (or $CLOUDSDK_COMPUTE_REGION)"))?;
+            let network = g.gcp_network.clone().ok_or_else(|| missing("--gcp-network"))?;
+            let mut config = GcpConfig::new(project, region, network);
+            config.subnetwork = g.gcp_subnetwork.clone();
+            config.node_tags = g.gcp_node_tags.clone().unwrap_or_default();
+            config.endpoint_url = g.gcp_endpoint_url.clone();
+            Ok(Arc::new(GcpProvider::new(config).await.map_err(err)?))
+        }
     }
 }
 
@@ -59,6 +77,7 @@ pub fn name(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Local => "local",
         ProviderKind::Aws => "aws",
+        ProviderKind::Gcp => "gcp",
         ProviderKind::Memory => "memory",
     }
 }
@@ -68,6 +87,14 @@ pub fn desired_config(kind: ProviderKind) -> DesiredConfig {
     let prefixes: Vec<String> = match kind {
         ProviderKind::Local => vec![cloudlb_provider_local::OPTION_PREFIX.into()],
         ProviderKind::Aws => cloudlb_provider_aws::OPTION_PREFIXES.iter().map(|p| p.to_string()).collect(),
+        // The gcp provider also sees `cloudlb.io/target-node-labels` (as the option with the empty
+        // key), which it must refuse: GCE instance groups are shared by every Service of the
+        // cluster, so one Service cannot target a subset of the nodes.
+        ProviderKind::Gcp => cloudlb_provider_gcp::OPTION_PREFIXES
+            .iter()
+            .chain(std::iter::once(&cloudlb_provider_gcp::options::TARGET_NODE_LABELS))
+            .map(|p| p.to_string())
+            .collect(),
         ProviderKind::Memory => vec!["memory.cloudlb.io/".into()],
     };
     DesiredConfig { option_prefixes: prefixes }

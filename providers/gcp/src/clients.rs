@@ -1,0 +1,146 @@
+//! The Compute clients plus what every call needs: the shared rate limiter, the caller's
+//! priority, the configuration, deadlines and operation waiting. One [`Api`] is made per provider
+//! call (`ensure`, `delete`, `get`).
+//!
+//! Every mutation goes through [`Api::operate`]: take a token, send, wait for the operation to be
+//! `DONE`, and then check the operation's own `error` (`Operation::to_result`), because the client
+//! library's poller returns `Ok` for an operation that finished with an error.
+
+use std::future::Future;
+use std::time::Duration;
+
+use cloudlb_provider::ProviderError;
+use google_cloud_compute_v1::client::{
+    Addresses, Firewalls, ForwardingRules, InstanceGroups, RegionBackendServices, RegionHealthChecks, Zones,
+};
+use google_cloud_compute_v1::model::Operation;
+use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
+use google_cloud_gax::retry_policy::NeverRetry;
+
+use crate::config::GcpConfig;
+use crate::errors::{CallError, Kind};
+use crate::throttle::{Limiter, Priority};
+
+pub struct Clients {
+    pub addresses: Addresses,
+    pub forwarding_rules: ForwardingRules,
+    pub backend_services: RegionBackendServices,
+    pub health_checks: RegionHealthChecks,
+    pub firewalls: Firewalls,
+    pub instance_groups: InstanceGroups,
+    pub zones: Zones,
+}
+
+fn setup(call: &'static str, message: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Invalid { call, message: message.to_string() }
+}
+
+impl Clients {
+    /// Clients for `config`: Application Default Credentials (Workload Identity, a key file in
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's ADC file, the metadata server), or anonymous
+    /// credentials when `endpoint_url` points at a fake. Makes no API call.
+    pub async fn new(config: &GcpConfig) -> Result<Self, ProviderError> {
+        let credentials = match &config.endpoint_url {
+            Some(_) => google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            None => {
+                google_cloud_auth::credentials::Builder::default().build().map_err(|e| ProviderError::Permission {
+                    call: "gcp:credentials",
+                    message: format!(
+                        "no Google credentials found ({e}); use Workload Identity, set GOOGLE_APPLICATION_CREDENTIALS \
+                         to a key file, or run `gcloud auth application-default login`"
+                    ),
+                })?
+            }
+        };
+        let polling = || {
+            ExponentialBackoffBuilder::new()
+                .with_initial_delay(config.polling.initial_delay)
+                .with_maximum_delay(config.polling.max_delay.max(config.polling.initial_delay))
+                .build()
+                .map_err(|e| setup("gcp:config", format!("operation polling settings: {e}")))
+        };
+        macro_rules! client {
+            ($ty:ident) => {{
+                let mut b = $ty::builder()
+                    .with_credentials(credentials.clone())
+                    // The controller retries whole (idempotent) passes; one request is one call.
+                    .with_retry_policy(NeverRetry)
+                    .with_polling_backoff_policy(polling()?);
+                if let Some(url) = &config.endpoint_url {
+                    b = b.with_endpoint(url.clone());
+                }
+                b.build()
+                    .await
+                    .map_err(|e| setup("gcp:client", format!("building the {} client: {e}", stringify!($ty))))?
+            }};
+        }
+        Ok(Self {
+            addresses: client!(Addresses),
+            forwarding_rules: client!(ForwardingRules),
+            backend_services: client!(RegionBackendServices),
+            health_checks: client!(RegionHealthChecks),
+            firewalls: client!(Firewalls),
+            instance_groups: client!(InstanceGroups),
+            zones: client!(Zones),
+        })
+    }
+}
+
+/// What one provider call works with.
+pub struct Api<'a> {
+    pub clients: &'a Clients,
+    pub limiter: &'a Limiter,
+    pub priority: Priority,
+    pub config: &'a GcpConfig,
+}
+
+impl Api<'_> {
+    pub fn project(&self) -> &str {
+        &self.config.project
+    }
+
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
+    /// Take a token for `call` (and count it) before sending it.
+    pub async fn permit(&self, call: &'static str) {
+        self.limiter.acquire(call, self.priority).await;
+    }
+
+    /// A read; `Ok(None)` when Compute answers 404.
+    pub async fn read<T, F>(&self, call: &'static str, request: F) -> Result<Option<T>, CallError>
+    where
+        F: Future<Output = google_cloud_gax::Result<T>>,
+    {
+        self.permit(call).await;
+        match tokio::time::timeout(self.config.call_timeout, request).await {
+            Err(_) => Err(timeout(call, self.config.call_timeout, "the call")),
+            Ok(Ok(v)) => Ok(Some(v)),
+            Ok(Err(e)) => {
+                let e = CallError::from_gax(call, &e);
+                if e.is_not_found() { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+
+    /// A mutation: send, wait until the operation is `DONE`, then check the operation's `error`.
+    /// `request` is `builder.poller().until_done()`.
+    pub async fn operate<F>(&self, call: &'static str, request: F) -> Result<Operation, CallError>
+    where
+        F: Future<Output = google_cloud_gax::Result<Operation>>,
+    {
+        self.permit(call).await;
+        tracing::debug!(call, "compute call");
+        let op = match tokio::time::timeout(self.config.operation_timeout, request).await {
+            Err(_) => return Err(timeout(call, self.config.operation_timeout, "the operation")),
+            Ok(Err(e)) => return Err(CallError::from_gax(call, &e)),
+            Ok(Ok(op)) => op,
+        };
+        op.to_result().map_err(|e| CallError::from_operation(call, &e))
+    }
+}
+
+fn timeout(call: &'static str, after: Duration, what: &str) -> CallError {
+    CallError::new(call, Kind::Timeout, format!("{what} did not finish within {after:?}; the next pass checks again"))
+}

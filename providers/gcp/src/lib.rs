@@ -1,0 +1,192 @@
+//! `cloudlb-provider-gcp`: Compute Engine backend-service network load balancers for
+//! LoadBalancer Services (the path GKE moved to, "RBS" NetLB; internal ones too).
+//!
+//! ```text
+//!   Service ──▶ forwarding rule (regional; IP, protocol TCP | UDP | L3_DEFAULT, ports)
+//!                   │ backendService
+//!                   ▼
+//!               backend service (regional; EXTERNAL | INTERNAL, CONNECTION balancing)
+//!                   │ healthChecks                 │ backends
+//!                   ▼                              ▼
+//!   health check (regional, HTTP /healthz:      instance groups, one per zone, shared by the
+//!     healthCheckNodePort | shared :10256)       cluster, holding the nodes (providerID)
+//!   firewalls: source ranges -> Service ports at the IP; Google's checker ranges -> check port
+//!   address: only while the Service asks for its IP (loadBalancerIP), or to hold the IP while a
+//!            forwarding rule is re-created; a user's reserved address is used, never released
+//! ```
+//!
+//! Why it is built this way:
+//! - **Ownership by description** (`ownership.rs`): Compute has labels on addresses and
+//!   forwarding rules only, so every resource carries a JSON `description` naming the cluster,
+//!   the Service and its uid; a resource with our deterministic name (`names.rs`) but another
+//!   description is a `Conflict`, never adopted, changed or deleted.
+//! - **Operations are awaited and their `error` checked** (`clients.rs`): a `DONE` operation can
+//!   carry a failure, which the client library does not turn into an error by itself.
+//! - **Errors by HTTP status and reason** (`errors.rs`), synchronous or inside the operation.
+//! - **Plan, then apply** (`plan.rs` is pure; `ensure.rs` applies): rules are unit-tested without
+//!   the fake, and `validate` reuses them without I/O.
+//! - **In place where Compute allows it**: backend services with their fingerprint, health checks
+//!   and firewalls by update, instance-group membership by difference; only an immutable
+//!   forwarding-rule field re-creates the rule, keeping its IP.
+//! - **Shared client-side rate limits, deletes first** (`throttle.rs`).
+//!
+//! Nodes without a usable providerID (`gce://<project>/<zone>/<name>` in this project and region)
+//! are not backends; [`Provider::warnings`] names them and `ensure` never fails on them.
+
+mod clients;
+pub mod config;
+mod delete;
+mod ensure;
+pub mod errors;
+pub mod links;
+pub mod names;
+pub mod options;
+pub mod ownership;
+pub mod plan;
+pub mod record;
+mod resources;
+pub mod throttle;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use cloudlb_provider::{
+    Capabilities, IpFamily, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider,
+    ProviderError, Record, StateLocation,
+};
+
+pub use config::{GcpConfig, Polling, Rate, RateLimits};
+pub use plan::SkippedTarget;
+/// Every Compute method the provider calls (`compute.<collection>.<method>`).
+pub use resources::ALL_CALLS as CALLS;
+
+use clients::{Api, Clients};
+use throttle::{Limiter, Priority};
+
+/// Annotations under these prefixes arrive in `spec.options` with the prefix cut (e.g.
+/// `load-balancer-type`, `network-tier`).
+pub const OPTION_PREFIXES: &[&str] = &["cloud.google.com/", "networking.gke.io/", "gcp.cloudlb.io/"];
+
+/// Ports per Service this provider accepts (one firewall rule lists them).
+pub const MAX_LISTENERS: usize = 100;
+
+pub struct GcpProvider {
+    config: GcpConfig,
+    clients: Clients,
+    limiter: Limiter,
+}
+
+impl GcpProvider {
+    /// Build the Compute clients (Application Default Credentials, or anonymous against a fake
+    /// endpoint). Makes no API call.
+    pub async fn new(config: GcpConfig) -> Result<Self, ProviderError> {
+        for (flag, value) in
+            [("--gcp-project", &config.project), ("--gcp-region", &config.region), ("--gcp-network", &config.network)]
+        {
+            if value.trim().is_empty() {
+                return Err(ProviderError::Invalid {
+                    call: "gcp:config",
+                    message: format!("the gcp provider needs {flag}"),
+                });
+            }
+        }
+        let clients = Clients::new(&config).await?;
+        let limiter = Limiter::new(&config.rate_limits);
+        Ok(Self { config, clients, limiter })
+    }
+
+    pub fn config(&self) -> &GcpConfig {
+        &self.config
+    }
+
+    /// Compute API calls made so far, by method (`compute.forwardingRules.insert`); operation
+    /// polls are not counted.
+    pub fn call_counts(&self) -> BTreeMap<String, u64> {
+        self.limiter.counts()
+    }
+
+    /// Nodes of `spec` that cannot be backends, with the reason. Pure.
+    pub fn skipped_targets(&self, spec: &LoadBalancerSpec) -> Vec<SkippedTarget> {
+        plan::targets(spec, &self.config).1
+    }
+
+    fn api(&self, priority: Priority) -> Api<'_> {
+        Api { clients: &self.clients, limiter: &self.limiter, priority, config: &self.config }
+    }
+}
+
+#[async_trait]
+impl Provider for GcpProvider {
+    fn name(&self) -> &'static str {
+        "gcp"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            protocols: vec![Protocol::Tcp, Protocol::Udp],
+            // TCP and UDP together: backend service UNSPECIFIED + forwarding rule L3_DEFAULT.
+            mixed_protocols: true,
+            same_port_multiple_protocols: true,
+            source_ranges: true,
+            requested_ip: true,
+            internal: true,
+            client_ip_affinity: true,
+            ip_families: vec![IpFamily::IPv4],
+            max_listeners: MAX_LISTENERS,
+            ip_mode: IpMode::VIP,
+            state: StateLocation::Durable,
+            l7: None,
+        }
+    }
+
+    fn warnings(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        self.skipped_targets(spec)
+            .into_iter()
+            .map(|s| format!("node {} is not a backend: {}", s.node, s.reason))
+            .collect()
+    }
+
+    fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
+        let (opts, problems) = options::parse(&spec.options);
+        let mut out: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+        out.extend(plan::spec_problems(spec, &opts, &self.config));
+        out
+    }
+
+    async fn ensure(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus, ProviderError> {
+        ensure::ensure(&self.api(Priority::Normal), id, spec, record).await
+    }
+
+    async fn delete(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<(), ProviderError> {
+        delete::delete(&self.api(Priority::High), id, record).await
+    }
+
+    async fn get(
+        &self,
+        id: &LoadBalancerId,
+        record: Option<&Record>,
+    ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+        delete::get(&self.api(Priority::Normal), id, record).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_iam_role_grants_every_call() {
+        let role = include_str!("../../../deploy/gcp/role.yaml");
+        let granted: Vec<&str> = role.lines().filter_map(|l| l.trim().strip_prefix("- ")).collect();
+        for call in crate::resources::ALL_CALLS {
+            let permission = crate::errors::permission(call);
+            assert!(granted.contains(&permission.as_str()), "deploy/gcp/role.yaml lacks {permission} (for {call})");
+        }
+        for extra in ["compute.regionOperations.get", "compute.zoneOperations.get", "compute.globalOperations.get"] {
+            assert!(granted.contains(&extra), "{extra}");
+        }
+    }
+}
