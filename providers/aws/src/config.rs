@@ -5,18 +5,7 @@
 
 use std::time::Duration;
 
-/// One token bucket: `per_second` tokens are added each second, up to `burst`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Rate {
-    pub per_second: f64,
-    pub burst: f64,
-}
-
-impl Rate {
-    pub const fn new(per_second: f64, burst: f64) -> Self {
-        Self { per_second, burst }
-    }
-}
+pub use cloudlb_provider::throttle::Rate;
 
 /// Client-side rate limits per API class, shared by every call the provider makes.
 ///

@@ -23,6 +23,7 @@ pub mod pool;
 pub mod provider;
 pub mod spec;
 pub mod status;
+pub mod throttle;
 
 pub use capabilities::{Capabilities, L7Capabilities, StateLocation};
 pub use error::{ErrorClass, ProviderError, Result};

@@ -13,82 +13,11 @@
 //! neither limited nor counted here.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::Duration;
 
-use tokio::time::Instant;
+pub use cloudlb_provider::throttle::{Bucket, Priority};
+use cloudlb_provider::throttle::CallCounts;
 
-use crate::config::{Rate, RateLimits};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Priority {
-    Normal,
-    High,
-}
-
-struct BucketState {
-    tokens: f64,
-    last: Instant,
-    high_waiting: usize,
-}
-
-pub struct Bucket {
-    rate: Rate,
-    state: Mutex<BucketState>,
-}
-
-/// Decrements `high_waiting` when a high-priority waiter finishes or is cancelled.
-struct HighWaiter<'a>(&'a Bucket);
-
-impl Drop for HighWaiter<'_> {
-    fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.high_waiting = s.high_waiting.saturating_sub(1);
-    }
-}
-
-impl Bucket {
-    pub fn new(rate: Rate) -> Self {
-        let rate = Rate::new(rate.per_second.max(0.001), rate.burst.max(1.0));
-        Self { rate, state: Mutex::new(BucketState { tokens: rate.burst, last: Instant::now(), high_waiting: 0 }) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BucketState> {
-        // The state is a few numbers updated atomically under the lock: a poisoned lock still
-        // holds a consistent value.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Wait for one token.
-    pub async fn acquire(&self, priority: Priority) {
-        let mut registered: Option<HighWaiter<'_>> = None;
-        loop {
-            let wait = {
-                let mut s = self.lock();
-                let now = Instant::now();
-                let elapsed = now.duration_since(s.last).as_secs_f64();
-                s.tokens = (s.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
-                s.last = now;
-                let blocked_by_high = priority == Priority::Normal && s.high_waiting > 0;
-                if !blocked_by_high && s.tokens >= 1.0 {
-                    s.tokens -= 1.0;
-                    None
-                } else {
-                    if priority == Priority::High && registered.is_none() {
-                        s.high_waiting += 1;
-                        registered = Some(HighWaiter(self));
-                    }
-                    let missing = (1.0 - s.tokens).max(0.0);
-                    Some(Duration::from_secs_f64((missing / self.rate.per_second).max(0.001)))
-                }
-            };
-            match wait {
-                None => return, // `registered` drops here and un-registers
-                Some(d) => tokio::time::sleep(d).await,
-            }
-        }
-    }
-}
+use crate::config::RateLimits;
 
 /// The class of a call, from its method name (`compute.<collection>.<method>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +44,7 @@ pub struct Limiter {
     mutate: Bucket,
     membership: Bucket,
     delete: Bucket,
-    counts: Mutex<BTreeMap<&'static str, u64>>,
+    counts: CallCounts,
 }
 
 impl Limiter {
@@ -125,7 +54,7 @@ impl Limiter {
             mutate: Bucket::new(limits.mutate),
             membership: Bucket::new(limits.membership),
             delete: Bucket::new(limits.delete),
-            counts: Mutex::new(BTreeMap::new()),
+            counts: CallCounts::default(),
         }
     }
 
@@ -141,61 +70,17 @@ impl Limiter {
     /// Wait for a token for `call`, and count it.
     pub async fn acquire(&self, call: &'static str, priority: Priority) {
         self.bucket(call).acquire(priority).await;
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        *counts.entry(call).or_default() += 1;
+        self.counts.count(call);
     }
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        self.counts.snapshot()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    #[tokio::test]
-    async fn burst_then_rate() {
-        let b = Bucket::new(Rate::new(20.0, 3.0));
-        let start = tokio::time::Instant::now();
-        for _ in 0..3 {
-            b.acquire(Priority::Normal).await;
-        }
-        assert!(start.elapsed() < Duration::from_millis(10));
-        b.acquire(Priority::Normal).await;
-        b.acquire(Priority::Normal).await;
-        let e = start.elapsed();
-        assert!(e >= Duration::from_millis(90) && e < Duration::from_millis(600), "{e:?}");
-    }
-
-    #[tokio::test]
-    async fn high_priority_goes_first() {
-        let b = Arc::new(Bucket::new(Rate::new(20.0, 1.0)));
-        b.acquire(Priority::Normal).await; // empty the bucket
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for i in 0..3 {
-            let (b, order) = (b.clone(), order.clone());
-            tasks.push(tokio::spawn(async move {
-                b.acquire(Priority::Normal).await;
-                order.lock().unwrap().push(format!("n{i}"));
-            }));
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        let (b2, order2) = (b.clone(), order.clone());
-        tasks.push(tokio::spawn(async move {
-            b2.acquire(Priority::High).await;
-            order2.lock().unwrap().push("high".into());
-        }));
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let order = order.lock().unwrap().clone();
-        let pos = order.iter().position(|s| s == "high").unwrap();
-        assert!(pos <= 1, "high-priority caller served at position {pos}: {order:?}");
-    }
 
     #[test]
     fn calls_map_to_their_class() {
