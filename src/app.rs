@@ -13,8 +13,8 @@ use tracing::info;
 use std::time::Duration;
 
 use crate::args::{ControllerArgs, ControllerKind, RunArgs};
-use crate::desired::ingress::IngressConfig;
 use crate::controller::{self, ControllerConfig};
+use crate::desired::ingress::IngressConfig;
 use crate::error::{Error, Result};
 use crate::leader::{Elector, LeaderConfig};
 use crate::metrics::{self, Metrics};

@@ -270,7 +270,8 @@ impl ControllerArgs {
     /// `(qps, burst)` of the client-side API limit, `None` when there is none.
     pub fn api_limit(&self) -> Option<(f64, u32)> {
         (self.kube_api_qps > 0.0).then(|| {
-            let burst = self.kube_api_burst.unwrap_or_else(|| (self.kube_api_qps * 2.0).ceil().min(f64::from(u32::MAX)) as u32);
+            let burst =
+                self.kube_api_burst.unwrap_or_else(|| (self.kube_api_qps * 2.0).ceil().min(f64::from(u32::MAX)) as u32);
             (self.kube_api_qps, burst.max(1))
         })
     }

@@ -238,7 +238,12 @@ impl Provider for InstrumentedProvider {
         r
     }
 
-    async fn update_targets(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> PResult<()> {
+    async fn update_targets(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> PResult<()> {
         let started = Instant::now();
         let r = self.inner.update_targets(id, spec, record).await;
         self.metrics.provider_call(Call::UpdateTargets, Layer::L4, r.is_ok(), started);
@@ -267,7 +272,12 @@ impl Provider for InstrumentedProvider {
         self.inner.warnings_l7(spec)
     }
 
-    async fn ensure_l7(&self, id: &LoadBalancerId, spec: &L7Spec, record: Option<&Record>) -> PResult<LoadBalancerStatus> {
+    async fn ensure_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        record: Option<&Record>,
+    ) -> PResult<LoadBalancerStatus> {
         let started = Instant::now();
         let r = self.inner.ensure_l7(id, spec, record).await;
         self.metrics.provider_call(Call::Ensure, Layer::L7, r.is_ok(), started);

@@ -31,7 +31,7 @@ async fn controller(c: &Cluster, extra: &[&str]) -> (Controller, PathBuf) {
     (Controller::start(c, &args).await, state)
 }
 
-fn l7_entry(path: &PathBuf, name: &str) -> Option<Value> {
+fn l7_entry(path: &std::path::Path, name: &str) -> Option<Value> {
     memory_entry(path, "l7", name)
 }
 
@@ -169,12 +169,16 @@ async fn backend_service_secret_and_node_changes_resync_only_the_ingresses_conce
         .patch(
             "api",
             &Default::default(),
-            &kube::api::Patch::Merge(json!({"spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30090}]}})),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30090}]}}),
+            ),
         )
         .await
         .expect("patch api");
-    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("layer", "l7")], "nodePort change", |v| v == 3.0)
-        .await;
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("layer", "l7")], "nodePort change", |v| {
+        v == 3.0
+    })
+    .await;
     assert_ne!(hash_of("web"), before);
 
     // The TLS Secret is rotated: web is re-ensured with the new certificate.
@@ -258,10 +262,11 @@ async fn invalid_annotation_is_reported_once_with_no_cloud_call_and_bad_paths_ar
 
     // The fix gets it built; a regex path is skipped with a warning, the rest works.
     let mut spec = web_spec("cloudlb");
-    spec["rules"][0]["http"]["paths"]
-        .as_array_mut()
-        .unwrap()
-        .push(ingress_path("ImplementationSpecific", "/v[0-9]+", "api"));
+    spec["rules"][0]["http"]["paths"].as_array_mut().unwrap().push(ingress_path(
+        "ImplementationSpecific",
+        "/v[0-9]+",
+        "api",
+    ));
     c.patch_ingress("bad", json!({"metadata": {"annotations": {"cloudlb.io/source-ranges": null}}, "spec": spec}))
         .await;
     c.wait_ingress_address("bad").await;

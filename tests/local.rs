@@ -5,8 +5,8 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -204,10 +204,8 @@ async fn http_backend(ip: &str, port: u16, name: &str) -> tokio::task::JoinHandl
                     line.clear();
                 }
                 let body = format!("{name} {path}");
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                let reply =
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
                 let _ = c.get_mut().write_all(reply.as_bytes()).await;
                 let _ = c.get_mut().shutdown().await;
             });
@@ -326,7 +324,8 @@ async fn local_provider_serves_an_ingress_by_host_and_path_with_tls_rotation() {
     // Host and path routing over plain HTTP, both nodes of each backend in rotation.
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..20 {
-        let (status, body) = get_with_host(&http, "shop.example", "/api/orders").await.expect("HTTP through the Ingress");
+        let (status, body) =
+            get_with_host(&http, "shop.example", "/api/orders").await.expect("HTTP through the Ingress");
         assert_eq!(status, 200, "{body}");
         seen.insert(body);
     }
@@ -349,7 +348,9 @@ async fn local_provider_serves_an_ingress_by_host_and_path_with_tls_rotation() {
         .patch(
             "api",
             &Default::default(),
-            &kube::api::Patch::Merge(json!({"spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 31082}]}})),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 31082}]}}),
+            ),
         )
         .await
         .expect("patch api");

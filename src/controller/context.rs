@@ -150,7 +150,12 @@ impl Context {
         }
     }
 
-    pub async fn delete(&self, layer: Layer, id: &LoadBalancerId, record: Option<&Record>) -> cloudlb_provider::Result<()> {
+    pub async fn delete(
+        &self,
+        layer: Layer,
+        id: &LoadBalancerId,
+        record: Option<&Record>,
+    ) -> cloudlb_provider::Result<()> {
         match layer {
             Layer::L4 => self.provider.delete(id, record).await,
             Layer::L7 => self.provider.delete_l7(id, record).await,

@@ -16,9 +16,7 @@
 
 use cloudlb_provider::{IngressPoint, LoadBalancerStatus};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::{
-    Ingress, IngressLoadBalancerIngress, IngressPortStatus,
-};
+use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress, IngressPortStatus};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Value, json};
 

@@ -110,7 +110,10 @@ pub async fn run(
                     let _ = svc_tx.send(cached);
                 }
                 if watch_ingresses {
-                    let key = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
+                    let key = (
+                        obj.metadata.namespace.clone().unwrap_or_default(),
+                        obj.metadata.name.clone().unwrap_or_default(),
+                    );
                     let _ = svc_changed_tx.send(key);
                 }
             }
@@ -149,7 +152,8 @@ pub async fn run(
                     }
                     Change::Applied { obj, .. } | Change::Deleted(obj) => obj,
                 };
-                let key = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
+                let key =
+                    (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
                 let _ = secret_changed_tx.send(key);
             },
         );
@@ -215,7 +219,9 @@ pub async fn run(
         if watch_ingresses {
             match scoped::<Ingress>(&client, &config.namespace).list(&Default::default()).await {
                 Ok(l) => restored += reconcile::restore(&ctx, l.items).await,
-                Err(e) => warn!(error = %e, "listing Ingresses to restore load balancers failed; reconcile will restore them"),
+                Err(e) => {
+                    warn!(error = %e, "listing Ingresses to restore load balancers failed; reconcile will restore them")
+                }
             }
         }
         info!(restored, took = ?started.elapsed(), "restored in-process load balancers");

@@ -2,7 +2,7 @@
 //! the address goes to `status.loadBalancer.ingress` and our condition to `status.conditions`.
 
 use cloudlb_provider::LoadBalancerStatus;
-use k8s_openapi::api::core::v1::{Service, ServiceSpec, ServicePort};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use serde_json::Value;
 
 use super::Context;

@@ -60,7 +60,11 @@ pub fn current_condition(svc: &Service) -> Option<&Condition> {
 
 /// Our condition as the Service shows it.
 pub fn condition(svc: &Service) -> Option<Cond> {
-    current_condition(svc).map(|c| Cond { ready: c.status == "True", reason: c.reason.clone(), message: c.message.clone() })
+    current_condition(svc).map(|c| Cond {
+        ready: c.status == "True",
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+    })
 }
 
 /// Whether our condition already says exactly this.

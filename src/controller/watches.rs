@@ -23,11 +23,16 @@ use tracing::warn;
 pub enum Change<'a, K> {
     /// Created or updated. `initial` is true for the objects of a (re-)list: those are *not*
     /// in the cache yet (the reflector swaps the whole list in at its end, see `Listed`).
-    Applied { obj: &'a K, initial: bool },
+    Applied {
+        obj: &'a K,
+        initial: bool,
+    },
     Deleted(&'a K),
     /// A (re-)list is complete and the cache now holds exactly its objects. `first` is false
     /// after a watch gap, when anything may have changed unseen.
-    Listed { first: bool },
+    Listed {
+        first: bool,
+    },
 }
 
 /// Starts watching `api` into a cache; `notify` sees every change. The task ends with the watch

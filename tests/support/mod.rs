@@ -300,8 +300,7 @@ pub fn ingress_path(path_type: &str, path: &str, service: &str) -> Value {
 
 /// A self-signed certificate for `hosts` and its key, PEM.
 pub fn pem_pair(hosts: &[&str]) -> (String, String) {
-    let c = rcgen::generate_simple_self_signed(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
-        .expect("rcgen");
+    let c = rcgen::generate_simple_self_signed(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>()).expect("rcgen");
     (c.cert.pem(), c.signing_key.serialize_pem())
 }
 

@@ -8,6 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use cloudlb_provider::options::OptionParser;
+pub use cloudlb_provider::options::Problem;
+
 use cloudlb_provider::Scheme;
 
 use crate::OPTION_PREFIXES;
@@ -131,88 +134,9 @@ pub struct Options {
     pub additional_tags: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub message: String,
-    /// `ensure` refuses to run with this problem (it would have to use the value).
-    pub fatal: bool,
-}
-
 /// How users write the key: the first prefix + key.
 pub fn annotation(key: &str) -> String {
     format!("{}{key}", OPTION_PREFIXES[0])
-}
-
-struct Parser<'a> {
-    problems: Vec<Problem>,
-    options: &'a BTreeMap<String, String>,
-}
-
-impl Parser<'_> {
-    fn bad(&mut self, key: &str, value: &str, accepted: &str) {
-        self.problems.push(Problem {
-            message: format!("annotation {}: {value:?} is not valid; accepted: {accepted}", annotation(key)),
-            fatal: true,
-        });
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.options.get(key).map(|v| v.trim())
-    }
-
-    fn bool(&mut self, key: &str) -> Option<bool> {
-        let v = self.get(key)?;
-        match v.to_ascii_lowercase().as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => {
-                let v = v.to_string();
-                self.bad(key, &v, "\"true\" or \"false\"");
-                None
-            }
-        }
-    }
-
-    fn int(&mut self, key: &str, min: u32, max: u32, unit: &str) -> Option<u32> {
-        let v = self.get(key)?.to_string();
-        match v.parse::<u32>() {
-            Ok(n) if (min..=max).contains(&n) => Some(n),
-            _ => {
-                self.bad(key, &v, &format!("an integer from {min} to {max}{unit}"));
-                None
-            }
-        }
-    }
-
-    fn list(&self, key: &str) -> Option<Vec<String>> {
-        self.get(key).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
-    }
-
-    /// `k1=v1,k2=v2`; `key_ok` checks each key.
-    fn key_values(&mut self, key: &str, what: &str) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let Some(items) = self.list(key) else { return out };
-        for item in items {
-            match item.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
-                    out.insert(k.trim().to_string(), v.trim().to_string());
-                }
-                _ => self.bad(key, &item, &format!("a comma-separated list of {what}=value pairs, e.g. \"a=1,b=2\"")),
-            }
-        }
-        out
-    }
-
-    fn one_of(&mut self, key: &str, accepted: &[&str]) -> Option<String> {
-        let v = self.get(key)?.to_string();
-        if accepted.iter().any(|a| a.eq_ignore_ascii_case(&v)) {
-            Some(v.to_ascii_lowercase())
-        } else {
-            let list = accepted.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
-            self.bad(key, &v, &list);
-            None
-        }
-    }
 }
 
 fn is_id(s: &str, prefix: &str) -> bool {
@@ -234,7 +158,7 @@ fn is_attribute_key(k: &str) -> bool {
 
 /// Parse every option; problems in a readable form (never fails).
 pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
-    let mut p = Parser { problems: Vec::new(), options };
+    let mut p = OptionParser::new(options, annotation);
     let mut out = Options::default();
 
     for key in options.keys() {

@@ -246,10 +246,9 @@ pub async fn converge_attributes(
 /// out and must be registered again if wanted).
 pub async fn registered(api: &Api<'_>, arn: &str) -> Result<BTreeSet<String>, ProviderError> {
     const CALL: &str = "elbv2:DescribeTargetHealth";
-    registered_if_exists(api, arn).await?.ok_or_else(|| ProviderError::Retryable {
-        call: CALL,
-        message: format!("target group {arn} does not exist"),
-    })
+    registered_if_exists(api, arn)
+        .await?
+        .ok_or_else(|| ProviderError::Retryable { call: CALL, message: format!("target group {arn} does not exist") })
 }
 
 /// [`registered`], or `None` when the target group does not exist.
@@ -261,11 +260,13 @@ pub async fn registered_if_exists(api: &Api<'_>, arn: &str) -> Result<Option<BTr
         Err(e) if errors::is(&e, &["TargetGroupNotFound"]) => return Ok(None),
         Err(e) => return Err(errors::map(CALL, e)),
     };
-    Ok(Some(r.target_health_descriptions()
-        .iter()
-        .filter(|d| !matches!(d.target_health().and_then(|h| h.state()), Some(TargetHealthStateEnum::Draining)))
-        .filter_map(|d| d.target().and_then(|t| t.id()).map(String::from))
-        .collect()))
+    Ok(Some(
+        r.target_health_descriptions()
+            .iter()
+            .filter(|d| !matches!(d.target_health().and_then(|h| h.state()), Some(TargetHealthStateEnum::Draining)))
+            .filter_map(|d| d.target().and_then(|t| t.id()).map(String::from))
+            .collect(),
+    ))
 }
 
 /// Register the missing instances and deregister the extra ones: at most one call of each per

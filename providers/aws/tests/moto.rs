@@ -295,10 +295,8 @@ async fn targets_only_updates_touch_only_target_registrations() {
     let c = w.spec(&[(80, 30080), (443, 30443)], &[1, 2]);
     p.update_targets(&id, &c, Some(&st.record)).await.expect("update targets");
     let calls = all_calls(&before, &p.call_counts());
-    let want = BTreeMap::from([
-        ("elbv2:DescribeTargetHealth".to_string(), 2),
-        ("elbv2:DeregisterTargets".to_string(), 2),
-    ]);
+    let want =
+        BTreeMap::from([("elbv2:DescribeTargetHealth".to_string(), 2), ("elbv2:DeregisterTargets".to_string(), 2)]);
     assert_eq!(calls, want);
 
     // Already right: reads only.

@@ -19,6 +19,7 @@ pub mod error;
 pub mod l7;
 pub mod memory;
 pub mod naming;
+pub mod options;
 pub mod pool;
 pub mod provider;
 pub mod spec;

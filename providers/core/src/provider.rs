@@ -84,7 +84,12 @@ pub trait Provider: Send + Sync + 'static {
     /// touched (no listener, attribute or tag reads or writes). The address does not change, so
     /// nothing is returned. The default is a full `ensure`, right for providers whose ensure is
     /// cheap and in place (memory, local).
-    async fn update_targets(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> Result<()> {
+    async fn update_targets(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> Result<()> {
         self.ensure(id, spec, record).await.map(|_| ())
     }
 

@@ -12,6 +12,9 @@
 
 use std::collections::BTreeMap;
 
+use cloudlb_provider::options::OptionParser;
+pub use cloudlb_provider::options::Problem;
+
 use cloudlb_provider::Scheme;
 use cloudlb_provider::naming::is_valid_gce_name;
 
@@ -70,73 +73,26 @@ pub struct Options {
     pub address_name: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub message: String,
-    /// `ensure` refuses to run with this problem (it would have to use the value).
-    pub fatal: bool,
-}
-
 /// How users write the key: its usual prefix + key.
 pub fn annotation(key: &str) -> String {
     let prefix = SUPPORTED.iter().find(|(k, _)| *k == key).map(|(_, p)| *p).unwrap_or("gcp.cloudlb.io/");
     format!("{prefix}{key}")
 }
 
-struct Parser<'a> {
-    problems: Vec<Problem>,
-    options: &'a BTreeMap<String, String>,
-}
-
-impl Parser<'_> {
-    fn bad(&mut self, key: &str, value: &str, accepted: &str) {
-        self.problems.push(Problem {
-            message: format!("annotation {}: {value:?} is not valid; accepted: {accepted}", annotation(key)),
-            fatal: true,
-        });
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        self.options.get(key).map(|v| v.trim().to_string())
-    }
-
-    fn bool(&mut self, key: &str) -> Option<bool> {
-        let v = self.get(key)?;
-        match v.to_ascii_lowercase().as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => {
-                self.bad(key, &v, "\"true\" or \"false\"");
-                None
-            }
-        }
-    }
-
-    fn one_of(&mut self, key: &str, accepted: &[&str]) -> Option<String> {
-        let v = self.get(key)?;
-        if accepted.iter().any(|a| a.eq_ignore_ascii_case(&v)) {
-            Some(v.to_ascii_lowercase())
-        } else {
-            let list = accepted.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
-            self.bad(key, &v, &list);
-            None
-        }
-    }
-
-    fn name(&mut self, key: &str, what: &str) -> Option<String> {
-        let v = self.get(key)?;
-        if is_valid_gce_name(&v) {
-            Some(v)
-        } else {
-            self.bad(key, &v, &format!("the name of {what} (1-63 of a-z, 0-9 and '-', starting with a letter)"));
-            None
-        }
+/// A GCE resource name.
+fn name(p: &mut OptionParser<'_>, key: &str, what: &str) -> Option<String> {
+    let v = p.get(key)?;
+    if is_valid_gce_name(v) {
+        Some(v.to_string())
+    } else {
+        p.bad(key, v, &format!("the name of {what} (1-63 of a-z, 0-9 and '-', starting with a letter)"));
+        None
     }
 }
 
 /// Parse every option; problems in a readable form (never fails).
 pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
-    let mut p = Parser { problems: Vec::new(), options };
+    let mut p = OptionParser::new(options, annotation);
     let mut out = Options::default();
 
     for key in options.keys() {
@@ -173,16 +129,16 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
     out.network_tier = p
         .one_of("network-tier", &["Premium", "Standard"])
         .map(|s| if s == "standard" { Tier::Standard } else { Tier::Premium });
-    out.subnet = p.name("internal-load-balancer-subnet", "a subnetwork of the region");
+    out.subnet = name(&mut p, "internal-load-balancer-subnet", "a subnetwork of the region");
     out.global_access = p.bool("internal-load-balancer-allow-global-access");
     if let Some(v) = p.get("load-balancer-ip-addresses") {
         let names: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         match names.as_slice() {
             [one] if is_valid_gce_name(one) => out.address_name = Some(one.to_string()),
-            [_] | [] => p.bad("load-balancer-ip-addresses", &v, "the name of one reserved regional address"),
+            [_] | [] => p.bad("load-balancer-ip-addresses", v, "the name of one reserved regional address"),
             _ => p.bad(
                 "load-balancer-ip-addresses",
-                &v,
+                v,
                 "the name of one reserved IPv4 address (cloudlb's gcp provider builds IPv4 load balancers only)",
             ),
         }

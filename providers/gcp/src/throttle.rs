@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 
-pub use cloudlb_provider::throttle::{Bucket, Priority};
 use cloudlb_provider::throttle::CallCounts;
+pub use cloudlb_provider::throttle::{Bucket, Priority};
 
 use crate::config::RateLimits;
 

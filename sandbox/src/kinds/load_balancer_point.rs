@@ -24,11 +24,7 @@ pub(crate) fn validate(point: &Value, f: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::invalid(format!("{f}.hostname"), q(host), msg));
         }
         if names::is_ip_sloppy(host) {
-            errs.push(FieldError::invalid(
-                format!("{f}.hostname"),
-                q(host),
-                "must be a DNS name, not an IP address",
-            ));
+            errs.push(FieldError::invalid(format!("{f}.hostname"), q(host), "must be a DNS name, not an IP address"));
         }
     }
     let ports = point.get("ports").and_then(Value::as_array);
@@ -45,11 +41,7 @@ pub(crate) fn validate(point: &Value, f: &str, errs: &mut Vec<FieldError>) {
         if proto.is_empty() {
             errs.push(FieldError::required(format!("{f}.ports[{j}].protocol"), ""));
         } else if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-            errs.push(FieldError::not_supported(
-                format!("{f}.ports[{j}].protocol"),
-                q(proto),
-                &["SCTP", "TCP", "UDP"],
-            ));
+            errs.push(FieldError::not_supported(format!("{f}.ports[{j}].protocol"), q(proto), &["SCTP", "TCP", "UDP"]));
         }
     }
 }
