@@ -8,10 +8,18 @@
 //!              │
 //!              ▼
 //!        finalizer ▶ unchanged hash & confirmed? ──yes──▶ nothing (drift check on its period)
-//!              │ no
+//!              │ only the targets part of the hash changed (node set)
+//!              ├──────────▶ provider.update_targets ▶ one event; no write to the object
+//!              │ frontend changed, new, drifted
 //!              ▼
-//!        provider.ensure ▶ record + hash annotations ▶ status (address + condition) ▶ events
+//!        provider.ensure ▶ record + hash annotations ▶ status (address + condition) ▶ event
 //! ```
+//!
+//! The spec-hash annotation is `<frontend>.<targets>` of the last *full* ensure. Node-set
+//! changes never rewrite it (every write to a Service is delivered to every watcher of Services
+//! in the cluster, kube-proxy on each node included); what the provider implements since then is
+//! kept in memory (`Context::checked`), and after a restart a differing targets part costs one
+//! `update_targets`, which only reads when the targets are right.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
