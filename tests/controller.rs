@@ -498,3 +498,30 @@ async fn a_client_side_api_limit_still_converges() {
     assert_eq!(ctl.calls("ensure").await, 3);
     ctl.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_service_is_not_queued_behind_node_churn() {
+    // 12 load balancers, 300 ms per provider call, 2 at a time: a node change is 1.8 s of
+    // targets updates. A Service created while they run must not wait for all of them.
+    let c = cluster_with_nodes().await;
+    let ctl = Controller::start(&c, &["--memory-latency", "300ms", "--concurrency", "2"]).await;
+    let names: Vec<String> = (0..12).map(|i| format!("svc-{i:02}")).collect();
+    for name in &names {
+        c.add_service(name, &[(80, "TCP")], json!({})).await;
+    }
+    for name in &names {
+        c.wait_address(name).await;
+    }
+    ctl.settle(Duration::from_millis(300)).await;
+
+    c.add_node("node-c", "10.0.0.3", &[]).await;
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "update_targets")], "the sweep started", |v| v >= 1.0)
+        .await;
+    c.add_service("fresh", &[(80, "TCP")], json!({})).await;
+    c.wait_address("fresh").await;
+    let swept = ctl.calls("update_targets").await;
+    assert!(swept < 10, "the new Service waited for the node sweep: {swept} of 12 targets updates were done first");
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "update_targets")], "the sweep ends", |v| v >= 12.0)
+        .await;
+    ctl.stop().await;
+}

@@ -74,6 +74,8 @@ pub struct Context {
     /// the watch delivers them without it: a pass on the stale cached copy (woken by our own
     /// status and annotation writes) must not delete again.
     pub released: Mutex<HashSet<String>>,
+    /// Per-object locks while a pass runs (the controller and the node sweeper share objects).
+    pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What to do for an object whose spec is unchanged.
@@ -237,6 +239,20 @@ impl Context {
         lock(&self.reported).remove(uid);
         lock(&self.released).remove(uid);
         self.backoff.succeeded(uid);
+    }
+
+    /// The lock of `uid`'s passes (taken by `reconcile`).
+    pub fn object_lock(&self, uid: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.locks).entry(uid.to_string()).or_default().clone()
+    }
+
+    /// Gives back a lock from [`Self::object_lock`]; the entry goes when nobody else holds it.
+    pub fn release_object_lock(&self, uid: &str, held: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = lock(&self.locks);
+        // The map's reference and ours: no other pass is waiting.
+        if Arc::strong_count(&held) == 2 {
+            locks.remove(uid);
+        }
     }
 
     /// The load balancer of `uid` was deleted and its finalizer removed (see `released`).

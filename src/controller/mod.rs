@@ -2,15 +2,16 @@
 //! sharing the node tracker, the Service cache, backoff, events, metrics and leadership.
 //!
 //! ```text
-//!  Node watch ────▶ NodeSet (eligible, trimmed) ──change──────────────┬──────────────┐
-//!  Service watch ─▶ Service cache ──▶ Service controller ◀────────────┘              │
-//!                        └──(changed Service)──▶ Ingresses routing to it ──┐         │
-//!  TLS Secret watch ─▶ Secret cache ──(changed)──▶ Ingresses using it ─────┤         │
-//!  IngressClass watch ─▶ class cache ──(changed)──▶ every Ingress ─────────┤         │
-//!  Ingress watch ─────────────────────────────────▶ Ingress controller ◀───┴─────────┘
-//!                                                        │
-//!   both: reconcile::<F>() ──▶ provider (instrumented; ensure/delete/get, L4 or L7)
-//!                          └─▶ object annotations / status / events
+//!  Node watch ────▶ NodeSet (eligible, trimmed) ──change──▶ sweep (outside the queues) ──┐
+//!  Service watch ─▶ Service cache ──▶ Service controller (queue: edits, retries)          │
+//!                        └──(changed Service)──▶ Ingresses routing to it ──┐              │
+//!  TLS Secret watch ─▶ Secret cache ──(changed)──▶ Ingresses using it ─────┤              │
+//!  IngressClass watch ─▶ class cache ──(changed)──▶ every Ingress ─────────┤              │
+//!  Ingress watch ─────────────────────────────────▶ Ingress controller ◀───┘              │
+//!                                                        │                                │
+//!   all: reconcile::<F>() (one pass per object at a time) ◀───────────────────────────────┘
+//!          ──▶ provider (instrumented; ensure/update_targets/delete/get, L4 or L7)
+//!          └─▶ object annotations / status / events
 //! ```
 //!
 //! Reconciling starts only after the first complete Node list (starting earlier would ensure
@@ -27,6 +28,7 @@ pub mod nodes;
 pub mod reconcile;
 pub mod service;
 pub mod status;
+mod sweep;
 mod watches;
 
 use std::future::Future;
@@ -188,6 +190,7 @@ pub async fn run(
         checked: Default::default(),
         reported: Default::default(),
         released: Default::default(),
+        locks: Default::default(),
     });
 
     // The Ingress watch is driven by its controller, but its cache must be complete before the
@@ -230,9 +233,20 @@ pub async fn run(
 
     let shutdown = shutdown.shared();
     let controller_config = controller::Config::default().concurrency(config.concurrency);
+    // Node changes are swept outside the controllers' queues (see `sweep`); a failed sweep
+    // pass comes back through the controller.
+    let (svc_retry_tx, svc_retry_rx) = mpsc::unbounded_channel();
+    let _svc_sweep = config.services.then(|| {
+        AbortOnDrop(tokio::spawn(sweep::run::<Service>(
+            tracker.changes.clone(),
+            services.clone(),
+            ctx.clone(),
+            svc_retry_tx,
+        )))
+    });
     let service_controller = Controller::for_shared_stream(receiver_stream(svc_rx), services.clone())
         .with_config(controller_config.clone())
-        .reconcile_all_on(nodes::changes_stream(tracker.changes.clone()))
+        .reconcile_on(receiver_stream(svc_retry_rx))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile::<Service>, reconcile::error_policy::<Service>, ctx.clone())
         .for_each(log_result);
@@ -247,17 +261,28 @@ pub async fn run(
             receiver_stream(secret_changed_rx)
                 .flat_map(move |(ns, name)| futures::stream::iter(ingress::using_secret(&store, &ns, &name)))
         };
-        let everything = futures::stream::select(
-            nodes::changes_stream(tracker.changes.clone()),
-            futures::stream::select(receiver_stream(class_changed_rx), receiver_stream(relisted_rx)),
-        );
-        Controller::for_stream(kube::runtime::WatchStreamExt::applied_objects(stream), store)
+        let everything = futures::stream::select(receiver_stream(class_changed_rx), receiver_stream(relisted_rx));
+        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        let sweeper = AbortOnDrop(tokio::spawn(sweep::run::<Ingress>(
+            tracker.changes.clone(),
+            store.clone(),
+            ctx.clone(),
+            retry_tx,
+        )));
+        let controller = Controller::for_stream(kube::runtime::WatchStreamExt::applied_objects(stream), store)
             .with_config(controller_config.clone())
             .reconcile_all_on(everything)
-            .reconcile_on(futures::stream::select(routed, terminated))
+            .reconcile_on(futures::stream::select(
+                futures::stream::select(routed, terminated),
+                receiver_stream(retry_rx),
+            ))
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile::reconcile::<Ingress>, reconcile::error_policy::<Ingress>, ctx.clone())
-            .for_each(log_result)
+            .for_each(log_result);
+        async move {
+            let _sweeper = sweeper;
+            controller.await
+        }
     });
     let service_controller = config.services.then_some(service_controller);
     match (service_controller, ingress_controller) {

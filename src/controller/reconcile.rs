@@ -43,8 +43,14 @@ use crate::metrics::{Outcome, ReconcileLabels};
 const DELETE_ATTEMPT: &str = "delete";
 
 pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Action> {
+    // One pass per object at a time: the controller's queue and the node sweeper (`sweep`)
+    // both call this.
+    let lock = ctx.object_lock(&uid(obj.as_ref()));
+    let guard = lock.lock().await;
     let started = Instant::now();
     let result = reconcile_inner(obj.as_ref(), &ctx).await;
+    drop(guard);
+    ctx.release_object_lock(&uid(obj.as_ref()), lock);
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     let result_label = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
     ctx.metrics.reconciles.get_or_create(&ReconcileLabels { kind: F::KIND, result: result_label }).inc();

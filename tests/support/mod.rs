@@ -414,6 +414,13 @@ impl Controller {
     /// Sum of a metric over all label sets matching every `label="value"` given.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let (_, body) = self.http.get(self.metrics, "/metrics").await.expect("scrape /metrics");
+        // A family with no samples yet reads as 0, but one that is not exported at all (a typo
+        // or a rename) must fail the test, not pass an "== 0" check.
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        assert!(
+            body.lines().any(|l| l.starts_with("# TYPE ") && l.split_whitespace().nth(2) == Some(family)),
+            "metric {name} is not exported by cloudlb (renamed?)"
+        );
         body.lines()
             .filter(|l| !l.starts_with('#'))
             .filter(|l| l.split(['{', ' ']).next() == Some(name))

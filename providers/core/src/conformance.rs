@@ -107,7 +107,11 @@ pub async fn update_converges_in_place(p: &dyn Provider) {
     std::sync::Arc::make_mut(&mut changed.targets).push(target("node-b", "127.0.0.2"));
     let b = p.ensure(&id, &changed, Some(&a.record)).await.expect("update");
     assert_eq!(a.ingress, b.ingress, "an update must keep the address");
-    if let Some(hash) = p.get(&id, Some(&b.record)).await.expect("get").and_then(|s| s.spec_hash) {
+    // `get` must see the load balancer; a provider that can report which spec it implements
+    // must report the new one (one that cannot, like gcp, says `None`, never a stale hash).
+    let got = p.get(&id, Some(&b.record)).await.expect("get").expect("get must find the updated load balancer");
+    assert_eq!(got.ingress, b.ingress, "get must report the address ensure returned");
+    if let Some(hash) = got.spec_hash {
         assert_eq!(hash, changed.hash(), "get must report the updated spec");
     }
     p.delete(&id, Some(&b.record)).await.expect("cleanup");
