@@ -88,17 +88,17 @@ pub async fn run(
     // A cache re-listed after a watch gap: what changed is unknown, so every Ingress is rebuilt.
     let (relisted_tx, relisted_rx) = mpsc::unbounded_channel::<()>();
     let svc_relisted_tx = relisted_tx.clone();
-    let svc_store_slot: Arc<std::sync::OnceLock<Store<Service>>> = Arc::default();
-    let slot = svc_store_slot.clone();
     let (services, svc_task) = spawn_cache(
         scoped::<Service>(&client, &config.namespace),
         watcher::Config::default(),
         <Service as FrontEnd>::trim,
-        move |change| match change {
+        // The store is handed in by the cache task itself: the first list can complete before
+        // this function gets to keep the store it returns.
+        move |change, store: &Store<Service>| match change {
             // The objects of a list reach the cache only at its end: send them all then.
             Change::Applied { initial: true, .. } => {}
             Change::Listed { first } => {
-                for cached in slot.get().map(|s| s.state()).unwrap_or_default() {
+                for cached in store.state() {
                     let _ = svc_tx.send(cached);
                 }
                 if watch_ingresses && !first {
@@ -107,7 +107,7 @@ pub async fn run(
             }
             Change::Applied { obj, initial: false } | Change::Deleted(obj) => {
                 if let Change::Applied { .. } = change
-                    && let Some(cached) = slot.get().and_then(|s| s.get(&ObjectRef::from_obj(obj)))
+                    && let Some(cached) = store.get(&ObjectRef::from_obj(obj))
                 {
                     let _ = svc_tx.send(cached);
                 }
@@ -121,7 +121,6 @@ pub async fn run(
             }
         },
     );
-    let _ = svc_store_slot.set(services.clone());
     let _svc_task = AbortOnDrop(svc_task);
 
     // Ingresses: classes and TLS Secrets cached before the controller starts.
@@ -134,7 +133,7 @@ pub async fn run(
             Api::<IngressClass>::all(client.clone()),
             watcher::Config::default(),
             |c: &mut IngressClass| c.metadata.managed_fields = None,
-            move |change| {
+            move |change, _: &Store<IngressClass>| {
                 if !matches!(change, Change::Applied { initial: true, .. } | Change::Listed { first: true }) {
                     let _ = class_changed_tx.send(());
                 }
@@ -145,7 +144,7 @@ pub async fn run(
             scoped::<Secret>(&client, &config.namespace),
             watcher::Config::default().fields(ingress::TLS_SECRET_SELECTOR),
             ingress::trim_secret,
-            move |change| {
+            move |change, _: &Store<Secret>| {
                 let obj = match change {
                     Change::Applied { initial: true, .. } | Change::Listed { first: true } => return,
                     Change::Listed { first: false } => {

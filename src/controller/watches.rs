@@ -35,8 +35,9 @@ pub enum Change<'a, K> {
     },
 }
 
-/// Starts watching `api` into a cache; `notify` sees every change. The task ends with the watch
-/// (never, unless the client is dropped) or when aborted.
+/// Starts watching `api` into a cache; `notify` sees every change, with the cache (already
+/// holding it) to read from. The task ends with the watch (never, unless the client is dropped)
+/// or when aborted.
 pub fn spawn_cache<K, N>(
     api: Api<K>,
     config: watcher::Config,
@@ -45,20 +46,21 @@ pub fn spawn_cache<K, N>(
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    N: FnMut(Change<'_, K>) + Send + 'static,
+    N: FnMut(Change<'_, K>, &Store<K>) + Send + 'static,
 {
     let (store, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
+    let reader = store.clone();
     let task = tokio::spawn(async move {
         let mut first = true;
         let mut events = reflector::reflector(writer, watcher(api, config).modify(trim).default_backoff()).boxed();
         while let Some(event) = events.next().await {
             match event {
-                Ok(watcher::Event::Apply(obj)) => notify(Change::Applied { obj: &obj, initial: false }),
-                Ok(watcher::Event::InitApply(obj)) => notify(Change::Applied { obj: &obj, initial: true }),
-                Ok(watcher::Event::Delete(obj)) => notify(Change::Deleted(&obj)),
+                Ok(watcher::Event::Apply(obj)) => notify(Change::Applied { obj: &obj, initial: false }, &reader),
+                Ok(watcher::Event::InitApply(obj)) => notify(Change::Applied { obj: &obj, initial: true }, &reader),
+                Ok(watcher::Event::Delete(obj)) => notify(Change::Deleted(&obj), &reader),
                 Ok(watcher::Event::InitDone) => {
-                    notify(Change::Listed { first });
+                    notify(Change::Listed { first }, &reader);
                     first = false;
                 }
                 Ok(watcher::Event::Init) => {}
