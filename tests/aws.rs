@@ -76,14 +76,7 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     // A port change converges in place: same DNS name.
     c.patch_service("web", json!({"spec": {"ports": [{"name": "p80-tcp", "port": 80, "protocol": "TCP"}, {"name": "p8443-tcp", "port": 8443, "protocol": "TCP"}]}}))
         .await;
-    c.wait_service("web", "8443 in status", |s| {
-        s.status
-            .as_ref()
-            .and_then(|st| st.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .is_some_and(|i| i[0].ports.as_ref().is_some_and(|p| p.iter().any(|p| p.port == 8443)))
-    })
-    .await;
+    c.wait_service("web", "8443 in status", |s| status_ports(s).contains(&8443)).await;
     assert_eq!(external_ip(&c.get("web").await), Some(host.clone()));
     let listeners = world
         .elb

@@ -52,15 +52,7 @@ async fn port_change_updates_the_load_balancer_and_keeps_the_address() {
     let ip = c.wait_address("web").await;
     let hash = c.get("web").await.metadata.annotations.unwrap()["cloudlb.io/spec-hash"].clone();
     c.patch_service("web", json!({"spec": {"ports": [{"name": "p8080-tcp", "port": 8080, "protocol": "TCP"}]}})).await;
-    let svc = c
-        .wait_service("web", "port 8080 in status", |s| {
-            s.status
-                .as_ref()
-                .and_then(|st| st.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .is_some_and(|i| i[0].ports.as_ref().is_some_and(|p| p.len() == 1 && p[0].port == 8080))
-        })
-        .await;
+    let svc = c.wait_service("web", "port 8080 in status", |s| status_ports(s) == [8080]).await;
     assert_eq!(external_ip(&svc).as_deref(), Some(ip.as_str()), "the address is kept");
     assert_ne!(svc.metadata.annotations.unwrap()["cloudlb.io/spec-hash"], hash);
     assert_eq!(ctl.calls("ensure").await, 2);

@@ -100,14 +100,7 @@ async fn service_gets_the_forwarding_rules_ip_follows_nodes_and_leaves_nothing()
         w.get(&fr_path).await.is_some_and(|fr| fr["ports"].as_array().is_some_and(|p| p.contains(&json!("8443"))))
     })
     .await;
-    c.wait_service("web", "8443 in status", |s| {
-        s.status
-            .as_ref()
-            .and_then(|st| st.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .is_some_and(|i| i[0].ports.as_ref().is_some_and(|p| p.iter().any(|p| p.port == 8443)))
-    })
-    .await;
+    c.wait_service("web", "8443 in status", |s| status_ports(s).contains(&8443)).await;
     assert_eq!(external_ip(&c.get("web").await), Some(ip.clone()), "the IP survives");
     assert_eq!(w.get(&fr_path).await.expect("rule")["IPAddress"].as_str(), Some(ip.as_str()));
 

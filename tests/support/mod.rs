@@ -321,6 +321,16 @@ pub fn external_ip(svc: &Service) -> Option<String> {
     first.ip.clone().or(first.hostname.clone())
 }
 
+/// The ports of the first point of a Service's `status.loadBalancer.ingress`.
+pub fn status_ports(svc: &Service) -> Vec<i32> {
+    let first = svc.status.as_ref().and_then(|st| st.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref());
+    first
+        .and_then(|i| i.first())
+        .and_then(|p| p.ports.as_ref())
+        .map(|p| p.iter().map(|p| p.port).collect())
+        .unwrap_or_default()
+}
+
 pub fn condition(svc: &Service) -> Option<(String, String, String)> {
     svc.status
         .as_ref()?

@@ -8,6 +8,7 @@
 //! code); that is reported as `Invalid` ("the endpoint does not implement ...") rather than
 //! retried forever as a server error.
 
+use cloudlb_provider::error::chain;
 use std::error::Error as StdError;
 
 use aws_sdk_elasticloadbalancingv2::config::http::HttpResponse;
@@ -163,21 +164,6 @@ fn iam_action(call: &str) -> String {
         Some(action) => format!("elasticloadbalancing:{action}"),
         None => call.to_string(),
     }
-}
-
-/// `err` and its sources, joined.
-fn chain(err: &dyn StdError) -> String {
-    let mut out = err.to_string();
-    let mut src = err.source();
-    while let Some(s) = src {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        src = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -45,6 +45,22 @@ pub enum ProviderError {
     Permission { call: &'static str, message: String },
 }
 
+/// `err` and its sources, joined with ": " (a source whose text is already included is left
+/// out): SDK errors hide the useful part (a connection refused, a TLS failure) in their sources.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut src = err.source();
+    while let Some(s) = src {
+        let s_text = s.to_string();
+        if !out.contains(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        src = s.source();
+    }
+    out
+}
+
 impl ProviderError {
     pub fn class(&self) -> ErrorClass {
         match self {

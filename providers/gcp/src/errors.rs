@@ -9,6 +9,7 @@
 //! the crate asks one question (`is_not_found()`, `is_in_use()`, …) whatever the delivery, and the
 //! controller's retry policy depends only on the class chosen here.
 
+use cloudlb_provider::error::chain;
 use std::fmt;
 
 use cloudlb_provider::ProviderError;
@@ -219,21 +220,6 @@ impl From<CallError> for ProviderError {
             _ => ProviderError::Retryable { call, message: text },
         }
     }
-}
-
-/// `err` and its sources, joined.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut src = err.source();
-    while let Some(s) = src {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        src = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
