@@ -27,6 +27,9 @@ pub const ANN_HC_UNHEALTHY: &str = "cloudlb.io/healthcheck-unhealthy-threshold";
 /// Annotation: `k=v,k2=v2`; only nodes with all these labels are targets.
 pub const ANN_TARGET_NODE_LABELS: &str = "cloudlb.io/target-node-labels";
 
+/// Annotation `kubectl apply` keeps a copy of the whole object in; never read, never cached.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Node label that excludes a node from load balancers (bool-parsed; unparsable excludes).
 pub const LABEL_EXCLUDE_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// Taint of a node the cluster autoscaler is about to delete.

@@ -72,7 +72,7 @@ async fn claimed_ingress_gets_an_address_finalizer_record_and_events() {
     assert_eq!(entry["targets"], 2);
     assert_eq!(entry["spec_hash"].as_str(), ann.get("cloudlb.io/spec-hash").map(String::as_str));
     assert_eq!(ctl.metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("layer", "l7")]).await, 1.0);
-    ctl.settle(Duration::from_millis(500)).await;
+    ctl.assert_idle("a new Ingress").await;
     assert_eq!(
         ctl.metric("cloudlb_provider_calls_total", &[("call", "ensure")]).await,
         1.0,
@@ -255,7 +255,7 @@ async fn invalid_annotation_is_reported_once_with_no_cloud_call_and_bad_paths_ar
     let (_, kind, note) = c.wait_event("bad", "InvalidLoadBalancerSpec").await;
     assert_eq!(kind, "Warning");
     assert!(note.contains("cloudlb.io/source-ranges") && note.contains("10.0.0.0/33"), "{note}");
-    ctl.settle(Duration::from_millis(500)).await;
+    ctl.assert_idle("an invalid Ingress").await;
     assert!(l7_entry(&state, "bad").is_none());
     assert_eq!(ctl.calls("ensure").await, 0, "no cloud call for an invalid spec");
     assert_eq!(c.event_count("bad", "InvalidLoadBalancerSpec").await, 1, "reported once, not once per pass");

@@ -18,7 +18,8 @@ struct Args {
     latency: Duration,
     concurrency: u16,
     latency_samples: usize,
-    footprint: (usize, usize, usize),
+    /// (LB Services, other Services, Nodes) per footprint run.
+    footprints: Vec<(usize, usize, usize)>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -28,15 +29,22 @@ fn parse() -> Result<Args, String> {
         latency: Duration::from_millis(50),
         concurrency: 64,
         latency_samples: 200,
-        footprint: (10_000, 10_000, 1_000),
+        footprints: vec![(10_000, 10_000, 1_000), (1_000, 0, 10)],
     };
+    let mut footprints = Vec::new();
     let argv: Vec<String> = std::env::args().skip(1).filter(|s| s != "--bench").collect();
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
         let num = |v: String| v.parse::<usize>().map_err(|_| format!("{flag}: {v:?} is not a number"));
         match flag.as_str() {
-            "--services" => a.services = value()?.split(',').map(|v| num(v.to_string())).collect::<Result<_, _>>()?,
+            "--services" => {
+                a.services = value()?
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(|v| num(v.to_string()))
+                    .collect::<Result<_, _>>()?
+            }
             "--nodes" => a.nodes = num(value()?)?,
             "--latency-ms" => a.latency = Duration::from_millis(num(value()?)? as u64),
             "--concurrency" => a.concurrency = num(value()?)?.clamp(1, 4096) as u16,
@@ -44,10 +52,14 @@ fn parse() -> Result<Args, String> {
             "--footprint" => {
                 let v: Vec<usize> = value()?.split(',').map(|v| num(v.to_string())).collect::<Result<_, _>>()?;
                 let [lb, other, nodes] = v[..] else { return Err("--footprint takes LB,OTHER,NODES".into()) };
-                a.footprint = (lb, other, nodes);
+                footprints.push((lb, other, nodes));
             }
+            "--no-footprint" => footprints.push((0, 0, 0)),
             other => return Err(format!("unknown flag {other:?}")),
         }
+    }
+    if !footprints.is_empty() {
+        a.footprints = footprints.into_iter().filter(|&(lb, _, _)| lb > 0).collect();
     }
     Ok(a)
 }
@@ -69,6 +81,28 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let lat = args.latency.as_millis();
+    if !args.services.is_empty() {
+        scale_tables(&args).await;
+    }
+    if args.latency_samples > 0 {
+        let l = scenarios::latency(args.latency_samples).await;
+        println!("\n## One Service, provider latency 0: create to EXTERNAL-IP seen ({} samples)\n", l.samples);
+        println!("| p50 | p99 |\n|---|---|\n| {} | {} |", ms(l.p50), ms(l.p99));
+    }
+    if !args.footprints.is_empty() {
+        println!("\n## Footprint ({lat} ms per call)\n");
+        println!("| LB Services | other Services | Nodes | converged | peak RSS | CPU seconds |");
+        println!("|---|---|---|---|---|---|");
+    }
+    for &(lb, other, nodes) in &args.footprints {
+        let f = scenarios::footprint(lb, other, nodes, args.latency).await;
+        println!("| {lb} | {other} | {nodes} | {} | {:.1} MiB | {:.2} |", s(f.converge), f.peak_rss_mib, f.cpu_seconds);
+    }
+}
+
+/// Scenarios 1–4 for each N: the times table, then the API writes table.
+async fn scale_tables(args: &Args) {
     let lat = args.latency.as_millis();
     println!(
         "## Scale (memory provider, {lat} ms per call, {} nodes, --concurrency {})\n",
@@ -113,12 +147,4 @@ async fn main() {
             r.delete_writes.per(*n)
         );
     }
-    let l = scenarios::latency(args.latency_samples).await;
-    println!("\n## One Service, provider latency 0: create to EXTERNAL-IP seen ({} samples)\n", l.samples);
-    println!("| p50 | p99 |\n|---|---|\n| {} | {} |", ms(l.p50), ms(l.p99));
-    let (lb, other, nodes) = args.footprint;
-    let f = scenarios::footprint(lb, other, nodes, args.latency).await;
-    println!("\n## Footprint: {lb} LB Services + {other} other Services + {nodes} Nodes ({lat} ms per call)\n");
-    println!("| converged | peak RSS | CPU seconds |\n|---|---|---|");
-    println!("| {} | {:.1} MiB | {:.2} |", s(f.converge), f.peak_rss_mib, f.cpu_seconds);
 }

@@ -80,8 +80,8 @@ pub struct Context {
 
 /// What to do for an object whose spec is unchanged.
 pub enum Confirm {
-    /// The provider state was confirmed recently; look again after this long.
-    NotDue(Duration),
+    /// The provider state was confirmed within the resync period.
+    NotDue,
     /// Ask the provider whether it still implements the spec.
     Check,
     /// The provider keeps state in-process and has not seen this object since start.
@@ -204,8 +204,13 @@ impl Context {
                 at
             }
         };
-        let elapsed = last.elapsed();
-        if elapsed >= period { Confirm::Check } else { Confirm::NotDue(period - elapsed) }
+        if last.elapsed() >= period { Confirm::Check } else { Confirm::NotDue }
+    }
+
+    /// Whether the sweeper should look at `uid` for its drift check: it was seen since start
+    /// and not confirmed for a resync period.
+    pub fn drift_check_due(&self, uid: &str) -> bool {
+        lock(&self.checked).get(uid).is_some_and(|c| c.at.elapsed() >= self.config.resync_period)
     }
 
     /// Whether `hash` is what this process last wrote for `uid`, within the resync period.

@@ -100,7 +100,7 @@ impl FrontEnd for Ingress {
     }
 
     fn trim(&mut self) {
-        self.metadata.managed_fields = None;
+        super::service::trim_meta(&mut self.metadata);
     }
 }
 

@@ -92,6 +92,7 @@ pub async fn run(
         scoped::<Service>(&client, &config.namespace),
         watcher::Config::default(),
         <Service as FrontEnd>::trim,
+        service::cached,
         // The store is handed in by the cache task itself: the first list can complete before
         // this function gets to keep the store it returns.
         move |change, store: &Store<Service>| match change {
@@ -132,7 +133,8 @@ pub async fn run(
         let (classes, task) = spawn_cache(
             Api::<IngressClass>::all(client.clone()),
             watcher::Config::default(),
-            |c: &mut IngressClass| c.metadata.managed_fields = None,
+            |c: &mut IngressClass| service::trim_meta(&mut c.metadata),
+            |_| true,
             move |change, _: &Store<IngressClass>| {
                 if !matches!(change, Change::Applied { initial: true, .. } | Change::Listed { first: true }) {
                     let _ = class_changed_tx.send(());
@@ -144,6 +146,7 @@ pub async fn run(
             scoped::<Secret>(&client, &config.namespace),
             watcher::Config::default().fields(ingress::TLS_SECRET_SELECTOR),
             ingress::trim_secret,
+            |_| true,
             move |change, _: &Store<Secret>| {
                 let obj = match change {
                     Change::Applied { initial: true, .. } | Change::Listed { first: true } => return,

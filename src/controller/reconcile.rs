@@ -20,6 +20,9 @@
 //! in the cluster, kube-proxy on each node included); what the provider implements since then is
 //! kept in memory (`Context::checked`), and after a restart a differing targets part costs one
 //! `update_targets`, which only reads when the targets are right.
+//!
+//! A converged object is not requeued: node changes and drift checks (`get` once per resync
+//! period) reach it through the sweeper (`sweep`), outside the controller's queue.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -214,7 +217,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
         if ctx.reported(&uid).is_some_and(|c| c != ready_cond(&desired, &warnings)) {
             ready_condition(obj, ctx, &desired, &build_warnings).await?;
         }
-        return Ok(Action::requeue(ctx.config.resync_period));
+        return Ok(converged());
     }
     // The annotation holds the hash of the last *full* ensure; only its frontend part (before
     // the dot) says whether the spec changed. Node-set changes since then are targets-only.
@@ -234,9 +237,9 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
             return targets_changed(obj, ctx, &desired, &hash, record.as_ref(), &build_warnings).await;
         }
         match ctx.confirmation_due(&uid) {
-            Confirm::NotDue(after) => {
+            Confirm::NotDue => {
                 ready_condition(obj, ctx, &desired, &build_warnings).await?;
-                return Ok(Action::requeue(after));
+                return Ok(converged());
             }
             Confirm::Reensure => why = Some("restart"),
             Confirm::Check => match ctx.get(F::LAYER, &id, record.as_ref()).await {
@@ -244,7 +247,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
                     ctx.confirmed(&uid, &hash);
                     ctx.backoff.succeeded(&uid);
                     ready_condition(obj, ctx, &desired, &build_warnings).await?;
-                    return Ok(Action::requeue(ctx.config.resync_period));
+                    return Ok(converged());
                 }
                 // The cloud implements this spec for other targets (the node set changed in a
                 // way this process did not see through): converge the targets only.
@@ -308,7 +311,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
         targets = desired.targets().len(),
         "load balancer ensured"
     );
-    Ok(Action::requeue(ctx.config.resync_period))
+    Ok(converged())
 }
 
 /// Only the node set changed since the load balancer last implemented this spec: the provider
@@ -346,7 +349,14 @@ async fn targets_changed<F: FrontEnd>(
         ctx.event(obj, EventType::Normal, event::UPDATED, "Update", &note).await;
     }
     debug!(kind = F::KIND, object = %key(obj), targets, "load balancer targets updated");
-    Ok(Action::requeue(ctx.config.resync_period))
+    Ok(converged())
+}
+
+/// A converged object waits for a change: its drift check comes from the sweeper
+/// (`sweep`), not from a timer per object in the controller's queue (ten thousand timers held
+/// a fifth of the controller's memory, and their checks queued in front of users' edits).
+fn converged() -> Action {
+    Action::await_change()
 }
 
 /// The part of a spec hash before the dot: everything but the targets.

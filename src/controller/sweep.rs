@@ -1,37 +1,69 @@
-//! Node-set changes, outside the controllers' work queues.
+//! Node-set changes and drift checks, outside the controllers' work queues.
 //!
-//! A node change concerns every load balancer. Queued into kube-runtime's controller like any
-//! other trigger, ten thousand of them would sit in front of a user's fresh edit, which would
-//! then wait for the whole backlog. So node changes are swept here instead: one pass over the
-//! cache per change (a change during a pass starts another when it ends), `--concurrency` at a
-//! time, each object through the same [`reconcile`](super::reconcile::reconcile) the
-//! controller runs, while the controller's queue stays free for edits.
+//! A node change concerns every load balancer, and every load balancer is checked against the
+//! cloud once per resync period. Queued into kube-runtime's controller like any other trigger,
+//! ten thousand of them would sit in front of a user's fresh edit, which would then wait for the
+//! whole backlog; kept as a requeue timer per object, they held a fifth of the controller's
+//! memory. So both are swept here instead: one pass over the cache per node change (a change
+//! during a pass starts another when it ends), and a pass over the objects whose drift check is
+//! due every [`drift_tick`], `--concurrency` at a time, each object through the same
+//! [`reconcile`](super::reconcile::reconcile) the controller runs, while the controller's queue
+//! stays free for edits. Node changes go first when both are pending.
 //!
 //! The two never work on one object at once (reconcile holds a per-object lock), and a pass
 //! that fails is handed to the controller (`retry`), whose error policy backs it off as usual.
-//! Objects without our finalizer are skipped: a node change cannot make them ours.
+//! Objects without our finalizer are skipped: neither a node change nor time can make them ours.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
 use tracing::debug;
 
 use super::Context;
+use super::context::uid;
 use super::frontend::FrontEnd;
 use super::reconcile::{self, has_finalizer};
 
+/// How often the sweeper looks for due drift checks: a tenth of the resync period (so a check
+/// is at most 10% late), between 1 s and 1 min.
+pub fn drift_tick(resync_period: Duration) -> Duration {
+    (resync_period / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
 /// Runs until the node tracker goes away. `retry` takes the objects whose pass failed.
 pub async fn run<F: FrontEnd>(
-    mut changes: watch::Receiver<u64>,
+    mut nodes: watch::Receiver<u64>,
     store: Store<F>,
     ctx: Arc<Context>,
     retry: mpsc::UnboundedSender<ObjectRef<F>>,
 ) {
-    while changes.changed().await.is_ok() {
-        let objects: Vec<Arc<F>> = store.state().into_iter().filter(|o| has_finalizer(o.as_ref())).collect();
-        debug!(kind = F::KIND, objects = objects.len(), "node set changed; sweeping");
+    let mut drift = tokio::time::interval(drift_tick(ctx.config.resync_period));
+    drift.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    drift.tick().await;
+    loop {
+        let node_change = tokio::select! {
+            biased;
+            changed = nodes.changed() => match changed {
+                Ok(()) => true,
+                Err(_) => return,
+            },
+            _ = drift.tick() => false,
+        };
+        let objects: Vec<Arc<F>> = store
+            .state()
+            .into_iter()
+            .filter(|o| has_finalizer(o.as_ref()))
+            .filter(|o| node_change || ctx.drift_check_due(&uid(o.as_ref())))
+            .collect();
+        if objects.is_empty() {
+            continue;
+        }
+        let why = if node_change { "node set changed" } else { "drift checks due" };
+        debug!(kind = F::KIND, objects = objects.len(), "{why}; sweeping");
         futures::stream::iter(objects)
             .for_each_concurrent(usize::from(ctx.config.concurrency), |obj| {
                 let (ctx, retry) = (ctx.clone(), retry.clone());
@@ -45,5 +77,18 @@ pub async fn run<F: FrontEnd>(
                 }
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_tick_is_a_tenth_of_the_period_within_bounds() {
+        assert_eq!(drift_tick(Duration::from_secs(600)), Duration::from_secs(60));
+        assert_eq!(drift_tick(Duration::from_secs(100)), Duration::from_secs(10));
+        assert_eq!(drift_tick(Duration::from_secs(3600)), Duration::from_secs(60));
+        assert_eq!(drift_tick(Duration::from_secs(2)), Duration::from_secs(1));
     }
 }

@@ -7,6 +7,11 @@
 //! needs a task of its own. [`spawn_cache`] is that task: it applies each event to the cache,
 //! then hands it to a callback that forwards what matters (synchronously, through unbounded
 //! channels of small references; the objects themselves stay in the cache).
+//!
+//! A cache keeps only what its readers need: `trim` cuts each object down, and `keep` leaves
+//! out whole objects no reader will ever look up (most of a cluster's Services are ClusterIP
+//! Services nobody here reads). An object that stops being kept is removed from the cache as if
+//! it had been deleted, and its consumers see it as a deletion.
 
 use std::fmt::Debug;
 
@@ -35,13 +40,14 @@ pub enum Change<'a, K> {
     },
 }
 
-/// Starts watching `api` into a cache; `notify` sees every change, with the cache (already
-/// holding it) to read from. The task ends with the watch (never, unless the client is dropped)
+/// Starts watching `api` into a cache of the objects `keep` accepts, each cut down by `trim`;
+/// `notify` sees every change, with the cache (already holding it) to read from. The task ends with the watch (never, unless the client is dropped)
 /// or when aborted.
 pub fn spawn_cache<K, N>(
     api: Api<K>,
     config: watcher::Config,
     trim: fn(&mut K),
+    keep: fn(&K) -> bool,
     mut notify: N,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
@@ -53,7 +59,14 @@ where
     let reader = store.clone();
     let task = tokio::spawn(async move {
         let mut first = true;
-        let mut events = reflector::reflector(writer, watcher(api, config).modify(trim).default_backoff()).boxed();
+        let kept = watcher(api, config).modify(trim).filter_map(move |event| {
+            futures::future::ready(match event {
+                Ok(watcher::Event::InitApply(obj)) if !keep(&obj) => None,
+                Ok(watcher::Event::Apply(obj)) if !keep(&obj) => Some(Ok(watcher::Event::Delete(obj))),
+                other => Some(other),
+            })
+        });
+        let mut events = reflector::reflector(writer, kept.default_backoff()).boxed();
         while let Some(event) = events.next().await {
             match event {
                 Ok(watcher::Event::Apply(obj)) => notify(Change::Applied { obj: &obj, initial: false }, &reader),

@@ -28,6 +28,8 @@ pub const CLASS: &str = "cloudlb.io/lb";
 /// The `spec.controller` of IngressClasses cloudlb claims by default.
 pub const INGRESS_CONTROLLER: &str = "cloudlb.io/ingress-controller";
 pub const WAIT: Duration = Duration::from_secs(30);
+/// How long [`Controller::assert_idle`] watches a settled controller for a loop.
+pub const IDLE_WINDOW: Duration = Duration::from_secs(6);
 
 pub struct Cluster {
     pub sandbox: Sandbox,
@@ -498,6 +500,23 @@ impl Controller {
                 (last - first) / started.elapsed().as_secs_f64()
             );
         }
+    }
+
+    /// Asserts that the controller, settled, stays idle for [`IDLE_WINDOW`]: no reconcile and no
+    /// provider call at all. The window is longer than the controller's shortest retry (backoff
+    /// starts at about 5 s), so a loop that requeues itself or is woken by its own writes shows
+    /// even when it is slow; a short window would only catch loops faster than itself.
+    pub async fn assert_idle(&self, what: &str) {
+        self.settle(Duration::from_millis(300)).await;
+        let reconciles = self.metric("cloudlb_reconciles_total", &[]).await;
+        let calls = self.metric("cloudlb_provider_calls_total", &[]).await;
+        tokio::time::sleep(IDLE_WINDOW).await;
+        let more = self.metric("cloudlb_reconciles_total", &[]).await - reconciles;
+        let more_calls = self.metric("cloudlb_provider_calls_total", &[]).await - calls;
+        assert!(
+            more == 0.0 && more_calls == 0.0,
+            "{what}: {more} reconciles and {more_calls} provider calls within {IDLE_WINDOW:?} of settling (a loop)"
+        );
     }
 
     /// Waits until no mutating provider call (ensure, delete) happened for `quiet`. Unlike

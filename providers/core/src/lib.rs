@@ -32,6 +32,6 @@ pub use l7::L7Spec;
 pub use provider::Provider;
 pub use spec::{
     AddressKind, HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,
-    NodeAddress, Protocol, Scheme, SessionAffinity, Target, targets_digest,
+    NodeAddress, Protocol, Scheme, SessionAffinity, Target, TargetsDigestCache, targets_digest,
 };
 pub use status::{IngressPoint, IpMode, LoadBalancerStatus, Record};

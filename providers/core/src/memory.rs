@@ -134,6 +134,7 @@ pub struct MemoryProvider {
     generation: AtomicU64,
     flushed: AtomicU64,
     flush_lock: tokio::sync::Mutex<()>,
+    digests: crate::spec::TargetsDigestCache,
 }
 
 impl MemoryProvider {
@@ -168,6 +169,7 @@ impl MemoryProvider {
             generation: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
+            digests: Default::default(),
         })
     }
 
@@ -395,7 +397,8 @@ impl Provider for MemoryProvider {
         record: Option<&Record>,
     ) -> Result<LoadBalancerStatus> {
         let shape = Shape::L4 { listeners: spec.listeners.clone() };
-        self.ensure_entry(Kind::L4, id, spec.hash(), spec.requested_ip, spec.targets.len(), shape, record).await
+        let hash = spec.hash_with_targets(&self.digests.digest(&spec.targets));
+        self.ensure_entry(Kind::L4, id, hash, spec.requested_ip, spec.targets.len(), shape, record).await
     }
 
     async fn delete(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<()> {
@@ -417,7 +420,8 @@ impl Provider for MemoryProvider {
             routes: spec.route_count(),
             certificates: spec.certificates.len(),
         };
-        self.ensure_entry(Kind::L7, id, spec.hash(), spec.requested_ip, spec.targets.len(), shape, record).await
+        let hash = spec.hash_with_targets(&self.digests.digest(&spec.targets));
+        self.ensure_entry(Kind::L7, id, hash, spec.requested_ip, spec.targets.len(), shape, record).await
     }
 
     async fn delete_l7(&self, id: &LoadBalancerId, _record: Option<&Record>) -> Result<()> {

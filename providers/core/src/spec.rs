@@ -262,9 +262,43 @@ pub fn targets_digest(targets: &[Target]) -> String {
     digest(&targets)
 }
 
+/// The last targets list digested and its digest: every load balancer without a node selector
+/// shares one list (`Arc`), so with a thousand nodes the digest is computed once per node change
+/// instead of once per load balancer. Holding the `Arc` keeps the pointer comparison sound.
+#[derive(Default)]
+pub struct TargetsDigestCache(std::sync::Mutex<Option<(Arc<Vec<Target>>, String)>>);
+
+impl TargetsDigestCache {
+    pub fn digest(&self, targets: &Arc<Vec<Target>>) -> String {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((list, digest)) = last.as_ref()
+            && Arc::ptr_eq(list, targets)
+        {
+            return digest.clone();
+        }
+        let digest = targets_digest(targets);
+        *last = Some((targets.clone(), digest.clone()));
+        digest
+    }
+}
+
+/// SHA-256 over the value's JSON, streamed into the hasher: a spec with a thousand targets is
+/// never held as one buffer (64 reconciles at once would hold 64 of them).
 pub(crate) fn digest(value: &impl Serialize) -> String {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
+    struct Hasher(Sha256);
+    impl std::io::Write for Hasher {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hasher = Hasher(Sha256::new());
+    // Serializing plain data into a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut hasher, value);
+    let digest = hasher.0.finalize();
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 

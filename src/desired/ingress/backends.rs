@@ -29,7 +29,13 @@ pub(super) fn resolve(
         let service = (inputs.services)(namespace, &id.service);
         let node_port = service
             .as_deref()
-            .ok_or_else(|| format!("Service {namespace}/{} does not exist", id.service))
+            .ok_or_else(|| {
+                format!(
+                    "Service {namespace}/{} does not exist or is not of type NodePort or LoadBalancer \
+                     (cloudlb sends traffic to node ports)",
+                    id.service
+                )
+            })
             .and_then(|s| node_port(s, &id.port));
         // A path annotation on the Service wins over the Ingress's: the Service knows its app.
         let path = service
