@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cloudlb_provider::Protocol;
+use cloudlb_provider_local::{
+    DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_MAX_TCP_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_UDP_FLOWS,
+    DEFAULT_MAX_UDP_FLOWS_TOTAL,
+};
 use ipnet::IpNet;
 
 use crate::keys::{DEFAULT_CLASS, DEFAULT_INGRESS_CONTROLLER};
@@ -142,6 +146,21 @@ pub struct LocalArgs {
     /// Local provider: timeout of a connection to a node.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub local_connect_timeout: Duration,
+    /// Local provider: TCP connections without a byte either way for this long are closed.
+    #[arg(long, default_value = "1h", value_parser = parse_duration_min_1s)]
+    pub local_tcp_idle_timeout: Duration,
+    /// Local provider: most TCP connections open at once per load balancer; more are reset.
+    #[arg(long, default_value_t = DEFAULT_MAX_TCP_CONNECTIONS, value_parser = parse_count)]
+    pub local_max_tcp_connections: usize,
+    /// Local provider: most TCP connections open at once per client address per load balancer.
+    #[arg(long, default_value_t = DEFAULT_MAX_TCP_CONNECTIONS_PER_SOURCE, value_parser = parse_count)]
+    pub local_max_tcp_connections_per_source: usize,
+    /// Local provider: most UDP flows open at once per load balancer; datagrams for more are dropped.
+    #[arg(long, default_value_t = DEFAULT_MAX_UDP_FLOWS, value_parser = parse_count)]
+    pub local_max_udp_flows: usize,
+    /// Local provider: most UDP flows open at once in total (all load balancers).
+    #[arg(long, default_value_t = DEFAULT_MAX_UDP_FLOWS_TOTAL, value_parser = parse_count)]
+    pub local_max_udp_flows_total: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -259,6 +278,13 @@ fn parse_duration_min_1s(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
 fn parse_qps(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(q) if q.is_finite() && q >= 0.0 => Ok(q),
@@ -342,6 +368,23 @@ mod tests {
         assert!(parse_rate("1.5").is_err());
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert_eq!(parse_protocol("udp"), Ok(Protocol::Udp));
+        assert_eq!(parse_count("10000"), Ok(10_000));
+        assert!(parse_count("0").is_err());
+        assert!(parse_count("-1").is_err());
+    }
+
+    #[test]
+    fn local_flag_defaults_are_the_local_providers() {
+        let Ok(Cli { command: Command::Run(run) }) = Cli::try_parse_from(["cloudlb", "run"]) else {
+            panic!("`cloudlb run` parses");
+        };
+        let (l, d) = (&run.controller.local, cloudlb_provider_local::LocalConfig::default());
+        assert_eq!(l.local_udp_idle_timeout, d.udp_idle_timeout);
+        assert_eq!(l.local_tcp_idle_timeout, d.tcp_idle_timeout);
+        assert_eq!(l.local_max_tcp_connections, d.max_tcp_connections);
+        assert_eq!(l.local_max_tcp_connections_per_source, d.max_tcp_connections_per_source);
+        assert_eq!(l.local_max_udp_flows, d.max_udp_flows);
+        assert_eq!(l.local_max_udp_flows_total, d.max_udp_flows_total);
     }
 
     #[test]
@@ -384,6 +427,8 @@ mod tests {
             vec!["cloudlb", "run", "--ingress-controller-name", "nginx"],
             vec!["cloudlb", "run", "--kube-api-qps", "fast"],
             vec!["cloudlb", "run", "--kube-api-qps", "-1"],
+            vec!["cloudlb", "run", "--local-max-tcp-connections", "0"],
+            vec!["cloudlb", "run", "--local-tcp-idle-timeout", "10ms"],
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} should be rejected");
         }

@@ -35,6 +35,11 @@ pub async fn build(args: &ControllerArgs) -> Result<Arc<dyn Provider>> {
                 drain_timeout: l.local_drain_timeout,
                 udp_idle_timeout: l.local_udp_idle_timeout,
                 connect_timeout: l.local_connect_timeout,
+                tcp_idle_timeout: l.local_tcp_idle_timeout,
+                max_tcp_connections: l.local_max_tcp_connections,
+                max_tcp_connections_per_source: l.local_max_tcp_connections_per_source,
+                max_udp_flows: l.local_max_udp_flows,
+                max_udp_flows_total: l.local_max_udp_flows_total,
             };
             Ok(Arc::new(LocalProvider::new(config).map_err(err)?))
         }

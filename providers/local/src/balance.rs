@@ -24,6 +24,7 @@ use ipnet::IpNet;
 use tokio::sync::watch;
 
 use crate::health::TargetHealth;
+use crate::limits::LbSlots;
 use crate::stats::{Counters, inc};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +137,20 @@ impl SourceFilter {
     }
 }
 
+/// The timeouts a listener's connections and flows run with (from [`crate::LocalConfig`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    pub connect: Duration,
+    pub udp_idle: Duration,
+    pub tcp_idle: Duration,
+}
+
+impl From<&crate::LocalConfig> for Timeouts {
+    fn from(c: &crate::LocalConfig) -> Self {
+        Self { connect: c.connect_timeout, udp_idle: c.udp_idle_timeout, tcp_idle: c.tcp_idle_timeout }
+    }
+}
+
 /// The routing table of one listener.
 #[derive(Debug)]
 pub(crate) struct Table {
@@ -144,9 +159,10 @@ pub(crate) struct Table {
     pub affinity: bool,
     pub source: SourceFilter,
     pub proxy_v2: bool,
-    pub connect_timeout: Duration,
-    pub udp_idle_timeout: Duration,
+    pub timeouts: Timeouts,
     pub counters: Arc<Counters>,
+    /// The load balancer's connection and flow caps (the same for all its listeners and tables).
+    pub slots: Arc<LbSlots>,
     next: AtomicUsize,
 }
 
@@ -158,21 +174,11 @@ impl Table {
         affinity: bool,
         source: SourceFilter,
         proxy_v2: bool,
-        connect_timeout: Duration,
-        udp_idle_timeout: Duration,
+        timeouts: Timeouts,
         counters: Arc<Counters>,
+        slots: Arc<LbSlots>,
     ) -> Self {
-        Self {
-            backends,
-            policy,
-            affinity,
-            source,
-            proxy_v2,
-            connect_timeout,
-            udp_idle_timeout,
-            counters,
-            next: AtomicUsize::new(0),
-        }
+        Self { backends, policy, affinity, source, proxy_v2, timeouts, counters, slots, next: AtomicUsize::new(0) }
     }
 
     /// The backend for a new connection from `client`, skipping `exclude` (the target that just
@@ -238,9 +244,9 @@ mod tests {
             affinity,
             SourceFilter::new(&["0.0.0.0/0".parse().unwrap()]),
             false,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
+            Timeouts::from(&crate::LocalConfig::default()),
             Arc::default(),
+            LbSlots::new(&crate::LocalConfig::default(), Arc::new(crate::limits::Gate::new(1))),
         )
     }
 

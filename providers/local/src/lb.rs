@@ -26,8 +26,9 @@ use cloudlb_provider::{
 };
 use tokio::task::JoinHandle;
 
-use crate::balance::{Backend, SourceFilter, Table};
+use crate::balance::{Backend, SourceFilter, Table, Timeouts};
 use crate::health::{self, ProbeConfig, TargetHealth};
+use crate::limits::LbSlots;
 use crate::options::LbOptions;
 use crate::stats::{Counters, TargetStats};
 use crate::tasks::AbortOnDrop;
@@ -40,6 +41,9 @@ pub(crate) struct Lb {
     pub spec: Option<LoadBalancerSpec>,
     pub ip: IpAddr,
     pub counters: Arc<Counters>,
+    /// Caps on open connections and flows, shared by every listener (and kept, like the
+    /// counters, when the load balancer moves to another address).
+    pub slots: Arc<LbSlots>,
     drain_timeout: Duration,
     fronts: BTreeMap<FrontKey, Front>,
     health: HashMap<IpAddr, HealthSlot>,
@@ -76,8 +80,14 @@ enum Bound {
 }
 
 impl Lb {
-    pub(crate) fn new(id: LoadBalancerId, ip: IpAddr, counters: Arc<Counters>, drain_timeout: Duration) -> Self {
-        Self { id, spec: None, ip, counters, drain_timeout, fronts: BTreeMap::new(), health: HashMap::new() }
+    pub(crate) fn new(
+        id: LoadBalancerId,
+        ip: IpAddr,
+        counters: Arc<Counters>,
+        slots: Arc<LbSlots>,
+        drain_timeout: Duration,
+    ) -> Self {
+        Self { id, spec: None, ip, counters, slots, drain_timeout, fronts: BTreeMap::new(), health: HashMap::new() }
     }
 
     pub(crate) fn status(&self) -> LoadBalancerStatus {
@@ -194,9 +204,9 @@ impl Lb {
                 affinity,
                 source.clone(),
                 opts.proxy_v2 && l.protocol == Protocol::Tcp,
-                config.connect_timeout,
-                config.udp_idle_timeout,
+                Timeouts::from(config),
                 Arc::clone(&self.counters),
+                Arc::clone(&self.slots),
             ));
             let front = match (old, bound.remove(&key)) {
                 (Some(mut f), _) => {

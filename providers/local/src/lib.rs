@@ -20,7 +20,30 @@
 //! Modules: addresses come from [`cloudlb_provider::pool`]; `lb` (one load balancer, converging in place),
 //! `listener_tcp`, `listener_udp` (the data plane), `balance` (routing, affinity, panic mode),
 //! `health` (active checks), [`proxy_protocol`] (PROXY v2 header), `options` (annotations),
-//! [`stats`] (counters), `tasks` (task ownership).
+//! [`stats`] (counters), `tasks` (task ownership), `limits` (caps on connections and flows),
+//! `activity` (idle timeouts).
+//!
+//! **Bounded under floods.** Every TCP connection costs two descriptors (client and target) and
+//! every UDP flow one (its socket towards the target), plus memory; without caps a flood of new
+//! connections or new client addresses takes them until the process runs out. So, per load
+//! balancer (all its listeners together, L4 only) and per process, [`LocalConfig`] caps:
+//!
+//! | setting | default | why this number |
+//! |---|---|---|
+//! | `max_tcp_connections` (per load balancer) | 10,000 | a full load balancer holds 20,000 descriptors and about 100 MiB idle (two 4 KiB buffers and a task per connection; bulk transfers grow the buffers to 64 KiB each); the size of this crate's idle-connection benchmark, and far above what one Service on one host normally sees |
+//! | `max_tcp_connections_per_source` | 2,500 | a quarter of the above: one client address cannot take a whole Service, four are needed to fill it; still far above browsers (6 per host), connection pools (tens) and local load tests (hundreds). All clients on this host share one address (127.0.0.1 or the host's): raise it for local tests with more concurrent connections |
+//! | `max_udp_flows` (per load balancer) | 10,000 | one descriptor and about 2 KiB per flow; with the 60 s `udp_idle_timeout`, room for about 160 new client ports per second sustained (DNS clients use a new port per query) |
+//! | `max_udp_flows_total` (process) | 50,000 | five full load balancers: a flood of spoofable UDP sources on many Services stays at 50,000 descriptors and about 100 MiB |
+//! | `tcp_idle_timeout` | 1 h | Envoy's TCP proxy default: connection pools and other long-lived connections that idle between uses keep working (cloud load balancers cut them sooner: 350 s on AWS NLB), while a client that vanished without a FIN does not hold its slot for ever |
+//!
+//! A TCP connection past a cap is reset right after `accept` (it never reaches a target); a
+//! datagram that would open a UDP flow past a cap is dropped. Both are counted by reason
+//! ([`TrafficStats::connections_refused_lb_limit`], `connections_refused_source_limit`,
+//! `udp_datagrams_refused_lb_limit`, `udp_datagrams_refused_total_limit`; idle closes in
+//! `connections_idle_closed`). Connections and flows already open are never affected. A slot is
+//! held by the connection's task or the flow's socket and given back when it closes, however
+//! it ends. The caps bound what this process opens; the descriptors it may open at all are
+//! still its `RLIMIT_NOFILE`, which must be above the caps for them to be what binds.
 //!
 //! **HTTP (L7) load balancers** (Ingresses) live in `l7`: cloudlb terminates HTTP/1.1, HTTP/2
 //! and TLS itself and routes requests by host and path to the backends' node ports. They take
@@ -31,10 +54,12 @@
 //! State lives in this process ([`StateLocation::InProcess`]): after a restart the controller
 //! re-ensures every Service with its recorded address, which is kept.
 
+mod activity;
 mod balance;
 mod health;
 mod l7;
 mod lb;
+mod limits;
 mod listener_tcp;
 mod listener_udp;
 mod options;
@@ -56,6 +81,11 @@ use ipnet::IpNet;
 
 use crate::l7::L7Lb;
 use crate::lb::Lb;
+pub use crate::limits::{
+    DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_MAX_TCP_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_UDP_FLOWS,
+    DEFAULT_MAX_UDP_FLOWS_TOTAL, DEFAULT_TCP_IDLE_TIMEOUT,
+};
+use crate::limits::{Gate, LbSlots};
 pub use crate::stats::{
     BackendStats, HttpStats, LoadBalancerKind, LoadBalancerStats, LocalStats, TargetStats, TrafficStats,
 };
@@ -85,6 +115,20 @@ pub struct LocalConfig {
     pub udp_idle_timeout: Duration,
     /// Connecting to a target that takes longer fails (and is retried once elsewhere).
     pub connect_timeout: Duration,
+    /// A proxied TCP connection without a byte either way for this long is closed (both sides).
+    pub tcp_idle_timeout: Duration,
+    /// Most TCP connections one load balancer (all its listeners) has open at once; a new one
+    /// past it is reset right after `accept`. The defaults of this and the caps below, and why,
+    /// are in the crate docs.
+    pub max_tcp_connections: usize,
+    /// Most TCP connections one client address has open at once to one load balancer (IPv4 and
+    /// IPv4-mapped IPv6 are the same address).
+    pub max_tcp_connections_per_source: usize,
+    /// Most UDP flows one load balancer (all its listeners) has open at once; a datagram that
+    /// would open another one is dropped.
+    pub max_udp_flows: usize,
+    /// Most UDP flows open at once in this process (all load balancers).
+    pub max_udp_flows_total: usize,
 }
 
 impl Default for LocalConfig {
@@ -96,6 +140,11 @@ impl Default for LocalConfig {
             drain_timeout: Duration::from_secs(30),
             udp_idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
+            tcp_idle_timeout: limits::DEFAULT_TCP_IDLE_TIMEOUT,
+            max_tcp_connections: limits::DEFAULT_MAX_TCP_CONNECTIONS,
+            max_tcp_connections_per_source: limits::DEFAULT_MAX_TCP_CONNECTIONS_PER_SOURCE,
+            max_udp_flows: limits::DEFAULT_MAX_UDP_FLOWS,
+            max_udp_flows_total: limits::DEFAULT_MAX_UDP_FLOWS_TOTAL,
         }
     }
 }
@@ -105,6 +154,8 @@ impl Default for LocalConfig {
 pub struct LocalProvider {
     config: LocalConfig,
     state: Mutex<State>,
+    /// UDP flows open in all load balancers, against `max_udp_flows_total`.
+    udp_flows_total: Arc<Gate>,
     /// Threads the HTTP data plane runs on (one per core unless set), started with the first
     /// HTTP load balancer.
     http_workers: usize,
@@ -137,6 +188,7 @@ impl LocalProvider {
             retired_http: HttpStats::default(),
         };
         Ok(Self {
+            udp_flows_total: Arc::new(Gate::new(config.max_udp_flows_total)),
             config,
             state: Mutex::new(state),
             http_workers: l7::default_workers(),
@@ -341,7 +393,11 @@ impl Provider for LocalProvider {
                     // New, or moving to another address: build it whole on `ip` first, so a
                     // failure leaves the old one serving.
                     let counters = existing.as_ref().map(|lb| Arc::clone(&lb.counters)).unwrap_or_default();
-                    let mut lb = Lb::new(id.clone(), ip, counters, self.config.drain_timeout);
+                    let slots = existing.as_ref().map_or_else(
+                        || LbSlots::new(&self.config, Arc::clone(&self.udp_flows_total)),
+                        |lb| Arc::clone(&lb.slots),
+                    );
+                    let mut lb = Lb::new(id.clone(), ip, counters, slots, self.config.drain_timeout);
                     let mut closing = lb.converge(spec, &opts, &self.config)?;
                     st.alloc.take(ip);
                     let status = lb.status();

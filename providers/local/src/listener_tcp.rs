@@ -2,12 +2,20 @@
 //! one retry on another target), optionally send a PROXY v2 header, then copy both ways.
 //!
 //! ```text
-//!  client ──▶ [accept loop: source filter] ──spawn──▶ [connection task]
-//!                                                      pick ─▶ connect (timeout) ─┐ refused?
-//!                                                      ◀── retry once elsewhere ──┘
-//!                                                      pipe both ways (bounded buffers,
-//!                                                      half-close passed on) | drain kill
+//!  client ──▶ [accept loop: source filter, caps] ──spawn──▶ [connection task, holds its slot]
+//!                                                            pick ─▶ connect (timeout) ─┐ refused?
+//!                                                            ◀── retry once elsewhere ──┘
+//!                                                            pipe both ways (bounded buffers,
+//!                                                            half-close passed on)
+//!                                                            | drain kill | idle timeout
 //! ```
+//!
+//! Before anything is spawned, a connection takes a slot of its load balancer (see `limits`):
+//! past `max_tcp_connections` (per load balancer) or `max_tcp_connections_per_source` it is
+//! reset at once and counted, like a client outside the source ranges. The slot lives in the
+//! connection task, which owns both sockets, so it is given back exactly when they close.
+//! A connection without a byte either way for `tcp_idle_timeout` is closed (both sides): an
+//! idle connection must not hold its slot and descriptors for ever.
 //!
 //! Every connection is its own task: its errors end it and nothing else. Each direction reads
 //! into one bounded buffer and writes it out completely before reading again, so a slow reader
@@ -30,7 +38,9 @@ use std::sync::atomic::AtomicU64;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+use crate::activity::Activity;
 use crate::balance::{Backend, Table};
+use crate::limits::TcpSlot;
 use crate::proxy_protocol;
 use crate::stats::{GaugeGuard, add, inc};
 
@@ -71,9 +81,18 @@ pub(crate) async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>) {
                     drop(stream);
                     continue;
                 }
+                let slot = match t.slots.tcp(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        t.counters.tcp_refused(why);
+                        let _ = stream.set_zero_linger();
+                        drop(stream);
+                        continue;
+                    }
+                };
                 inc(&t.counters.connections_accepted);
                 let local = local.unwrap_or_else(|| stream.local_addr().unwrap_or(peer));
-                tokio::spawn(connection(stream, peer, local, t));
+                tokio::spawn(connection(stream, peer, local, t, slot));
             }
             Err(e) => {
                 // Per-connection errors (the client reset before accept) are nothing; running
@@ -87,7 +106,8 @@ pub(crate) async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>) {
     }
 }
 
-async fn connection(mut client: TcpStream, peer: SocketAddr, local: SocketAddr, t: Arc<Table>) {
+/// One proxied connection. `_slot` is its place under the caps, given back when this returns.
+async fn connection(mut client: TcpStream, peer: SocketAddr, local: SocketAddr, t: Arc<Table>, _slot: TcpSlot) {
     let c = &*t.counters;
     let _active = GaugeGuard::new(&c.connections_active);
     let _ = client.set_nodelay(true);
@@ -107,21 +127,25 @@ async fn connection(mut client: TcpStream, peer: SocketAddr, local: SocketAddr, 
     }
     let (mut client_read, mut client_write) = client.split();
     let (mut upstream_read, mut upstream_write) = upstream.split();
+    let activity = Activity::new();
     let both = async {
         tokio::try_join!(
-            pipe(&mut client_read, &mut upstream_write, &c.bytes_in),
-            pipe(&mut upstream_read, &mut client_write, &c.bytes_out),
+            pipe(&mut client_read, &mut upstream_write, &c.bytes_in, &activity),
+            pipe(&mut upstream_read, &mut client_write, &c.bytes_out, &activity),
         )
     };
     tokio::select! {
         // An error either way ends the connection (both sockets close when this returns).
         _ = both => {}
         _ = backend.killed() => {}
+        _ = activity.idle(t.timeouts.tcp_idle) => inc(&c.connections_idle_closed),
     }
 }
 
-/// Copy one direction until EOF, then shut down the writer's sending side (half-close).
-async fn pipe<R, W>(from: &mut R, to: &mut W, bytes: &AtomicU64) -> io::Result<()>
+/// Copy one direction until EOF, then shut down the writer's sending side (half-close). Every
+/// read and every completed write is activity: a writer blocked on a peer that does not read
+/// for the whole idle timeout is as idle as a silent connection.
+async fn pipe<R, W>(from: &mut R, to: &mut W, bytes: &AtomicU64, activity: &Activity) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -129,10 +153,12 @@ where
     let mut buf = vec![0u8; SMALL_BUFFER];
     loop {
         let n = from.read(&mut buf).await?;
+        activity.touch();
         if n == 0 {
             return to.shutdown().await;
         }
         to.write_all(&buf[..n]).await?;
+        activity.touch();
         add(bytes, n as u64);
         if n == buf.len() && buf.len() < BUFFER {
             buf.resize(BUFFER, 0);
@@ -143,7 +169,7 @@ where
 /// Connect to a target for `client`; if it fails, once more to another one.
 async fn connect(t: &Table, client: IpAddr) -> Option<(Arc<Backend>, TcpStream)> {
     let first = t.pick(client, None)?;
-    match dial(first.addr, t.connect_timeout).await {
+    match dial(first.addr, t.timeouts.connect).await {
         Ok(s) => return Some((Arc::clone(first), s)),
         Err(e) => {
             inc(&t.counters.connect_failures);
@@ -152,7 +178,7 @@ async fn connect(t: &Table, client: IpAddr) -> Option<(Arc<Backend>, TcpStream)>
     }
     let second = t.pick(client, Some(first.addr))?;
     inc(&t.counters.connect_retries);
-    match dial(second.addr, t.connect_timeout).await {
+    match dial(second.addr, t.timeouts.connect).await {
         Ok(s) => Some((Arc::clone(second), s)),
         Err(e) => {
             inc(&t.counters.connect_failures);

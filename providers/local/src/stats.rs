@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::limits::{TcpRefusal, UdpRefusal};
+
 /// Everything [`crate::LocalProvider::stats`] reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LocalStats {
@@ -109,6 +111,13 @@ pub struct TrafficStats {
     pub connections_active: u64,
     /// TCP connections closed at once because the client is outside `loadBalancerSourceRanges`.
     pub connections_refused: u64,
+    /// TCP connections reset at once because the load balancer had `max_tcp_connections` open.
+    pub connections_refused_lb_limit: u64,
+    /// TCP connections reset at once because their client address had
+    /// `max_tcp_connections_per_source` open to this load balancer.
+    pub connections_refused_source_limit: u64,
+    /// TCP connections closed because no byte passed either way for `tcp_idle_timeout`.
+    pub connections_idle_closed: u64,
     /// Connection attempts to a target that failed (refused, timed out).
     pub connect_failures: u64,
     /// Connections retried on a second target after the first failed.
@@ -130,6 +139,12 @@ pub struct TrafficStats {
     pub udp_datagrams_refused: u64,
     /// Datagrams dropped because a socket buffer was full (UDP has no backpressure).
     pub udp_datagrams_dropped: u64,
+    /// Datagrams dropped because they would have opened a flow while the load balancer had
+    /// `max_udp_flows` open (each such datagram counts).
+    pub udp_datagrams_refused_lb_limit: u64,
+    /// Datagrams dropped because they would have opened a flow while the process had
+    /// `max_udp_flows_total` open.
+    pub udp_datagrams_refused_total_limit: u64,
     pub health_probes: u64,
     pub health_probe_failures: u64,
 }
@@ -139,6 +154,9 @@ impl TrafficStats {
         self.connections_accepted += o.connections_accepted;
         self.connections_active += o.connections_active;
         self.connections_refused += o.connections_refused;
+        self.connections_refused_lb_limit += o.connections_refused_lb_limit;
+        self.connections_refused_source_limit += o.connections_refused_source_limit;
+        self.connections_idle_closed += o.connections_idle_closed;
         self.connect_failures += o.connect_failures;
         self.connect_retries += o.connect_retries;
         self.no_target += o.no_target;
@@ -150,6 +168,8 @@ impl TrafficStats {
         self.udp_flows_active += o.udp_flows_active;
         self.udp_datagrams_refused += o.udp_datagrams_refused;
         self.udp_datagrams_dropped += o.udp_datagrams_dropped;
+        self.udp_datagrams_refused_lb_limit += o.udp_datagrams_refused_lb_limit;
+        self.udp_datagrams_refused_total_limit += o.udp_datagrams_refused_total_limit;
         self.health_probes += o.health_probes;
         self.health_probe_failures += o.health_probe_failures;
     }
@@ -197,6 +217,9 @@ pub(crate) struct Counters {
     pub connections_accepted: AtomicU64,
     pub connections_active: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub connections_refused_lb_limit: AtomicU64,
+    pub connections_refused_source_limit: AtomicU64,
+    pub connections_idle_closed: AtomicU64,
     pub connect_failures: AtomicU64,
     pub connect_retries: AtomicU64,
     pub no_target: AtomicU64,
@@ -208,6 +231,8 @@ pub(crate) struct Counters {
     pub udp_flows_active: AtomicU64,
     pub udp_datagrams_refused: AtomicU64,
     pub udp_datagrams_dropped: AtomicU64,
+    pub udp_datagrams_refused_lb_limit: AtomicU64,
+    pub udp_datagrams_refused_total_limit: AtomicU64,
     pub health_probes: AtomicU64,
     pub health_probe_failures: AtomicU64,
 }
@@ -289,12 +314,31 @@ impl Drop for GaugeGuard<'_> {
 }
 
 impl Counters {
+    /// Count a new TCP connection refused by a cap.
+    pub(crate) fn tcp_refused(&self, why: TcpRefusal) {
+        inc(match why {
+            TcpRefusal::LoadBalancer => &self.connections_refused_lb_limit,
+            TcpRefusal::Source => &self.connections_refused_source_limit,
+        });
+    }
+
+    /// Count a datagram dropped because its new flow was refused by a cap.
+    pub(crate) fn udp_refused(&self, why: UdpRefusal) {
+        inc(match why {
+            UdpRefusal::LoadBalancer => &self.udp_datagrams_refused_lb_limit,
+            UdpRefusal::Total => &self.udp_datagrams_refused_total_limit,
+        });
+    }
+
     pub(crate) fn snapshot(&self) -> TrafficStats {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TrafficStats {
             connections_accepted: l(&self.connections_accepted),
             connections_active: l(&self.connections_active),
             connections_refused: l(&self.connections_refused),
+            connections_refused_lb_limit: l(&self.connections_refused_lb_limit),
+            connections_refused_source_limit: l(&self.connections_refused_source_limit),
+            connections_idle_closed: l(&self.connections_idle_closed),
             connect_failures: l(&self.connect_failures),
             connect_retries: l(&self.connect_retries),
             no_target: l(&self.no_target),
@@ -306,6 +350,8 @@ impl Counters {
             udp_flows_active: l(&self.udp_flows_active),
             udp_datagrams_refused: l(&self.udp_datagrams_refused),
             udp_datagrams_dropped: l(&self.udp_datagrams_dropped),
+            udp_datagrams_refused_lb_limit: l(&self.udp_datagrams_refused_lb_limit),
+            udp_datagrams_refused_total_limit: l(&self.udp_datagrams_refused_total_limit),
             health_probes: l(&self.health_probes),
             health_probe_failures: l(&self.health_probe_failures),
         }

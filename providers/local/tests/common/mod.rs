@@ -321,3 +321,55 @@ async fn serve_tcp(
     }
     let _ = s.shutdown().await;
 }
+
+/// A provider on `pool` with `configure` applied to the test defaults of [`provider`].
+pub fn provider_with(pool: &str, configure: impl FnOnce(&mut LocalConfig)) -> LocalProvider {
+    let mut config = LocalConfig {
+        pools: vec![pool.parse().unwrap()],
+        connect_timeout: Duration::from_secs(1),
+        ..LocalConfig::default()
+    };
+    configure(&mut config);
+    LocalProvider::new(config).unwrap()
+}
+
+/// Keep trying `attempt` every 20 ms until it succeeds; panics after `within`.
+pub async fn until_ok<T, E: std::fmt::Debug, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    within: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match attempt().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what} (last error: {e:?})");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Send `msg` to `to` from `sock` and wait up to `within` for one reply.
+pub async fn udp_ask(sock: &UdpSocket, to: SocketAddr, msg: &[u8], within: Duration) -> std::io::Result<Vec<u8>> {
+    sock.send_to(msg, to).await?;
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(within, sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Ok(buf[..n].to_vec()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply")),
+    }
+}
+
+/// Descriptors open in this process now.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// This process's resident set size, in KiB (`VmRSS` of /proc/self/status).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/self/status");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS in kB")
+}
