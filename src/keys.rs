@@ -15,6 +15,8 @@ pub const ANN_SPEC_HASH: &str = "cloudlb.io/spec-hash";
 /// Service whose class no longer matches it is cleaned up, one that matches but is no longer
 /// claimed (our flags changed) is left alone.
 pub const ANN_CLAIMED_CLASS: &str = "cloudlb.io/claimed-class";
+/// The annotations cloudlb writes itself (bookkeeping, never user settings).
+pub const OURS: &[&str] = &[ANN_RECORD, ANN_SPEC_HASH, ANN_CLAIMED_CLASS];
 /// Annotation: `"true"` asks for an internal load balancer.
 pub const ANN_INTERNAL: &str = "cloudlb.io/internal";
 /// Annotation: source ranges when `spec.loadBalancerSourceRanges` is empty (the Kubernetes one).
@@ -34,6 +36,9 @@ pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration
 pub const LABEL_EXCLUDE_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// Taint of a node the cluster autoscaler is about to delete.
 pub const TAINT_TO_BE_DELETED: &str = "ToBeDeletedByClusterAutoscaler";
+/// Taints Karpenter puts on a node it is draining to remove: `karpenter.sh/disrupted` (v1) and
+/// `karpenter.sh/disruption` (value `disrupting`, before v1).
+pub const TAINTS_KARPENTER_DISRUPTING: &[&str] = &["karpenter.sh/disrupted", "karpenter.sh/disruption"];
 
 /// Our condition on `Service.status.conditions`.
 pub const CONDITION_READY: &str = "cloudlb.io/LoadBalancerReady";

@@ -89,6 +89,19 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     ports.sort();
     assert_eq!(ports, vec![80, 8443]);
 
+    // An unknown key under the provider's prefix (a typo) is a warning on a working load
+    // balancer, not an error that blocks it.
+    let ensures = ctl.calls("ensure").await;
+    c.patch_service("web", json!({"metadata": {"annotations": {"aws.cloudlb.io/helthcheck-path": "/healthz"}}})).await;
+    let svc = c
+        .wait_service("web", "warning about the unknown key", |s| {
+            condition(s).is_some_and(|c| c.2.contains("helthcheck-path is not known") && c.2.contains("(ignored)"))
+        })
+        .await;
+    assert_eq!(condition(&svc).unwrap().0, "True", "an unknown key does not make the load balancer not ready");
+    assert_eq!(external_ip(&svc), Some(host.clone()));
+    assert!(ctl.calls("ensure").await > ensures, "the annotation is part of the spec: the load balancer converges");
+
     // Delete: nothing carrying our tags is left.
     c.services().delete("web", &Default::default()).await.expect("delete");
     c.wait_gone("web").await;

@@ -34,4 +34,5 @@ async fn latency_and_footprint_scenarios_run() {
     assert_eq!(l.samples, 5);
     let f = scenarios::footprint(20, 20, 10, Duration::ZERO).await;
     assert!(f.peak_rss_mib > 0.0 && f.cpu_seconds > 0.0, "{f:?}");
+    assert!(f.peak_anon_mib > 0.0 && f.peak_file_mib > 0.0 && f.peak_anon_mib <= f.peak_rss_mib, "{f:?}");
 }

@@ -137,6 +137,45 @@ async fn node_changes_touch_only_load_balancers_whose_targets_change_and_never_w
 }
 
 #[tokio::test]
+async fn a_typo_keeps_a_working_load_balancer_following_the_nodes() {
+    let c = cluster_with_nodes().await;
+    let state = c.dir.path().join("memory-state.json");
+    let ctl = Controller::start(&c, &["--memory-state-file", state.to_str().expect("utf-8")]).await;
+    c.add_service("web", &[(80, "TCP")], json!({})).await;
+    let ip = c.wait_address("web").await;
+    let targets = || memory_entry(&state, "lbs", "web").map(|e| e["targets"].clone());
+    assert_eq!(targets(), Some(json!(2)));
+
+    // A typo in an annotation: reported, and nothing else changes...
+    c.patch_service("web", json!({"metadata": {"annotations": {"cloudlb.io/healthcheck-interval-seconds": "often"}}}))
+        .await;
+    let svc = c.wait_service("web", "InvalidSpec", |s| condition(s).is_some_and(|c| c.1 == "InvalidSpec")).await;
+    let message = condition(&svc).unwrap().2;
+    assert!(message.contains("cloudlb.io/healthcheck-interval-seconds") && message.contains("last valid"), "{message}");
+    assert_eq!(external_ip(&svc), Some(ip.clone()), "the address stays");
+    assert_eq!(ctl.calls("ensure").await, 1);
+
+    // ...but the load balancer keeps following the nodes, with its last valid settings.
+    c.add_node("node-c", "10.0.0.3", &[]).await;
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "update_targets")], "targets follow", |v| v == 1.0)
+        .await;
+    assert_eq!(targets(), Some(json!(3)));
+    c.nodes().delete("node-a", &Default::default()).await.expect("delete node");
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "update_targets")], "removal follows", |v| v == 2.0)
+        .await;
+    assert_eq!(targets(), Some(json!(2)));
+    assert_eq!(ctl.calls("ensure").await, 1, "the invalid spec itself is never applied");
+
+    // Fixing the typo applies the new settings.
+    c.patch_service("web", json!({"metadata": {"annotations": {"cloudlb.io/healthcheck-interval-seconds": "20"}}}))
+        .await;
+    c.wait_service("web", "ready again", |s| condition(s).is_some_and(|c| c.0 == "True")).await;
+    assert_eq!(ctl.calls("ensure").await, 2);
+    assert_eq!(external_ip(&c.get("web").await), Some(ip));
+    ctl.stop().await;
+}
+
+#[tokio::test]
 async fn delete_removes_load_balancer_then_finalizer_then_object() {
     let c = cluster_with_nodes().await;
     let ctl = Controller::start(&c, &[]).await;

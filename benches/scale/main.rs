@@ -92,12 +92,21 @@ async fn main() {
     }
     if !args.footprints.is_empty() {
         println!("\n## Footprint ({lat} ms per call)\n");
-        println!("| LB Services | other Services | Nodes | converged | peak RSS | CPU seconds |");
-        println!("|---|---|---|---|---|---|");
+        println!(
+            "| LB Services | other Services | Nodes | converged | peak RSS | peak anonymous | peak file-backed | CPU seconds |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
     }
     for &(lb, other, nodes) in &args.footprints {
         let f = scenarios::footprint(lb, other, nodes, args.latency).await;
-        println!("| {lb} | {other} | {nodes} | {} | {:.1} MiB | {:.2} |", s(f.converge), f.peak_rss_mib, f.cpu_seconds);
+        println!(
+            "| {lb} | {other} | {nodes} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.2} |",
+            s(f.converge),
+            f.peak_rss_mib,
+            f.peak_anon_mib,
+            f.peak_file_mib,
+            f.cpu_seconds
+        );
     }
 }
 

@@ -376,23 +376,54 @@ pub struct FootprintResult {
     pub nodes: usize,
     pub converge: Duration,
     pub peak_rss_mib: f64,
+    /// The largest anonymous (heap, stacks) and file-backed (the binary's pages) parts of the
+    /// RSS seen by sampling every 10 ms: the file part depends on the kernel's page cache
+    /// (large folios map more of the binary than was executed), the anonymous part is ours.
+    pub peak_anon_mib: f64,
+    pub peak_file_mib: f64,
     pub cpu_seconds: f64,
+}
+
+/// A `/proc/<pid>/status` field in MiB (0 when absent).
+fn status_mib(status: &str, field: &str) -> f64 {
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// Samples the anonymous and file-backed RSS of `pid` every 10 ms until aborted; the maxima
+/// are in the returned cell.
+fn sample_rss(pid: u32) -> (tokio::task::JoinHandle<()>, Arc<Mutex<(f64, f64)>>) {
+    let peaks = Arc::new(Mutex::new((0.0f64, 0.0f64)));
+    let out = peaks.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let (anon, file) = (status_mib(&status, "RssAnon:"), status_mib(&status, "RssFile:"));
+            {
+                let mut p = peaks.lock().unwrap_or_else(|p| p.into_inner());
+                p.0 = p.0.max(anon);
+                p.1 = p.1.max(file);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    (task, out)
 }
 
 fn proc_stats(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let hwm_mib = status_mib(&status, "VmHWM:");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = [11, 12].iter().filter_map(|i| f.get(*i)?.parse::<f64>().ok()).sum();
-    (hwm_kib / 1024.0, ticks / 100.0)
+    (hwm_mib, ticks / 100.0)
 }
 
 /// Scenario 6: peak RSS and CPU of the controller with LB Services, other Services it must
@@ -404,6 +435,7 @@ pub async fn footprint(lb: usize, other: usize, nodes: usize, latency: Duration)
     create_all(&cluster, &others, false).await;
     let latency = format!("{}ms", latency.as_millis());
     let ctl = Controller::start_logging(&cluster, &["--memory-latency", &latency], LOG).await;
+    let (sampler, peaks) = sample_rss(ctl.pid().expect("controller running"));
     let watch = Watch::start(&cluster);
     let names: Vec<String> = (0..lb).map(|i| format!("svc-{i:05}")).collect();
     let started = Instant::now();
@@ -412,7 +444,18 @@ pub async fn footprint(lb: usize, other: usize, nodes: usize, latency: Duration)
     let converge = started.elapsed();
     ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
     let (peak_rss_mib, cpu_seconds) = proc_stats(ctl.pid().expect("controller running"));
+    sampler.abort();
+    let (peak_anon_mib, peak_file_mib) = *peaks.lock().unwrap_or_else(|p| p.into_inner());
     ctl.stop().await;
     watch.task.abort();
-    FootprintResult { lb_services: lb, other_services: other, nodes, converge, peak_rss_mib, cpu_seconds }
+    FootprintResult {
+        lb_services: lb,
+        other_services: other,
+        nodes,
+        converge,
+        peak_rss_mib,
+        peak_anon_mib,
+        peak_file_mib,
+        cpu_seconds,
+    }
 }

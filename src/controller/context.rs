@@ -5,7 +5,7 @@
 //! Per-object state is keyed by uid, so a deleted and re-created object never inherits its
 //! predecessor's backoff or confirmation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,10 @@ pub struct Context {
     /// the watch delivers them without it: a pass on the stale cached copy (woken by our own
     /// status and annotation writes) must not delete again.
     pub released: Mutex<HashSet<String>>,
+    /// The annotations of each object's last spec that built (ours left out; no entry when it
+    /// had none), so a typo in one keeps the load balancer following the nodes with the last
+    /// valid settings (see `reconcile::follow_nodes_with_last_valid`).
+    pub valid_annotations: Mutex<HashMap<String, BTreeMap<String, String>>>,
     /// Per-object locks while a pass runs (the controller and the node sweeper share objects).
     pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -229,6 +233,28 @@ impl Context {
         lock(&self.checked).insert(uid.to_string(), Confirmed { at: Instant::now(), hash: Some(hash.to_string()) });
     }
 
+    /// Remembers the annotations a spec of `uid` just built with (without our own).
+    pub fn remember_valid_annotations(&self, uid: &str, annotations: Option<&BTreeMap<String, String>>) {
+        let relevant: BTreeMap<String, String> = annotations
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !crate::keys::OURS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut valid = lock(&self.valid_annotations);
+        if relevant.is_empty() {
+            valid.remove(uid);
+        } else if valid.get(uid) != Some(&relevant) {
+            valid.insert(uid.to_string(), relevant);
+        }
+    }
+
+    /// The annotations `uid`'s last valid spec built with, if one built since start.
+    pub fn valid_annotations(&self, uid: &str) -> Option<BTreeMap<String, String>> {
+        self.confirmed_hash(uid)?;
+        Some(lock(&self.valid_annotations).get(uid).cloned().unwrap_or_default())
+    }
+
     /// The last condition reported for `uid` (front ends without status conditions).
     pub fn reported(&self, uid: &str) -> Option<Cond> {
         lock(&self.reported).get(uid).cloned()
@@ -243,6 +269,7 @@ impl Context {
         lock(&self.checked).remove(uid);
         lock(&self.reported).remove(uid);
         lock(&self.released).remove(uid);
+        lock(&self.valid_annotations).remove(uid);
         self.backoff.succeeded(uid);
     }
 

@@ -192,6 +192,7 @@ pub async fn run(
         checked: Default::default(),
         reported: Default::default(),
         released: Default::default(),
+        valid_annotations: Default::default(),
         locks: Default::default(),
     });
 

@@ -38,8 +38,9 @@ use super::context::{Confirm, key, uid};
 use super::frontend::{Built, Desired, FrontEnd};
 use super::status::Cond;
 use super::{Context, EventType, finalizer};
+use crate::desired::nodes::NodeSnapshot;
 use crate::error::{Error, Result};
-use crate::keys::{ANN_CLAIMED_CLASS, ANN_RECORD, ANN_SPEC_HASH, FINALIZER, event, reason};
+use crate::keys::{ANN_CLAIMED_CLASS, ANN_RECORD, ANN_SPEC_HASH, FINALIZER, OURS, event, reason};
 use crate::metrics::{Outcome, ReconcileLabels};
 
 /// The backoff "attempt" of a deletion (specs use their hash).
@@ -192,16 +193,27 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     let Built { desired, warnings: build_warnings } = match obj.build(ctx, &nodes) {
         Ok(built) => built,
         Err(invalid) => {
-            let cond = Cond::not_ready(reason::INVALID_SPEC, invalid.to_string());
+            let fallback = last_valid(obj, ctx, &nodes);
+            let mut message = invalid.to_string();
+            if fallback.is_some() {
+                message.push_str(
+                    "; the load balancer keeps its last valid settings and follows node changes until this is fixed",
+                );
+            }
+            let cond = Cond::not_ready(reason::INVALID_SPEC, message);
             if !condition_is(obj, ctx, &cond) {
                 info!(kind = F::KIND, object = %key(obj), problems = %invalid, "invalid load balancer spec");
-                ctx.event(obj, EventType::Warning, event::INVALID_SPEC, "Validate", &invalid.to_string()).await;
+                ctx.event(obj, EventType::Warning, event::INVALID_SPEC, "Validate", &cond.message).await;
                 write_status(ctx, obj, None, &cond).await?;
             }
-            // Nothing that exists is touched; wait for the user to fix the object.
+            if let Some(desired) = fallback {
+                follow_nodes_with_last_valid(obj, ctx, &desired, &nodes).await?;
+            }
+            // Nothing else that exists is touched; wait for the user to fix the object.
             return Ok(Action::await_change());
         }
     };
+    ctx.remember_valid_annotations(&uid(obj), obj.meta().annotations.as_ref());
     let hash = desired.hash(&nodes);
     let uid = uid(obj);
     let id = ctx.lb_id(obj);
@@ -350,6 +362,58 @@ async fn targets_changed<F: FrontEnd>(
     }
     debug!(kind = F::KIND, object = %key(obj), targets, "load balancer targets updated");
     Ok(converged())
+}
+
+/// The spec `obj` would have with the annotations of its last valid spec (this process's
+/// memory), when it has a load balancer: a typo in an annotation must not freeze a working load
+/// balancer on the nodes it had. `None` when the problem is elsewhere (the spec itself), or
+/// nothing valid was seen since start.
+fn last_valid<F: FrontEnd>(obj: &F, ctx: &Context, nodes: &NodeSnapshot) -> Option<Desired> {
+    if !has_finalizer(obj) || record(obj).is_none() {
+        return None;
+    }
+    let mut annotations = ctx.valid_annotations(&uid(obj))?;
+    for k in OURS {
+        if let Some(v) = annotation(obj, k) {
+            annotations.insert(k.to_string(), v.clone());
+        }
+    }
+    let mut fallback = obj.clone();
+    fallback.meta_mut().annotations = Some(annotations);
+    fallback.build(ctx, nodes).ok().map(|b| b.desired)
+}
+
+/// Converges the targets of an object whose spec is invalid with its last valid spec, when
+/// that spec is what the load balancer implements (same frontend) and only the nodes moved.
+/// No status write: the condition says what is wrong.
+async fn follow_nodes_with_last_valid<F: FrontEnd>(
+    obj: &F,
+    ctx: &Context,
+    desired: &Desired,
+    nodes: &NodeSnapshot,
+) -> Result<()> {
+    let uid = uid(obj);
+    let hash = desired.hash(nodes);
+    let Some(known) = ctx.confirmed_hash(&uid) else { return Ok(()) };
+    if known == hash || frontend(&known) != frontend(&hash) {
+        return Ok(());
+    }
+    if ctx.backoff.gate(&uid, &hash).is_some() {
+        return Ok(());
+    }
+    if let Err(e) = ctx.update_targets(&ctx.lb_id(obj), desired, record(obj).as_ref()).await {
+        let note = format!("Error updating load balancer targets: {e}");
+        ctx.event(obj, EventType::Warning, event::SYNC_FAILED, "Update", &note).await;
+        return Err(Error::Ensure(e));
+    }
+    ctx.confirmed(&uid, &hash);
+    ctx.backoff.succeeded(&uid);
+    let note = format!(
+        "Updated load balancer with new hosts ({} targets), keeping its last valid settings",
+        desired.targets().len()
+    );
+    ctx.event(obj, EventType::Normal, event::UPDATED, "Update", &note).await;
+    Ok(())
 }
 
 /// A converged object waits for a change: its drift check comes from the sweeper

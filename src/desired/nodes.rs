@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use cloudlb_provider::{AddressKind, NodeAddress, Target};
 use k8s_openapi::api::core::v1::Node;
 
-use crate::keys::{LABEL_EXCLUDE_LB, TAINT_TO_BE_DELETED};
+use crate::keys::{LABEL_EXCLUDE_LB, TAINT_TO_BE_DELETED, TAINTS_KARPENTER_DISRUPTING};
 
 /// Go's `strconv.ParseBool`, which is what users' label values are checked against elsewhere.
 pub fn parse_go_bool(s: &str) -> Option<bool> {
@@ -31,11 +31,9 @@ pub fn is_eligible(node: &Node) -> bool {
     {
         return false;
     }
-    let tainted = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .is_some_and(|t| t.iter().any(|t| t.key == TAINT_TO_BE_DELETED));
+    let tainted = node.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|t| {
+        t.iter().any(|t| t.key == TAINT_TO_BE_DELETED || TAINTS_KARPENTER_DISRUPTING.contains(&t.key.as_str()))
+    });
     !tainted
 }
 
@@ -141,6 +139,16 @@ mod tests {
         let mut tainted = node("tainted");
         tainted.spec.as_mut().unwrap().taints =
             Some(vec![Taint { key: TAINT_TO_BE_DELETED.into(), effect: "NoSchedule".into(), ..Default::default() }]);
+        let taint = |name: &str, key: &str, value: Option<&str>| {
+            let mut n = node(name);
+            n.spec.as_mut().unwrap().taints = Some(vec![Taint {
+                key: key.into(),
+                value: value.map(String::from),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            }]);
+            n
+        };
         let mut other_taint = node("other-taint");
         other_taint.spec.as_mut().unwrap().taints =
             Some(vec![Taint { key: "dedicated".into(), effect: "NoSchedule".into(), ..Default::default() }]);
@@ -156,6 +164,9 @@ mod tests {
             (labelled("included-0", "0"), true),
             (deleting, false),
             (tainted, false),
+            (taint("karpenter-v1", "karpenter.sh/disrupted", None), false),
+            (taint("karpenter-v0", "karpenter.sh/disruption", Some("disrupting")), false),
+            (taint("karpenter-unrelated", "karpenter.sh/unregistered", None), true),
             (other_taint, true),
             (not_ready, true),
         ];

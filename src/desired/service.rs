@@ -163,10 +163,30 @@ pub fn build_for(
     caps: &Capabilities,
     provider: &dyn Provider,
 ) -> Result<LoadBalancerSpec, Invalid> {
-    let spec = build(svc, nodes, cfg)?;
+    let mut spec = build(svc, nodes, cfg)?;
+    prefer_supported_families(svc, &mut spec, caps);
     let mut problems = caps.check(&spec);
     problems.extend(provider.validate(&spec));
     if problems.is_empty() { Ok(spec) } else { Err(Invalid { problems }) }
+}
+
+/// `ipFamilyPolicy: PreferDualStack` asks for both families where possible: on a provider that
+/// does one, the Service gets that one (as kube-proxy and the apiserver treat a single-stack
+/// cluster), and the default source ranges follow. `RequireDualStack` and single-stack
+/// Services are checked as written.
+fn prefer_supported_families(svc: &Service, spec: &mut LoadBalancerSpec, caps: &Capabilities) {
+    let policy = svc.spec.as_ref().and_then(|s| s.ip_family_policy.as_deref());
+    if policy != Some("PreferDualStack") || spec.ip_families.iter().all(|f| caps.ip_families.contains(f)) {
+        return;
+    }
+    let supported: Vec<IpFamily> = spec.ip_families.iter().copied().filter(|f| caps.ip_families.contains(f)).collect();
+    if supported.is_empty() {
+        return;
+    }
+    if spec.source_ranges == all_addresses(&spec.ip_families) {
+        spec.source_ranges = all_addresses(&supported);
+    }
+    spec.ip_families = supported;
 }
 
 fn select(nodes: &[EligibleNode], keep: impl Fn(&EligibleNode) -> bool) -> Arc<Vec<Target>> {

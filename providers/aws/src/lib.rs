@@ -135,16 +135,19 @@ impl Provider for AwsProvider {
         }
     }
 
+    /// Unknown or unsupported annotation keys under our prefixes are warnings, not errors:
+    /// `ensure` never reads them, and a typo in one must not block a Service.
     fn warnings(&self, spec: &LoadBalancerSpec) -> Vec<String> {
-        Self::skipped_targets(spec)
-            .into_iter()
-            .map(|s| format!("node {} is not a target: {}", s.node, s.reason))
-            .collect()
+        let (_, problems) = options::parse(&spec.options);
+        let ignored = problems.into_iter().filter(|p| !p.fatal).map(|p| format!("{} (ignored)", p.message));
+        let skipped =
+            Self::skipped_targets(spec).into_iter().map(|s| format!("node {} is not a target: {}", s.node, s.reason));
+        ignored.chain(skipped).collect()
     }
 
     fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
         let (opts, problems) = options::parse(&spec.options);
-        let mut out: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+        let mut out: Vec<String> = problems.into_iter().filter(|p| p.fatal).map(|p| p.message).collect();
         out.extend(plan::spec_problems(spec, &opts));
         out
     }

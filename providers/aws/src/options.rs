@@ -1,10 +1,10 @@
 //! Annotation values (`spec.options`, prefix already cut) parsed into typed settings.
 //!
-//! Parsing is pure, so [`crate::AwsProvider::validate`] can report every problem before any cloud
-//! call, with the annotation, the value and what is accepted. `ensure` parses again and refuses
-//! (`ProviderError::Invalid`) only on *fatal* problems, i.e. values it would have to use; unknown
-//! or unsupported keys are reported by `validate` (which blocks the Service in the controller) but
-//! ignored by `ensure`, so a direct `ensure` call never fails on an annotation it does not read.
+//! Parsing is pure, so [`crate::AwsProvider::validate`] can report every fatal problem before any
+//! cloud call, with the annotation, the value and what is accepted. `ensure` parses again and
+//! refuses (`ProviderError::Invalid`) on the same ones, i.e. values it would have to use. Unknown
+//! or unsupported keys are not fatal: the provider's `warnings` report them (an event and the
+//! condition's message) and `ensure` ignores them, so a typo in a key never blocks a Service.
 
 use std::collections::BTreeMap;
 

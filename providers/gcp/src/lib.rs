@@ -139,16 +139,19 @@ impl Provider for GcpProvider {
         }
     }
 
+    /// Unknown or unsupported annotation keys under our prefixes are warnings, not errors:
+    /// `ensure` never reads them, and a typo in one must not block a Service.
     fn warnings(&self, spec: &LoadBalancerSpec) -> Vec<String> {
-        self.skipped_targets(spec)
-            .into_iter()
-            .map(|s| format!("node {} is not a backend: {}", s.node, s.reason))
-            .collect()
+        let (_, problems) = options::parse(&spec.options);
+        let ignored = problems.into_iter().filter(|p| !p.fatal).map(|p| format!("{} (ignored)", p.message));
+        let skipped =
+            self.skipped_targets(spec).into_iter().map(|s| format!("node {} is not a backend: {}", s.node, s.reason));
+        ignored.chain(skipped).collect()
     }
 
     fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
         let (opts, problems) = options::parse(&spec.options);
-        let mut out: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+        let mut out: Vec<String> = problems.into_iter().filter(|p| p.fatal).map(|p| p.message).collect();
         out.extend(plan::spec_problems(spec, &opts, &self.config));
         out
     }

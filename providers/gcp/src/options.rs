@@ -5,10 +5,11 @@
 //! `networking.gke.io/load-balancer-type: Internal`, `cloud.google.com/network-tier: Standard`, ….
 //! The prefix is cut before the provider sees them, so the three prefixes share one key space.
 //!
-//! Parsing is pure, so `GcpProvider::validate` (the `Provider` method) reports every problem before any cloud
-//! call, naming the annotation, the value and what is accepted. `ensure` refuses (`Invalid`) only
-//! on *fatal* problems, values it would have to use; unknown keys are reported by `validate`
-//! (which blocks the Service in the controller) but ignored by `ensure`.
+//! Parsing is pure, so `GcpProvider::validate` (the `Provider` method) reports every fatal
+//! problem before any cloud call, naming the annotation, the value and what is accepted; `ensure`
+//! refuses (`Invalid`) on the same ones, values it would have to use. Unknown or unsupported keys
+//! are not fatal: `GcpProvider::warnings` reports them (an event and the condition's message) and
+//! `ensure` ignores them, so a typo in a key never blocks a Service.
 
 use std::collections::BTreeMap;
 

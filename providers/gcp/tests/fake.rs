@@ -444,10 +444,11 @@ async fn bad_input_is_refused_before_any_call() {
         assert!(err.to_string().contains(needle), "{what}: {err}");
         assert!(w.fake.calls().is_empty(), "{what}: no call before refusing: {:?}", w.mutations());
     }
-    // An unknown key blocks in validate, but ensure does not use it.
+    // An unknown key is a warning, not a problem that blocks the Service; ensure ignores it.
     let mut spec = w.spec(&[80], std::slice::from_ref(&a));
     spec.options.insert("load-balancer-typo".into(), "x".into());
-    assert!(p.validate(&spec).iter().any(|m| m.contains("load-balancer-typo")));
+    assert!(p.validate(&spec).is_empty(), "{:?}", p.validate(&spec));
+    assert!(p.warnings(&spec).iter().any(|m| m.contains("load-balancer-typo") && m.contains("ignored")));
 
     // A public loadBalancerIP that is not reserved in the region: refused after reads only.
     let mut spec = w.spec(&[80], std::slice::from_ref(&a));

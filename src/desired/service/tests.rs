@@ -164,3 +164,25 @@ fn capabilities_reject_unsupported_protocol() {
         build_for(&s, &NodeSnapshot::default(), &DesiredConfig::default(), &provider.capabilities(), &provider).is_ok()
     );
 }
+
+#[test]
+fn prefer_dual_stack_gets_the_family_a_single_stack_provider_does() {
+    let provider = MemoryProvider::new(MemoryConfig::default()).unwrap();
+    let mut caps = provider.capabilities();
+    caps.ip_families = vec![IpFamily::IPv4];
+    let mut s = svc(vec![port(80, "TCP", Some(30080))]);
+    spec_mut(&mut s).ip_families = Some(vec!["IPv4".into(), "IPv6".into()]);
+    let build = |s: &Service| build_for(s, &NodeSnapshot::default(), &DesiredConfig::default(), &caps, &provider);
+
+    // Without a policy (or RequireDualStack) two families on a one-family provider are refused...
+    spec_mut(&mut s).ip_family_policy = Some("RequireDualStack".into());
+    assert!(build(&s).is_err());
+    // ...while PreferDualStack gets IPv4, with IPv4's default source range only.
+    spec_mut(&mut s).ip_family_policy = Some("PreferDualStack".into());
+    let spec = build(&s).expect("PreferDualStack builds");
+    assert_eq!(spec.ip_families, vec![IpFamily::IPv4]);
+    assert_eq!(spec.source_ranges, vec!["0.0.0.0/0".parse::<IpNet>().unwrap()]);
+    // User-given ranges are kept as written (the IPv6 one is then the provider's to refuse).
+    spec_mut(&mut s).load_balancer_source_ranges = Some(vec!["10.0.0.0/8".into()]);
+    assert_eq!(build(&s).expect("builds").source_ranges, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+}
