@@ -1,4 +1,5 @@
-//! `delete` and `get`: work from the record first, by name + tags second.
+//! `delete` and `get`: work from the record first, by name + tags second; the record is only a
+//! hint (see `record`), every resource is checked by its ownership tags before it is touched.
 //!
 //! Deletion order follows AWS's dependencies: listeners -> load balancer -> target groups ->
 //! security group. Every step treats "not found" as done, so a half-made or half-deleted load
@@ -9,26 +10,66 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cloudlb_provider::{LoadBalancerId, LoadBalancerStatus, ProviderError, Record};
+use cloudlb_provider::{ErrorClass, LoadBalancerId, LoadBalancerStatus, ProviderError, Record};
 
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb};
 use crate::{ensure, listeners, names, record, security_group, tags, target_groups};
 
-/// Our load balancer for `id`: by recorded ARN, else by name; `None` when absent or not ours.
+/// The load balancer the record names, when it is ours. A recorded load balancer tagged for
+/// this object under another cluster name (`--cluster-name` changed) is a Conflict: making or
+/// deleting by the new name would orphan it. Anything else the record names (another object's
+/// or cluster's load balancer, a malformed or foreign ARN) is ignored with a warning: the record
+/// is a hint anyone who can patch the object can edit.
+pub async fn recorded_lb(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    rec: Option<&Record>,
+) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
+    let Some(arn) = rec.and_then(record::load_balancer) else { return Ok(None) };
+    let lb = match load_balancer::find_by_arn(api, arn).await {
+        Ok(Some(lb)) => lb,
+        Ok(None) => return Ok(None),
+        // An ARN of another account or region: not ours to look at.
+        Err(e) if e.class() == ErrorClass::Permanent => {
+            tracing::warn!(arn, owner = %id, error = %e, "recorded load balancer cannot be read; ignoring the record");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?.remove(&lb.arn).unwrap_or_default();
+    if tags::is_owned(id, &t) {
+        return Ok(Some((lb, t)));
+    }
+    if t.get(tags::OWNER_UID) == Some(&id.uid)
+        && let Some(cluster) = t.get(tags::CLUSTER)
+    {
+        return Err(ProviderError::Conflict {
+            call: "elbv2:DescribeTags",
+            resource: format!("load balancer {} ({})", lb.name, lb.arn),
+            message: format!(
+                "it was made for this object by cloudlb with --cluster-name {cluster:?}, but cloudlb now runs with \
+                 --cluster-name {:?}; run with --cluster-name {cluster:?} again (or delete the load balancer \
+                 yourself) so that it is not left behind",
+                id.cluster
+            ),
+        });
+    }
+    tracing::warn!(lb = %lb.name, arn = %lb.arn, owner = %id, "recorded load balancer is not ours; ignoring the record");
+    Ok(None)
+}
+
+/// Our load balancer for `id`: the recorded one when it is ours, else by name; `None` when absent
+/// or not ours.
 async fn find_lb(
     api: &Api<'_>,
     id: &LoadBalancerId,
     rec: Option<&Record>,
 ) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
-    let mut lb = None;
-    if let Some(arn) = rec.and_then(|r| r.get(record::LOAD_BALANCER)) {
-        lb = load_balancer::find_by_arn(api, arn).await?;
+    if let Some(found) = recorded_lb(api, id, rec).await? {
+        return Ok(Some(found));
     }
-    if lb.is_none() {
-        lb = load_balancer::find_by_name(api, &names::load_balancer(id)).await?;
-    }
-    let Some(lb) = lb else { return Ok(None) };
+    let Some(lb) = load_balancer::find_by_name(api, &names::load_balancer(id)).await? else { return Ok(None) };
     let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?.remove(&lb.arn).unwrap_or_default();
     if !tags::is_owned(id, &t) {
         tracing::warn!(lb = %lb.name, arn = %lb.arn, owner = %id, "load balancer with our name is not ours; leaving it alone");
@@ -51,10 +92,8 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
         load_balancer::delete(api, &lb.arn).await?;
         lb_security_groups = lb.security_groups.clone();
     }
-    // Listeners in the record whose load balancer was already gone.
-    for arn in rec.map(record::listeners).unwrap_or_default() {
-        listeners::delete(api, &arn).await?;
-    }
+    // Listeners are deleted only through our own load balancer, never from the record: a
+    // listener ARN there may be anyone's (and a gone load balancer took its listeners along).
 
     if rec.is_none_or(|r| record::target_groups(r).is_empty()) {
         for tg in target_groups::scan(api, &names::target_group_marker(id)).await? {
@@ -72,7 +111,7 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
 
     // Security group: recorded, attached to our LB, or by name; each checked by tags.
     let mut sg_ids: BTreeSet<String> = lb_security_groups.into_iter().collect();
-    if let Some(sg) = rec.and_then(|r| r.get(record::SECURITY_GROUP)) {
+    if let Some(sg) = rec.and_then(record::security_group) {
         sg_ids.insert(sg.to_string());
     }
     if let Some(sg) = security_group::find(api, &names::security_group(id)).await? {

@@ -50,8 +50,13 @@ pub async fn ensure(
         tracing::warn!(lb = %id, node = %s.node, reason = %s.reason, "node is not registered as a target");
     }
 
-    // 1. The load balancer, if it exists: ours, and implementable in place?
+    // 1. The load balancer, if it exists: ours, and implementable in place? A recorded one
+    //    that is not the one by name is looked at (only then: no extra call when they agree),
+    //    so that a --cluster-name change is a Conflict instead of a second load balancer.
     let existing = load_balancer::find_by_name(api, &plan.lb_name).await?;
+    if record_in.and_then(record::load_balancer).is_some_and(|arn| existing.as_ref().is_none_or(|lb| lb.arn != arn)) {
+        crate::delete::recorded_lb(api, id, record_in).await?;
+    }
     if let Some(lb) = &existing {
         let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?;
         let lb_tags = t.get(&lb.arn).cloned().unwrap_or_default();

@@ -1,6 +1,12 @@
 //! The record of what was made, kept by the controller on the Service and handed back to every
 //! later call: deletion works from it even after the user changed ports or annotations.
 //!
+//! The record is a hint, never an authority: anyone who can patch the Service can edit it. So
+//! only values of the right shape are read (a malformed one is as if absent, and the resource is
+//! found by name and tags instead: a Service never hangs in Terminating over it), and every
+//! resource found through it is checked by its ownership tags before anything is done to it.
+//! Listeners are never deleted from the record: they are deleted through our own load balancer.
+//!
 //! ```text
 //!   load-balancer        -> load balancer ARN
 //!   security-group       -> security group id
@@ -32,17 +38,37 @@ pub fn build(lb_arn: &str, sg_id: Option<&str>, listeners: &BTreeMap<u16, (Strin
     r
 }
 
+/// Whether `v` looks like an ELBv2 ARN of `kind` (`loadbalancer/net/`, `targetgroup/`).
+fn is_elb_arn(v: &str, kind: &str) -> bool {
+    v.starts_with("arn:")
+        && v.split(':').nth(2) == Some("elasticloadbalancing")
+        && v.splitn(6, ':').nth(5).is_some_and(|rest| rest.starts_with(kind))
+        && v.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// The recorded load balancer ARN, if it looks like one.
+pub fn load_balancer(r: &Record) -> Option<&str> {
+    r.get(LOAD_BALANCER).filter(|v| is_elb_arn(v, "loadbalancer/"))
+}
+
+/// The recorded security group id, if it looks like one (`sg-` and hex digits).
+pub fn security_group(r: &Record) -> Option<&str> {
+    r.get(SECURITY_GROUP).filter(|v| {
+        v.strip_prefix("sg-").is_some_and(|h| !h.is_empty() && h.len() <= 17 && h.chars().all(|c| c.is_ascii_hexdigit()))
+    })
+}
+
+/// The recorded target group ARNs that look like ones.
 pub fn target_groups(r: &Record) -> Vec<String> {
-    r.0.iter().filter(|(k, _)| k.starts_with(TARGET_GROUP)).map(|(_, v)| v.clone()).collect()
+    r.0.iter()
+        .filter(|(k, v)| k.starts_with(TARGET_GROUP) && is_elb_arn(v, "targetgroup/"))
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
-/// The target group recorded for listener `port`.
+/// The target group recorded for listener `port`, if it looks like one.
 pub fn target_group(r: &Record, port: u16) -> Option<&str> {
-    r.get(&format!("{TARGET_GROUP}{port}"))
-}
-
-pub fn listeners(r: &Record) -> Vec<String> {
-    r.0.iter().filter(|(k, _)| k.starts_with(LISTENER)).map(|(_, v)| v.clone()).collect()
+    r.get(&format!("{TARGET_GROUP}{port}")).filter(|v| is_elb_arn(v, "targetgroup/"))
 }
 
 #[cfg(test)]
@@ -51,11 +77,26 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let l = BTreeMap::from([(80u16, ("l80".to_string(), Some("t80".to_string()))), (443, ("l443".into(), None))]);
-        let r = build("lb", Some("sg-1"), &l);
-        assert_eq!(r.get(LOAD_BALANCER), Some("lb"));
-        assert_eq!(r.get(SECURITY_GROUP), Some("sg-1"));
-        assert_eq!(target_groups(&r), vec!["t80".to_string()]);
-        assert_eq!(listeners(&r).len(), 2);
+        let tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/k8s-web-80t/0123abcd";
+        let lb = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/k8s-web/0123abcd";
+        let l = BTreeMap::from([(80u16, ("l80".to_string(), Some(tg.to_string()))), (443, ("l443".into(), None))]);
+        let r = build(lb, Some("sg-0123abcd"), &l);
+        assert_eq!(load_balancer(&r), Some(lb));
+        assert_eq!(security_group(&r), Some("sg-0123abcd"));
+        assert_eq!(target_groups(&r), vec![tg.to_string()]);
+        assert_eq!(target_group(&r, 80), Some(tg));
+    }
+
+    #[test]
+    fn values_of_the_wrong_shape_are_as_if_absent() {
+        let mut r = Record::default();
+        r.set(LOAD_BALANCER, "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/not-a-load-balancer/1");
+        r.set(SECURITY_GROUP, "sg-../../etc");
+        r.set("target-group/80", "\"}{ garbage");
+        r.set("target-group/81", "arn:aws:ec2:us-east-1:1:security-group/sg-1");
+        assert_eq!(load_balancer(&r), None);
+        assert_eq!(security_group(&r), None);
+        assert!(target_groups(&r).is_empty());
+        assert_eq!(target_group(&r, 80), None);
     }
 }

@@ -569,3 +569,59 @@ async fn converges_through_throttling_and_lost_responses() {
     assert!(deleted, "delete never succeeded");
     assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
 }
+
+#[tokio::test]
+async fn the_record_is_a_hint_never_an_authority() {
+    let w = World::new("record").await;
+    let p = w.provider().await;
+    let (a, b) = (w.id("a"), w.id("b"));
+    let st_a = p.ensure(&a, &w.spec(&[(80, 30080)], &[0]), None).await.expect("ensure a");
+    let st_b = p.ensure(&b, &w.spec(&[(80, 30081)], &[0]), None).await.expect("ensure b");
+    let b_lb = st_b.record.get("load-balancer").expect("b's load balancer").to_string();
+    let b_listeners = listeners_of(&w, &b_lb).await;
+    assert_eq!(b_listeners.len(), 1);
+    let owned_b = |o: &support::Owned| {
+        o.load_balancers == [names::load_balancer(&b)] && o.target_groups.len() == 1 && o.security_groups.len() == 1
+    };
+
+    // A's record edited to name everything of B's (listeners included): deleting A deletes all
+    // of A's, found by name and tags, and nothing of B's.
+    let mut forged = st_b.record.clone();
+    for (k, v) in &st_a.record.0 {
+        if !forged.0.contains_key(k) {
+            forged.set(k.clone(), v.clone());
+        }
+    }
+    p.delete(&a, Some(&forged)).await.expect("delete a with b's record");
+    assert!(p.get(&a, None).await.unwrap().is_none(), "a's load balancer is gone");
+    let owned = w.owned().await;
+    assert!(owned_b(&owned), "only b's resources are left, all of them: {owned:?}");
+    assert_eq!(listeners_of(&w, &b_lb).await, b_listeners, "b's listener survives");
+
+    // A malformed record (garbage, wrong kinds of ARN, B's listener) is as if absent.
+    p.ensure(&a, &w.spec(&[(80, 30080)], &[0]), None).await.expect("ensure a again");
+    let b_listener = b_listeners.values().next().unwrap().0.clone();
+    let mut garbage = cloudlb_provider::Record::default();
+    garbage.set("load-balancer", "\"}{ not an arn");
+    garbage.set("security-group", "sg-../../x");
+    garbage.set("target-group/80", b_lb.clone());
+    garbage.set("listener/80", b_listener);
+    p.delete(&a, Some(&garbage)).await.expect("a malformed record never blocks a delete");
+    assert!(p.get(&a, None).await.unwrap().is_none());
+    let owned = w.owned().await;
+    assert!(owned_b(&owned), "{owned:?}");
+    assert_eq!(listeners_of(&w, &b_lb).await, b_listeners);
+
+    // The same object under another --cluster-name: a Conflict naming the flag, never a second
+    // load balancer, and nothing deleted.
+    let renamed = cloudlb_provider::LoadBalancerId { cluster: "record-renamed".into(), ..b.clone() };
+    let err = p.ensure(&renamed, &w.spec(&[(80, 30081)], &[0]), Some(&st_b.record)).await.expect_err("conflict");
+    assert!(matches!(err, ProviderError::Conflict { .. }) && err.to_string().contains("--cluster-name"), "{err}");
+    let err = p.delete(&renamed, Some(&st_b.record)).await.expect_err("conflict on delete");
+    assert!(matches!(err, ProviderError::Conflict { .. }), "{err}");
+    assert!(w.load_balancer(&names::load_balancer(&renamed)).await.is_none(), "no second load balancer");
+    assert!(owned_b(&w.owned().await));
+
+    p.delete(&b, Some(&st_b.record)).await.expect("delete b");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}

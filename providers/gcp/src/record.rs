@@ -31,13 +31,34 @@ pub fn set_instance_group(r: &mut Record, zone: &str, link: &str) {
 }
 
 /// Zones of the recorded instance groups.
+/// The zones recorded, only those shaped like a zone name (`us-central1-a`): the record can be
+/// edited by anyone who can patch the object, and a zone ends up in request paths.
 pub fn zones(r: &Record) -> Vec<String> {
-    r.0.keys().filter_map(|k| k.strip_prefix(INSTANCE_GROUP)).map(String::from).collect()
+    r.0.keys()
+        .filter_map(|k| k.strip_prefix(INSTANCE_GROUP))
+        .filter(|z| is_zone_name(z))
+        .map(String::from)
+        .collect()
+}
+
+fn is_zone_name(z: &str) -> bool {
+    (1..=63).contains(&z.len())
+        && z.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && z.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zones_of_the_wrong_shape_are_ignored() {
+        let mut r = Record::default();
+        set_instance_group(&mut r, "us-central1-a", "l-a");
+        set_instance_group(&mut r, "../../global/firewalls/x", "l-x");
+        set_instance_group(&mut r, "US-CENTRAL1-B", "l-b");
+        assert_eq!(zones(&r), vec!["us-central1-a".to_string()]);
+    }
 
     #[test]
     fn zones_round_trip() {
