@@ -93,6 +93,12 @@ impl Error {
         }
     }
 
+    /// A status write refused because the object changed since it was read (the
+    /// `resourceVersion` precondition): not a failure, the next pass reads the new object.
+    pub fn is_write_conflict(&self) -> bool {
+        matches!(self, Error::PatchStatus(kube::Error::Api(s)) if s.code == 409)
+    }
+
     /// Label for metrics (never formatted from the error's text).
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -129,5 +135,7 @@ mod tests {
         assert_eq!(e.api_retry_after(), Some(std::time::Duration::from_secs(7)));
         assert_eq!(Error::AddFinalizer(api(429, 0)).api_retry_after(), Some(std::time::Duration::from_secs(1)));
         assert_eq!(Error::PatchStatus(api(409, 7)).api_retry_after(), None, "only 429 asks us to wait");
+        assert!(Error::PatchStatus(api(409, 0)).is_write_conflict());
+        assert!(!Error::PatchAnnotations(api(409, 0)).is_write_conflict());
     }
 }

@@ -31,7 +31,7 @@ use cloudlb_provider::{ErrorClass, LoadBalancerStatus, ProviderError, Record, St
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use super::context::{Confirm, key, uid};
@@ -42,6 +42,9 @@ use crate::desired::nodes::NodeSnapshot;
 use crate::error::{Error, Result};
 use crate::keys::{ANN_CLAIMED_CLASS, ANN_RECORD, ANN_SPEC_HASH, FINALIZER, OURS, event, reason};
 use crate::metrics::{Outcome, ReconcileLabels};
+
+/// How soon a pass whose status write met a newer object runs again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
 /// The backoff "attempt" of a deletion (specs use their hash).
 const DELETE_ATTEMPT: &str = "delete";
@@ -64,6 +67,11 @@ pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Ac
 /// Retry policy for failed reconciles: per-object exponential backoff with jitter; a
 /// provider's own retry-after (throttling) is honoured when longer.
 pub fn error_policy<F: FrontEnd>(obj: Arc<F>, err: &Error, ctx: Arc<Context>) -> Action {
+    if err.is_write_conflict() {
+        // Someone else wrote the object since we read it; its watch event is on the way.
+        debug!(kind = F::KIND, object = %key(obj.as_ref()), "status changed since read; passing again");
+        return Action::requeue(CONFLICT_RETRY);
+    }
     let attempt = attempt_of(obj.as_ref(), &ctx);
     let min = err.provider_error().and_then(ProviderError::retry_after).or_else(|| err.api_retry_after());
     let delay = ctx.backoff.failed(&uid(obj.as_ref()), &attempt, min);
@@ -147,7 +155,7 @@ async fn cleanup<F: FrontEnd>(obj: &F, ctx: &Context, deleting: bool) -> Result<
     if !deleting {
         // The object stays but is no longer ours: take back what we wrote.
         if let Some(patch) = obj.clear_status_patch() {
-            api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(guarded(obj, patch)))
                 .await
                 .map_err(Error::PatchStatus)?;
         }
@@ -172,6 +180,19 @@ fn condition_is<F: FrontEnd>(obj: &F, ctx: &Context, cond: &Cond) -> bool {
     }
 }
 
+/// A status merge patch that replaces `status.conditions` (a merge patch replaces a list
+/// whole) is made conditional on the object being the one it was computed from: another
+/// controller's condition written in between makes it fail with 409 instead of being dropped
+/// (see `error_policy`). Patches that only touch our own fields go through unconditionally.
+fn guarded<F: FrontEnd>(obj: &F, mut patch: Value) -> Value {
+    if patch["status"].get("conditions").is_some()
+        && let Some(rv) = obj.meta().resource_version.as_deref()
+    {
+        patch["metadata"] = json!({ "resourceVersion": rv });
+    }
+    patch
+}
+
 async fn write_status<F: FrontEnd>(
     ctx: &Context,
     obj: &F,
@@ -180,7 +201,7 @@ async fn write_status<F: FrontEnd>(
 ) -> Result<()> {
     if let Some(patch) = obj.status_patch(lb, cond) {
         api(ctx, obj)
-            .patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            .patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(guarded(obj, patch)))
             .await
             .map_err(Error::PatchStatus)?;
     }
@@ -300,7 +321,8 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
         Ok(st) => st,
         Err(e) => return ensure_failed(obj, ctx, e).await,
     };
-    save_record(ctx, obj, &st, &hash).await?;
+    let written = save_record(ctx, obj, &st, &hash).await?;
+    let obj = written.as_ref().unwrap_or(obj);
     let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(&desired)).collect();
     let cond = ready_cond(&desired, &warnings);
     write_status(ctx, obj, Some((&st, &desired)), &cond).await?;
@@ -462,7 +484,9 @@ async fn ready_condition<F: FrontEnd>(obj: &F, ctx: &Context, desired: &Desired,
     write_status(ctx, obj, None, &cond).await
 }
 
-async fn save_record<F: FrontEnd>(ctx: &Context, obj: &F, st: &LoadBalancerStatus, hash: &str) -> Result<()> {
+/// Writes the record and hash annotations when they differ; returns the object as written (its
+/// new `resourceVersion` is what the status write that follows is conditional on).
+async fn save_record<F: FrontEnd>(ctx: &Context, obj: &F, st: &LoadBalancerStatus, hash: &str) -> Result<Option<F>> {
     let record = st.record.to_json();
     let class = obj.requested_class();
     // A hash that differs in its targets part only is not rewritten: targets changes never
@@ -471,15 +495,15 @@ async fn save_record<F: FrontEnd>(ctx: &Context, obj: &F, st: &LoadBalancerStatu
         && annotation(obj, ANN_SPEC_HASH).map(|h| frontend(h)) == Some(frontend(hash))
         && annotation(obj, ANN_CLAIMED_CLASS) == Some(&class)
     {
-        return Ok(());
+        return Ok(None);
     }
     let patch =
         json!({"metadata": {"annotations": {ANN_RECORD: record, ANN_SPEC_HASH: hash, ANN_CLAIMED_CLASS: class}}});
-    api(ctx, obj)
+    let written = api(ctx, obj)
         .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
         .await
         .map_err(Error::PatchAnnotations)?;
-    Ok(())
+    Ok(Some(written))
 }
 
 async fn ensure_failed<F: FrontEnd>(obj: &F, ctx: &Context, e: ProviderError) -> Result<Action> {
@@ -567,4 +591,24 @@ pub async fn restore<F: FrontEnd>(ctx: &Context, objects: Vec<F>) -> usize {
         restored += usize::from(ok);
     }
     restored
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Service;
+    use serde_json::json;
+
+    use super::guarded;
+
+    #[test]
+    fn a_patch_that_replaces_the_conditions_is_conditional_on_the_version_read() {
+        let mut svc = Service::default();
+        svc.metadata.resource_version = Some("42".into());
+        let conditions = json!({"status": {"conditions": [{"type": "cloudlb.io/LoadBalancerReady"}]}});
+        assert_eq!(guarded(&svc, conditions)["metadata"]["resourceVersion"], "42");
+        let cleared = json!({"status": {"loadBalancer": {"ingress": null}, "conditions": null}});
+        assert_eq!(guarded(&svc, cleared)["metadata"]["resourceVersion"], "42", "removing the list replaces it too");
+        let address = json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}});
+        assert!(guarded(&svc, address)["metadata"].is_null(), "our own fields need no precondition");
+    }
 }

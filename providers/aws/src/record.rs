@@ -54,7 +54,8 @@ pub fn load_balancer(r: &Record) -> Option<&str> {
 /// The recorded security group id, if it looks like one (`sg-` and hex digits).
 pub fn security_group(r: &Record) -> Option<&str> {
     r.get(SECURITY_GROUP).filter(|v| {
-        v.strip_prefix("sg-").is_some_and(|h| !h.is_empty() && h.len() <= 17 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        v.strip_prefix("sg-")
+            .is_some_and(|h| !h.is_empty() && h.len() <= 17 && h.chars().all(|c| c.is_ascii_hexdigit()))
     })
 }
 

@@ -34,11 +34,7 @@ pub fn set_instance_group(r: &mut Record, zone: &str, link: &str) {
 /// The zones recorded, only those shaped like a zone name (`us-central1-a`): the record can be
 /// edited by anyone who can patch the object, and a zone ends up in request paths.
 pub fn zones(r: &Record) -> Vec<String> {
-    r.0.keys()
-        .filter_map(|k| k.strip_prefix(INSTANCE_GROUP))
-        .filter(|z| is_zone_name(z))
-        .map(String::from)
-        .collect()
+    r.0.keys().filter_map(|k| k.strip_prefix(INSTANCE_GROUP)).filter(|z| is_zone_name(z)).map(String::from).collect()
 }
 
 fn is_zone_name(z: &str) -> bool {
