@@ -135,6 +135,7 @@ pub fn controller_config(args: &ControllerArgs, mode: Mode) -> ControllerConfig 
         services: args.controllers.contains(&ControllerKind::Service),
         concurrency: args.concurrency,
         resync_period: args.resync_period,
+        reconcile_timeout: args.reconcile_timeout,
         desired,
         ingress,
         instance: std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "cloudlb".into()),

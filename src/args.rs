@@ -105,6 +105,10 @@ pub struct ControllerArgs {
     /// How often each load balancer is checked against the cloud for drift (e.g. 10m, 90s, 1h).
     #[arg(long, default_value = "10m", value_parser = parse_duration_min_1s)]
     pub resync_period: Duration,
+    /// Longest one pass over one object may take (cloud calls included); a pass that takes longer
+    /// is stopped and retried with backoff, and one that cannot be stopped fails /healthz.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_min_1s)]
+    pub reconcile_timeout: Duration,
     /// Where /metrics, /healthz and /readyz are served [default: 0.0.0.0:8080 for `run`,
     /// 127.0.0.1:0 (a free port) for `sandbox`].
     #[arg(long)]

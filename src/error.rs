@@ -16,6 +16,8 @@ pub enum Error {
     Ensure(#[source] ProviderError),
     #[error("deleting load balancer: {0}")]
     Delete(#[source] ProviderError),
+    #[error("the pass took longer than --reconcile-timeout ({0:?}); it was stopped and will be retried")]
+    ReconcileTimeout(std::time::Duration),
     #[error("reading load balancer: {0}")]
     Get(#[source] ProviderError),
     #[error("creating provider {provider}: {source}")]
@@ -104,6 +106,7 @@ impl Error {
         match self {
             Error::AddFinalizer(_) | Error::RemoveFinalizer(_) => "finalizer",
             Error::PatchAnnotations(_) | Error::PatchStatus(_) => "kube_write",
+            Error::ReconcileTimeout(_) => "timeout",
             Error::Ensure(_) | Error::Delete(_) | Error::Get(_) => "provider",
             _ => "startup",
         }

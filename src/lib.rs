@@ -6,8 +6,8 @@
 //!  args ─▶ app ─▶ controller ─┬─ claim      (is this Service ours?)
 //!                             ├─ desired    (PURE: Service + Nodes -> LoadBalancerSpec)
 //!                             ├─ reconcile  (finalizer, provider, record, status, events)
-//!                             └─ metrics    (/metrics, /healthz, /readyz)
-//!  providers ─▶ cloudlb-provider::Provider (memory; aws, gcp, local to come)
+//!                             └─ metrics    (/metrics, /healthz = liveness, /readyz)
+//!  providers ─▶ cloudlb-provider::Provider (memory, local, aws, gcp)
 //!  demo ─▶ cloudlb-sandbox (an in-memory Kubernetes API) + the controller + a demo Service
 //! ```
 //!
@@ -15,7 +15,8 @@
 //! - [`args`]: every flag; [`app`]: start-up; [`providers`]: the provider factory;
 //! - [`claim`]: which Services are ours; [`desired`]: the pure spec builder and node rules;
 //! - [`controller`]: reconcile, status and conditions, finalizer, backoff, node tracking;
-//! - [`keys`]: annotation keys, reasons, finalizer; [`metrics`]; [`demo`]: `cloudlb sandbox`;
+//! - [`keys`]: annotation keys, reasons, finalizer; [`metrics`]; [`liveness`]: what `/healthz`
+//!   checks; [`demo`]: `cloudlb sandbox`;
 //! - [`leader`]: leader election on a Lease.
 
 pub mod api_limit;
@@ -28,6 +29,7 @@ pub mod desired;
 pub mod error;
 pub mod keys;
 pub mod leader;
+pub mod liveness;
 pub mod logging;
 pub mod metrics;
 pub mod providers;

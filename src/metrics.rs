@@ -27,6 +27,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::error::{Error, Result};
+use crate::liveness::Liveness;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum Call {
@@ -103,6 +104,8 @@ pub struct Metrics {
     pub node_set_changes: Counter,
     pub leader: Gauge,
     pub ready: AtomicBool,
+    /// What `/healthz` checks (see `liveness`).
+    pub liveness: Arc<Liveness>,
 }
 
 impl Default for Metrics {
@@ -140,6 +143,7 @@ impl Default for Metrics {
             node_set_changes,
             leader,
             ready: AtomicBool::new(false),
+            liveness: Default::default(),
         }
     }
 }
@@ -170,6 +174,7 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr
     let bound = listener.local_addr().map_err(|source| Error::Bind { what: "metrics server", addr, source })?;
     let m = metrics.clone();
     let r = metrics.clone();
+    let l = metrics.liveness.clone();
     let app = Router::new()
         .route(
             "/metrics",
@@ -180,7 +185,21 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let l = l.clone();
+                async move {
+                    match l.check() {
+                        Ok(()) => (StatusCode::OK, "ok".to_string()).into_response(),
+                        Err(why) => {
+                            tracing::error!(problem = %why, "liveness check failed");
+                            (StatusCode::SERVICE_UNAVAILABLE, format!("not alive: {why}")).into_response()
+                        }
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

@@ -176,6 +176,23 @@ async fn a_typo_keeps_a_working_load_balancer_following_the_nodes() {
 }
 
 #[tokio::test]
+async fn a_hung_provider_call_is_stopped_at_the_reconcile_timeout_and_retried() {
+    let c = cluster_with_nodes().await;
+    // Every provider call takes an hour: without a bound, the pass would hold the Service as
+    // long, and nothing would say so.
+    let ctl = Controller::start(&c, &["--memory-latency", "1h", "--reconcile-timeout", "2s"]).await;
+    c.add_service("web", &[(80, "TCP")], json!({})).await;
+    ctl.wait_metric("cloudlb_reconciles_total", &[("kind", "Service"), ("result", "error")], "a timed-out pass", |v| {
+        v >= 1.0
+    })
+    .await;
+    ctl.wait_log("took longer than --reconcile-timeout").await;
+    // The pass was stopped, so the process is alive: /healthz says so.
+    assert_eq!(ctl.probe("/healthz").await.0, 200);
+    ctl.stop().await;
+}
+
+#[tokio::test]
 async fn delete_removes_load_balancer_then_finalizer_then_object() {
     let c = cluster_with_nodes().await;
     let ctl = Controller::start(&c, &[]).await;

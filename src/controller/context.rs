@@ -36,6 +36,8 @@ pub struct ControllerConfig {
     pub services: bool,
     pub concurrency: u16,
     pub resync_period: Duration,
+    /// Longest one pass may take (see `reconcile`).
+    pub reconcile_timeout: Duration,
     pub desired: DesiredConfig,
     /// `None`: Ingresses are not watched.
     pub ingress: Option<IngressConfig>,

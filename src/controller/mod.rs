@@ -54,6 +54,8 @@ pub use events::EventType;
 use frontend::FrontEnd;
 use watches::{AbortOnDrop, Change, receiver_stream, spawn_cache};
 
+use crate::liveness::WatchAlive;
+
 fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -75,6 +77,7 @@ pub async fn run(
     client.apiserver_version().await.map_err(Error::ApiUnreachable)?;
     let provider: Arc<dyn Provider> = Arc::new(InstrumentedProvider { inner: provider, metrics: metrics.clone() });
     let caps = provider.capabilities();
+    metrics.liveness.set_deadline(config.reconcile_timeout);
     let tracker = nodes::spawn(client.clone(), metrics.clone());
     let _node_task = AbortOnDrop(tracker.task);
     if tracker.ready.clone().wait_for(|r| *r).await.is_err() {
@@ -91,6 +94,7 @@ pub async fn run(
     let (services, svc_task) = spawn_cache(
         scoped::<Service>(&client, &config.namespace),
         watcher::Config::default(),
+        WatchAlive { liveness: metrics.liveness.clone(), what: "Services" },
         <Service as FrontEnd>::trim,
         service::cached,
         // The store is handed in by the cache task itself: the first list can complete before
@@ -133,6 +137,7 @@ pub async fn run(
         let (classes, task) = spawn_cache(
             Api::<IngressClass>::all(client.clone()),
             watcher::Config::default(),
+            WatchAlive { liveness: metrics.liveness.clone(), what: "IngressClasses" },
             |c: &mut IngressClass| service::trim_meta(&mut c.metadata),
             |_| true,
             move |change, _: &Store<IngressClass>| {
@@ -145,6 +150,7 @@ pub async fn run(
         let (secrets, task) = spawn_cache(
             scoped::<Secret>(&client, &config.namespace),
             watcher::Config::default().fields(ingress::TLS_SECRET_SELECTOR),
+            WatchAlive { liveness: metrics.liveness.clone(), what: "TLS Secrets" },
             ingress::trim_secret,
             |_| true,
             move |change, _: &Store<Secret>| {

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::desired::nodes::{EligibleNode, NodeSnapshot, eligible};
+use crate::liveness::WatchAlive;
 use crate::metrics::Metrics;
 
 #[derive(Default)]
@@ -71,7 +72,10 @@ pub fn spawn(client: Client, metrics: Arc<Metrics>) -> NodeTracker {
     let (change_tx, changes) = watch::channel(0u64);
     let api: Api<Node> = Api::all(client);
     let task_set = set.clone();
+    let alive = WatchAlive { liveness: metrics.liveness.clone(), what: "Nodes" };
     let task = tokio::spawn(async move {
+        // Dropped when this task ends for any reason: /healthz then fails (see `liveness`).
+        let _alive = alive;
         let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
         let mut init: BTreeMap<String, Node> = BTreeMap::new();
         let mut stream = watcher(api, watcher::Config::default()).modify(trim).default_backoff().boxed();

@@ -55,7 +55,14 @@ pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Ac
     let lock = ctx.object_lock(&uid(obj.as_ref()));
     let guard = lock.lock().await;
     let started = Instant::now();
-    let result = reconcile_inner(obj.as_ref(), &ctx).await;
+    // Bounded: a call that hangs (an API or cloud connection silently dropped) must not hold
+    // the object forever; the liveness probe watches for a pass that even this cannot stop.
+    let _inflight = ctx.metrics.liveness.reconcile(format!("{} {}", F::KIND, key(obj.as_ref())));
+    let limit = ctx.config.reconcile_timeout;
+    let result = match tokio::time::timeout(limit, reconcile_inner(obj.as_ref(), &ctx)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::ReconcileTimeout(limit)),
+    };
     drop(guard);
     ctx.release_object_lock(&uid(obj.as_ref()), lock);
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());

@@ -24,6 +24,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use crate::liveness::WatchAlive;
+
 /// One change of a watched object, after it was applied to the cache.
 pub enum Change<'a, K> {
     /// Created or updated. `initial` is true for the objects of a (re-)list: those are *not*
@@ -46,6 +48,7 @@ pub enum Change<'a, K> {
 pub fn spawn_cache<K, N>(
     api: Api<K>,
     config: watcher::Config,
+    alive: WatchAlive,
     trim: fn(&mut K),
     keep: fn(&K) -> bool,
     mut notify: N,
@@ -58,6 +61,8 @@ where
     let kind = K::kind(&()).to_string();
     let reader = store.clone();
     let task = tokio::spawn(async move {
+        // Dropped when this task ends for any reason: /healthz then fails (see `liveness`).
+        let _alive = alive;
         let mut first = true;
         let kept = watcher(api, config).modify(trim).filter_map(move |event| {
             futures::future::ready(match event {

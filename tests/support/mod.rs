@@ -441,6 +441,11 @@ impl Controller {
             .sum()
     }
 
+    /// `GET path` on the metrics server: (status code, body).
+    pub async fn probe(&self, path: &str) -> (u16, String) {
+        self.http.get(self.metrics, path).await.expect("probe")
+    }
+
     /// Provider calls of one kind (ensure, delete, get), any result.
     pub async fn calls(&self, call: &str) -> u64 {
         self.metric("cloudlb_provider_calls_total", &[("call", call)]).await as u64
