@@ -18,6 +18,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::debug;
 
 use super::backoff::Backoff;
+use super::cached::CachedService;
 use super::events::{self, EventType};
 use super::frontend::{Desired, Layer};
 use super::nodes::NodeSet;
@@ -60,8 +61,9 @@ pub struct Context {
     pub caps: Capabilities,
     pub config: ControllerConfig,
     pub nodes: Arc<NodeSet>,
-    /// Every Service (trimmed): the Service controller's own cache, read by Ingresses too.
-    pub services: Store<Service>,
+    /// The Services cloudlb reads, compact (see `cached`): the Service controller's own cache,
+    /// read by Ingresses too.
+    pub services: Store<CachedService>,
     /// Present when Ingresses are watched.
     pub ingress: Option<IngressCaches>,
     pub events: events::Publisher,
@@ -192,7 +194,7 @@ impl Context {
 
     /// A Service from the shared cache.
     pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
-        self.services.get(&ObjectRef::new(name).within(namespace))
+        self.services.get(&ObjectRef::new(name).within(namespace))?.decoded()
     }
 
     pub fn confirmation_due(&self, uid: &str) -> Confirm {

@@ -19,6 +19,7 @@
 //! built from are complete (a half-filled cache would look like missing backends).
 
 pub mod backoff;
+pub mod cached;
 mod context;
 pub mod events;
 pub mod finalizer;
@@ -43,12 +44,13 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::metrics::{InstrumentedProvider, Metrics};
+use cached::CachedService;
 pub use context::{Confirm, Confirmed, Context, ControllerConfig, IngressCaches};
 pub use events::EventType;
 use frontend::FrontEnd;
@@ -86,20 +88,21 @@ pub async fn run(
     let watch_ingresses = config.ingress.is_some();
 
     // Services: one watch and one cache, read by both controllers.
-    let (svc_tx, svc_rx) = mpsc::unbounded_channel::<Arc<Service>>();
+    let (svc_tx, svc_rx) = mpsc::unbounded_channel::<Arc<CachedService>>();
     let (svc_changed_tx, svc_changed_rx) = mpsc::unbounded_channel::<(String, String)>();
     // A cache re-listed after a watch gap: what changed is unknown, so every Ingress is rebuilt.
     let (relisted_tx, relisted_rx) = mpsc::unbounded_channel::<()>();
     let svc_relisted_tx = relisted_tx.clone();
     let (services, svc_task) = spawn_cache(
-        scoped::<Service>(&client, &config.namespace),
+        scoped::<CachedService>(&client, &config.namespace),
         watcher::Config::default(),
         WatchAlive { liveness: metrics.liveness.clone(), what: "Services" },
-        <Service as FrontEnd>::trim,
-        service::cached,
+        // Trimmed and filtered while decoding (see `cached`).
+        |_| {},
+        CachedService::kept,
         // The store is handed in by the cache task itself: the first list can complete before
         // this function gets to keep the store it returns.
-        move |change, store: &Store<Service>| match change {
+        move |change, store: &Store<CachedService>| match change {
             // The objects of a list reach the cache only at its end: send them all then.
             Change::Applied { initial: true, .. } => {}
             Change::Listed { first } => {
@@ -117,10 +120,7 @@ pub async fn run(
                     let _ = svc_tx.send(cached);
                 }
                 if watch_ingresses {
-                    let key = (
-                        obj.metadata.namespace.clone().unwrap_or_default(),
-                        obj.metadata.name.clone().unwrap_or_default(),
-                    );
+                    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
                     let _ = svc_changed_tx.send(key);
                 }
             }
@@ -225,7 +225,7 @@ pub async fn run(
         let started = std::time::Instant::now();
         let mut restored = 0;
         if config.services {
-            let list: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
+            let list: Vec<Service> = services.state().iter().filter_map(|s| s.service().ok()).collect();
             restored += reconcile::restore(&ctx, list).await;
         }
         if watch_ingresses {
@@ -246,7 +246,7 @@ pub async fn run(
     // pass comes back through the controller.
     let (svc_retry_tx, svc_retry_rx) = mpsc::unbounded_channel();
     let _svc_sweep = config.services.then(|| {
-        AbortOnDrop(tokio::spawn(sweep::run::<Service>(
+        AbortOnDrop(tokio::spawn(sweep::run::<CachedService>(
             tracker.changes.clone(),
             services.clone(),
             ctx.clone(),
@@ -257,7 +257,7 @@ pub async fn run(
         .with_config(controller_config.clone())
         .reconcile_on(receiver_stream(svc_retry_rx))
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile::reconcile::<Service>, reconcile::error_policy::<Service>, ctx.clone())
+        .run(reconcile::reconcile_cached::<CachedService>, reconcile::error_policy_cached::<CachedService>, ctx.clone())
         .for_each(log_result);
     let ingress_controller = ingress_watch.map(|(store, stream)| {
         let routed = {
@@ -286,7 +286,7 @@ pub async fn run(
                 receiver_stream(retry_rx),
             ))
             .graceful_shutdown_on(shutdown.clone())
-            .run(reconcile::reconcile::<Ingress>, reconcile::error_policy::<Ingress>, ctx.clone())
+            .run(reconcile::reconcile_cached::<Ingress>, reconcile::error_policy_cached::<Ingress>, ctx.clone())
             .for_each(log_result);
         async move {
             let _sweeper = sweeper;

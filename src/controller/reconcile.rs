@@ -34,6 +34,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
+use super::cached::Cached;
 use super::context::{Confirm, key, uid};
 use super::frontend::{Built, Desired, FrontEnd};
 use super::status::Cond;
@@ -69,6 +70,22 @@ pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Ac
     let result_label = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
     ctx.metrics.reconciles.get_or_create(&ReconcileLabels { kind: F::KIND, result: result_label }).inc();
     result
+}
+
+/// [`reconcile`] for an object as its cache holds it (see `cached`).
+pub async fn reconcile_cached<C: Cached>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action> {
+    match C::full(&obj) {
+        Some(full) => reconcile(full, ctx).await,
+        None => Ok(Action::await_change()),
+    }
+}
+
+/// [`error_policy`] for an object as its cache holds it.
+pub fn error_policy_cached<C: Cached>(obj: Arc<C>, err: &Error, ctx: Arc<Context>) -> Action {
+    match C::full(&obj) {
+        Some(full) => error_policy(full, err, ctx),
+        None => Action::await_change(),
+    }
 }
 
 /// Retry policy for failed reconciles: per-object exponential backoff with jitter; a

@@ -24,8 +24,8 @@ use tokio::time::MissedTickBehavior;
 use tracing::debug;
 
 use super::Context;
+use super::cached::Cached;
 use super::context::uid;
-use super::frontend::FrontEnd;
 use super::reconcile::{self, has_finalizer};
 
 /// How often the sweeper looks for due drift checks: a tenth of the resync period (so a check
@@ -35,11 +35,11 @@ pub fn drift_tick(resync_period: Duration) -> Duration {
 }
 
 /// Runs until the node tracker goes away. `retry` takes the objects whose pass failed.
-pub async fn run<F: FrontEnd>(
+pub async fn run<C: Cached>(
     mut nodes: watch::Receiver<u64>,
-    store: Store<F>,
+    store: Store<C>,
     ctx: Arc<Context>,
-    retry: mpsc::UnboundedSender<ObjectRef<F>>,
+    retry: mpsc::UnboundedSender<ObjectRef<C>>,
 ) {
     let mut drift = tokio::time::interval(drift_tick(ctx.config.resync_period));
     drift.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -53,7 +53,7 @@ pub async fn run<F: FrontEnd>(
             },
             _ = drift.tick() => false,
         };
-        let objects: Vec<Arc<F>> = store
+        let objects: Vec<Arc<C>> = store
             .state()
             .into_iter()
             .filter(|o| has_finalizer(o.as_ref()))
@@ -63,12 +63,13 @@ pub async fn run<F: FrontEnd>(
             continue;
         }
         let why = if node_change { "node set changed" } else { "drift checks due" };
-        debug!(kind = F::KIND, objects = objects.len(), "{why}; sweeping");
+        debug!(kind = %C::kind(&()), objects = objects.len(), "{why}; sweeping");
         futures::stream::iter(objects)
             .for_each_concurrent(usize::from(ctx.config.concurrency), |obj| {
                 let (ctx, retry) = (ctx.clone(), retry.clone());
                 async move {
                     let key = ObjectRef::from_obj(obj.as_ref());
+                    let Some(obj) = C::full(&obj) else { return };
                     if let Err(e) = reconcile::reconcile(obj.clone(), ctx.clone()).await {
                         // Records the backoff; the controller's pass then waits it out.
                         let _ = reconcile::error_policy(obj, &e, ctx);
