@@ -31,13 +31,20 @@ pub enum EventType {
     Warning,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    uid: String,
-    warning: bool,
-    reason: String,
-    action: String,
-    note: u64,
+/// What makes two events one series (object uid, type, reason, action, note), as a 128-bit
+/// digest: the cache holds thousands of them, and a collision would need 2^64 of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key(u64, u64);
+
+impl Key {
+    fn new(uid: &str, warning: bool, reason: &str, action: &str, note: &str) -> Self {
+        let digest = |salt: u8| {
+            let mut h = DefaultHasher::new();
+            (salt, uid, warning, reason, action, note).hash(&mut h);
+            h.finish()
+        };
+        Key(digest(0), digest(1))
+    }
 }
 
 struct Entry {
@@ -59,7 +66,7 @@ impl Cache {
     }
 
     fn put(&mut self, key: Key, entry: Entry) {
-        if self.entries.insert(key.clone(), entry).is_none() {
+        if self.entries.insert(key, entry).is_none() {
             self.order.push_back(key);
         }
         while self.order.len() > CAP {
@@ -94,15 +101,8 @@ impl Publisher {
         action: &str,
         note: &str,
     ) -> Result<(), kube::Error> {
-        let mut h = DefaultHasher::new();
-        note.hash(&mut h);
-        let key = Key {
-            uid: regarding.uid.clone().unwrap_or_default(),
-            warning: type_ == EventType::Warning,
-            reason: reason.into(),
-            action: action.into(),
-            note: h.finish(),
-        };
+        let uid = regarding.uid.as_deref().unwrap_or_default();
+        let key = Key::new(uid, type_ == EventType::Warning, reason, action, note);
         let now = MicroTime(Timestamp::now());
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let existing = self.cache().live(&key);
@@ -147,7 +147,22 @@ mod tests {
     use super::*;
 
     fn key(i: usize) -> Key {
-        Key { uid: format!("u{i}"), warning: false, reason: "R".into(), action: "A".into(), note: 0 }
+        Key::new(&format!("u{i}"), false, "R", "A", "note")
+    }
+
+    #[test]
+    fn every_part_of_the_key_tells_series_apart() {
+        let base = Key::new("u", false, "R", "A", "n");
+        assert_eq!(base, Key::new("u", false, "R", "A", "n"));
+        for other in [
+            Key::new("v", false, "R", "A", "n"),
+            Key::new("u", true, "R", "A", "n"),
+            Key::new("u", false, "S", "A", "n"),
+            Key::new("u", false, "R", "B", "n"),
+            Key::new("u", false, "R", "A", "m"),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 
     fn entry() -> Entry {
