@@ -15,6 +15,9 @@ pub mod ingress;
 pub mod nodes;
 pub mod service;
 
+#[cfg(test)]
+mod properties;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
