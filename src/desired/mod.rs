@@ -15,6 +15,9 @@ pub mod ingress;
 pub mod nodes;
 pub mod service;
 
+#[cfg(test)]
+mod properties;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -81,7 +84,9 @@ pub(crate) fn health_numbers(ann: &BTreeMap<String, String>, problems: &mut Vec<
     let healthy = num(ANN_HC_HEALTHY, 2, 1, 10);
     let unhealthy = num(ANN_HC_UNHEALTHY, 3, 1, 10);
     if timeout > interval {
-        problems.push(format!("health check timeout ({timeout}s) must not exceed its interval ({interval}s)"));
+        problems.push(format!(
+            "health check timeout (annotation {ANN_HC_TIMEOUT}, {timeout}s) must not exceed its interval (annotation {ANN_HC_INTERVAL}, {interval}s)"
+        ));
     }
     (interval, timeout, healthy, unhealthy)
 }

@@ -81,7 +81,7 @@ impl Capabilities {
         }
         for f in &spec.ip_families {
             if !self.ip_families.contains(f) {
-                problems.push(format!("IP family {f:?} is not supported by this provider"));
+                problems.push(format!("spec.ipFamilies: IP family {f:?} is not supported by this provider"));
             }
         }
         problems

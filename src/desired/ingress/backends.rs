@@ -38,16 +38,19 @@ pub(super) fn resolve(
             })
             .and_then(|s| node_port(s, &id.port));
         // A path annotation on the Service wins over the Ingress's: the Service knows its app.
-        let path = service
-            .as_deref()
-            .and_then(|s| s.metadata.annotations.as_ref()?.get(HEALTHCHECK_PATH).cloned())
-            .or_else(|| ingress_annotations.get(HEALTHCHECK_PATH).cloned())
+        let on_service = service.as_deref().and_then(|s| s.metadata.annotations.as_ref()?.get(HEALTHCHECK_PATH));
+        let path = on_service
+            .or_else(|| ingress_annotations.get(HEALTHCHECK_PATH))
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty());
         if let Some(p) = &path
             && !p.starts_with('/')
         {
-            problems.push(format!("annotation {HEALTHCHECK_PATH}: {p:?} must be a path starting with /"));
+            let on = match on_service {
+                Some(_) => format!(" on Service {namespace}/{}", id.service),
+                None => String::new(),
+            };
+            problems.push(format!("annotation {HEALTHCHECK_PATH}{on}: {p:?} must be a path starting with /"));
         }
         let health_check = HealthCheck {
             target: HealthTarget::KubeProxy,
