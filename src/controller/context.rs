@@ -73,7 +73,7 @@ pub struct Context {
     pub checked: Mutex<HashMap<String, Confirmed>>,
     /// The last condition reported for objects whose status has no conditions (Ingress), so a
     /// problem is reported once per change, not once per pass.
-    pub reported: Mutex<HashMap<String, Cond>>,
+    pub reported: Mutex<HashMap<String, u64>>,
     /// Objects whose load balancer this process deleted and whose finalizer it removed, until
     /// the watch delivers them without it: a pass on the stale cached copy (woken by our own
     /// status and annotation writes) must not delete again.
@@ -259,13 +259,13 @@ impl Context {
         Some(lock(&self.valid_annotations).get(uid).cloned().unwrap_or_default())
     }
 
-    /// The last condition reported for `uid` (front ends without status conditions).
-    pub fn reported(&self, uid: &str) -> Option<Cond> {
-        lock(&self.reported).get(uid).cloned()
+    /// The digest of the last condition reported for `uid` (see [`Cond::digest`]).
+    pub fn reported(&self, uid: &str) -> Option<u64> {
+        lock(&self.reported).get(uid).copied()
     }
 
     pub fn remember_reported(&self, uid: &str, cond: &Cond) {
-        lock(&self.reported).insert(uid.to_string(), cond.clone());
+        lock(&self.reported).insert(uid.to_string(), cond.digest());
     }
 
     /// Drops every per-object entry of `uid` (the object is gone or no longer ours).

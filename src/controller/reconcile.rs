@@ -200,7 +200,7 @@ async fn cleanup<F: FrontEnd>(obj: &F, ctx: &Context, deleting: bool) -> Result<
 fn condition_is<F: FrontEnd>(obj: &F, ctx: &Context, cond: &Cond) -> bool {
     match obj.condition() {
         Some(c) => c == *cond,
-        None => ctx.reported(&uid(obj)).is_some_and(|c| c == *cond),
+        None => ctx.reported(&uid(obj)).is_some_and(|c| c == cond.digest()),
     }
 }
 
@@ -271,7 +271,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     // goes on serving): compared with what this process reported, not the possibly stale object.
     if ctx.just_written(&uid, &hash) {
         let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(&desired)).collect();
-        if ctx.reported(&uid).is_some_and(|c| c != ready_cond(&desired, &warnings)) {
+        if ctx.reported(&uid).is_some_and(|c| c != ready_cond(&desired, &warnings).digest()) {
             ready_condition(obj, ctx, &desired, &build_warnings).await?;
         }
         return Ok(converged());

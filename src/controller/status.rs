@@ -29,6 +29,15 @@ impl Cond {
     pub fn not_ready(reason: &str, message: impl Into<String>) -> Self {
         Self { ready: false, reason: reason.into(), message: message.into() }
     }
+
+    /// A digest to remember a reported condition by (one per object, kept for its lifetime:
+    /// the message itself can be long).
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.ready, &self.reason, &self.message).hash(&mut h);
+        h.finish()
+    }
 }
 
 /// `status.loadBalancer.ingress` for the provider's addresses.
