@@ -1124,12 +1124,15 @@ fn service_bad_annotation() -> BoxedStrategy<(String, String)> {
     .boxed()
 }
 
-fn service_good_annotation() -> BoxedStrategy<(String, String)> {
+/// A valid value for one key the Service builder reads. `timeout_max` 10 keeps a lone
+/// health-check timeout within the default interval (a valid spec); 120 lets combinations
+/// conflict (timeout above interval), which the builder must then report.
+fn service_valid_annotation(interval_min: u32, timeout_max: u32) -> BoxedStrategy<(String, String)> {
     prop_oneof![
         pair(ANN_INTERNAL, good_bool()),
         pair(ANN_SOURCE_RANGES, good_cidr_list()),
-        pair(ANN_HC_INTERVAL, good_number(5, 300)),
-        pair(ANN_HC_TIMEOUT, good_number(1, 10)),
+        pair(ANN_HC_INTERVAL, good_number(interval_min, 300)),
+        pair(ANN_HC_TIMEOUT, good_number(1, timeout_max)),
         pair(ANN_HC_HEALTHY, good_number(1, 10)),
         pair(ANN_HC_UNHEALTHY, good_number(1, 10)),
         pair(ANN_TARGET_NODE_LABELS, good_labels()),
@@ -1138,20 +1141,15 @@ fn service_good_annotation() -> BoxedStrategy<(String, String)> {
     .boxed()
 }
 
+/// Alone on a valid base: keeps it valid.
+fn service_good_annotation() -> BoxedStrategy<(String, String)> {
+    service_valid_annotation(5, 10)
+}
+
 /// Valid values for the keys the Service builder reads, alone or together (so the health-check
 /// interval may be shorter than the timeout: a conflict).
 fn service_plausible_annotation() -> BoxedStrategy<(String, String)> {
-    prop_oneof![
-        pair(ANN_INTERNAL, good_bool()),
-        pair(ANN_SOURCE_RANGES, good_cidr_list()),
-        pair(ANN_HC_INTERVAL, good_number(1, 300)),
-        pair(ANN_HC_TIMEOUT, good_number(1, 120)),
-        pair(ANN_HC_HEALTHY, good_number(1, 10)),
-        pair(ANN_HC_UNHEALTHY, good_number(1, 10)),
-        pair(ANN_TARGET_NODE_LABELS, good_labels()),
-        option_pair(),
-    ]
-    .boxed()
+    service_valid_annotation(1, 120)
 }
 
 /// [`service_plausible_annotation`] for the Ingress builder.
