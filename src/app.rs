@@ -1,4 +1,12 @@
-//! Starting the controller: client, metrics server, provider, then the reconcile loop.
+//! Starting the controller: client, metrics server, provider, then the reconcile loop; and
+//! how a leader ends.
+//!
+//! A leader ends in one of two ways. Asked to stop (SIGTERM), it lets in-flight reconciles
+//! finish, then closes the fence and releases the lease so a standby takes over at once; exit 0.
+//! Having lost the lease (it could not renew within the renew deadline, or another holder has
+//! it), it may already have a successor: the fence has stopped every provider mutation by then,
+//! and the process exits non-zero at once, without draining anything, to be restarted as a
+//! standby. A standby asked to stop just exits 0.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +24,7 @@ use crate::args::{ControllerArgs, ControllerKind, RunArgs};
 use crate::controller::{self, ControllerConfig};
 use crate::desired::ingress::IngressConfig;
 use crate::error::{Error, Result};
-use crate::leader::{Elector, LeaderConfig};
+use crate::leader::{Elector, FencedProvider, LeaderConfig};
 use crate::metrics::{self, Metrics};
 use crate::providers;
 
@@ -62,37 +70,35 @@ pub async fn start(
     };
     let addr = metrics::serve(args.metrics_addr.unwrap_or(default_metrics), metrics.clone()).await?;
     info!(addr = %addr, "serving metrics and health");
-    let leadership = if args.leader_elect {
-        // A standby is ready (healthy, waiting): a rollout must not stall on it. The leader is
-        // ready once it has synced (set by the controller).
-        let standby = || metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        let held = Elector::new(client.clone(), leader_config(args)).acquire(standby).await;
-        metrics.ready.store(false, std::sync::atomic::Ordering::Relaxed);
-        Some(held)
-    } else {
-        None
-    };
-    metrics.leader.set(1);
     let config = controller_config(args, mode);
-    let Some(leadership) = leadership else {
+    if !args.leader_elect {
+        metrics.leader.set(1);
         return controller::run(client, provider, config, metrics, shutdown).await;
-    };
-    let mut lost = leadership.lost.clone();
-    let lost_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = lost_flag.clone();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = lost.wait_for(|l| *l) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
-        }
-    };
-    let result = controller::run(client, provider, config, metrics.clone(), stop).await;
-    metrics.leader.set(0);
-    if lost_flag.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(Error::LeadershipLost);
     }
-    leadership.release().await;
-    result
+    let mut shutdown = Box::pin(shutdown);
+    // A standby is ready (healthy, waiting): a rollout must not stall on it. The leader is
+    // ready once it has synced (set by the controller).
+    let standby = || metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let leadership = tokio::select! {
+        held = Elector::new(client.clone(), leader_config(args)).acquire(standby) => held,
+        () = &mut shutdown => return Ok(()),
+    };
+    metrics.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    metrics.leader.set(1);
+    let provider: Arc<dyn Provider> = Arc::new(FencedProvider { inner: provider, fence: leadership.fence() });
+    tokio::select! {
+        result = controller::run(client, provider, config, metrics.clone(), shutdown) => {
+            metrics.leader.set(0);
+            leadership.release().await;
+            result
+        }
+        // The fence is closed by now (and the loss logged). Returning drops the controllers
+        // mid-flight: nothing is drained.
+        () = leadership.lost() => {
+            metrics.leader.set(0);
+            Err(Error::LeadershipLost)
+        }
+    }
 }
 
 /// Where the controller runs, for the defaults that differ.
