@@ -8,6 +8,8 @@
 //! and the process exits non-zero at once, without draining anything, to be restarted as a
 //! standby. A standby asked to stop just exits 0.
 
+pub mod api_timeout;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -36,9 +38,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     start(client, provider, &args.controller, Mode::Cluster, shutdown_signal()).await
 }
 
-/// A client from `--kubeconfig`, else in-cluster config, else `~/.kube/config`.
+/// A client from `--kubeconfig`, else in-cluster config, else `~/.kube/config`, with a deadline
+/// on every request ([`api_timeout`]).
 pub async fn client(kubeconfig: Option<&Path>, limit: Option<(f64, u32)>) -> Result<Client> {
-    let config = match kubeconfig {
+    let mut config = match kubeconfig {
         Some(path) => {
             let err = |source| Error::Kubeconfig { path: path.display().to_string(), source };
             let kc = Kubeconfig::read_from(path).map_err(err)?;
@@ -46,13 +49,18 @@ pub async fn client(kubeconfig: Option<&Path>, limit: Option<(f64, u32)>) -> Res
         }
         None => Config::infer().await.map_err(Error::InferConfig)?,
     };
-    match limit {
-        None => Client::try_from(config).map_err(Error::Client),
+    api_timeout::configure(&mut config);
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(Error::Client)?
+        .with_layer(&api_timeout::DeadlineLayer(api_timeout::REQUEST_TIMEOUT));
+    Ok(match limit {
+        None => builder.build(),
+        // Outside the deadline: waiting for a token is not the API being slow.
         Some((qps, burst)) => {
-            let layer = crate::api_limit::LimitLayer(std::sync::Arc::new(crate::api_limit::Bucket::new(qps, burst)));
-            Ok(kube::client::ClientBuilder::try_from(config).map_err(Error::Client)?.with_layer(&layer).build())
+            let layer = crate::api_limit::LimitLayer(Arc::new(crate::api_limit::Bucket::new(qps, burst)));
+            builder.with_layer(&layer).build()
         }
-    }
+    })
 }
 
 /// Serves metrics, builds the provider and runs the controller until `shutdown`.
