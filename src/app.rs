@@ -1,4 +1,14 @@
-//! Starting the controller: client, metrics server, provider, then the reconcile loop.
+//! Starting the controller: client, metrics server, provider, then the reconcile loop; and
+//! how a leader ends.
+//!
+//! A leader ends in one of two ways. Asked to stop (SIGTERM), it lets in-flight reconciles
+//! finish, then closes the fence and releases the lease so a standby takes over at once; exit 0.
+//! Having lost the lease (it could not renew within the renew deadline, or another holder has
+//! it), it may already have a successor: the fence has stopped every provider mutation by then,
+//! and the process exits non-zero at once, without draining anything, to be restarted as a
+//! standby. A standby asked to stop just exits 0.
+
+pub mod api_timeout;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +26,7 @@ use crate::args::{ControllerArgs, ControllerKind, RunArgs};
 use crate::controller::{self, ControllerConfig};
 use crate::desired::ingress::IngressConfig;
 use crate::error::{Error, Result};
-use crate::leader::{Elector, LeaderConfig};
+use crate::leader::{Elector, FencedProvider, LeaderConfig};
 use crate::metrics::{self, Metrics};
 use crate::providers;
 
@@ -28,9 +38,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     start(client, provider, &args.controller, Mode::Cluster, shutdown_signal()).await
 }
 
-/// A client from `--kubeconfig`, else in-cluster config, else `~/.kube/config`.
+/// A client from `--kubeconfig`, else in-cluster config, else `~/.kube/config`, with a deadline
+/// on every request ([`api_timeout`]).
 pub async fn client(kubeconfig: Option<&Path>, limit: Option<(f64, u32)>) -> Result<Client> {
-    let config = match kubeconfig {
+    let mut config = match kubeconfig {
         Some(path) => {
             let err = |source| Error::Kubeconfig { path: path.display().to_string(), source };
             let kc = Kubeconfig::read_from(path).map_err(err)?;
@@ -38,13 +49,18 @@ pub async fn client(kubeconfig: Option<&Path>, limit: Option<(f64, u32)>) -> Res
         }
         None => Config::infer().await.map_err(Error::InferConfig)?,
     };
-    match limit {
-        None => Client::try_from(config).map_err(Error::Client),
+    api_timeout::configure(&mut config);
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(Error::Client)?
+        .with_layer(&api_timeout::DeadlineLayer(api_timeout::REQUEST_TIMEOUT));
+    Ok(match limit {
+        None => builder.build(),
+        // Outside the deadline: waiting for a token is not the API being slow.
         Some((qps, burst)) => {
-            let layer = crate::api_limit::LimitLayer(std::sync::Arc::new(crate::api_limit::Bucket::new(qps, burst)));
-            Ok(kube::client::ClientBuilder::try_from(config).map_err(Error::Client)?.with_layer(&layer).build())
+            let layer = crate::api_limit::LimitLayer(Arc::new(crate::api_limit::Bucket::new(qps, burst)));
+            builder.with_layer(&layer).build()
         }
-    }
+    })
 }
 
 /// Serves metrics, builds the provider and runs the controller until `shutdown`.
@@ -62,37 +78,35 @@ pub async fn start(
     };
     let addr = metrics::serve(args.metrics_addr.unwrap_or(default_metrics), metrics.clone()).await?;
     info!(addr = %addr, "serving metrics and health");
-    let leadership = if args.leader_elect {
-        // A standby is ready (healthy, waiting): a rollout must not stall on it. The leader is
-        // ready once it has synced (set by the controller).
-        let standby = || metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        let held = Elector::new(client.clone(), leader_config(args)).acquire(standby).await;
-        metrics.ready.store(false, std::sync::atomic::Ordering::Relaxed);
-        Some(held)
-    } else {
-        None
-    };
-    metrics.leader.set(1);
     let config = controller_config(args, mode);
-    let Some(leadership) = leadership else {
+    if !args.leader_elect {
+        metrics.leader.set(1);
         return controller::run(client, provider, config, metrics, shutdown).await;
-    };
-    let mut lost = leadership.lost.clone();
-    let lost_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = lost_flag.clone();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = lost.wait_for(|l| *l) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
-        }
-    };
-    let result = controller::run(client, provider, config, metrics.clone(), stop).await;
-    metrics.leader.set(0);
-    if lost_flag.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(Error::LeadershipLost);
     }
-    leadership.release().await;
-    result
+    let mut shutdown = Box::pin(shutdown);
+    // A standby is ready (healthy, waiting): a rollout must not stall on it. The leader is
+    // ready once it has synced (set by the controller).
+    let standby = || metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let leadership = tokio::select! {
+        held = Elector::new(client.clone(), leader_config(args)).acquire(standby) => held,
+        () = &mut shutdown => return Ok(()),
+    };
+    metrics.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    metrics.leader.set(1);
+    let provider: Arc<dyn Provider> = Arc::new(FencedProvider { inner: provider, fence: leadership.fence() });
+    tokio::select! {
+        result = controller::run(client, provider, config, metrics.clone(), shutdown) => {
+            metrics.leader.set(0);
+            leadership.release().await;
+            result
+        }
+        // The fence is closed by now (and the loss logged). Returning drops the controllers
+        // mid-flight: nothing is drained.
+        () = leadership.lost() => {
+            metrics.leader.set(0);
+            Err(Error::LeadershipLost)
+        }
+    }
 }
 
 /// Where the controller runs, for the defaults that differ.

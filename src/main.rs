@@ -29,6 +29,9 @@ fn main() -> ExitCode {
             Command::Sandbox(args) => demo::sandbox(args).await,
         }
     });
+    // Tasks still running are dropped; a blocking one (a file write, a DNS lookup) must not hold
+    // the exit either: a leader that lost its lease has to be gone promptly.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

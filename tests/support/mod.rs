@@ -5,6 +5,7 @@
 //! (`await_condition`), controller counters by polling `/metrics` until they match.
 
 #![allow(dead_code)]
+pub mod freeze_proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
