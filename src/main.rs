@@ -6,7 +6,26 @@ use clap::Parser;
 use cloudlb::args::{Cli, Command};
 use cloudlb::{app, demo, logging};
 
+/// glibc's malloc gives threads that allocate at once arenas of their own, up to eight per core,
+/// and memory freed in one arena is not reused by another: a burst of reconciles spread over the
+/// runtime's threads leaves each arena holding its own high-water mark. Two arenas measured
+/// about 2 MiB less peak RSS with 10,000 load balancers (benches/README.md) at no measurable
+/// cost in throughput; the runtime has one worker thread per core and this is a controller,
+/// not an allocator benchmark.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator; it is called before
+    // any thread is started, and an unsupported value is refused with a return value of 0.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     // Both the AWS and Google SDKs use aws-lc-rs; rustls panics if two providers are compiled in
     // and none is chosen, so choose one before any client is built.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
