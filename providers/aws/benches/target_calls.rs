@@ -15,17 +15,6 @@ use std::time::Instant;
 use cloudlb_provider::Provider;
 use support::World;
 
-/// Calls made between two snapshots of the provider's counters, by action.
-fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .filter_map(|(k, v)| {
-            let d = v - before.get(k).copied().unwrap_or(0);
-            (d > 0).then(|| (k.clone(), d))
-        })
-        .collect()
-}
-
 fn row(phase: &str, n: usize, calls: &BTreeMap<String, u64>, secs: f64) {
     let total: u64 = calls.values().sum();
     let mutating: u64 = calls.iter().filter(|(k, _)| !k.contains(":Describe")).map(|(_, v)| v).sum();
@@ -86,7 +75,7 @@ async fn main() {
                 p.update_targets(id, &spec, Some(record)).await.expect("update targets");
             }
         }
-        row(phase, n, &since(&before, &p.call_counts()), started.elapsed().as_secs_f64());
+        row(phase, n, &support::calls_since(&before, &p.call_counts()), started.elapsed().as_secs_f64());
     }
     for (id, record) in &made {
         p.delete(id, Some(record)).await.expect("delete");

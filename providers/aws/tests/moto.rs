@@ -13,7 +13,7 @@ use cloudlb_provider::{ErrorClass, IngressPoint, IpMode, Protocol, Provider, Pro
 use cloudlb_provider_aws::{AwsProvider, names};
 
 use support::proxy::FaultProxy;
-use support::{World, delta, mutations};
+use support::{World, calls_since, delta, mutations};
 
 #[tokio::test]
 async fn conformance_suite() {
@@ -254,17 +254,6 @@ async fn updates_converge_in_place_with_batched_target_calls() {
     assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
 }
 
-/// Every call made between two snapshots, by name (reads included).
-fn all_calls(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .filter_map(|(k, v)| {
-            let d = v - before.get(k).copied().unwrap_or(0);
-            (d > 0).then(|| (k.clone(), d))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn targets_only_updates_touch_only_target_registrations() {
     let w = World::new("targets").await;
@@ -278,7 +267,7 @@ async fn targets_only_updates_touch_only_target_registrations() {
     let before = p.call_counts();
     let b = w.spec(&[(80, 30080), (443, 30443)], &[0, 1, 2]);
     p.update_targets(&id, &b, Some(&st.record)).await.expect("update targets");
-    let calls = all_calls(&before, &p.call_counts());
+    let calls = calls_since(&before, &p.call_counts());
     let want = BTreeMap::from([
         ("elbv2:DescribeTags".to_string(), 1),
         ("elbv2:DescribeTargetHealth".to_string(), 2),
@@ -294,7 +283,7 @@ async fn targets_only_updates_touch_only_target_registrations() {
     let before = p.call_counts();
     let c = w.spec(&[(80, 30080), (443, 30443)], &[1, 2]);
     p.update_targets(&id, &c, Some(&st.record)).await.expect("update targets");
-    let calls = all_calls(&before, &p.call_counts());
+    let calls = calls_since(&before, &p.call_counts());
     let want =
         BTreeMap::from([("elbv2:DescribeTargetHealth".to_string(), 2), ("elbv2:DeregisterTargets".to_string(), 2)]);
     assert_eq!(calls, want);

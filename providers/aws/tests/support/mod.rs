@@ -289,16 +289,20 @@ impl Owned {
     }
 }
 
-/// Mutating calls in `after` that were not in `before` (everything but Describe*).
-pub fn mutations(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+/// Every call made between two snapshots of the provider's counters, by name (reads included).
+pub fn calls_since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     after
         .iter()
-        .filter(|(k, _)| !k.contains(":Describe"))
         .filter_map(|(k, v)| {
             let d = v - before.get(k).copied().unwrap_or(0);
             (d > 0).then(|| (k.clone(), d))
         })
         .collect()
+}
+
+/// Mutating calls in `after` that were not in `before` (everything but Describe*).
+pub fn mutations(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    calls_since(before, after).into_iter().filter(|(k, _)| !k.contains(":Describe")).collect()
 }
 
 pub fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, call: &str) -> u64 {
