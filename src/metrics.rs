@@ -103,6 +103,8 @@ pub struct Metrics {
     pub eligible_nodes: Gauge,
     pub node_set_changes: Counter,
     pub leader: Gauge,
+    /// Load balancers this process keeps per-object state for.
+    pub tracked: Gauge,
     pub ready: AtomicBool,
     /// What `/healthz` checks (see `liveness`).
     pub liveness: Arc<Liveness>,
@@ -133,6 +135,12 @@ impl Default for Metrics {
             "1 while this process holds the leader Lease (or runs without election)",
             leader.clone(),
         );
+        let tracked = Gauge::default();
+        registry.register(
+            "tracked_load_balancers",
+            "Load balancers this process keeps state for (seen since start, not yet deleted)",
+            tracked.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -142,6 +150,7 @@ impl Default for Metrics {
             eligible_nodes,
             node_set_changes,
             leader,
+            tracked,
             ready: AtomicBool::new(false),
             liveness: Default::default(),
         }

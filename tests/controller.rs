@@ -193,6 +193,31 @@ async fn a_hung_provider_call_is_stopped_at_the_reconcile_timeout_and_retried() 
 }
 
 #[tokio::test]
+async fn state_of_deleted_services_is_dropped_even_without_a_cleanup_pass() {
+    let c = cluster_with_nodes().await;
+    let ctl = Controller::start(&c, &[]).await;
+    for name in ["a", "b", "c"] {
+        c.add_service(name, &[(80, "TCP")], json!({})).await;
+    }
+    for name in ["a", "b", "c"] {
+        c.wait_address(name).await;
+    }
+    let tracked = |n: f64| ctl.wait_metric("cloudlb_tracked_load_balancers", &[], "tracked", move |v| v == n);
+    tracked(3.0).await;
+    // A normal delete: the cleanup pass forgets the object.
+    c.services().delete("a", &Default::default()).await.expect("delete a");
+    c.wait_gone("a").await;
+    tracked(2.0).await;
+    // Our finalizer removed by hand, then deleted: the object is gone at once and no pass ever
+    // sees it again; the watch's deletion is what drops its state.
+    c.patch_service("b", json!({"metadata": {"finalizers": null}})).await;
+    c.services().delete("b", &Default::default()).await.expect("delete b");
+    c.wait_gone("b").await;
+    tracked(1.0).await;
+    ctl.stop().await;
+}
+
+#[tokio::test]
 async fn delete_removes_load_balancer_then_finalizer_then_object() {
     let c = cluster_with_nodes().await;
     let ctl = Controller::start(&c, &[]).await;

@@ -209,6 +209,7 @@ impl Context {
                 let offset = period.mul_f64(rand::random::<f64>());
                 let at = Instant::now().checked_sub(offset).unwrap_or_else(Instant::now);
                 checked.insert(uid.to_string(), Confirmed { at, hash: None });
+                self.metrics.tracked.set(checked.len() as i64);
                 at
             }
         };
@@ -234,7 +235,9 @@ impl Context {
     }
 
     pub fn confirmed(&self, uid: &str, hash: &str) {
-        lock(&self.checked).insert(uid.to_string(), Confirmed { at: Instant::now(), hash: Some(hash.to_string()) });
+        let mut checked = lock(&self.checked);
+        checked.insert(uid.to_string(), Confirmed { at: Instant::now(), hash: Some(hash.to_string()) });
+        self.metrics.tracked.set(checked.len() as i64);
     }
 
     /// Remembers the annotations a spec of `uid` just built with (without our own).
@@ -268,9 +271,15 @@ impl Context {
         lock(&self.reported).insert(uid.to_string(), cond.digest());
     }
 
-    /// Drops every per-object entry of `uid` (the object is gone or no longer ours).
+    /// Drops every per-object entry of `uid` (the object is gone or no longer ours): called by
+    /// the cleanup pass, and for every object the watch reports deleted (one whose finalizer was
+    /// removed by hand never gets a cleanup pass).
     pub fn forget(&self, uid: &str) {
-        lock(&self.checked).remove(uid);
+        {
+            let mut checked = lock(&self.checked);
+            checked.remove(uid);
+            self.metrics.tracked.set(checked.len() as i64);
+        }
         lock(&self.reported).remove(uid);
         lock(&self.released).remove(uid);
         lock(&self.valid_annotations).remove(uid);

@@ -92,6 +92,8 @@ pub async fn run(
     let (svc_changed_tx, svc_changed_rx) = mpsc::unbounded_channel::<(String, String)>();
     // A cache re-listed after a watch gap: what changed is unknown, so every Ingress is rebuilt.
     let (relisted_tx, relisted_rx) = mpsc::unbounded_channel::<()>();
+    // Uids of deleted objects, whose per-object state is dropped (see `Context::forget`).
+    let (gone_tx, mut gone_rx) = mpsc::unbounded_channel::<String>();
     let svc_relisted_tx = relisted_tx.clone();
     let (services, svc_task) = spawn_cache(
         scoped::<CachedService>(&client, &config.namespace),
@@ -114,6 +116,11 @@ pub async fn run(
                 }
             }
             Change::Applied { obj, initial: false } | Change::Deleted(obj) => {
+                if let Change::Deleted(gone) = change
+                    && let Some(uid) = gone.meta().uid.clone()
+                {
+                    let _ = gone_tx.send(uid);
+                }
                 if let Change::Applied { .. } = change
                     && let Some(cached) = store.get(&ObjectRef::from_obj(obj))
                 {
@@ -201,6 +208,14 @@ pub async fn run(
         valid_annotations: Default::default(),
         locks: Default::default(),
     });
+    let _forget_gone = {
+        let ctx = ctx.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            while let Some(uid) = gone_rx.recv().await {
+                ctx.forget(&uid);
+            }
+        }))
+    };
 
     // The Ingress watch is driven by its controller, but its cache must be complete before the
     // first reconcile reads a Service or Secret, and before restore: wait for all of them.
@@ -278,6 +293,14 @@ pub async fn run(
             ctx.clone(),
             retry_tx,
         )));
+        let forget = ctx.clone();
+        let stream = stream.inspect(move |event| {
+            if let Ok(watcher::Event::Delete(gone)) = event
+                && let Some(uid) = gone.metadata.uid.as_deref()
+            {
+                forget.forget(uid);
+            }
+        });
         let controller = Controller::for_stream(kube::runtime::WatchStreamExt::applied_objects(stream), store)
             .with_config(controller_config.clone())
             .reconcile_all_on(everything)
