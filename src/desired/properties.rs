@@ -1152,26 +1152,36 @@ fn service_plausible_annotation() -> BoxedStrategy<(String, String)> {
     service_valid_annotation(1, 120)
 }
 
-/// [`service_plausible_annotation`] for the Ingress builder.
-fn ingress_plausible_annotation() -> BoxedStrategy<(String, String)> {
+/// A valid value for one key the Ingress builder reads; the bounds as in
+/// [`service_valid_annotation`].
+fn ingress_valid_annotation(
+    interval_min: u32,
+    timeout_max: u32,
+    ip: BoxedStrategy<String>,
+) -> BoxedStrategy<(String, String)> {
     prop_oneof![
         pair(ANN_INTERNAL, good_bool()),
         pair(ing::SSL_REDIRECT, good_bool()),
         pair(ing::ALLOW_HTTP, good_bool()),
         pair(ing::SOURCE_RANGES, good_cidr_list()),
-        pair(ing::LOAD_BALANCER_IP, good_ip()),
+        pair(ing::LOAD_BALANCER_IP, ip),
         pair(ing::HEALTHCHECK_PATH, good_path()),
         pair(ing::CONNECT_TIMEOUT, good_number(1, 3600)),
         pair(ing::REQUEST_TIMEOUT, good_number(1, 3600)),
         pair(ing::IDLE_TIMEOUT, good_number(1, 3600)),
-        pair(ANN_HC_INTERVAL, good_number(1, 300)),
-        pair(ANN_HC_TIMEOUT, good_number(1, 120)),
+        pair(ANN_HC_INTERVAL, good_number(interval_min, 300)),
+        pair(ANN_HC_TIMEOUT, good_number(1, timeout_max)),
         pair(ANN_HC_HEALTHY, good_number(1, 10)),
         pair(ANN_HC_UNHEALTHY, good_number(1, 10)),
         pair(ANN_TARGET_NODE_LABELS, good_labels()),
         option_pair(),
     ]
     .boxed()
+}
+
+/// [`service_plausible_annotation`] for the Ingress builder.
+fn ingress_plausible_annotation() -> BoxedStrategy<(String, String)> {
+    ingress_valid_annotation(1, 120, good_ip())
 }
 
 fn ingress_bad_annotation() -> BoxedStrategy<(String, String)> {
@@ -1195,24 +1205,7 @@ fn ingress_bad_annotation() -> BoxedStrategy<(String, String)> {
 }
 
 fn ingress_good_annotation() -> BoxedStrategy<(String, String)> {
-    prop_oneof![
-        pair(ANN_INTERNAL, good_bool()),
-        pair(ing::SSL_REDIRECT, good_bool()),
-        pair(ing::ALLOW_HTTP, good_bool()),
-        pair(ing::SOURCE_RANGES, good_cidr_list()),
-        pair(ing::LOAD_BALANCER_IP, prop_oneof![good_ip(), strs(&["", " "])].boxed()),
-        pair(ing::HEALTHCHECK_PATH, good_path()),
-        pair(ing::CONNECT_TIMEOUT, good_number(1, 3600)),
-        pair(ing::REQUEST_TIMEOUT, good_number(1, 3600)),
-        pair(ing::IDLE_TIMEOUT, good_number(1, 3600)),
-        pair(ANN_HC_INTERVAL, good_number(5, 300)),
-        pair(ANN_HC_TIMEOUT, good_number(1, 10)),
-        pair(ANN_HC_HEALTHY, good_number(1, 10)),
-        pair(ANN_HC_UNHEALTHY, good_number(1, 10)),
-        pair(ANN_TARGET_NODE_LABELS, good_labels()),
-        option_pair(),
-    ]
-    .boxed()
+    ingress_valid_annotation(5, 10, prop_oneof![good_ip(), strs(&["", " "])].boxed())
 }
 
 /// One TCP port with a node port: a valid Service.
