@@ -193,9 +193,10 @@ async fn a_hung_provider_call_is_stopped_at_the_reconcile_timeout_and_retried() 
 }
 
 #[tokio::test]
-async fn state_of_deleted_services_is_dropped_even_without_a_cleanup_pass() {
+async fn a_service_deleted_without_our_cleanup_loses_its_state_and_its_load_balancer() {
     let c = cluster_with_nodes().await;
-    let ctl = Controller::start(&c, &[]).await;
+    let state = c.dir.path().join("memory-state.json");
+    let ctl = Controller::start(&c, &["--memory-state-file", state.to_str().expect("path")]).await;
     for name in ["a", "b", "c"] {
         c.add_service(name, &[(80, "TCP")], json!({})).await;
     }
@@ -208,12 +209,24 @@ async fn state_of_deleted_services_is_dropped_even_without_a_cleanup_pass() {
     c.services().delete("a", &Default::default()).await.expect("delete a");
     c.wait_gone("a").await;
     tracked(2.0).await;
+    assert_eq!(ctl.calls("delete").await, 1);
     // Our finalizer removed by hand, then deleted: the object is gone at once and no pass ever
-    // sees it again; the watch's deletion is what drops its state.
+    // sees it again; the watch's deletion drops its state and deletes its load balancer from the
+    // last copy.
     c.patch_service("b", json!({"metadata": {"finalizers": null}})).await;
     c.services().delete("b", &Default::default()).await.expect("delete b");
     c.wait_gone("b").await;
     tracked(1.0).await;
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "delete")], "the orphan's delete", |v| v == 2.0).await;
+    assert!(memory_entry(&state, "lbs", "b").is_none(), "b's load balancer is gone");
+    assert!(memory_entry(&state, "lbs", "c").is_some(), "c's is not");
+    // A deleted object that never had a load balancer costs no call.
+    c.add_service("bad", &[(80, "TCP")], json!({"metadata": {"annotations": {"cloudlb.io/internal": "ture"}}})).await;
+    c.wait_event("bad", "InvalidLoadBalancerSpec").await;
+    c.services().delete("bad", &Default::default()).await.expect("delete bad");
+    c.wait_gone("bad").await;
+    ctl.assert_idle("after an invalid Service was deleted").await;
+    assert_eq!(ctl.calls("delete").await, 2);
     ctl.stop().await;
 }
 
@@ -430,6 +443,53 @@ async fn in_process_provider_is_re_ensured_at_start_keeping_addresses() {
     assert_eq!(ctl.calls("ensure").await, 2, "no second call after the restore");
     assert_eq!(external_ip(&c.get("a").await), Some(a));
     assert_eq!(external_ip(&c.get("b").await), Some(b));
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_gives_recorded_addresses_back_before_requested_ones() {
+    let c = cluster_with_nodes().await;
+    let ctl = Controller::start(&c, &[]).await;
+    // Winners hold addresses; each loser asks for a winner's address, is in Conflict and keeps
+    // its own. Ten pairs, restored in the cache's order: before the fix some loser was restored
+    // first and took its winner's address (the chance that none does is about 1 in 1,000).
+    let pairs = 10;
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for i in 0..pairs {
+        c.add_service(&format!("w{i}"), &[(80, "TCP")], json!({})).await;
+        c.add_service(&format!("l{i}"), &[(80, "TCP")], json!({})).await;
+    }
+    for i in 0..pairs {
+        winners.push(c.wait_address(&format!("w{i}")).await);
+        losers.push(c.wait_address(&format!("l{i}")).await);
+    }
+    for (i, ip) in winners.iter().enumerate() {
+        c.patch_service(&format!("l{i}"), json!({"spec": {"loadBalancerIP": ip}})).await;
+    }
+    for i in 0..pairs {
+        let svc = c
+            .wait_service(&format!("l{i}"), "Conflict", |s| condition(s).is_some_and(|c| c.1 == "ResourceConflict"))
+            .await;
+        assert_eq!(external_ip(&svc).as_ref(), Some(&losers[i]), "the loser keeps its address");
+    }
+    ctl.stop().await;
+
+    let ctl = Controller::start(&c, &[]).await;
+    // Restored before ready; then the losers' reconcile reports the conflict again.
+    for i in 0..pairs {
+        assert_eq!(external_ip(&c.get(&format!("w{i}")).await).as_ref(), Some(&winners[i]), "w{i}");
+        assert_eq!(external_ip(&c.get(&format!("l{i}")).await).as_ref(), Some(&losers[i]), "l{i}");
+    }
+    ctl.wait_metric("cloudlb_reconciles_total", &[], "the losers reconciled", |v| v >= 2.0 * pairs as f64).await;
+    ctl.settle(Duration::from_millis(300)).await;
+    for i in 0..pairs {
+        let w = c.get(&format!("w{i}")).await;
+        let l = c.get(&format!("l{i}")).await;
+        assert_eq!(external_ip(&w).as_ref(), Some(&winners[i]), "w{i} after reconcile");
+        assert_eq!(external_ip(&l).as_ref(), Some(&losers[i]), "l{i} after reconcile");
+        assert_eq!(condition(&l).map(|c| c.1).as_deref(), Some("ResourceConflict"), "l{i}");
+    }
     ctl.stop().await;
 }
 

@@ -295,5 +295,18 @@ async fn delete_removes_the_load_balancer_and_a_restart_makes_no_call() {
     assert!(l7_entry(&state, "web").is_none());
     assert!(l7_entry(&state, "kept").is_some());
     assert_eq!(ctl.metric("cloudlb_provider_calls_total", &[("call", "delete"), ("layer", "l7")]).await, 1.0);
+
+    // Our finalizer removed by hand, then deleted: the load balancer goes from the last copy.
+    c.patch_ingress("kept", json!({"metadata": {"finalizers": null}})).await;
+    c.ingresses().delete("kept", &Default::default()).await.expect("delete");
+    c.wait_ingress_gone("kept").await;
+    ctl.wait_metric(
+        "cloudlb_provider_calls_total",
+        &[("call", "delete"), ("layer", "l7")],
+        "the orphan's delete",
+        |v| v == 2.0,
+    )
+    .await;
+    assert!(l7_entry(&state, "kept").is_none(), "the orphan's load balancer is gone");
     ctl.stop().await;
 }

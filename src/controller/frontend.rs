@@ -41,6 +41,17 @@ pub enum Desired {
 }
 
 impl Desired {
+    /// The same load balancer without its requested address, so that the provider keeps the
+    /// recorded one (see `reconcile::restore`).
+    pub fn as_recorded(&self) -> Desired {
+        let mut d = self.clone();
+        match &mut d {
+            Desired::L4(s) => s.requested_ip = None,
+            Desired::L7(s) => s.requested_ip = None,
+        }
+        d
+    }
+
     pub fn targets(&self) -> &Arc<Vec<Target>> {
         match self {
             Desired::L4(s) => &s.targets,

@@ -26,7 +26,9 @@ pub mod finalizer;
 pub mod frontend;
 pub mod ingress;
 pub mod nodes;
+mod orphans;
 pub mod reconcile;
+mod restore;
 pub mod service;
 pub mod status;
 mod sweep;
@@ -92,8 +94,9 @@ pub async fn run(
     let (svc_changed_tx, svc_changed_rx) = mpsc::unbounded_channel::<(String, String)>();
     // A cache re-listed after a watch gap: what changed is unknown, so every Ingress is rebuilt.
     let (relisted_tx, relisted_rx) = mpsc::unbounded_channel::<()>();
-    // Uids of deleted objects, whose per-object state is dropped (see `Context::forget`).
-    let (gone_tx, mut gone_rx) = mpsc::unbounded_channel::<String>();
+    // Deleted Services: their per-object state is dropped, and a load balancer our cleanup
+    // did not delete is (see `orphans`).
+    let (gone_tx, mut gone_rx) = mpsc::unbounded_channel::<CachedService>();
     let svc_relisted_tx = relisted_tx.clone();
     let (services, svc_task) = spawn_cache(
         scoped::<CachedService>(&client, &config.namespace),
@@ -116,10 +119,8 @@ pub async fn run(
                 }
             }
             Change::Applied { obj, initial: false } | Change::Deleted(obj) => {
-                if let Change::Deleted(gone) = change
-                    && let Some(uid) = gone.meta().uid.clone()
-                {
-                    let _ = gone_tx.send(uid);
+                if let Change::Deleted(gone) = change {
+                    let _ = gone_tx.send(gone.clone());
                 }
                 if let Change::Applied { .. } = change
                     && let Some(cached) = store.get(&ObjectRef::from_obj(obj))
@@ -211,8 +212,13 @@ pub async fn run(
     let _forget_gone = {
         let ctx = ctx.clone();
         AbortOnDrop(tokio::spawn(async move {
-            while let Some(uid) = gone_rx.recv().await {
-                ctx.forget(&uid);
+            while let Some(gone) = gone_rx.recv().await {
+                match gone.service() {
+                    Ok(svc) => {
+                        tokio::spawn(orphans::on_gone(ctx.clone(), svc));
+                    }
+                    Err(_) => ctx.forget(gone.meta().uid.as_deref().unwrap_or_default()),
+                }
             }
         }))
     };
@@ -241,11 +247,11 @@ pub async fn run(
         let mut restored = 0;
         if config.services {
             let list: Vec<Service> = services.state().iter().filter_map(|s| s.service().ok()).collect();
-            restored += reconcile::restore(&ctx, list).await;
+            restored += restore::restore(&ctx, list).await;
         }
         if watch_ingresses {
             match scoped::<Ingress>(&client, &config.namespace).list(&Default::default()).await {
-                Ok(l) => restored += reconcile::restore(&ctx, l.items).await,
+                Ok(l) => restored += restore::restore(&ctx, l.items).await,
                 Err(e) => {
                     warn!(error = %e, "listing Ingresses to restore load balancers failed; reconcile will restore them")
                 }
@@ -293,12 +299,10 @@ pub async fn run(
             ctx.clone(),
             retry_tx,
         )));
-        let forget = ctx.clone();
+        let gone_ctx = ctx.clone();
         let stream = stream.inspect(move |event| {
-            if let Ok(watcher::Event::Delete(gone)) = event
-                && let Some(uid) = gone.metadata.uid.as_deref()
-            {
-                forget.forget(uid);
+            if let Ok(watcher::Event::Delete(gone)) = event {
+                tokio::spawn(orphans::on_gone(gone_ctx.clone(), gone.clone()));
             }
         });
         let controller = Controller::for_stream(kube::runtime::WatchStreamExt::applied_objects(stream), store)

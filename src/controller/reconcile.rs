@@ -125,7 +125,7 @@ pub fn record<K: Resource>(obj: &K) -> Option<Record> {
     }
 }
 
-fn annotation<'a, K: Resource>(obj: &'a K, k: &str) -> Option<&'a String> {
+pub(super) fn annotation<'a, K: Resource>(obj: &'a K, k: &str) -> Option<&'a String> {
     obj.meta().annotations.as_ref()?.get(k)
 }
 
@@ -470,7 +470,7 @@ fn converged() -> Action {
 }
 
 /// The part of a spec hash before the dot: everything but the targets.
-fn frontend(hash: &str) -> &str {
+pub(super) fn frontend(hash: &str) -> &str {
     hash.split_once('.').map_or(hash, |(f, _)| f)
 }
 
@@ -567,54 +567,6 @@ fn attempt_of<F: FrontEnd>(obj: &F, ctx: &Context) -> String {
         Ok(built) => built.desired.hash(&nodes),
         Err(_) => "invalid".into(),
     }
-}
-
-/// Rebuilds, before the controller reports ready, every load balancer of `objects` for a provider
-/// whose state lives in this process (it was lost with the previous process): each claimed object
-/// with a record gets `ensure` with its recorded address. Objects whose recorded spec hash matches
-/// are marked confirmed, so the reconcile that follows makes no second call; the others (changed
-/// while we were down, or failing here) are left to the normal reconcile.
-pub async fn restore<F: FrontEnd>(ctx: &Context, objects: Vec<F>) -> usize {
-    use futures::StreamExt;
-    let nodes = ctx.nodes.get();
-    let todo: Vec<F> = objects
-        .into_iter()
-        .filter(|o| o.claimed(ctx) && o.meta().deletion_timestamp.is_none())
-        .filter(|o| has_finalizer(o) && record(o).is_some())
-        .collect();
-    let mut results = futures::stream::iter(todo)
-        .map(|obj| {
-            let nodes = nodes.clone();
-            async move {
-                let Ok(built) = obj.build(ctx, &nodes) else {
-                    return false;
-                };
-                let hash = built.desired.hash(&nodes);
-                let recorded = record(&obj);
-                match ctx.ensure(&ctx.lb_id(&obj), &built.desired, recorded.as_ref()).await {
-                    Ok(st) => {
-                        // Targets that changed while the controller was down are built in
-                        // already; only a frontend change leaves work for reconcile.
-                        let unchanged = annotation(&obj, ANN_SPEC_HASH).map(|h| frontend(h)) == Some(frontend(&hash))
-                            && Some(&st.record) == recorded.as_ref();
-                        if unchanged {
-                            ctx.confirmed(&uid(&obj), &hash);
-                        }
-                        unchanged
-                    }
-                    Err(e) => {
-                        warn!(kind = F::KIND, object = %key(&obj), error = %e, "restoring load balancer failed; reconcile will retry");
-                        false
-                    }
-                }
-            }
-        })
-        .buffer_unordered(usize::from(ctx.config.concurrency));
-    let mut restored = 0usize;
-    while let Some(ok) = results.next().await {
-        restored += usize::from(ok);
-    }
-    restored
 }
 
 #[cfg(test)]
