@@ -92,6 +92,11 @@ pub struct Api<'a> {
     pub limiter: &'a Limiter,
     pub priority: Priority,
     pub config: &'a GcpConfig,
+    /// Held shared by an ensure while it makes and attaches the cluster's shared resources,
+    /// exclusively while they are deleted (see `GcpProvider`).
+    pub shared: &'a tokio::sync::RwLock<()>,
+    /// Held while a shared resource is made or its membership changed (see `GcpProvider`).
+    pub changing_shared: &'a tokio::sync::Mutex<()>,
 }
 
 impl Api<'_> {

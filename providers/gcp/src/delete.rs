@@ -77,6 +77,8 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
     }
     firewall::delete_owned(api, owner, &names::health_check_firewall(id)).await?;
 
+    // The cluster's shared resources, unless an ensure in flight is about to use them.
+    let _deleting = api.shared.write().await;
     let cluster = Owner::Cluster(&id.cluster);
     if uses_node_check {
         let node_hc = names::node_health_check(&id.cluster);

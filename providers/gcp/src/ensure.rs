@@ -152,6 +152,8 @@ pub async fn ensure(
     }
     let (opts, _) = options::parse(&spec.options);
     let plan = plan::build(id, spec, &opts, api.config);
+    // Until our backend service uses the shared groups and check, no delete may remove them.
+    let shared = api.shared.read().await;
     for s in &plan.skipped {
         tracing::warn!(lb = %id, node = %s.node, reason = %s.reason, "node is not a backend");
     }
@@ -352,11 +354,15 @@ pub async fn ensure(
         health_check::delete(api, &plan.name).await?;
         firewall::delete_owned(api, owner, &names::health_check_firewall(id)).await?;
     }
-    for g in &dropped {
-        if let Some(zone) = links::zone(g)
-            && links::name(g) == ig_name
-        {
-            instance_group::delete_if_unused(api, &id.cluster, zone, &ig_name).await?;
+    drop(shared);
+    if !dropped.is_empty() {
+        let _deleting = api.shared.write().await;
+        for g in &dropped {
+            if let Some(zone) = links::zone(g)
+                && links::name(g) == ig_name
+            {
+                instance_group::delete_if_unused(api, &id.cluster, zone, &ig_name).await?;
+            }
         }
     }
 

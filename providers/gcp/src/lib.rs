@@ -74,6 +74,20 @@ pub struct GcpProvider {
     config: GcpConfig,
     clients: Clients,
     limiter: Limiter,
+    /// The cluster's shared resources (the per-zone instance groups, the node health check and
+    /// its firewall rule) are deleted when no backend service uses them any more. An ensure in
+    /// flight has made (or found) them but not attached them to its backend service yet: a
+    /// delete of another load balancer at that moment would find them unused and delete them,
+    /// and the ensure would fail on a missing group. Ensures hold this lock shared, deletes of
+    /// shared resources exclusively. One process acts at a time (leader election and its
+    /// fence), so a lock in the process is enough.
+    shared: tokio::sync::RwLock<()>,
+    /// Concurrent ensures all find a shared resource missing (a new cluster) or a group's
+    /// members out of date (a node joined): the first makes the change while the others wait and
+    /// then find it done, instead of each inserting or adding the same node and all but one
+    /// failing (409, `memberAlreadyExists`, `resourceNotReady`) into a backoff. Only a change
+    /// takes it: reads that find everything right do not.
+    changing_shared: tokio::sync::Mutex<()>,
 }
 
 impl GcpProvider {
@@ -92,7 +106,7 @@ impl GcpProvider {
         }
         let clients = Clients::new(&config).await?;
         let limiter = Limiter::new(&config.rate_limits);
-        Ok(Self { config, clients, limiter })
+        Ok(Self { config, clients, limiter, shared: Default::default(), changing_shared: Default::default() })
     }
 
     pub fn config(&self) -> &GcpConfig {
@@ -111,7 +125,14 @@ impl GcpProvider {
     }
 
     fn api(&self, priority: Priority) -> Api<'_> {
-        Api { clients: &self.clients, limiter: &self.limiter, priority, config: &self.config }
+        Api {
+            clients: &self.clients,
+            limiter: &self.limiter,
+            priority,
+            config: &self.config,
+            shared: &self.shared,
+            changing_shared: &self.changing_shared,
+        }
     }
 }
 

@@ -98,24 +98,36 @@ pub async fn converge(
     current: Option<Firewall>,
 ) -> Result<(), ProviderError> {
     let c = &api.clients.firewalls;
-    match current {
-        Some(cur) => {
-            ownership::check(GET, owner, &format!("firewall {}", r.name), cur.description.as_deref())?;
-            if !matches(api, &cur, r) {
-                let req = c
-                    .update()
-                    .set_project(api.project())
-                    .set_firewall(r.name.clone())
-                    .set_body(body(api, owner, r))
-                    .poller()
-                    .until_done();
-                api.operate(UPDATE, req).await?;
-            }
+    let mut _changing = None;
+    let current = match (current, owner) {
+        (None, Owner::Cluster(_)) => {
+            _changing = Some(api.changing_shared.lock().await);
+            get(api, &r.name).await?
         }
+        (current, _) => current,
+    };
+    let cur = match current {
+        Some(cur) => cur,
         None => {
             let req = c.insert().set_project(api.project()).set_body(body(api, owner, r)).poller().until_done();
-            api.operate(INSERT, req).await?;
+            match api.operate(INSERT, req).await {
+                Ok(_) => return Ok(()),
+                // The cluster's shared rule, made by another ensure since we read: converge that.
+                Err(e) if e.is_already_exists() => get(api, &r.name).await?.ok_or(e)?,
+                Err(e) => return Err(e.into()),
+            }
         }
+    };
+    ownership::check(GET, owner, &format!("firewall {}", r.name), cur.description.as_deref())?;
+    if !matches(api, &cur, r) {
+        let req = c
+            .update()
+            .set_project(api.project())
+            .set_firewall(r.name.clone())
+            .set_body(body(api, owner, r))
+            .poller()
+            .until_done();
+        api.operate(UPDATE, req).await?;
     }
     Ok(())
 }

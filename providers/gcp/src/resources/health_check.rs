@@ -57,31 +57,43 @@ pub async fn ensure(api: &Api<'_>, owner: Owner<'_>, h: &Health) -> Result<Strin
     let role = if h.shared { ownership::NODE_HEALTH_CHECK } else { ownership::HEALTH_CHECK };
     let description = ownership::description(owner, role);
     let c = &api.clients.health_checks;
-    match get(api, &h.name).await? {
-        Some(cur) => {
-            ownership::check(GET, owner, &format!("health check {}", h.name), cur.description.as_deref())?;
-            if !matches(&cur, h) {
-                let req = c
-                    .update()
-                    .set_project(api.project())
-                    .set_region(api.region())
-                    .set_health_check(h.name.clone())
-                    .set_body(body(h, description))
-                    .poller()
-                    .until_done();
-                api.operate(UPDATE, req).await?;
-            }
+    let mut _changing = None;
+    let current = match get(api, &h.name).await? {
+        None if h.shared => {
+            _changing = Some(api.changing_shared.lock().await);
+            get(api, &h.name).await?
         }
+        current => current,
+    };
+    let cur = match current {
+        Some(cur) => cur,
         None => {
             let req = c
                 .insert()
                 .set_project(api.project())
                 .set_region(api.region())
-                .set_body(body(h, description))
+                .set_body(body(h, description.clone()))
                 .poller()
                 .until_done();
-            api.operate(INSERT, req).await?;
+            match api.operate(INSERT, req).await {
+                Ok(_) => return Ok(link(api, &h.name)),
+                // The cluster's shared check, made by another ensure since we read: converge that.
+                Err(e) if e.is_already_exists() => get(api, &h.name).await?.ok_or(e)?,
+                Err(e) => return Err(e.into()),
+            }
         }
+    };
+    ownership::check(GET, owner, &format!("health check {}", h.name), cur.description.as_deref())?;
+    if !matches(&cur, h) {
+        let req = c
+            .update()
+            .set_project(api.project())
+            .set_region(api.region())
+            .set_health_check(h.name.clone())
+            .set_body(body(h, description))
+            .poller()
+            .until_done();
+        api.operate(UPDATE, req).await?;
     }
     Ok(link(api, &h.name))
 }

@@ -75,22 +75,45 @@ pub async fn ensure(
 ) -> Result<String, ProviderError> {
     let owner = Owner::Cluster(cluster);
     let c = &api.clients.instance_groups;
-    let current = match get(api, zone, name).await? {
-        Some(g) => {
-            ownership::check(GET, owner, &format!("instance group {name} in {zone}"), g.description.as_deref())?;
-            members(api, zone, name).await?
+    let mut _changing = None;
+    let found = match get(api, zone, name).await? {
+        None => {
+            _changing = Some(api.changing_shared.lock().await);
+            get(api, zone, name).await?
         }
+        found => found,
+    };
+    let found = match found {
+        Some(g) => Some(g),
         None => {
             let body = InstanceGroup::new()
                 .set_name(name)
                 .set_description(ownership::description(owner, ownership::INSTANCE_GROUP))
                 .set_network(links::network(api.config));
             let req = c.insert().set_project(api.project()).set_zone(zone).set_body(body).poller().until_done();
-            api.operate(INSERT, req).await?;
-            BTreeSet::new()
+            match api.operate(INSERT, req).await {
+                Ok(_) => None,
+                // Made by another ensure of the cluster since we read: converge that one.
+                Err(e) if e.is_already_exists() => Some(get(api, zone, name).await?.ok_or(e)?),
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     let wanted: BTreeSet<String> = wanted.iter().map(|l| links::tail(l).to_string()).collect();
+    let mut current = match found {
+        Some(g) => {
+            ownership::check(GET, owner, &format!("instance group {name} in {zone}"), g.description.as_deref())?;
+            members(api, zone, name).await?
+        }
+        None => BTreeSet::new(),
+    };
+    if current != wanted && _changing.is_none() {
+        // Every ensure of the cluster converges this group: one changes it while the others
+        // wait, then find it done (instead of all adding the same node at once and all but one
+        // failing with resourceNotReady or memberAlreadyExists).
+        _changing = Some(api.changing_shared.lock().await);
+        current = members(api, zone, name).await?;
+    }
     let add: Vec<&String> = wanted.difference(&current).collect();
     let remove: Vec<&String> = current.difference(&wanted).collect();
     let refs = |chunk: &[&String]| -> Vec<InstanceReference> {
