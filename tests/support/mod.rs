@@ -367,18 +367,8 @@ impl Controller {
     }
 
     pub async fn start_full(cluster: &Cluster, extra: &[&str], rust_log: &str, envs: &[(&str, &str)]) -> Controller {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudlb"));
-        cmd.envs(envs.iter().copied());
-        cmd.arg("run")
-            .arg("--kubeconfig")
-            .arg(&cluster.kubeconfig)
-            .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json", "--cluster-name", "test"])
-            .args(if extra.contains(&"--provider") { &[][..] } else { &["--provider", "memory"][..] })
-            .args(extra)
-            .env("RUST_LOG", rust_log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = Self::command(cluster, extra, rust_log, envs);
+        cmd.stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn cloudlb");
         let stderr = child.stderr.take().expect("stderr piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -407,6 +397,23 @@ impl Controller {
         let c = Controller { child, metrics, logs, http: plain_http::Client::new() };
         c.wait_ready().await;
         c
+    }
+
+    /// The command `start_full` runs (stderr discarded: callers that read it pipe it).
+    pub fn command(cluster: &Cluster, extra: &[&str], rust_log: &str, envs: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudlb"));
+        cmd.envs(envs.iter().copied());
+        cmd.arg("run")
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json", "--cluster-name", "test"])
+            .args(if extra.contains(&"--provider") { &[][..] } else { &["--provider", "memory"][..] })
+            .args(extra)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        cmd
     }
 
     async fn wait_ready(&self) {
