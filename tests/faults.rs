@@ -131,12 +131,16 @@ async fn churn(
     want
 }
 
+/// How long convergence after the last kill may take: a killed process's unfinished operations
+/// (the fake settles them after 2 s) and retries with backoff (5 s, 10 s, ...) come first.
+const CONVERGE: Duration = Duration::from_secs(120);
+
 /// With one controller running: every wanted Service shows its current ports and is Ready, and
 /// every Service being deleted is gone.
 async fn converged(c: &Cluster, want: &BTreeMap<String, Vec<i32>>, names: &[&str]) {
     for (name, ports) in want {
         let ports = ports.clone();
-        c.wait_service(name, "ready with its current ports", move |s| {
+        c.wait_service_within(CONVERGE, name, "ready with its current ports", move |s| {
             let mut shown = status_ports(s);
             shown.sort();
             external_ip(s).is_some() && shown == ports && condition(s).is_some_and(|c| c.0 == "True")
@@ -144,7 +148,7 @@ async fn converged(c: &Cluster, want: &BTreeMap<String, Vec<i32>>, names: &[&str
         .await;
     }
     for name in names.iter().filter(|n| !want.contains_key(**n)) {
-        c.wait_gone(name).await;
+        c.wait_gone_within(CONVERGE, name).await;
     }
 }
 
@@ -155,7 +159,7 @@ async fn delete_all(c: &Cluster, names: &[&str]) {
         }
     }
     for name in names {
-        c.wait_gone(name).await;
+        c.wait_gone_within(CONVERGE, name).await;
     }
 }
 

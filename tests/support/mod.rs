@@ -117,13 +117,23 @@ impl Cluster {
         what: &str,
         cond: impl Fn(&Service) -> bool + Send + 'static,
     ) -> Service {
+        self.wait_service_within(WAIT, name, what, cond).await
+    }
+
+    pub async fn wait_service_within(
+        &self,
+        limit: Duration,
+        name: &str,
+        what: &str,
+        cond: impl Fn(&Service) -> bool + Send + 'static,
+    ) -> Service {
         let fut = await_condition(self.services(), name, move |s: Option<&Service>| s.is_some_and(&cond));
-        match tokio::time::timeout(WAIT, fut).await {
+        match tokio::time::timeout(limit, fut).await {
             Ok(Ok(Some(s))) => s,
             Ok(Ok(None)) => panic!("{name}: gone while waiting for {what}"),
             Ok(Err(e)) => panic!("{name}: watch failed while waiting for {what}: {e}"),
             Err(_) => panic!(
-                "{name}: timed out after {WAIT:?} waiting for {what}; now: {:?}",
+                "{name}: timed out after {limit:?} waiting for {what}; now: {:?}",
                 self.services().get_opt(name).await
             ),
         }
@@ -135,8 +145,12 @@ impl Cluster {
     }
 
     pub async fn wait_gone(&self, name: &str) {
+        self.wait_gone_within(WAIT, name).await
+    }
+
+    pub async fn wait_gone_within(&self, limit: Duration, name: &str) {
         let fut = await_condition(self.services(), name, |s: Option<&Service>| s.is_none());
-        tokio::time::timeout(WAIT, fut).await.expect("timed out waiting for deletion").expect("watch");
+        tokio::time::timeout(limit, fut).await.expect("timed out waiting for deletion").expect("watch");
     }
 
     /// Events about `name` (reason, type, note), read through events.k8s.io/v1.
