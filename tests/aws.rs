@@ -1,6 +1,8 @@
 //! The aws provider end to end: the real `cloudlb` binary + the sandbox Kubernetes API +
 //! `moto_server`; what the controller made is read back through the AWS API.
 
+#[path = "support/aws_env.rs"]
+mod aws_env;
 #[path = "../providers/aws/tests/support/mod.rs"]
 mod aws_support;
 mod support;
@@ -15,22 +17,10 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     aws_support::test_env();
     let world = aws_support::World::new("test").await;
     let c = Cluster::start().await;
-    for (i, instance) in world.instances.iter().enumerate() {
-        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": format!("node-{i}")},
-            "spec": {"providerID": format!("aws:///us-east-1a/{instance}")},
-            "status": {"addresses": [{"type": "InternalIP", "address": format!("10.0.1.{}", 10 + i)}]}
-        }))
-        .unwrap();
-        c.nodes().create(&Default::default(), &node).await.expect("node");
-    }
-    let url = world.moto.url();
-    let args =
-        ["--provider", "aws", "--aws-region", "us-east-1", "--aws-vpc-id", &world.vpc, "--aws-endpoint-url", &url];
-    let envs =
-        [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_EC2_METADATA_DISABLED", "true")];
-    let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &envs).await;
+    aws_env::add_nodes(&c, &world).await;
+    let args = aws_env::args(&world);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &aws_env::ENVS).await;
     c.add_service("web", &[(80, "TCP"), (443, "TCP")], json!({})).await;
     let host = c.wait_address("web").await;
     let lb = world.elb.describe_load_balancers().send().await.expect("describe").load_balancers().to_vec();

@@ -2,6 +2,8 @@
 //! Compute fake (`cloudlb-gce-fake`, started in-process); what the controller made is read back
 //! through the fake's Compute REST API.
 
+#[path = "support/gcp_env.rs"]
+mod gcp_env;
 #[path = "../providers/gcp/tests/support/mod.rs"]
 mod gcp_support;
 mod support;
@@ -12,18 +14,6 @@ use cloudlb_provider_gcp::names;
 use gcp_support::{PROJECT, REGION, ZONE_A, ZONE_B};
 use serde_json::json;
 use support::*;
-
-async fn add_gce_node(c: &Cluster, w: &gcp_support::World, zone: &str, name: &str) {
-    let target = w.node(zone, name);
-    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name},
-        "spec": {"providerID": target.provider_id},
-        "status": {"addresses": [{"type": "InternalIP", "address": target.addresses[0].address}]}
-    }))
-    .expect("node");
-    c.nodes().create(&Default::default(), &node).await.expect("create node");
-}
 
 /// Polls the fake until `ok` holds (bounded).
 async fn wait_for<F, Fut>(what: &str, mut ok: F)
@@ -43,22 +33,11 @@ async fn service_gets_the_forwarding_rules_ip_follows_nodes_and_leaves_nothing()
     // The controller runs with --cluster-name test (see support::Controller).
     let w = gcp_support::World::with("test", cloudlb_gce_fake::FakeConfig::new(PROJECT)).await;
     let c = Cluster::start().await;
-    add_gce_node(&c, &w, ZONE_A, "node-0").await;
-    add_gce_node(&c, &w, ZONE_B, "node-1").await;
-    add_gce_node(&c, &w, ZONE_A, "node-2").await;
-    let url = w.fake.url();
-    let args = [
-        "--provider",
-        "gcp",
-        "--gcp-endpoint-url",
-        &url,
-        "--gcp-project",
-        PROJECT,
-        "--gcp-region",
-        REGION,
-        "--gcp-network",
-        "default",
-    ];
+    gcp_env::add_node(&c, &w, ZONE_A, "node-0").await;
+    gcp_env::add_node(&c, &w, ZONE_B, "node-1").await;
+    gcp_env::add_node(&c, &w, ZONE_A, "node-2").await;
+    let args = gcp_env::args(&w);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &[]).await;
     c.add_service("web", &[(80, "TCP"), (443, "TCP")], json!({})).await;
     let ip = c.wait_address("web").await;

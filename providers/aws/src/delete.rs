@@ -95,10 +95,12 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
     // Listeners are deleted only through our own load balancer, never from the record: a
     // listener ARN there may be anyone's (and a gone load balancer took its listeners along).
 
-    if rec.is_none_or(|r| record::target_groups(r).is_empty()) {
-        for tg in target_groups::scan(api, &names::target_group_marker(id)).await? {
-            tg_arns.insert(tg.arn);
-        }
+    // Also the target groups an interrupted ensure made and never attached or recorded (a port
+    // changed again before the next ensure): found by name, kept only when their tags say ours.
+    // One DescribeTargetGroups page per 400 target groups in the region; finding them by tag in
+    // one call (the Resource Groups Tagging API) is issue 14's.
+    for tg in target_groups::scan(api, &names::target_group_marker(id)).await? {
+        tg_arns.insert(tg.arn);
     }
     let tg_arns: Vec<String> = tg_arns.into_iter().collect();
     for (arn, t) in tags::describe_elb(api, &tg_arns).await? {

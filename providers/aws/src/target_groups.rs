@@ -90,7 +90,7 @@ pub async fn find_by_names(api: &Api<'_>, names: &[String]) -> Result<BTreeMap<S
     Ok(out)
 }
 
-/// Every target group of the account whose name contains `marker` (delete without a record).
+/// Every target group of the region whose name contains `marker` (every delete).
 pub async fn scan(api: &Api<'_>, marker: &str) -> Result<Vec<Tg>, ProviderError> {
     const CALL: &str = "elbv2:DescribeTargetGroups";
     let mut out = Vec::new();

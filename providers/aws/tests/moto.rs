@@ -316,6 +316,36 @@ async fn targets_only_updates_touch_only_target_registrations() {
 }
 
 #[tokio::test]
+async fn delete_with_a_record_also_removes_a_target_group_an_interrupted_ensure_left_unattached() {
+    use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, Tag};
+    use cloudlb_provider_aws::{names, plan::TgProtocol, tags};
+    let w = World::new("stray").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let st = p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), None).await.expect("ensure");
+    // What an ensure killed between CreateTargetGroup and CreateListener leaves when the port
+    // changes again before the next ensure: our target group, tagged, in no listener, in no record.
+    let name = names::target_group(&id, 8080, TgProtocol::Tcp, 30090);
+    let tag_list: Vec<Tag> = tags::desired(&id, tags::ROLE_TARGET_GROUP, &Default::default())
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    w.elb
+        .create_target_group()
+        .name(&name)
+        .protocol(ProtocolEnum::Tcp)
+        .port(30090)
+        .vpc_id(&w.vpc)
+        .set_tags(Some(tag_list))
+        .send()
+        .await
+        .expect("create the stray target group");
+    assert_eq!(w.owned().await.target_groups.len(), 2);
+    p.delete(&id, Some(&st.record)).await.expect("delete");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}
+
+#[tokio::test]
 async fn delete_without_record_and_from_partial_state_leaves_nothing() {
     let w = World::new("cleanup").await;
     let id = w.id("web");
