@@ -825,6 +825,31 @@ async fn services_ensured_concurrently_share_one_group_per_zone_and_one_node_che
 }
 
 #[tokio::test]
+async fn a_delete_never_removes_a_shared_group_that_an_ensure_in_flight_is_about_to_attach() {
+    let w = World::new("inflight").await;
+    let p = w.provider().await;
+    let nodes = [w.node(ZONE_A, "node-a")];
+    let spec = w.spec(&[80], &nodes);
+    let (a, b) = (w.id("a"), w.id("b"));
+    let st_a = p.ensure(&a, &spec, None).await.expect("ensure a");
+    // b's backend service insert is held: b has found the zone's group (a uses it) and not
+    // attached it yet when a is deleted, which finds the group unused by any backend service.
+    w.fake.delay("POST", "regions/*/backendServices", std::time::Duration::from_millis(1500), 1);
+    let delete_a = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        p.delete(&a, Some(&st_a.record)).await
+    };
+    let (ensured_b, deleted_a) = futures::future::join(p.ensure(&b, &spec, None), delete_a).await;
+    deleted_a.expect("delete a");
+    let st_b = ensured_b.expect("b converges on its first attempt");
+    let ig = names::instance_group("inflight");
+    assert_eq!(w.members(ZONE_A, &ig).await, ["node-a"], "b's group is there");
+    assert_eq!(w.list(&format!("regions/{REGION}/forwardingRules")).await.len(), 1);
+    p.delete(&b, Some(&st_b.record)).await.expect("delete b");
+    assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
+}
+
+#[tokio::test]
 async fn node_tags_limit_the_firewall_rules_to_the_nodes() {
     let w = World::new("tags").await;
     let mut config = w.config();

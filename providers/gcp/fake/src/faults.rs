@@ -121,17 +121,48 @@ pub struct RandomFaults {
 pub struct Faults {
     pub rules: Vec<Fault>,
     pub random: RandomFaults,
+    /// Requests held back before they are served, for tests that need a call to be in flight
+    /// while something else happens (the real API is never instant either).
+    pub delays: Vec<Delay>,
     rng: StdRng,
+}
+
+/// Hold matching requests for `by` before serving them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delay {
+    /// `GET`, `POST`, …; `None` = any method.
+    pub method: Option<String>,
+    /// Glob over the project-relative path, as for [`Fault`].
+    pub path: String,
+    pub by: std::time::Duration,
+    /// Hold this many requests, then disappear; `None` = every matching one until cleared.
+    pub times: Option<u32>,
 }
 
 impl Faults {
     pub fn new(random: RandomFaults, seed: u64) -> Faults {
-        Faults { rules: Vec::new(), random, rng: StdRng::seed_from_u64(seed) }
+        Faults { rules: Vec::new(), random, delays: Vec::new(), rng: StdRng::seed_from_u64(seed) }
     }
 
     pub fn clear(&mut self) {
         self.rules.clear();
+        self.delays.clear();
         self.random = RandomFaults::default();
+    }
+
+    /// How long to hold this request back, if a [`Delay`] matches it (first match first).
+    pub fn delay_for(&mut self, method: &str, rel_path: &str) -> Option<std::time::Duration> {
+        let i = self.delays.iter().position(|d| {
+            d.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && glob_match(&d.path, rel_path)
+        })?;
+        let by = self.delays[i].by;
+        if let Some(n) = self.delays[i].times.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.delays.remove(i);
+            }
+        }
+        Some(by)
     }
 
     /// The fault for this call, if any: (error, delivery).

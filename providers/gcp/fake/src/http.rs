@@ -23,6 +23,12 @@ async fn handle(State(app): State<App>, method: Method, uri: Uri, body: Bytes) -
     let (status, value) = if path == "/_fake" || path.starts_with("/_fake/") {
         crate::admin::handle(&app.state, method.as_str(), path, query, &body)
     } else {
+        if let Ok(shape) = crate::route::shape(path) {
+            let held = crate::api::lock(&app.state).faults.delay_for(method.as_str(), &shape.rel);
+            if let Some(by) = held {
+                tokio::time::sleep(by).await;
+            }
+        }
         crate::api::handle(&app.state, method.as_str(), path, query, &body)
     };
     json_response(status, &value)

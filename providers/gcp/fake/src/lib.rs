@@ -128,7 +128,9 @@
 //!   test marked it unhealthy.
 //! * **Faults**: rules "the next N calls of METHOD path-glob fail with 403 `rateLimitExceeded` /
 //!   429 / 500 / 503 / anything", synchronously or inside the operation, and a random rate of the
-//!   four; see [`Fault`] and [`RandomFaults`].
+//!   four; see [`Fault`] and [`RandomFaults`]. [`GceFake::delay`] holds the next N requests of
+//!   METHOD path-glob for a while before serving them (library only), so a test can have a call in
+//!   flight while something else happens.
 //! * **Call log**: every API request with method, path, query, body, status, a `mutating` flag, the
 //!   verb and target ([`Call`]); [`GceFake::mutations`] for "an unchanged ensure makes no mutating
 //!   call" and ordering assertions.
@@ -372,7 +374,14 @@ impl GceFake {
         self.lock().faults.rules.push(fault);
     }
 
-    /// Removes every fault rule and turns random faults off.
+    /// Holds the next `times` requests matching `method` and the glob `path` (project-relative,
+    /// as for faults) for `by` before serving them.
+    pub fn delay(&self, method: &str, path: &str, by: std::time::Duration, times: u32) {
+        let d = faults::Delay { method: Some(method.to_string()), path: path.to_string(), by, times: Some(times) };
+        self.lock().faults.delays.push(d);
+    }
+
+    /// Removes every fault rule and delay and turns random faults off.
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
     }
