@@ -223,12 +223,7 @@ async fn aws_killed_at_random_points_converges_to_one_nlb_per_service_and_leaves
 #[tokio::test]
 async fn gcp_killed_at_random_points_converges_to_one_load_balancer_per_service_and_leaves_nothing() {
     use gcp_support::{PROJECT, REGION, ZONE_A, ZONE_B};
-    // Operations finish when they are started. With unfinished ones, a process killed during an
-    // insert leaves it running, and the next process's delete of that Service sees 404 and
-    // removes the finalizer before the insert lands: a leak this provider does not handle yet
-    // (a delete would have to wait for running operations on its names). This test explores the
-    // kill points between calls; that one is a known gap (see providers/gcp/README.md).
-    let w = gcp_support::World::with("test", cloudlb_gce_fake::FakeConfig::new(PROJECT).with_op_delay_polls(0)).await;
+    let w = gcp_support::World::with("test", cloudlb_gce_fake::FakeConfig::new(PROJECT)).await;
     let c = Cluster::start().await;
     for (zone, name) in [(ZONE_A, "node-0"), (ZONE_B, "node-1"), (ZONE_A, "node-2")] {
         gcp_env::add_node(&c, &w, zone, name).await;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use cloudlb_provider::ProviderError;
 use google_cloud_compute_v1::client::{
-    Addresses, Firewalls, ForwardingRules, InstanceGroups, RegionBackendServices, RegionHealthChecks, Zones,
+    Addresses, Firewalls, ForwardingRules, GlobalOperations, InstanceGroups, RegionBackendServices, RegionHealthChecks,
+    RegionOperations, Zones,
 };
 use google_cloud_compute_v1::model::Operation;
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
@@ -29,6 +30,8 @@ pub struct Clients {
     pub firewalls: Firewalls,
     pub instance_groups: InstanceGroups,
     pub zones: Zones,
+    pub region_operations: RegionOperations,
+    pub global_operations: GlobalOperations,
 }
 
 fn setup(call: &'static str, message: impl std::fmt::Display) -> ProviderError {
@@ -82,6 +85,8 @@ impl Clients {
             firewalls: client!(Firewalls),
             instance_groups: client!(InstanceGroups),
             zones: client!(Zones),
+            region_operations: client!(RegionOperations),
+            global_operations: client!(GlobalOperations),
         })
     }
 }

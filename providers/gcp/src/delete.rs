@@ -17,7 +17,7 @@ use crate::ensure;
 use crate::ownership::{self, Owner};
 use crate::record;
 use crate::resources::health_check::Deleted;
-use crate::resources::{address, backend_service, firewall, forwarding_rule, health_check, instance_group};
+use crate::resources::{address, backend_service, firewall, forwarding_rule, health_check, instance_group, operations};
 use crate::{links, names};
 
 pub const ZONES_LIST: &str = "compute.zones.list";
@@ -33,6 +33,20 @@ async fn region_zones(api: &Api<'_>) -> Result<Vec<String>, ProviderError> {
 pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) -> Result<(), ProviderError> {
     let owner = Owner::Service(id);
     let name = names::load_balancer(id);
+
+    // An insert that a killed predecessor left running would make its resource appear after
+    // we looked: wait for it (see `operations`).
+    let (hc_fw, node_hc, node_fw) = (
+        names::health_check_firewall(id),
+        names::node_health_check(&id.cluster),
+        names::node_health_check_firewall(&id.cluster),
+    );
+    if let Some((op, target)) = operations::running_on(api, &[&name, &hc_fw, &node_hc, &node_fw]).await? {
+        return Err(ProviderError::Provisioning {
+            what: format!("{} (operation {op} on it is still running)", links::tail(&target)),
+            retry_after: std::time::Duration::from_secs(2),
+        });
+    }
 
     if let Some(fr) = forwarding_rule::get(api, &name).await? {
         if ownership::is_owned(owner, fr.description.as_deref()) {

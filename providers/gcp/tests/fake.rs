@@ -850,6 +850,33 @@ async fn a_delete_never_removes_a_shared_group_that_an_ensure_in_flight_is_about
 }
 
 #[tokio::test]
+async fn a_delete_waits_for_an_insert_that_a_killed_process_left_running() {
+    let w = World::new("orphan-op").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let name = names::load_balancer(&id);
+    // A killed controller's last call: a backend service insert whose operation nobody polls.
+    // Until it is done, Compute answers 404 for the backend service.
+    let body = json!({
+        "name": name,
+        "description": ownership::description(ownership::Owner::Service(&id), ownership::BACKEND_SERVICE),
+        "loadBalancingScheme": "EXTERNAL",
+        "protocol": "TCP",
+    });
+    let (code, op) = raw(w.fake.addr(), "POST", &api(&format!("regions/{REGION}/backendServices")), Some(&body)).await;
+    assert_eq!(code, 200, "{op}");
+    assert!(w.get(&format!("regions/{REGION}/backendServices/{name}")).await.is_none(), "not visible yet");
+    let err = p.delete(&id, None).await.expect_err("the delete waits for the insert");
+    assert_eq!(err.class(), ErrorClass::Provisioning, "{err}");
+    assert!(err.to_string().contains(&name), "{err}");
+    // Once it is done, the next pass deletes what it made.
+    w.fake.settle();
+    assert!(w.get(&format!("regions/{REGION}/backendServices/{name}")).await.is_some());
+    p.delete(&id, None).await.expect("delete");
+    assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
+}
+
+#[tokio::test]
 async fn node_tags_limit_the_firewall_rules_to_the_nodes() {
     let w = World::new("tags").await;
     let mut config = w.config();

@@ -12,6 +12,7 @@ pub mod firewall;
 pub mod forwarding_rule;
 pub mod health_check;
 pub mod instance_group;
+pub mod operations;
 
 /// Every Compute method the provider calls (the IAM role in `deploy/gcp/role.yaml` must grant
 /// the permission of each; a test checks it).
@@ -43,4 +44,6 @@ pub const ALL_CALLS: &[&str] = &[
     instance_group::REMOVE_INSTANCES,
     instance_group::DELETE,
     crate::delete::ZONES_LIST,
+    operations::LIST_REGIONAL,
+    operations::LIST_GLOBAL,
 ];
