@@ -23,37 +23,39 @@ const UNFINISHED: &str = "status != \"DONE\"";
 
 /// The first unfinished operation (name, target) whose target is named one of `names`.
 pub async fn running_on(api: &Api<'_>, names: &[&str]) -> Result<Option<(String, String)>, CallError> {
-    let mut token: Option<String> = None;
-    loop {
-        let req = api
-            .clients
-            .region_operations
-            .list()
+    let regional = |token: Option<String>| {
+        let c = &api.clients.region_operations;
+        c.list()
             .set_project(api.project())
             .set_region(api.region())
             .set_filter(UNFINISHED)
-            .set_or_clear_page_token(token.clone())
-            .send();
-        let page = api.read(LIST_REGIONAL, req).await?;
-        if let Some(found) = page.as_ref().and_then(|p| first_on(p, names)) {
-            return Ok(Some(found));
-        }
-        match page.and_then(|p| p.next_page_token).filter(|t| !t.is_empty()) {
-            Some(t) => token = Some(t),
-            None => break,
-        }
+            .set_or_clear_page_token(token)
+            .send()
+    };
+    if let Some(found) = first_in_pages(api, LIST_REGIONAL, regional, names).await? {
+        return Ok(Some(found));
     }
+    let global = |token: Option<String>| {
+        let c = &api.clients.global_operations;
+        c.list().set_project(api.project()).set_filter(UNFINISHED).set_or_clear_page_token(token).send()
+    };
+    first_in_pages(api, LIST_GLOBAL, global, names).await
+}
+
+/// Reads the pages `list` gives (one per page token) until an operation on `names` turns up.
+async fn first_in_pages<F, Fut>(
+    api: &Api<'_>,
+    call: &'static str,
+    list: F,
+    names: &[&str],
+) -> Result<Option<(String, String)>, CallError>
+where
+    F: Fn(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = google_cloud_gax::Result<OperationList>>,
+{
     let mut token: Option<String> = None;
     loop {
-        let req = api
-            .clients
-            .global_operations
-            .list()
-            .set_project(api.project())
-            .set_filter(UNFINISHED)
-            .set_or_clear_page_token(token.clone())
-            .send();
-        let page = api.read(LIST_GLOBAL, req).await?;
+        let page = api.read(call, list(token.clone())).await?;
         if let Some(found) = page.as_ref().and_then(|p| first_on(p, names)) {
             return Ok(Some(found));
         }
