@@ -42,7 +42,7 @@ pub enum Desired {
 
 impl Desired {
     /// The same load balancer without its requested address, so that the provider keeps the
-    /// recorded one (see `reconcile::restore`).
+    /// recorded one (see `restore::restore`).
     pub fn as_recorded(&self) -> Desired {
         let mut d = self.clone();
         match &mut d {
