@@ -4,8 +4,10 @@
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_sdk_acm as acm;
 use aws_sdk_ec2 as ec2;
 use aws_sdk_elasticloadbalancingv2 as elbv2;
+use aws_sdk_resourcegroupstagging as tagging;
 use cloudlb_provider::ProviderError;
 
 use crate::config::AwsConfig;
@@ -14,6 +16,10 @@ use crate::throttle::{Limiter, Priority};
 pub struct Clients {
     pub elb: elbv2::Client,
     pub ec2: ec2::Client,
+    /// Certificates imported from Ingress TLS Secrets (ALBs).
+    pub acm: acm::Client,
+    /// Finding our resources by their ownership tags in one call.
+    pub tagging: tagging::Client,
 }
 
 impl Clients {
@@ -42,7 +48,12 @@ impl Clients {
                  IRSA/pod identity, or run on an instance with a role"
             ),
         })?;
-        Ok(Self { elb: elbv2::Client::new(&sdk), ec2: ec2::Client::new(&sdk) })
+        Ok(Self {
+            elb: elbv2::Client::new(&sdk),
+            ec2: ec2::Client::new(&sdk),
+            acm: acm::Client::new(&sdk),
+            tagging: tagging::Client::new(&sdk),
+        })
     }
 }
 
@@ -50,6 +61,8 @@ impl Clients {
 pub struct Api<'a> {
     pub elb: &'a elbv2::Client,
     pub ec2: &'a ec2::Client,
+    pub acm: &'a acm::Client,
+    pub tagging: &'a tagging::Client,
     pub limiter: &'a Limiter,
     pub priority: Priority,
     pub config: &'a AwsConfig,

@@ -61,7 +61,7 @@ pub async fn recorded_lb(
 
 /// Our load balancer for `id`: the recorded one when it is ours, else by name; `None` when absent
 /// or not ours.
-async fn find_lb(
+pub(crate) async fn find_lb(
     api: &Api<'_>,
     id: &LoadBalancerId,
     rec: Option<&Record>,

@@ -23,7 +23,7 @@ use cloudlb_provider::{
 
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb, State};
-use crate::plan::{self, Plan};
+use crate::plan::{self, DesiredTargetGroup};
 use crate::{listeners, options, record, security_group, subnets, tags, target_groups};
 
 /// Every problem `ensure` refuses to start with (a subset of what `validate` reports).
@@ -88,6 +88,7 @@ pub async fn ensure(
             load_balancer::create(
                 api,
                 load_balancer::CreateRequest {
+                    lb_type: aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum::Network,
                     name: &plan.lb_name,
                     scheme: plan.scheme,
                     subnets: &subnets,
@@ -107,7 +108,7 @@ pub async fn ensure(
 
     // 4. Target groups.
     let tg_tags = tags::desired(id, tags::ROLE_TARGET_GROUP, &plan.additional_tags);
-    let tg_by_name = ensure_target_groups(api, id, &plan, &tg_tags).await?;
+    let tg_by_name = ensure_target_groups(api, id, &plan.target_groups, &plan.instances, &tg_tags).await?;
 
     // 5. Listeners.
     let current = listeners::list(api, &lb.arn).await?;
@@ -157,18 +158,21 @@ pub async fn ensure(
     Ok(status(&lb, Some(&sg.id), &made, Some(plan.spec_hash)))
 }
 
-async fn ensure_target_groups(
+/// Find (ownership- and shape-checked) or create every target group, converge its health check,
+/// attributes and targets. Returns the ARN by name.
+pub(crate) async fn ensure_target_groups(
     api: &Api<'_>,
     id: &LoadBalancerId,
-    plan: &Plan,
+    groups: &[DesiredTargetGroup],
+    instances: &BTreeSet<String>,
     tg_tags: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, ProviderError> {
-    let names: Vec<String> = plan.target_groups.iter().map(|t| t.name.clone()).collect();
+    let names: Vec<String> = groups.iter().map(|t| t.name.clone()).collect();
     let found = target_groups::find_by_names(api, &names).await?;
     let found_arns: Vec<String> = found.values().map(|t| t.arn.clone()).collect();
     let found_tags = tags::describe_elb(api, &found_arns).await?;
     let mut out = BTreeMap::new();
-    for dtg in &plan.target_groups {
+    for dtg in groups {
         let tg = match found.get(&dtg.name) {
             Some(tg) => {
                 let t = found_tags.get(&tg.arn).cloned().unwrap_or_default();
@@ -193,7 +197,7 @@ async fn ensure_target_groups(
             None => target_groups::create(api, dtg, tg_tags).await?,
         };
         target_groups::converge_attributes(api, &tg.arn, &dtg.attributes).await?;
-        target_groups::converge_targets(api, &tg.arn, dtg.node_port, &plan.instances).await?;
+        target_groups::converge_targets(api, &tg.arn, dtg.node_port, instances).await?;
         out.insert(dtg.name.clone(), tg.arn);
     }
     Ok(out)
@@ -201,7 +205,7 @@ async fn ensure_target_groups(
 
 /// Re-read a load balancer that is still provisioning once (some backends report `active` on
 /// the next read); still provisioning -> `ProviderError::Provisioning`.
-async fn wait_active(api: &Api<'_>, lb: Lb) -> Result<Lb, ProviderError> {
+pub(crate) async fn wait_active(api: &Api<'_>, lb: Lb) -> Result<Lb, ProviderError> {
     let lb = match lb.state {
         State::Provisioning => load_balancer::find_by_arn(api, &lb.arn).await?.unwrap_or(lb),
         _ => lb,

@@ -27,6 +27,7 @@
 //! address (the spec allows empty target sets). [`AwsProvider::skipped_targets`] lists them so the
 //! controller can surface them (e.g. as a Warning event).
 
+pub mod alb;
 mod clients;
 pub mod config;
 mod delete;
@@ -41,6 +42,7 @@ pub mod plan;
 pub mod record;
 mod security_group;
 pub mod subnets;
+mod tagged;
 pub mod tags;
 mod target_groups;
 mod targets;
@@ -50,8 +52,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use cloudlb_provider::{
-    Capabilities, IpFamily, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider,
-    ProviderError, Record, StateLocation,
+    Capabilities, IpFamily, IpMode, L7Capabilities, L7Spec, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus,
+    Protocol, Provider, ProviderError, Record, StateLocation,
 };
 
 pub use config::{AwsConfig, Rate, RateLimits};
@@ -62,7 +64,9 @@ use throttle::{Limiter, Priority};
 
 /// Annotations under these prefixes arrive in `spec.options` with the prefix cut
 /// (e.g. `ssl-cert`, `healthcheck-interval`, `scheme`, `internal`).
-pub const OPTION_PREFIXES: &[&str] = &["service.beta.kubernetes.io/aws-load-balancer-", "aws.cloudlb.io/"];
+/// For Ingresses also `alb.ingress.kubernetes.io/` (the AWS Load Balancer Controller's keys).
+pub const OPTION_PREFIXES: &[&str] =
+    &["service.beta.kubernetes.io/aws-load-balancer-", "aws.cloudlb.io/", alb::options::PREFIX];
 
 /// NLB quota: listeners per load balancer.
 pub const MAX_LISTENERS: usize = 50;
@@ -102,11 +106,19 @@ impl AwsProvider {
     /// Nodes of `spec` that cannot be registered (no EC2 instance id in their providerID), with
     /// the reason. Pure; the controller may turn them into a Warning event.
     pub fn skipped_targets(spec: &LoadBalancerSpec) -> Vec<SkippedTarget> {
-        plan::targets(spec).1
+        plan::targets(&spec.targets).1
     }
 
     fn api(&self, priority: Priority) -> Api<'_> {
-        Api { elb: &self.clients.elb, ec2: &self.clients.ec2, limiter: &self.limiter, priority, config: &self.config }
+        Api {
+            elb: &self.clients.elb,
+            ec2: &self.clients.ec2,
+            acm: &self.clients.acm,
+            tagging: &self.clients.tagging,
+            limiter: &self.limiter,
+            priority,
+            config: &self.config,
+        }
     }
 }
 
@@ -131,7 +143,20 @@ impl Provider for AwsProvider {
             max_listeners: MAX_LISTENERS,
             ip_mode: IpMode::VIP,
             state: StateLocation::Durable,
-            l7: None,
+            l7: Some(L7Capabilities {
+                https: true,
+                any_port: true,
+                redirect_to_https: true,
+                method_matches: true,
+                header_matches: true,
+                query_matches: true,
+                weighted_backends: true,
+                source_ranges: true,
+                requested_ip: false,
+                internal: true,
+                max_routes: alb::plan::MAX_RULES,
+                ip_mode: IpMode::Proxy,
+            }),
         }
     }
 
@@ -186,5 +211,50 @@ impl Provider for AwsProvider {
         record: Option<&Record>,
     ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
         delete::get(&self.api(Priority::Normal), id, record).await
+    }
+
+    fn validate_l7(&self, spec: &L7Spec) -> Vec<String> {
+        // The id only names resources; problems do not depend on it.
+        alb::fatal_problems(&LoadBalancerId::new("validate", "", "", ""), spec)
+    }
+
+    fn warnings_l7(&self, spec: &L7Spec) -> Vec<String> {
+        alb::warnings(&LoadBalancerId::new("validate", "", "", ""), spec)
+    }
+
+    async fn ensure_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus, ProviderError> {
+        alb::ensure(&self.api(Priority::Normal), id, spec, record).await
+    }
+
+    async fn update_targets_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        record: Option<&Record>,
+    ) -> Result<(), ProviderError> {
+        let api = self.api(Priority::Normal);
+        if alb::update_targets(&api, id, spec, record, &self.verified).await? {
+            return Ok(());
+        }
+        alb::ensure(&api, id, spec, record).await.map(|_| ())
+    }
+
+    async fn delete_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<(), ProviderError> {
+        alb::delete(&self.api(Priority::High), id, record).await?;
+        self.verified.forget(&id.uid);
+        Ok(())
+    }
+
+    async fn get_l7(
+        &self,
+        id: &LoadBalancerId,
+        record: Option<&Record>,
+    ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+        alb::get(&self.api(Priority::Normal), id, record).await
     }
 }

@@ -19,6 +19,8 @@ pub struct Ls {
     pub target_group: Option<String>,
     pub certificate: Option<String>,
     pub ssl_policy: Option<String>,
+    /// The default actions as AWS describes them (ALBs read more than the target group).
+    pub actions: Vec<Action>,
 }
 
 fn from_aws(l: &aws_sdk_elasticloadbalancingv2::types::Listener) -> Option<Ls> {
@@ -38,6 +40,7 @@ fn from_aws(l: &aws_sdk_elasticloadbalancingv2::types::Listener) -> Option<Ls> {
         target_group,
         certificate: l.certificates().first().and_then(|c| c.certificate_arn()).map(String::from),
         ssl_policy: l.ssl_policy().map(String::from),
+        actions: l.default_actions().to_vec(),
     })
 }
 
@@ -139,6 +142,7 @@ pub async fn modify(api: &Api<'_>, current: &Ls, desired: &DesiredListener, tg_a
         target_group: Some(tg_arn.to_string()),
         certificate: desired.certificate.clone(),
         ssl_policy: desired.ssl_policy.clone().or_else(|| current.ssl_policy.clone()),
+        actions: vec![forward(tg_arn)],
     })
 }
 

@@ -104,21 +104,39 @@ pub async fn find_by_arn(api: &Api<'_>, arn: &str) -> Result<Option<Lb>, Provide
 
 /// Why `lb` cannot implement the plan in place, if it cannot.
 pub fn immutable_problems(lb: &Lb, scheme: Scheme, vpc_id: &str, annotated_subnets: Option<&[String]>) -> Vec<String> {
-    let how = "AWS cannot change this on an existing load balancer; to proceed, revert the change, or delete and \
-               re-create the Service (its DNS name will change)";
+    immutable_problems_of(lb, LoadBalancerTypeEnum::Network, "Service", scheme, vpc_id, annotated_subnets)
+}
+
+/// [`immutable_problems`] for a load balancer of `lb_type` made for an object of `kind`.
+pub fn immutable_problems_of(
+    lb: &Lb,
+    lb_type: LoadBalancerTypeEnum,
+    kind: &str,
+    scheme: Scheme,
+    vpc_id: &str,
+    annotated_subnets: Option<&[String]>,
+) -> Vec<String> {
+    let how = format!(
+        "AWS cannot change this on an existing load balancer; to proceed, revert the change, or delete and \
+         re-create the {kind} (its DNS name will change)"
+    );
     let mut problems = Vec::new();
-    if lb.lb_type != "network" {
-        problems.push(format!("load balancer {} is of type {:?}, not network; {how}", lb.name, lb.lb_type));
+    if lb.lb_type != lb_type.as_str() {
+        problems.push(format!(
+            "load balancer {} is of type {:?}, not {}; {how}",
+            lb.name,
+            lb.lb_type,
+            lb_type.as_str()
+        ));
     }
     if let Some(current) = lb.scheme
         && current != scheme
     {
         problems.push(format!(
-            "load balancer {} is {} but the Service now asks for {} (annotations {}internal / scheme); {how}",
+            "load balancer {} is {} but the {kind} now asks for {} (annotations internal / scheme); {how}",
             lb.name,
             scheme_str(current),
             scheme_str(scheme),
-            crate::OPTION_PREFIXES[0],
         ));
     }
     if !lb.vpc_id.is_empty() && lb.vpc_id != vpc_id {
@@ -132,10 +150,9 @@ pub fn immutable_problems(lb: &Lb, scheme: Scheme, vpc_id: &str, annotated_subne
         want.sort();
         if want != lb.subnets {
             problems.push(format!(
-                "load balancer {} is in subnets {} but annotation {}subnets asks for {}; {how}",
+                "load balancer {} is in subnets {} but annotation subnets asks for {}; {how}",
                 lb.name,
                 lb.subnets.join(","),
-                crate::OPTION_PREFIXES[0],
                 want.join(",")
             ));
         }
@@ -144,6 +161,7 @@ pub fn immutable_problems(lb: &Lb, scheme: Scheme, vpc_id: &str, annotated_subne
 }
 
 pub struct CreateRequest<'a> {
+    pub lb_type: LoadBalancerTypeEnum,
     pub name: &'a str,
     pub scheme: Scheme,
     pub subnets: &'a [String],
@@ -158,7 +176,7 @@ pub async fn create(api: &Api<'_>, req: CreateRequest<'_>) -> Result<Lb, Provide
         .elb
         .create_load_balancer()
         .name(req.name)
-        .r#type(LoadBalancerTypeEnum::Network)
+        .r#type(req.lb_type)
         .scheme(match req.scheme {
             Scheme::Internal => LoadBalancerSchemeEnum::Internal,
             Scheme::InternetFacing => LoadBalancerSchemeEnum::InternetFacing,

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_elasticloadbalancingv2::types::ProtocolEnum;
-use cloudlb_provider::{LoadBalancerId, LoadBalancerSpec, Protocol, Scheme, SessionAffinity};
+use cloudlb_provider::{LoadBalancerId, LoadBalancerSpec, Protocol, Scheme, SessionAffinity, Target};
 use ipnet::IpNet;
 
 use crate::health::{self, HealthSettings};
@@ -20,6 +20,8 @@ pub enum TgProtocol {
     Tcp,
     Udp,
     TcpUdp,
+    /// ALB target groups.
+    Http,
 }
 
 impl TgProtocol {
@@ -28,6 +30,7 @@ impl TgProtocol {
             TgProtocol::Tcp => 't',
             TgProtocol::Udp => 'u',
             TgProtocol::TcpUdp => 'b',
+            TgProtocol::Http => 'h',
         }
     }
     pub fn to_aws(self) -> ProtocolEnum {
@@ -35,6 +38,7 @@ impl TgProtocol {
             TgProtocol::Tcp => ProtocolEnum::Tcp,
             TgProtocol::Udp => ProtocolEnum::Udp,
             TgProtocol::TcpUdp => ProtocolEnum::TcpUdp,
+            TgProtocol::Http => ProtocolEnum::Http,
         }
     }
 }
@@ -140,10 +144,10 @@ pub fn instance_id(provider_id: &str) -> Option<String> {
 }
 
 /// Which spec targets can be registered, and which cannot (with the reason).
-pub fn targets(spec: &LoadBalancerSpec) -> (BTreeSet<String>, Vec<SkippedTarget>) {
+pub fn targets(targets: &[Target]) -> (BTreeSet<String>, Vec<SkippedTarget>) {
     let mut ok = BTreeSet::new();
     let mut skipped = Vec::new();
-    for t in spec.targets.iter() {
+    for t in targets {
         match t.provider_id.as_deref() {
             Some(pid) => match instance_id(pid) {
                 Some(i) => {
@@ -299,8 +303,8 @@ pub fn build(id: &LoadBalancerId, spec: &LoadBalancerSpec, opts: &Options) -> Pl
         };
         let tls = tg_protocol == TgProtocol::Tcp && wants_tls(opts, &g);
         let protocol = match (tg_protocol, tls) {
-            (TgProtocol::Tcp, true) => ListenerProtocol::Tls,
-            (TgProtocol::Tcp, false) => ListenerProtocol::Tcp,
+            (TgProtocol::Tcp | TgProtocol::Http, true) => ListenerProtocol::Tls,
+            (TgProtocol::Tcp | TgProtocol::Http, false) => ListenerProtocol::Tcp,
             (TgProtocol::Udp, _) => ListenerProtocol::Udp,
             (TgProtocol::TcpUdp, _) => ListenerProtocol::TcpUdp,
         };
@@ -344,7 +348,7 @@ pub fn build(id: &LoadBalancerId, spec: &LoadBalancerSpec, opts: &Options) -> Pl
             }
         }
     }
-    let (instances, skipped) = targets(spec);
+    let (instances, skipped) = targets(&spec.targets);
     Plan {
         lb_name: names::load_balancer(id),
         sg_name: names::security_group(id),
@@ -445,7 +449,7 @@ mod tests {
             provider_id: Some("kind://x/y".into()),
             addresses: vec![],
         });
-        let (ok, skipped) = targets(&spec);
+        let (ok, skipped) = targets(&spec.targets);
         assert_eq!(ok.into_iter().collect::<Vec<_>>(), vec!["i-0abcdef0123456789".to_string()]);
         assert_eq!(skipped.len(), 2);
         assert!(skipped.iter().any(|s| s.node == "bad" && s.reason.contains("kind://x/y")));

@@ -59,6 +59,11 @@ pub fn security_group(r: &Record) -> Option<&str> {
     })
 }
 
+/// Whether a recorded value looks like a target group ARN.
+pub fn is_target_group_arn(v: &str) -> bool {
+    is_elb_arn(v, "targetgroup/")
+}
+
 /// The recorded target group ARNs that look like ones.
 pub fn target_groups(r: &Record) -> Vec<String> {
     r.0.iter()

@@ -10,7 +10,7 @@
 //! (none, a port missing from it, a target group gone) the caller falls back to a full ensure,
 //! which finds everything by name and tags and rebuilds what is missing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 
 use cloudlb_provider::{LoadBalancerId, LoadBalancerSpec, ProviderError, Record};
@@ -54,6 +54,19 @@ pub async fn update(
         let Some(arn) = record::target_group(record, tg.listener_port) else { return Ok(false) };
         groups.push((arn.to_string(), tg.node_port));
     }
+    update_groups(api, id, &groups, &plan.instances, verified).await
+}
+
+/// Converges the registrations of `groups` (target group ARN, node port) to `instances`, after
+/// checking (once per process) that each group is ours. `Ok(false)`: a group is gone; nothing
+/// was changed.
+pub async fn update_groups(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    groups: &[(String, u16)],
+    instances: &BTreeSet<String>,
+    verified: &Verified,
+) -> Result<bool, ProviderError> {
     let unverified: Vec<String> =
         groups.iter().filter(|(arn, _)| !verified.contains(&id.uid, arn)).map(|(arn, _)| arn.clone()).collect();
     if !unverified.is_empty() {
@@ -67,14 +80,14 @@ pub async fn update(
     // Read every group first: a group that is gone means the record is stale, and a full
     // ensure must run before anything is changed.
     let mut current = Vec::with_capacity(groups.len());
-    for (arn, _) in &groups {
+    for (arn, _) in groups {
         match target_groups::registered_if_exists(api, arn).await? {
             Some(c) => current.push(c),
             None => return Ok(false),
         }
     }
     for ((arn, node_port), current) in groups.iter().zip(&current) {
-        target_groups::apply_targets(api, arn, *node_port, &plan.instances, current).await?;
+        target_groups::apply_targets(api, arn, *node_port, instances, current).await?;
     }
     Ok(true)
 }

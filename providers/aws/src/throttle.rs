@@ -42,7 +42,15 @@ impl Limiter {
     }
 
     fn bucket(&self, call: &str) -> &Bucket {
-        if let Some(action) = call.strip_prefix("ec2:") {
+        if let Some(action) = call.strip_prefix("acm:").or_else(|| call.strip_prefix("tagging:")) {
+            // ACM and the tagging API have their own account limits; reads and writes are rare
+            // (certificates change on rotation only), so they share the ELBv2 classes.
+            if action.starts_with("List") || action.starts_with("Describe") || action.starts_with("Get") {
+                &self.describe
+            } else {
+                &self.modify
+            }
+        } else if let Some(action) = call.strip_prefix("ec2:") {
             if action.starts_with("Describe") { &self.ec2_describe } else { &self.ec2_mutate }
         } else {
             let action = call.strip_prefix("elbv2:").unwrap_or(call);

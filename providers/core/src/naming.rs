@@ -19,6 +19,12 @@ pub fn id_hash(id: &LoadBalancerId, len: usize) -> String {
     hex[..len.min(hex.len())].to_string()
 }
 
+/// Hex digest of `s`, `len` chars (at most 64): a short, stable tag for a longer identity.
+pub fn short_digest(s: &str, len: usize) -> String {
+    let hex: String = Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    hex[..len.min(hex.len())].to_string()
+}
+
 /// Keep `[a-z0-9]`, map everything else to `-`, collapse and trim dashes, cut to `max`.
 pub fn sanitize(s: &str, max: usize) -> String {
     let mut out = String::new();

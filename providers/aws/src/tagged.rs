@@ -1,0 +1,54 @@
+//! Finding our resources by their ownership tags, in one call per page, through the Resource
+//! Groups Tagging API: what an interrupted `ensure` made but never recorded (an imported
+//! certificate, a target group) is found without scanning every resource of the account.
+//!
+//! The tagging API is eventually consistent (a resource tagged a moment ago may be missing from
+//! the answer), so it complements the record and the look-ups by name; it never replaces them.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_resourcegroupstagging::types::TagFilter;
+use cloudlb_provider::{LoadBalancerId, ProviderError};
+
+use crate::clients::Api;
+use crate::{errors, tags};
+
+/// Resource type filter for [`owned`]: ACM certificates.
+pub const CERTIFICATES: &str = "acm";
+
+/// Every resource of `types` tagged for `id` (cluster and owner uid), as ARN → tags.
+pub async fn owned(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    types: &[&str],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, ProviderError> {
+    const CALL: &str = "tagging:GetResources";
+    let mut out = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        api.permit(CALL).await;
+        let r = api
+            .tagging
+            .get_resources()
+            .tag_filters(TagFilter::builder().key(tags::CLUSTER).values(&id.cluster).build())
+            .tag_filters(TagFilter::builder().key(tags::OWNER_UID).values(&id.uid).build())
+            .set_resource_type_filters(Some(types.iter().map(|t| t.to_string()).collect()))
+            .set_pagination_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| errors::map(CALL, e))?;
+        for m in r.resource_tag_mapping_list() {
+            let Some(arn) = m.resource_arn() else { continue };
+            let t: BTreeMap<String, String> =
+                m.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+            // Never trust a backend to filter for us.
+            if tags::is_owned(id, &t) {
+                out.insert(arn.to_string(), t);
+            }
+        }
+        token = r.pagination_token().filter(|t| !t.is_empty()).map(String::from);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
