@@ -59,19 +59,22 @@ pub async fn recorded_lb(
     Ok(None)
 }
 
-/// Our load balancer for `id`: the recorded one when it is ours, else by name; `None` when absent
-/// or not ours.
-pub(crate) async fn find_lb(
+/// Our NLB for `id`: the recorded one when it is ours and a network load balancer (an Ingress's
+/// ALB is never taken for it), else by name; `None` when absent or not ours.
+async fn find_lb(
     api: &Api<'_>,
     id: &LoadBalancerId,
     rec: Option<&Record>,
 ) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
-    if let Some(found) = recorded_lb(api, id, rec).await? {
+    let is_nlb = |lb: &Lb| lb.lb_type == aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum::Network.as_str();
+    if let Some(found) = recorded_lb(api, id, rec).await?
+        && is_nlb(&found.0)
+    {
         return Ok(Some(found));
     }
     let Some(lb) = load_balancer::find_by_name(api, &names::load_balancer(id)).await? else { return Ok(None) };
     let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?.remove(&lb.arn).unwrap_or_default();
-    if !tags::is_owned(id, &t) {
+    if !tags::is_owned(id, &t) || !is_nlb(&lb) {
         tracing::warn!(lb = %lb.name, arn = %lb.arn, owner = %id, "load balancer with our name is not ours; leaving it alone");
         return Ok(None);
     }
@@ -104,7 +107,7 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
     }
     let tg_arns: Vec<String> = tg_arns.into_iter().collect();
     for (arn, t) in tags::describe_elb(api, &tg_arns).await? {
-        if tags::is_owned(id, &t) {
+        if tags::is_owned(id, &t) && !tags::has_role(&t, tags::ROLE_ALB_TARGET_GROUP) {
             target_groups::delete(api, &arn).await?;
         } else {
             tracing::warn!(arn = %arn, owner = %id, "target group is not ours; leaving it alone");

@@ -76,7 +76,15 @@ pub async fn ensure(
     };
 
     // 2. Security group (source ranges).
-    let sg = security_group::ensure(api, id, &plan.sg_name, &plan.sg_rules, &plan.additional_tags).await?;
+    let sg = security_group::ensure(
+        api,
+        id,
+        &plan.sg_name,
+        &plan.sg_rules,
+        tags::ROLE_SECURITY_GROUP,
+        &plan.additional_tags,
+    )
+    .await?;
 
     // 3. Load balancer.
     let lb_tags = tags::desired(id, tags::ROLE_LOAD_BALANCER, &plan.additional_tags);

@@ -146,9 +146,10 @@ pub async fn ensure(
     id: &LoadBalancerId,
     name: &str,
     rules: &BTreeSet<SgRule>,
+    role: &str,
     additional_tags: &BTreeMap<String, String>,
 ) -> Result<Sg, ProviderError> {
-    let desired_tags = tags::desired(id, tags::ROLE_SECURITY_GROUP, additional_tags);
+    let desired_tags = tags::desired(id, role, additional_tags);
     let sg = match find(api, name).await? {
         Some(sg) => {
             tags::check_owned(

@@ -25,6 +25,19 @@ pub const ROLE_LOAD_BALANCER: &str = "load-balancer";
 pub const ROLE_TARGET_GROUP: &str = "target-group";
 pub const ROLE_LISTENER: &str = "listener";
 pub const ROLE_SECURITY_GROUP: &str = "security-group";
+/// The ALB path's roles: an Ingress's resources are never taken for a Service's (and back),
+/// even when handed the other kind's record.
+pub const ROLE_ALB: &str = "alb";
+pub const ROLE_ALB_TARGET_GROUP: &str = "alb-target-group";
+pub const ROLE_ALB_LISTENER: &str = "alb-listener";
+pub const ROLE_ALB_RULE: &str = "alb-listener-rule";
+pub const ROLE_ALB_SECURITY_GROUP: &str = "alb-security-group";
+pub const ROLE_CERTIFICATE: &str = "certificate";
+
+/// Whether `tags` carry the role `role`.
+pub fn has_role(tags: &BTreeMap<String, String>, role: &str) -> bool {
+    tags.get(RESOURCE).map(String::as_str) == Some(role)
+}
 
 /// Tag keys the provider manages; `additional-resource-tags` may not use them.
 pub fn is_reserved(key: &str) -> bool {

@@ -26,7 +26,6 @@ use crate::{errors, tagged, tags};
 pub const SECRET_TAG: &str = "cloudlb.io/secret";
 /// Fingerprint of the imported chain and key (what changes on rotation).
 pub const FINGERPRINT_TAG: &str = "cloudlb.io/fingerprint";
-pub const ROLE: &str = "certificate";
 
 /// One of our ACM certificates.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +111,7 @@ async fn import(
 ) -> Result<String, ProviderError> {
     const CALL: &str = "acm:ImportCertificate";
     let (leaf, chain) = split_chain(&cert.chain_pem);
-    let mut want = tags::desired(id, ROLE, additional);
+    let mut want = tags::desired(id, tags::ROLE_CERTIFICATE, additional);
     want.insert(SECRET_TAG.into(), cert.name.clone());
     want.insert(FINGERPRINT_TAG.into(), cert.fingerprint.clone());
     let mut b = api

@@ -93,8 +93,16 @@ pub async fn ensure(
     };
 
     // 2. Security group, 3. the ALB.
-    let sg = security_group::ensure(api, id, &plan.sg_name, &plan.sg_rules, &plan.additional_tags).await?;
-    let lb_tags = tags::desired(id, tags::ROLE_LOAD_BALANCER, &plan.additional_tags);
+    let sg = security_group::ensure(
+        api,
+        id,
+        &plan.sg_name,
+        &plan.sg_rules,
+        tags::ROLE_ALB_SECURITY_GROUP,
+        &plan.additional_tags,
+    )
+    .await?;
+    let lb_tags = tags::desired(id, tags::ROLE_ALB, &plan.additional_tags);
     let lb = match existing {
         Some(lb) => lb,
         None => {
@@ -119,7 +127,7 @@ pub async fn ensure(
     }
 
     // 4. Target groups (before any rule or listener points at them).
-    let tg_tags = tags::desired(id, tags::ROLE_TARGET_GROUP, &plan.additional_tags);
+    let tg_tags = tags::desired(id, tags::ROLE_ALB_TARGET_GROUP, &plan.additional_tags);
     let tg_arns = ensure_target_groups(api, id, &plan.target_groups, &plan.instances, &tg_tags).await?;
 
     // 5. Certificates.
@@ -161,7 +169,7 @@ pub async fn ensure(
     let stale: Vec<String> = candidates.into_iter().filter(|a| !wanted.contains(a)).collect();
     if !stale.is_empty() {
         for (arn, t) in &tags::describe_elb(api, &stale).await? {
-            if tags::is_owned(id, t) {
+            if tags::is_owned(id, t) && tags::has_role(t, tags::ROLE_ALB_TARGET_GROUP) {
                 target_groups::delete(api, arn).await?;
             }
         }
@@ -203,8 +211,8 @@ async fn converge_listeners(
     let current = listeners::list(api, &lb.arn).await?;
     let mut previously_used: BTreeSet<String> =
         current.values().flat_map(|l| rules::forwarded(&rules::action_from_aws(&l.actions))).collect();
-    let listener_tags = tags::desired(id, tags::ROLE_LISTENER, &plan.additional_tags);
-    let rule_tags = tags::desired(id, super::ROLE_RULE, &plan.additional_tags);
+    let listener_tags = tags::desired(id, tags::ROLE_ALB_LISTENER, &plan.additional_tags);
+    let rule_tags = tags::desired(id, tags::ROLE_ALB_RULE, &plan.additional_tags);
     let desired_rules: Vec<_> =
         plan.rules.iter().map(|r| (r.conditions.clone(), resolve(&r.action, tg_arns))).collect();
     let mut made = BTreeMap::new();

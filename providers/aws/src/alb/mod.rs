@@ -31,16 +31,17 @@ pub mod plan;
 mod record;
 mod rules;
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum;
 use cloudlb_provider::{L7Spec, LoadBalancerId, LoadBalancerStatus, ProviderError, Record};
 
 use crate::clients::Api;
+use crate::load_balancer::{self, Lb};
 use crate::targets::Verified;
-use crate::{delete as nlb_delete, listeners as nlb_listeners, tags};
+use crate::{delete as nlb_delete, listeners as nlb_listeners, names, security_group, tags, target_groups};
 
 pub use ensure::{ensure, fatal_problems};
-
-/// Value of `cloudlb.io/resource` on listener rules.
-pub const ROLE_RULE: &str = "listener-rule";
 
 /// Non-fatal problems: ignored options, left-out paths, nodes that cannot be targets.
 pub fn warnings(id: &LoadBalancerId, spec: &L7Spec) -> Vec<String> {
@@ -72,11 +73,56 @@ pub async fn update_targets(
     crate::targets::update_groups(api, id, &groups, &plan.instances, verified).await
 }
 
-/// Everything the NLB delete removes (load balancer, listeners and rules with it, target
-/// groups, security group), then the certificates: recorded ones and the ones the tagging API
-/// knows, each checked by its tags.
+/// Our ALB for `id`: the recorded one when it is ours and an ALB, else by name. A Service's
+/// NLB (same owner, another kind) is never taken for it.
+async fn find(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    rec: Option<&Record>,
+) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
+    let is_alb = |lb: &Lb| lb.lb_type == LoadBalancerTypeEnum::Application.as_str();
+    if let Some((lb, t)) = nlb_delete::recorded_lb(api, id, rec).await?
+        && is_alb(&lb)
+    {
+        return Ok(Some((lb, t)));
+    }
+    let Some(lb) = load_balancer::find_by_name(api, &plan::load_balancer_name(id)).await? else { return Ok(None) };
+    let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?.remove(&lb.arn).unwrap_or_default();
+    if !tags::is_owned(id, &t) || !is_alb(&lb) {
+        tracing::warn!(lb = %lb.name, arn = %lb.arn, owner = %id, "load balancer with our ALB name is not ours; leaving it alone");
+        return Ok(None);
+    }
+    Ok(Some((lb, t)))
+}
+
+/// Delete in dependency order: the ALB (its listeners and rules go with it), the target groups
+/// (recorded, and every one whose name carries this id's marker), the security group (recorded,
+/// attached, by name), the certificates (recorded, and the ones the tagging API knows). Each is
+/// deleted only when its tags say it is this Ingress's and of the ALB kind.
 pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) -> Result<(), ProviderError> {
-    nlb_delete::delete(api, id, rec).await?;
+    let mut sg_ids: BTreeSet<String> =
+        rec.and_then(crate::record::security_group).map(String::from).into_iter().collect();
+    if let Some((lb, _)) = find(api, id, rec).await? {
+        load_balancer::delete(api, &lb.arn).await?;
+        sg_ids.extend(lb.security_groups);
+    }
+    let mut tg_arns: BTreeSet<String> = rec.map(crate::record::target_groups).unwrap_or_default().into_iter().collect();
+    tg_arns.extend(target_groups::scan(api, &names::target_group_marker(id)).await?.into_iter().map(|t| t.arn));
+    let tg_arns: Vec<String> = tg_arns.into_iter().collect();
+    for (arn, t) in tags::describe_elb(api, &tg_arns).await? {
+        if tags::is_owned(id, &t) && tags::has_role(&t, tags::ROLE_ALB_TARGET_GROUP) {
+            target_groups::delete(api, &arn).await?;
+        }
+    }
+    if let Some(sg) = security_group::find(api, &plan::security_group_name(id)).await? {
+        sg_ids.insert(sg.id);
+    }
+    for sg_id in sg_ids {
+        let Some(sg) = security_group::find_by_id(api, &sg_id).await? else { continue };
+        if tags::is_owned(id, &sg.tags) && tags::has_role(&sg.tags, tags::ROLE_ALB_SECURITY_GROUP) {
+            security_group::delete(api, &sg.id).await?;
+        }
+    }
     let tagged = certificates::all(api, id).await?;
     let recorded: Vec<String> = rec
         .map(record::certificates)
@@ -96,7 +142,7 @@ pub async fn get(
     id: &LoadBalancerId,
     rec: Option<&Record>,
 ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
-    let Some((lb, t)) = nlb_delete::find_lb(api, id, rec).await? else { return Ok(None) };
+    let Some((lb, t)) = find(api, id, rec).await? else { return Ok(None) };
     let listeners = nlb_listeners::list(api, &lb.arn).await?.into_iter().map(|(port, l)| (port, l.arn)).collect();
     let sg = lb.security_groups.first().map(String::as_str);
     let empty = Default::default();

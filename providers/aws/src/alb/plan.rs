@@ -29,7 +29,6 @@ use ipnet::IpNet;
 
 use super::options::{AlbOptions, DEFAULT_SUCCESS_CODES};
 use crate::health::HealthSettings;
-use crate::names;
 use crate::options::{HcPort, HcProtocol};
 use crate::plan::{DesiredTargetGroup, SgRule, SkippedTarget, TgProtocol};
 
@@ -128,6 +127,15 @@ impl AlbPlan {
     pub fn has_https(&self) -> bool {
         self.listeners.iter().any(|l| l.https)
     }
+}
+
+/// `alb-<ns:6>-<name:8>-<hash:10>`: never the name of a Service's NLB, even for the same id.
+pub fn load_balancer_name(id: &LoadBalancerId) -> String {
+    cloudlb_provider::naming::aws_name("alb", id)
+}
+
+pub fn security_group_name(id: &LoadBalancerId) -> String {
+    cloudlb_provider::naming::aws_name("albsg", id)
 }
 
 /// `k8s-<service>-<hash:10>-<backend:4>-<nodePort>` (<= 32 chars): the `-<hash>-` of the
@@ -389,8 +397,8 @@ pub fn build(id: &LoadBalancerId, spec: &L7Spec, opts: &AlbOptions) -> (AlbPlan,
 
     let (instances, skipped) = crate::plan::targets(&spec.targets);
     let plan = AlbPlan {
-        lb_name: names::load_balancer(id),
-        sg_name: names::security_group(id),
+        lb_name: load_balancer_name(id),
+        sg_name: security_group_name(id),
         scheme: opts.scheme.unwrap_or(spec.scheme),
         annotated_subnets: opts.subnets.clone(),
         listeners,

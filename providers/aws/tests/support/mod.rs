@@ -300,9 +300,12 @@ pub fn calls_since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>
         .collect()
 }
 
-/// Mutating calls in `after` that were not in `before` (everything but Describe*).
+/// Mutating calls in `after` that were not in `before` (everything but Describe*, List*, Get*).
 pub fn mutations(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    calls_since(before, after).into_iter().filter(|(k, _)| !k.contains(":Describe")).collect()
+    calls_since(before, after)
+        .into_iter()
+        .filter(|(k, _)| !k.contains(":Describe") && !k.contains(":List") && !k.contains(":Get"))
+        .collect()
 }
 
 pub fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, call: &str) -> u64 {

@@ -26,6 +26,8 @@ pub struct FaultProxy {
     pub enabled: Arc<AtomicBool>,
     /// Actions whose response was dropped after moto applied them.
     pub lost: Arc<Mutex<Vec<String>>>,
+    /// Every query-protocol action (ELBv2, EC2) in the order it arrived.
+    pub log: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -43,8 +45,9 @@ impl FaultProxy {
         let injected = Arc::new(AtomicUsize::new(0));
         let enabled = Arc::new(AtomicBool::new(true));
         let lost = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
-        let (r, i, e, l) = (requests.clone(), injected.clone(), enabled.clone(), lost.clone());
+        let (r, i, e, l, g) = (requests.clone(), injected.clone(), enabled.clone(), lost.clone(), log.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else { return };
@@ -54,6 +57,7 @@ impl FaultProxy {
                     injected: i.clone(),
                     enabled: e.clone(),
                     lost: l.clone(),
+                    log: g.clone(),
                     seen: seen.clone(),
                 };
                 tokio::spawn(async move {
@@ -61,7 +65,7 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, requests, injected, enabled, lost, task }
+        FaultProxy { addr, requests, injected, enabled, lost, log, task }
     }
 
     pub fn url(&self) -> String {
@@ -79,6 +83,7 @@ struct State {
     injected: Arc<AtomicUsize>,
     enabled: Arc<AtomicBool>,
     lost: Arc<Mutex<Vec<String>>>,
+    log: Arc<Mutex<Vec<String>>>,
     seen: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -126,6 +131,9 @@ async fn handle(mut conn: TcpStream, upstream: SocketAddr, st: State) -> std::io
     let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
     let action = body.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("").to_string();
     let n = st.requests.fetch_add(1, Ordering::SeqCst) as u64;
+    if !action.is_empty() {
+        st.log.lock().unwrap().push(action.clone());
+    }
     let fault = if !st.enabled.load(Ordering::SeqCst) {
         Fault::None
     } else if st.seen.lock().unwrap().insert(action.clone()) {
