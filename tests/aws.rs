@@ -106,3 +106,65 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     ctl.settle(Duration::from_millis(200)).await;
     ctl.stop().await;
 }
+
+#[tokio::test]
+async fn ingress_with_two_hosts_three_paths_and_tls_gets_an_alb_hostname_and_delete_leaves_nothing() {
+    aws_support::test_env();
+    let world = aws_support::World::new("test").await;
+    let c = Cluster::start().await;
+    aws_env::add_nodes(&c, &world).await;
+    c.add_ingress_class("cloudlb", INGRESS_CONTROLLER, false).await;
+    c.add_backend("app", 30080).await;
+    c.add_backend("api", 30081).await;
+    c.add_backend("shop", 30082).await;
+    let (crt, key) = pem_pair(&["app.example"]);
+    c.add_tls_secret("app-tls", &crt, &key).await;
+    let args = aws_env::args(&world);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &aws_env::ENVS).await;
+    c.add_ingress(
+        "web",
+        json!({
+            "ingressClassName": "cloudlb",
+            "tls": [{"hosts": ["app.example"], "secretName": "app-tls"}],
+            "rules": [
+                {"host": "app.example", "http": {"paths": [ingress_path("Prefix", "/", "app"), ingress_path("Prefix", "/api", "api")]}},
+                {"host": "shop.example", "http": {"paths": [ingress_path("Exact", "/cart", "shop")]}}
+            ]
+        }),
+        json!({}),
+    )
+    .await;
+    let host = c.wait_ingress_address("web").await;
+    let lbs = world.elb.describe_load_balancers().send().await.expect("describe").load_balancers().to_vec();
+    assert_eq!(lbs.len(), 1, "one ALB");
+    assert_eq!(lbs[0].r#type().map(|t| t.as_str()), Some("application"));
+    assert_eq!(lbs[0].dns_name(), Some(host.as_str()), "the Ingress status shows the ALB's DNS name");
+    let listeners = world
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(lbs[0].load_balancer_arn().unwrap())
+        .send()
+        .await
+        .expect("listeners");
+    let ports: Vec<i32> = listeners.listeners().iter().filter_map(|l| l.port()).collect();
+    assert_eq!(ports.len(), 2, "HTTP and HTTPS: {ports:?}");
+    for l in listeners.listeners() {
+        let rules = world.elb.describe_rules().listener_arn(l.listener_arn().unwrap()).send().await.expect("rules");
+        let ours = rules.rules().iter().filter(|r| r.is_default() != Some(true)).count();
+        assert_eq!(ours, 3, "one rule per path on port {:?}", l.port());
+    }
+    let tgs = world.elb.describe_target_groups().send().await.expect("tgs").target_groups().to_vec();
+    let mut tg_ports: Vec<i32> = tgs.iter().filter_map(|t| t.port()).collect();
+    tg_ports.sort();
+    assert_eq!(tg_ports, vec![30080, 30081, 30082], "one target group per backend, on its node port");
+
+    c.ingresses().delete("web", &Default::default()).await.expect("delete ingress");
+    c.wait_ingress_gone("web").await;
+    let owned = world.owned().await;
+    assert!(owned.is_empty(), "left behind: {owned:?}");
+    let acm = aws_sdk_acm::Client::new(&aws_support::sdk_config(&world.moto.url()).await);
+    let certs = acm.list_certificates().send().await.expect("certificates");
+    assert!(certs.certificate_summary_list().is_empty(), "the imported certificate was deleted");
+    drop(ctl);
+}
