@@ -57,16 +57,17 @@ podman image inspect "$image" --format 'user={{.Config.User}} entrypoint={{.Conf
 # filesystem, mounted read-only, under chroot as 65532: that still proves the image is complete
 # (binary, loader, libraries, CA bundle) and needs neither a writable path nor root.
 # in_image DIR ARGS...: cloudlb ARGS in the image, with host directory DIR read-only at /tmp,
-# in the host's network namespace.
+# in the host's network namespace. Every call runs in a subshell ($(...) or &), which it
+# replaces (exec), so the PID of a background call is the process in the image.
 want="cloudlb $version"
 mode=podman
 in_image() {
   local dir=$1; shift
   if [ "$mode" = podman ]; then
-    podman run --rm --read-only --cap-drop=ALL --security-opt=no-new-privileges --network=host \
+    exec podman run --rm --read-only --cap-drop=ALL --security-opt=no-new-privileges --network=host \
       --ulimit "nofile=$(ulimit -Sn):$(ulimit -Hn)" -v "$dir:/tmp:ro" "$image" "$@"
   else
-    unshare --mount --propagation private sh -c '
+    exec unshare --mount --propagation private sh -c '
       root=$1 dir=$2; shift 2
       mount --bind "$root" "$root" && mount -o remount,bind,ro "$root" &&
       mount --bind "$dir" "$root/tmp" && mount -o remount,bind,ro "$root/tmp" &&
