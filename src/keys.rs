@@ -90,4 +90,11 @@ pub mod ingress {
     pub const CONNECT_TIMEOUT: &str = "cloudlb.io/connect-timeout-seconds";
     pub const REQUEST_TIMEOUT: &str = "cloudlb.io/request-timeout-seconds";
     pub const IDLE_TIMEOUT: &str = "cloudlb.io/idle-timeout-seconds";
+    /// Ingress groups: Ingresses with the same group name share one load balancer; the order
+    /// (-1000..1000, default 0) puts a member's paths before those of higher orders.
+    pub const GROUP_NAME: &str = "cloudlb.io/group.name";
+    pub const GROUP_ORDER: &str = "cloudlb.io/group.order";
+    /// The AWS Load Balancer Controller's names for the same.
+    pub const ALB_GROUP_NAME: &str = "alb.ingress.kubernetes.io/group.name";
+    pub const ALB_GROUP_ORDER: &str = "alb.ingress.kubernetes.io/group.order";
 }

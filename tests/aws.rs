@@ -168,3 +168,54 @@ async fn ingress_with_two_hosts_three_paths_and_tls_gets_an_alb_hostname_and_del
     assert!(certs.certificate_summary_list().is_empty(), "the imported certificate was deleted");
     drop(ctl);
 }
+
+#[tokio::test]
+async fn an_ingress_group_gets_one_alb_with_every_members_rules_and_the_last_member_takes_it_away() {
+    aws_support::test_env();
+    let world = aws_support::World::new("test").await;
+    let c = Cluster::start().await;
+    aws_env::add_nodes(&c, &world).await;
+    c.add_ingress_class("cloudlb", INGRESS_CONTROLLER, false).await;
+    c.add_backend("app", 30080).await;
+    c.add_backend("api", 30081).await;
+    let args = aws_env::args(&world);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &aws_env::ENVS).await;
+    let member = |path: &str, svc: &str| json!({"ingressClassName": "cloudlb", "rules": [{"host": "app.example", "http": {"paths": [ingress_path("Prefix", path, svc)]}}]});
+    let group = json!({"metadata": {"annotations": {"alb.ingress.kubernetes.io/group.name": "web"}}});
+    c.add_ingress("front", member("/", "app"), group.clone()).await;
+    c.add_ingress("api", member("/api", "api"), group).await;
+    let host = c.wait_ingress_address("front").await;
+    assert_eq!(c.wait_ingress_address("api").await, host, "both members show the group's ALB");
+    let rules_of_the_alb = || async {
+        let lbs = world.elb.describe_load_balancers().send().await.expect("describe").load_balancers().to_vec();
+        let mut counts = Vec::new();
+        for lb in &lbs {
+            let ls =
+                world.elb.describe_listeners().load_balancer_arn(lb.load_balancer_arn().unwrap()).send().await.unwrap();
+            for l in ls.listeners() {
+                let r = world.elb.describe_rules().listener_arn(l.listener_arn().unwrap()).send().await.unwrap();
+                counts.push(r.rules().iter().filter(|r| r.is_default() != Some(true)).count());
+            }
+        }
+        (lbs.len(), counts)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while rules_of_the_alb().await != (1, vec![2]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "one ALB with both members' rules: {:?}",
+            rules_of_the_alb().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    c.ingresses().delete("api", &Default::default()).await.expect("delete api");
+    c.wait_ingress_gone("api").await;
+    assert_eq!(rules_of_the_alb().await, (1, vec![1]), "the remaining member keeps the ALB with its rule");
+    c.ingresses().delete("front", &Default::default()).await.expect("delete front");
+    c.wait_ingress_gone("front").await;
+    let owned = world.owned().await;
+    assert!(owned.is_empty(), "left behind: {owned:?}");
+    drop(ctl);
+}

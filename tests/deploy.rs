@@ -162,7 +162,10 @@ async fn run_flags(home: &Path) -> BTreeSet<String> {
         .filter(|l| l.starts_with("--"))
         .filter_map(|l| l.split([' ', '=', '\t']).next().map(String::from))
         .collect();
-    assert!(flags.contains("--provider") && flags.contains("--metrics-addr"), "cloudlb run --help lists no flags: {help}");
+    assert!(
+        flags.contains("--provider") && flags.contains("--metrics-addr"),
+        "cloudlb run --help lists no flags: {help}"
+    );
     flags
 }
 
@@ -180,7 +183,8 @@ async fn check_rendering(objs: &[Value], e: &Expect, help_flags: &BTreeSet<Strin
     let pod = &deploy["spec"]["template"];
     let spec = &pod["spec"];
     let containers = spec["containers"].as_array().expect("containers");
-    let c = containers.iter().find(|c| c["name"] == "cloudlb").unwrap_or_else(|| panic!("{what}: no cloudlb container"));
+    let c =
+        containers.iter().find(|c| c["name"] == "cloudlb").unwrap_or_else(|| panic!("{what}: no cloudlb container"));
     let args = str_list(&c["args"]);
     assert_eq!(args.first().map(String::as_str), Some("run"), "{what}: args start with `run`: {args:?}");
 
@@ -229,7 +233,9 @@ async fn check_rendering(objs: &[Value], e: &Expect, help_flags: &BTreeSet<Strin
     let container_port = |p: &Value| -> i64 {
         match p {
             Value::Number(n) => n.as_i64().unwrap_or(-1),
-            Value::String(s) => ports.iter().find(|q| q["name"] == *s).and_then(|q| q["containerPort"].as_i64()).unwrap_or(-1),
+            Value::String(s) => {
+                ports.iter().find(|q| q["name"] == *s).and_then(|q| q["containerPort"].as_i64()).unwrap_or(-1)
+            }
             _ => -1,
         }
     };
@@ -281,11 +287,16 @@ async fn check_rendering(objs: &[Value], e: &Expect, help_flags: &BTreeSet<Strin
             for r in str_list(&rule["resources"]) {
                 let ok = allowed.get(r.as_str()).unwrap_or_else(|| panic!("{what}: {} grants {r}", name(role)));
                 for v in &verbs {
-                    assert!(ok.contains(&v.as_str()), "{what}: {} grants {v} on {r}, which cloudlb never calls", name(role));
+                    assert!(
+                        ok.contains(&v.as_str()),
+                        "{what}: {} grants {v} on {r}, which cloudlb never calls",
+                        name(role)
+                    );
                 }
                 if r == "leases" {
                     assert_eq!(kind(role), "Role", "{what}: leases granted by ClusterRole {}", name(role));
-                    lease_rules.push((role["metadata"]["namespace"].as_str().unwrap_or_default().to_string(), rule.clone()));
+                    lease_rules
+                        .push((role["metadata"]["namespace"].as_str().unwrap_or_default().to_string(), rule.clone()));
                 }
             }
         }
@@ -296,7 +307,11 @@ async fn check_rendering(objs: &[Value], e: &Expect, help_flags: &BTreeSet<Strin
         assert_eq!(role_ns, lease_ns, "{what}: the Lease Role is in {role_ns}, the controller uses {lease_ns}");
         assert_eq!(str_list(&rule["resourceNames"]), [lease_name], "{what}: the Role names another Lease");
         let verbs: BTreeSet<String> = str_list(&rule["verbs"]).into_iter().collect();
-        assert_eq!(verbs, BTreeSet::from(["get".to_string(), "update".to_string()]), "{what}: verbs on the named Lease");
+        assert_eq!(
+            verbs,
+            BTreeSet::from(["get".to_string(), "update".to_string()]),
+            "{what}: verbs on the named Lease"
+        );
         assert!(
             lease_rules.iter().any(|(n, r)| n == lease_ns && str_list(&r["verbs"]) == ["create"]),
             "{what}: no rule lets the controller create its Lease"
@@ -309,7 +324,12 @@ async fn check_rendering(objs: &[Value], e: &Expect, help_flags: &BTreeSet<Strin
     }
     for b in objs.iter().filter(|o| matches!(kind(o), "RoleBinding" | "ClusterRoleBinding")) {
         for s in b["subjects"].as_array().cloned().unwrap_or_default() {
-            assert_eq!((s["name"].as_str(), s["namespace"].as_str()), (Some(sa_name), Some(ns)), "{what}: {} binds", name(b));
+            assert_eq!(
+                (s["name"].as_str(), s["namespace"].as_str()),
+                (Some(sa_name), Some(ns)),
+                "{what}: {} binds",
+                name(b)
+            );
         }
         let role_ref = &b["roleRef"];
         if !role_ref["name"].as_str().unwrap_or_default().starts_with("system:")
@@ -331,7 +351,9 @@ async fn check_rendering(objs: &[Value], e: &Expect, help_flags: &BTreeSet<Strin
 
     // Metrics Service and PodDisruptionBudget select the pods.
     let pod_labels = pod["metadata"]["labels"].as_object().cloned().unwrap_or_default();
-    let selects = |sel: &Value| sel.as_object().is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+    let selects = |sel: &Value| {
+        sel.as_object().is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| pod_labels.get(k) == Some(v)))
+    };
     for svc in objs.iter().filter(|o| kind(o) == "Service") {
         assert!(selects(&svc["spec"]["selector"]), "{what}: Service {} selects no cloudlb pod", name(svc));
         assert!(
@@ -349,8 +371,14 @@ async fn check_rendering(objs: &[Value], e: &Expect, help_flags: &BTreeSet<Strin
 
     if e.ccm_sidecar {
         let ccm = containers.iter().find(|c| c["name"] != "cloudlb").expect("a cloud-controller-manager container");
-        assert!(str_list(&ccm["args"]).contains(&"--controllers=*,-service".to_string()), "{what}: CCM keeps its service controller");
-        assert!(args.contains(&"--manage-unclassed".to_string()), "{what}: cloudlb beside a CCM needs --manage-unclassed");
+        assert!(
+            str_list(&ccm["args"]).contains(&"--controllers=*,-service".to_string()),
+            "{what}: CCM keeps its service controller"
+        );
+        assert!(
+            args.contains(&"--manage-unclassed".to_string()),
+            "{what}: cloudlb beside a CCM needs --manage-unclassed"
+        );
     }
     args
 }
@@ -410,7 +438,11 @@ async fn apply_to_sandbox(cluster: &Cluster, objs: &[Value], what: &str) -> BTre
         }
         for part in ["labels", "annotations"] {
             if !o["metadata"][part].is_null() {
-                assert_subset(&o["metadata"][part], &got["metadata"][part], &format!("{what}: {} {} metadata", kind(&o), name(&o)));
+                assert_subset(
+                    &o["metadata"][part],
+                    &got["metadata"][part],
+                    &format!("{what}: {} {} metadata", kind(&o), name(&o)),
+                );
             }
         }
     }
@@ -439,18 +471,17 @@ fn assert_subset(sent: &Value, got: &Value, at: &str) {
 /// Runs cloudlb with the rendered arguments against the sandbox (metrics moved to a free
 /// loopback port) until it is ready and holds the Lease its Role names. Returns the process.
 async fn run_rendered(cluster: &Cluster, args: &[String], objs: &[Value], what: &str) -> tokio::process::Child {
-    let mut argv: Vec<String> = args
-        .iter()
-        .filter(|a| !a.starts_with("--metrics-addr"))
-        .cloned()
-        .collect();
+    let mut argv: Vec<String> = args.iter().filter(|a| !a.starts_with("--metrics-addr")).cloned().collect();
     assert_eq!(flag(args, "--log-format"), Some("json"), "{what}: the test reads the JSON log");
     argv.push("--metrics-addr=127.0.0.1:0".into());
     // In a pod, the Lease's namespace defaults to the pod's (read from the service account
     // mount): the Deployment's namespace. Out of a pod it would be `default`, so say it.
     if flag(args, "--leader-election-namespace").is_none() {
         let deploy = objs.iter().find(|o| kind(o) == "Deployment").expect("deployment");
-        argv.push(format!("--leader-election-namespace={}", deploy["metadata"]["namespace"].as_str().unwrap_or_default()));
+        argv.push(format!(
+            "--leader-election-namespace={}",
+            deploy["metadata"]["namespace"].as_str().unwrap_or_default()
+        ));
     }
     argv.push(format!("--kubeconfig={}", cluster.kubeconfig.display()));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudlb"))
@@ -497,17 +528,22 @@ async fn run_rendered(cluster: &Cluster, args: &[String], objs: &[Value], what: 
         .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default().into_iter().map(move |x| (r.clone(), x)))
         .find_map(|(r, rule)| {
             let names = str_list(&rule["resourceNames"]);
-            (str_list(&rule["resources"]) == ["leases"] && !names.is_empty() && !name(&r).contains("cloud-controller-manager"))
-                .then(|| (r["metadata"]["namespace"].as_str().unwrap_or_default().to_string(), names[0].clone()))
+            (str_list(&rule["resources"]) == ["leases"]
+                && !names.is_empty()
+                && !name(&r).contains("cloud-controller-manager"))
+            .then(|| (r["metadata"]["namespace"].as_str().unwrap_or_default().to_string(), names[0].clone()))
         })
         .unwrap_or_else(|| panic!("{what}: no Role names a Lease"));
     let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), &role_ns);
     let held = await_condition(leases, &lease, |l: Option<&Lease>| {
-        l.and_then(|l| l.spec.as_ref()?.holder_identity.as_deref()).is_some_and(|h| h.starts_with("cloudlb-deploy-test_"))
+        l.and_then(|l| l.spec.as_ref()?.holder_identity.as_deref())
+            .is_some_and(|h| h.starts_with("cloudlb-deploy-test_"))
     });
     tokio::time::timeout_at(deadline, held)
         .await
-        .unwrap_or_else(|_| panic!("{what}: the controller does not hold Lease {role_ns}/{lease} (the one its Role names)"))
+        .unwrap_or_else(|_| {
+            panic!("{what}: the controller does not hold Lease {role_ns}/{lease} (the one its Role names)")
+        })
         .expect("watch lease");
     child
 }
@@ -535,11 +571,20 @@ async fn chart_lints_renders_and_applies_for_each_provider() {
         let out = run_ok(&helm, &lint, home.path()).await;
         assert!(out.contains("0 chart(s) failed"), "{what}: helm lint: {out}");
         let objs = parse_docs(&run_ok(&helm, &template, home.path()).await);
-        let provider = if label == "defaults" { "local" } else { *PROVIDERS.iter().find(|p| **p == label).expect("provider") };
+        let provider =
+            if label == "defaults" { "local" } else { *PROVIDERS.iter().find(|p| **p == label).expect("provider") };
         let mut e = Expect {
             what: what.clone(),
             provider,
-            kinds: vec!["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"],
+            kinds: vec![
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "Deployment",
+                "Service",
+            ],
             ..Default::default()
         };
         match label.as_str() {
@@ -577,8 +622,17 @@ async fn chart_lints_renders_and_applies_for_each_provider() {
             let role = objs.iter().find(|o| kind(o) == "Role" && o["metadata"]["namespace"] == "team-a");
             assert!(role.is_some(), "{what}: no Role in the watched namespace");
             let cluster_role = objs.iter().find(|o| kind(o) == "ClusterRole").expect("ClusterRole");
-            let resources: Vec<String> = cluster_role["rules"].as_array().into_iter().flatten().flat_map(|r| str_list(&r["resources"])).collect();
-            assert_eq!(resources, ["nodes"], "{what}: without ingress and with --namespace only Nodes are cluster-wide");
+            let resources: Vec<String> = cluster_role["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| str_list(&r["resources"]))
+                .collect();
+            assert_eq!(
+                resources,
+                ["nodes"],
+                "{what}: without ingress and with --namespace only Nodes are cluster-wide"
+            );
         }
         // A sandbox of its own per rendering: the same names come back in each.
         let cluster = Cluster::start().await;
@@ -599,7 +653,8 @@ async fn chart_lints_renders_and_applies_for_each_provider() {
             .expect("service");
             cluster.add_node("deploy-node-1", "10.0.0.1", &[]).await;
             services.create(&PostParams::default(), &svc).await.expect("create service");
-            let addressed = await_condition(services, "web", |s: Option<&Service>| s.and_then(support::external_ip).is_some());
+            let addressed =
+                await_condition(services, "web", |s: Option<&Service>| s.and_then(support::external_ip).is_some());
             let svc = tokio::time::timeout(START_TIMEOUT, addressed)
                 .await
                 .unwrap_or_else(|_| panic!("{what}: the Service got no address within {START_TIMEOUT:?}"))
@@ -624,7 +679,16 @@ async fn kustomize_base_and_overlays_build_and_apply() {
         let objs = parse_docs(&run_ok(&kubectl, &["kustomize", &dir], home.path()).await);
         let mut e = Expect {
             what: what.clone(),
-            kinds: vec!["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "IngressClass"],
+            kinds: vec![
+                "Namespace",
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "Deployment",
+                "IngressClass",
+            ],
             ..Default::default()
         };
         match label.as_str() {
@@ -660,7 +724,10 @@ async fn kustomize_base_and_overlays_build_and_apply() {
         }
         let cluster = Cluster::start().await;
         let unserved = apply_to_sandbox(&cluster, &objs, &what).await;
-        assert!(!unserved.contains("IngressClass.networking.k8s.io") && !unserved.contains("Namespace.core"), "{what}: {unserved:?}");
+        assert!(
+            !unserved.contains("IngressClass.networking.k8s.io") && !unserved.contains("Namespace.core"),
+            "{what}: {unserved:?}"
+        );
         if label == "local" {
             let mut child = run_rendered(&cluster, &args, &objs, &what).await;
             let _ = child.kill().await;

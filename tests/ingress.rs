@@ -310,3 +310,66 @@ async fn delete_removes_the_load_balancer_and_a_restart_makes_no_call() {
     assert!(l7_entry(&state, "kept").is_none(), "the orphan's load balancer is gone");
     ctl.stop().await;
 }
+
+/// Polls the memory provider's state until `check` holds for the L7 entry named `name`.
+async fn wait_entry(state: &std::path::Path, name: &str, what: &str, check: impl Fn(Option<&Value>) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let entry = l7_entry(state, name);
+        if check(entry.as_ref()) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; entry {name}: {entry:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_ingress_group_shares_one_load_balancer_leaves_out_an_invalid_member_and_goes_with_its_last_member() {
+    let c = cluster().await;
+    let (ctl, state) = controller(&c, &[]).await;
+    let spec = |paths: Value| json!({"ingressClassName": "cloudlb", "rules": [{"host": "shop.example", "http": {"paths": paths}}]});
+    let member = |extra: Value| {
+        let mut a = json!({"cloudlb.io/group.name": "shop"});
+        merge(&mut a, extra);
+        json!({"metadata": {"annotations": a}})
+    };
+    c.add_ingress("a", spec(json!([ingress_path("Prefix", "/", "app")])), member(json!({}))).await;
+    c.add_ingress("b", spec(json!([ingress_path("Prefix", "/api", "api")])), member(json!({}))).await;
+    let ip_a = c.wait_ingress_address("a").await;
+    let ip_b = c.wait_ingress_address("b").await;
+    assert_eq!(ip_a, ip_b, "the members share one load balancer");
+    wait_entry(&state, "shop", "both members' paths on the group's load balancer", |e| {
+        e.is_some_and(|e| e["routes"] == 2)
+    })
+    .await;
+    assert!(l7_entry(&state, "a").is_none() && l7_entry(&state, "b").is_none(), "no load balancer per member");
+
+    // An invalid member is reported on itself and left out; the others keep working.
+    c.add_ingress(
+        "bad",
+        spec(json!([ingress_path("Prefix", "/bad", "app")])),
+        member(json!({"cloudlb.io/source-ranges": "not-a-cidr"})),
+    )
+    .await;
+    let (_, kind, note) = c.wait_event("bad", "InvalidLoadBalancerSpec").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("not-a-cidr"), "{note}");
+    ctl.settle(Duration::from_millis(500)).await;
+    assert_eq!(l7_entry(&state, "shop").expect("group")["routes"], 2, "the invalid member's path is left out");
+    assert_eq!(ingress_address(&c.ingresses().get("bad").await.expect("get")), None);
+
+    // A member that leaves the group gets its own load balancer; the group goes on without it.
+    c.patch_ingress("b", json!({"metadata": {"annotations": {"cloudlb.io/group.name": null}}})).await;
+    wait_entry(&state, "b", "b's own load balancer", |e| e.is_some()).await;
+    wait_entry(&state, "shop", "the group without b", |e| e.is_some_and(|e| e["routes"] == 1)).await;
+    let b = c.wait_ingress("b", "its own address", move |i| ingress_address(i).is_some_and(|ip| ip != ip_a)).await;
+    assert!(ingress_address(&b).is_some());
+
+    // The last valid member goes: so does the group's load balancer.
+    c.ingresses().delete("a", &Default::default()).await.expect("delete a");
+    c.wait_ingress_gone("a").await;
+    wait_entry(&state, "shop", "the group's load balancer to be deleted", |e| e.is_none()).await;
+    assert!(l7_entry(&state, "b").is_some(), "b's own load balancer is untouched");
+    ctl.stop().await;
+}

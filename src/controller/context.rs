@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cloudlb_provider::l7::Certificate;
 use cloudlb_provider::{Capabilities, LoadBalancerId, LoadBalancerStatus, Provider, Record, StateLocation};
 use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tracing::debug;
@@ -48,6 +48,8 @@ pub struct ControllerConfig {
 
 /// The caches the Ingress builder reads.
 pub struct IngressCaches {
+    /// Every watched Ingress: the members of an Ingress group are built together.
+    pub ingresses: Store<Ingress>,
     pub classes: Store<IngressClass>,
     pub secrets: Store<Secret>,
     /// The last valid certificate per `namespace/secret`, so a broken Secret never replaces a

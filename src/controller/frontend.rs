@@ -14,7 +14,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use cloudlb_provider::{L7Spec, LoadBalancerSpec, LoadBalancerStatus, Target};
+use cloudlb_provider::{L7Spec, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Record, Target};
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
 use serde::Serialize;
@@ -128,6 +128,37 @@ pub trait FrontEnd:
 
     /// Keeps only what reconcile reads (applied to every watched object).
     fn trim(&mut self);
+
+    /// The id the load balancer is ensured, found and deleted as: the object's own, or a shared
+    /// load balancer's (an Ingress group's). Passes on the same id run one at a time.
+    fn lb_id(&self, ctx: &Context) -> LoadBalancerId {
+        ctx.lb_id(self)
+    }
+
+    /// For a shared load balancer that others still use: what it must become without this
+    /// object (ensured instead of deleting it when this object goes). `None`: delete it.
+    fn shared_remainder(&self, ctx: &Context, nodes: &NodeSnapshot) -> Option<Desired> {
+        let _ = (ctx, nodes);
+        None
+    }
+
+    /// Adds to the record what this object must remember about its load balancer.
+    fn annotate_record(&self, record: &mut Record) {
+        let _ = record;
+    }
+
+    /// A load balancer this object used (per its `record`) and no longer does, because it
+    /// joined, left or changed a shared one: its id, and what it must become when others still
+    /// use it (`None`: delete it).
+    fn left_behind(
+        &self,
+        ctx: &Context,
+        nodes: &NodeSnapshot,
+        record: Option<&Record>,
+    ) -> Option<(LoadBalancerId, Option<Desired>)> {
+        let _ = (ctx, nodes, record);
+        None
+    }
 
     /// Whether an object of this kind that carries our finalizer but is no longer claimed was
     /// claimed with a different class than it asks for now (an ownership change: clean up), as

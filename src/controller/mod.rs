@@ -141,7 +141,8 @@ pub async fn run(
     let secrets_relisted_tx = relisted_tx.clone();
     let (secret_changed_tx, secret_changed_rx) = mpsc::unbounded_channel::<(String, String)>();
     let mut ingress_tasks = Vec::new();
-    let ingress_caches = if watch_ingresses {
+    let ingress_reflector = watch_ingresses.then(kube::runtime::reflector::store::<Ingress>);
+    let ingress_caches = if let Some((ingresses, _)) = &ingress_reflector {
         let (classes, task) = spawn_cache(
             Api::<IngressClass>::all(client.clone()),
             watcher::Config::default(),
@@ -176,7 +177,7 @@ pub async fn run(
             },
         );
         ingress_tasks.push(AbortOnDrop(task));
-        Some(IngressCaches { classes, secrets, last_good: Default::default() })
+        Some(IngressCaches { ingresses: ingresses.clone(), classes, secrets, last_good: Default::default() })
     } else {
         None
     };
@@ -225,8 +226,7 @@ pub async fn run(
 
     // The Ingress watch is driven by its controller, but its cache must be complete before the
     // first reconcile reads a Service or Secret, and before restore: wait for all of them.
-    let ingress_watch = watch_ingresses.then(|| {
-        let (store, writer) = kube::runtime::reflector::store::<Ingress>();
+    let ingress_watch = ingress_reflector.map(|(store, writer)| {
         let stream = kube::runtime::reflector(
             writer,
             kube::runtime::WatchStreamExt::default_backoff(kube::runtime::WatchStreamExt::modify(

@@ -41,19 +41,29 @@ pub fn needs_cleanup<F: FrontEnd>(ctx: &Context, gone: &F) -> bool {
 pub async fn on_gone<F: FrontEnd>(ctx: Arc<Context>, gone: F) {
     let uid = uid(&gone);
     if needs_cleanup(&ctx, &gone) {
-        let lock = ctx.object_lock(&uid);
-        let _held = lock.lock().await;
+        let lock_key = gone.lb_id(&ctx).uid;
+        let lock = ctx.object_lock(&lock_key);
+        let held = lock.lock().await;
         // A pass that held the lock may have cleaned up meanwhile.
         if !ctx.is_released(&uid) {
             delete_orphan(&ctx, &gone).await;
         }
+        drop(held);
+        ctx.release_object_lock(&lock_key, lock);
     }
     ctx.forget(&uid);
 }
 
 async fn delete_orphan<F: FrontEnd>(ctx: &Context, gone: &F) {
-    let id = ctx.lb_id(gone);
+    let id = gone.lb_id(ctx);
     let record = reconcile::record(gone);
+    // A member of a shared load balancer: the others go on without its part.
+    if let Some(rest) = gone.shared_remainder(ctx, &ctx.nodes.get()) {
+        if let Err(e) = ctx.ensure(&id, &rest, record.as_ref()).await {
+            warn!(kind = F::KIND, object = %key(gone), error = %e, "removing a deleted member from its shared load balancer failed; the next pass of another member does it");
+        }
+        return;
+    }
     warn!(
         kind = F::KIND,
         object = %key(gone),

@@ -53,7 +53,9 @@ const DELETE_ATTEMPT: &str = "delete";
 pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Action> {
     // One pass per object at a time: the controller's queue and the node sweeper (`sweep`)
     // both call this.
-    let lock = ctx.object_lock(&uid(obj.as_ref()));
+    // Keyed by the load balancer's id: the members of an Ingress group share one.
+    let lock_key = obj.lb_id(&ctx).uid;
+    let lock = ctx.object_lock(&lock_key);
     let guard = lock.lock().await;
     let started = Instant::now();
     // Bounded: a call that hangs (an API or cloud connection silently dropped) must not hold
@@ -65,7 +67,7 @@ pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Ac
         Err(_) => Err(Error::ReconcileTimeout(limit)),
     };
     drop(guard);
-    ctx.release_object_lock(&uid(obj.as_ref()), lock);
+    ctx.release_object_lock(&lock_key, lock);
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     let result_label = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
     ctx.metrics.reconciles.get_or_create(&ReconcileLabels { kind: F::KIND, result: result_label }).inc();
@@ -166,11 +168,21 @@ async fn cleanup<F: FrontEnd>(obj: &F, ctx: &Context, deleting: bool) -> Result<
     if let Some(wait) = ctx.backoff.gate(&uid, DELETE_ATTEMPT) {
         return Ok(Action::requeue(wait));
     }
-    let id = ctx.lb_id(obj);
+    let id = obj.lb_id(ctx);
     let record = record(obj);
-    info!(kind = F::KIND, object = %key(obj), deleting, "deleting load balancer");
-    ctx.event(obj, EventType::Normal, event::DELETING, "Delete", "Deleting load balancer").await;
-    if let Err(e) = ctx.delete(F::LAYER, &id, record.as_ref()).await {
+    // A shared load balancer that others still use goes on without this object's part.
+    let result = match obj.shared_remainder(ctx, &ctx.nodes.get()) {
+        Some(rest) => {
+            info!(kind = F::KIND, object = %key(obj), deleting, lb = %id, "leaving the shared load balancer");
+            ctx.ensure(&id, &rest, record.as_ref()).await.map(|_| ())
+        }
+        None => {
+            info!(kind = F::KIND, object = %key(obj), deleting, "deleting load balancer");
+            ctx.event(obj, EventType::Normal, event::DELETING, "Delete", "Deleting load balancer").await;
+            ctx.delete(F::LAYER, &id, record.as_ref()).await
+        }
+    };
+    if let Err(e) = result {
         let note = format!("Error deleting load balancer: {e}");
         ctx.event(obj, EventType::Warning, event::DELETE_FAILED, "Delete", &note).await;
         return Err(Error::Delete(e));
@@ -251,7 +263,12 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
                 ctx.event(obj, EventType::Warning, event::INVALID_SPEC, "Validate", &cond.message).await;
                 write_status(ctx, obj, None, &cond).await?;
             }
-            if let Some(desired) = fallback {
+            if let Some(rest) = obj.shared_remainder(ctx, &nodes) {
+                // A member of a shared load balancer: the others go on without its part.
+                if let Err(e) = ctx.ensure(&obj.lb_id(ctx), &rest, record(obj).as_ref()).await {
+                    return ensure_failed(obj, ctx, e).await;
+                }
+            } else if let Some(desired) = fallback {
                 follow_nodes_with_last_valid(obj, ctx, &desired, &nodes).await?;
             }
             // Nothing else that exists is touched; wait for the user to fix the object.
@@ -261,7 +278,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     ctx.remember_valid_annotations(&uid(obj), obj.meta().annotations.as_ref());
     let hash = desired.hash(&nodes);
     let uid = uid(obj);
-    let id = ctx.lb_id(obj);
+    let id = obj.lb_id(ctx);
     let recorded_hash = annotation(obj, ANN_SPEC_HASH).cloned();
     let record = record(obj);
 
@@ -341,10 +358,22 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     // No "Ensuring" event: the outcome's event (or the failure's) is the one a user needs, and
     // every event is a write the whole cluster's watchers pay for.
     debug!(kind = F::KIND, object = %key(obj), why, "ensuring load balancer");
-    let st = match ctx.ensure(&id, &desired, record.as_ref()).await {
+    let mut st = match ctx.ensure(&id, &desired, record.as_ref()).await {
         Ok(st) => st,
         Err(e) => return ensure_failed(obj, ctx, e).await,
     };
+    obj.annotate_record(&mut st.record);
+    // Make before break: the load balancer this object used before goes only now.
+    if let Some((old, rest)) = obj.left_behind(ctx, &nodes, record.as_ref()) {
+        let result = match &rest {
+            Some(rest) => ctx.ensure(&old, rest, record.as_ref()).await.map(|_| ()),
+            None => ctx.delete(F::LAYER, &old, record.as_ref()).await,
+        };
+        if let Err(e) = result {
+            return ensure_failed(obj, ctx, e).await;
+        }
+        info!(kind = F::KIND, object = %key(obj), from = %old, to = %id, "moved to another load balancer");
+    }
     let written = save_record(ctx, obj, &st, &hash).await?;
     let obj = written.as_ref().unwrap_or(obj);
     let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(&desired)).collect();
@@ -387,7 +416,7 @@ async fn targets_changed<F: FrontEnd>(
     if let Some(wait) = ctx.backoff.gate(&uid, hash) {
         return Ok(Action::requeue(wait));
     }
-    if let Err(e) = ctx.update_targets(&ctx.lb_id(obj), desired, record).await {
+    if let Err(e) = ctx.update_targets(&obj.lb_id(ctx), desired, record).await {
         return ensure_failed(obj, ctx, e).await;
     }
     let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(desired)).collect();
@@ -447,7 +476,7 @@ async fn follow_nodes_with_last_valid<F: FrontEnd>(
     if ctx.backoff.gate(&uid, &hash).is_some() {
         return Ok(());
     }
-    if let Err(e) = ctx.update_targets(&ctx.lb_id(obj), desired, record(obj).as_ref()).await {
+    if let Err(e) = ctx.update_targets(&obj.lb_id(ctx), desired, record(obj).as_ref()).await {
         let note = format!("Error updating load balancer targets: {e}");
         ctx.event(obj, EventType::Warning, event::SYNC_FAILED, "Update", &note).await;
         return Err(Error::Ensure(e));

@@ -48,8 +48,16 @@ async fn restore_all<F: FrontEnd>(ctx: &Context, todo: Vec<F>) -> usize {
                 };
                 let hash = built.desired.hash(&nodes);
                 let recorded = record(&obj);
-                match ctx.ensure(&ctx.lb_id(&obj), &built.desired.as_recorded(), recorded.as_ref()).await {
-                    Ok(st) => {
+                let id = obj.lb_id(ctx);
+                // Members of a shared load balancer are restored one at a time.
+                let lock = ctx.object_lock(&id.uid);
+                let held = lock.lock().await;
+                let result = ctx.ensure(&id, &built.desired.as_recorded(), recorded.as_ref()).await;
+                drop(held);
+                ctx.release_object_lock(&id.uid, lock);
+                match result {
+                    Ok(mut st) => {
+                        obj.annotate_record(&mut st.record);
                         // Targets that changed while the controller was down are built in
                         // already; only a frontend change leaves work for reconcile.
                         let unchanged = annotation(&obj, ANN_SPEC_HASH).map(|h| frontend(h)) == Some(frontend(&hash))

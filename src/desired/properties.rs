@@ -127,9 +127,20 @@ const READ_KEYS: &[&str] = &[
     ing::IDLE_TIMEOUT,
 ];
 
-/// Annotation keys real objects carry that the builders do not read.
-const OTHER_KEYS: &[&str] =
-    &[ANN_RECORD, ANN_SPEC_HASH, ANN_CLAIMED_CLASS, LAST_APPLIED, ANN_INGRESS_CLASS, ANN_DEFAULT_INGRESS_CLASS];
+/// Annotation keys real objects carry that the builders do not read (the Ingress group keys are
+/// read by the Ingress front end, `desired::ingress::group`, which has its own tests).
+const OTHER_KEYS: &[&str] = &[
+    ANN_RECORD,
+    ANN_SPEC_HASH,
+    ANN_CLAIMED_CLASS,
+    LAST_APPLIED,
+    ANN_INGRESS_CLASS,
+    ANN_DEFAULT_INGRESS_CLASS,
+    ing::GROUP_NAME,
+    ing::GROUP_ORDER,
+    ing::ALB_GROUP_NAME,
+    ing::ALB_GROUP_ORDER,
+];
 
 /// Values in `keys.rs` with a `/` that are not annotation keys.
 const NOT_ANNOTATIONS: &[&str] =

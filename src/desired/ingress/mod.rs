@@ -16,6 +16,7 @@
 //! Ingress keeps working, and the problem comes back as a warning for an event.
 
 mod backends;
+pub mod group;
 mod routes;
 mod tls;
 

@@ -20,8 +20,12 @@
 //! Ingress is usually meant to be reached; the AWS Load Balancer Controller defaults to
 //! internal, a common surprise), with `scheme: internal` or `cloudlb.io/internal` for the other.
 //!
-//! Not yet: Ingress groups (`group.name`: several Ingresses on one ALB), `ip` targets, WAF,
-//! authentication actions, `actions.*` / `conditions.*` annotations (all reported as warnings).
+//! Ingress groups (`group.name`, `group.order`) are the controller's: it merges the members into
+//! one spec with the group's own id (`src/desired/ingress/group.rs`), so the provider builds one
+//! ALB from one spec as for any Ingress.
+//!
+//! Not yet: `ip` targets, WAF, authentication actions, `actions.*` / `conditions.*` annotations
+//! (all reported as warnings).
 
 mod certificates;
 mod ensure;

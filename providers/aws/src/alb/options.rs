@@ -39,13 +39,14 @@ pub const SUPPORTED: &[&str] = &[
     "load-balancer-attributes",
     "tags",
     "additional-resource-tags",
+    // Ingress groups: read by the controller, which merges the members into one spec.
+    "group.name",
+    "group.order",
 ];
 
 /// AWS Load Balancer Controller annotations this provider does not implement (yet): reported as
 /// warnings so nobody believes they took effect.
 pub const UNSUPPORTED: &[&str] = &[
-    "group.name",
-    "group.order",
     "load-balancer-name",
     "security-groups",
     "manage-backend-security-group-rules",
@@ -371,7 +372,7 @@ mod tests {
             ("inbound-cidrs", "10.0.0.0/33"),
             ("healthcheck-path", "ready"),
             ("success-codes", "600"),
-            ("group.name", "shared"),
+            ("load-balancer-name", "shared"),
             ("sceme", "internal"),
         ]));
         let fatal: Vec<&str> = problems.iter().filter(|p| p.fatal).map(|p| p.message.as_str()).collect();
@@ -379,7 +380,7 @@ mod tests {
         assert_eq!(fatal.len(), 5, "{fatal:#?}");
         assert!(fatal.iter().all(|m| m.contains("alb.ingress.kubernetes.io/")), "{fatal:#?}");
         assert_eq!(warn.len(), 2, "{warn:#?}");
-        assert!(warn[0].contains("group.name") && warn[0].contains("not supported"), "{warn:#?}");
+        assert!(warn[0].contains("load-balancer-name") && warn[0].contains("not supported"), "{warn:#?}");
         assert!(warn[1].contains("sceme") && warn[1].contains("typo"), "{warn:#?}");
     }
 }
