@@ -107,21 +107,28 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     ctl.stop().await;
 }
 
-#[tokio::test]
-async fn ingress_with_two_hosts_three_paths_and_tls_gets_an_alb_hostname_and_delete_leaves_nothing() {
+/// moto, the sandbox with a Node per instance, our IngressClass, `backends` (name, node port), and
+/// the controller with the aws provider.
+async fn ingress_world(backends: &[(&str, i32)]) -> (aws_support::World, Cluster, Controller) {
     aws_support::test_env();
     let world = aws_support::World::new("test").await;
     let c = Cluster::start().await;
     aws_env::add_nodes(&c, &world).await;
     c.add_ingress_class("cloudlb", INGRESS_CONTROLLER, false).await;
-    c.add_backend("app", 30080).await;
-    c.add_backend("api", 30081).await;
-    c.add_backend("shop", 30082).await;
-    let (crt, key) = pem_pair(&["app.example"]);
-    c.add_tls_secret("app-tls", &crt, &key).await;
+    for (name, node_port) in backends {
+        c.add_backend(name, *node_port).await;
+    }
     let args = aws_env::args(&world);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &aws_env::ENVS).await;
+    (world, c, ctl)
+}
+
+#[tokio::test]
+async fn ingress_with_two_hosts_three_paths_and_tls_gets_an_alb_hostname_and_delete_leaves_nothing() {
+    let (world, c, ctl) = ingress_world(&[("app", 30080), ("api", 30081), ("shop", 30082)]).await;
+    let (crt, key) = pem_pair(&["app.example"]);
+    c.add_tls_secret("app-tls", &crt, &key).await;
     c.add_ingress(
         "web",
         json!({
@@ -171,16 +178,7 @@ async fn ingress_with_two_hosts_three_paths_and_tls_gets_an_alb_hostname_and_del
 
 #[tokio::test]
 async fn an_ingress_group_gets_one_alb_with_every_members_rules_and_the_last_member_takes_it_away() {
-    aws_support::test_env();
-    let world = aws_support::World::new("test").await;
-    let c = Cluster::start().await;
-    aws_env::add_nodes(&c, &world).await;
-    c.add_ingress_class("cloudlb", INGRESS_CONTROLLER, false).await;
-    c.add_backend("app", 30080).await;
-    c.add_backend("api", 30081).await;
-    let args = aws_env::args(&world);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &aws_env::ENVS).await;
+    let (world, c, ctl) = ingress_world(&[("app", 30080), ("api", 30081)]).await;
     let member = |path: &str, svc: &str| json!({"ingressClassName": "cloudlb", "rules": [{"host": "app.example", "http": {"paths": [ingress_path("Prefix", path, svc)]}}]});
     let group = json!({"metadata": {"annotations": {"alb.ingress.kubernetes.io/group.name": "web"}}});
     c.add_ingress("front", member("/", "app"), group.clone()).await;

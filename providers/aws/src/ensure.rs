@@ -17,8 +17,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum;
 use cloudlb_provider::{
-    IngressPoint, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, ProviderError, Record,
+    IngressPoint, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, ProviderError, Record, Scheme,
 };
 
 use crate::clients::Api;
@@ -50,30 +51,15 @@ pub async fn ensure(
         tracing::warn!(lb = %id, node = %s.node, reason = %s.reason, "node is not registered as a target");
     }
 
-    // 1. The load balancer, if it exists: ours, and implementable in place? A recorded one
-    //    that is not the one by name is looked at (only then: no extra call when they agree),
-    //    so that a --cluster-name change is a Conflict instead of a second load balancer.
-    let existing = load_balancer::find_by_name(api, &plan.lb_name).await?;
-    if record_in.and_then(record::load_balancer).is_some_and(|arn| existing.as_ref().is_none_or(|lb| lb.arn != arn)) {
-        crate::delete::recorded_lb(api, id, record_in).await?;
-    }
-    if let Some(lb) = &existing {
-        let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?;
-        let lb_tags = t.get(&lb.arn).cloned().unwrap_or_default();
-        tags::check_owned("elbv2:DescribeTags", id, &format!("load balancer {} ({})", lb.name, lb.arn), &lb_tags)?;
-        let problems =
-            load_balancer::immutable_problems(lb, plan.scheme, &api.config.vpc_id, plan.annotated_subnets.as_deref());
-        if !problems.is_empty() {
-            return Err(ProviderError::Invalid { call: "elbv2:DescribeLoadBalancers", message: problems.join("; ") });
-        }
-    }
-
-    // Subnets of a new load balancer are resolved before anything is made, so that a missing
-    // subnet tag leaves nothing behind.
-    let new_subnets = match &existing {
-        Some(_) => None,
-        None => Some(subnets::resolve(api, plan.annotated_subnets.as_deref(), &id.cluster, plan.scheme).await?),
+    // 1. The load balancer, if it exists: ours, and implementable in place?
+    let wanted = WantedLb {
+        name: &plan.lb_name,
+        lb_type: LoadBalancerTypeEnum::Network,
+        kind: "Service",
+        scheme: plan.scheme,
+        annotated_subnets: plan.annotated_subnets.as_deref(),
     };
+    let (existing, new_subnets) = look_up(api, id, &wanted, record_in).await?;
 
     // 2. Security group (source ranges).
     let sg = security_group::ensure(
@@ -96,7 +82,7 @@ pub async fn ensure(
             load_balancer::create(
                 api,
                 load_balancer::CreateRequest {
-                    lb_type: aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum::Network,
+                    lb_type: LoadBalancerTypeEnum::Network,
                     name: &plan.lb_name,
                     scheme: plan.scheme,
                     subnets: &subnets,
@@ -164,6 +150,52 @@ pub async fn ensure(
     // 8. Ready?
     let lb = wait_active(api, lb).await?;
     Ok(status(&lb, Some(&sg.id), &made, Some(plan.spec_hash)))
+}
+
+/// What a load balancer must be to be used in place.
+pub(crate) struct WantedLb<'a> {
+    pub name: &'a str,
+    pub lb_type: LoadBalancerTypeEnum,
+    /// The object kind, for messages (`Service`, `Ingress`).
+    pub kind: &'a str,
+    pub scheme: Scheme,
+    pub annotated_subnets: Option<&'a [String]>,
+}
+
+/// The load balancer by name, if it exists: ours (else Conflict) and usable in place (else
+/// Invalid with a way forward). A recorded one that is not the one by name is looked at (only
+/// then: no extra call when they agree), so that a `--cluster-name` change is a Conflict
+/// instead of a second load balancer. For a new one, its subnets, resolved before anything is
+/// made so that a missing subnet tag leaves nothing behind.
+pub(crate) async fn look_up(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    want: &WantedLb<'_>,
+    record_in: Option<&Record>,
+) -> Result<(Option<Lb>, Option<Vec<String>>), ProviderError> {
+    let existing = load_balancer::find_by_name(api, want.name).await?;
+    if record_in.and_then(record::load_balancer).is_some_and(|arn| existing.as_ref().is_none_or(|lb| lb.arn != arn)) {
+        crate::delete::recorded_lb(api, id, record_in).await?;
+    }
+    let Some(lb) = existing else {
+        let subnets = subnets::resolve(api, want.annotated_subnets, &id.cluster, want.scheme).await?;
+        return Ok((None, Some(subnets)));
+    };
+    let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?;
+    let lb_tags = t.get(&lb.arn).cloned().unwrap_or_default();
+    tags::check_owned("elbv2:DescribeTags", id, &format!("load balancer {} ({})", lb.name, lb.arn), &lb_tags)?;
+    let problems = load_balancer::immutable_problems(
+        &lb,
+        want.lb_type.clone(),
+        want.kind,
+        want.scheme,
+        &api.config.vpc_id,
+        want.annotated_subnets,
+    );
+    if !problems.is_empty() {
+        return Err(ProviderError::Invalid { call: "elbv2:DescribeLoadBalancers", message: problems.join("; ") });
+    }
+    Ok((Some(lb), None))
 }
 
 /// Find (ownership- and shape-checked) or create every target group, converge its health check,

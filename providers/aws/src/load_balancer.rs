@@ -102,13 +102,9 @@ pub async fn find_by_arn(api: &Api<'_>, arn: &str) -> Result<Option<Lb>, Provide
     describe(api, None, Some(arn)).await
 }
 
-/// Why `lb` cannot implement the plan in place, if it cannot.
-pub fn immutable_problems(lb: &Lb, scheme: Scheme, vpc_id: &str, annotated_subnets: Option<&[String]>) -> Vec<String> {
-    immutable_problems_of(lb, LoadBalancerTypeEnum::Network, "Service", scheme, vpc_id, annotated_subnets)
-}
-
-/// [`immutable_problems`] for a load balancer of `lb_type` made for an object of `kind`.
-pub fn immutable_problems_of(
+/// Why `lb` (of `lb_type`, made for an object of `kind`) cannot implement the plan in place, if
+/// it cannot.
+pub fn immutable_problems(
     lb: &Lb,
     lb_type: LoadBalancerTypeEnum,
     kind: &str,
@@ -298,13 +294,37 @@ mod tests {
 
     #[test]
     fn scheme_change_is_refused_with_a_way_forward() {
-        let p = immutable_problems(&lb(), Scheme::Internal, "vpc-1", None);
+        let p = immutable_problems(&lb(), LoadBalancerTypeEnum::Network, "Service", Scheme::Internal, "vpc-1", None);
         assert_eq!(p.len(), 1);
         assert!(p[0].contains("internet-facing") && p[0].contains("internal"), "{}", p[0]);
         assert!(p[0].contains("delete and re-create the Service"), "{}", p[0]);
-        assert!(immutable_problems(&lb(), Scheme::InternetFacing, "vpc-1", None).is_empty());
+        assert!(
+            immutable_problems(&lb(), LoadBalancerTypeEnum::Network, "Service", Scheme::InternetFacing, "vpc-1", None)
+                .is_empty()
+        );
         let subnets = vec!["subnet-2".to_string(), "subnet-1".to_string()];
-        assert!(immutable_problems(&lb(), Scheme::InternetFacing, "vpc-1", Some(&subnets)).is_empty());
-        assert_eq!(immutable_problems(&lb(), Scheme::InternetFacing, "vpc-2", Some(&subnets[..1])).len(), 2);
+        assert!(
+            immutable_problems(
+                &lb(),
+                LoadBalancerTypeEnum::Network,
+                "Service",
+                Scheme::InternetFacing,
+                "vpc-1",
+                Some(&subnets)
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            immutable_problems(
+                &lb(),
+                LoadBalancerTypeEnum::Network,
+                "Service",
+                Scheme::InternetFacing,
+                "vpc-2",
+                Some(&subnets[..1])
+            )
+            .len(),
+            2
+        );
     }
 }

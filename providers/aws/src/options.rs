@@ -156,6 +156,28 @@ fn is_attribute_key(k: &str) -> bool {
     !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
 }
 
+/// `scheme` (`internal` | `internet-facing`) or `internal` (`true` | `false`), which must agree
+/// when both are set (the NLB and ALB annotations share these keys).
+pub fn scheme(p: &mut OptionParser<'_>, annotation: fn(&str) -> String) -> Option<Scheme> {
+    let internal = p.bool("internal");
+    let scheme = p
+        .one_of("scheme", &["internal", "internet-facing"])
+        .map(|s| if s == "internal" { Scheme::Internal } else { Scheme::InternetFacing });
+    if let (Some(i), Some(s)) = (internal, scheme)
+        && i != (s == Scheme::Internal)
+    {
+        p.problems.push(Problem {
+            message: format!(
+                "annotations {} and {} disagree; set only one",
+                annotation("internal"),
+                annotation("scheme")
+            ),
+            fatal: true,
+        });
+    }
+    scheme.or(internal.map(|i| if i { Scheme::Internal } else { Scheme::InternetFacing }))
+}
+
 /// Parse every option; problems in a readable form (never fails).
 pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
     let mut p = OptionParser::new(options, annotation);
@@ -181,23 +203,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
     p.one_of("nlb-target-type", &["instance"]);
     p.one_of("backend-protocol", &["tcp"]);
 
-    let internal = p.bool("internal");
-    let scheme = p
-        .one_of("scheme", &["internal", "internet-facing"])
-        .map(|s| if s == "internal" { Scheme::Internal } else { Scheme::InternetFacing });
-    if let (Some(i), Some(s)) = (internal, scheme)
-        && i != (s == Scheme::Internal)
-    {
-        p.problems.push(Problem {
-            message: format!(
-                "annotations {} and {} disagree; set only one",
-                annotation("internal"),
-                annotation("scheme")
-            ),
-            fatal: true,
-        });
-    }
-    out.scheme = scheme.or(internal.map(|i| if i { Scheme::Internal } else { Scheme::InternetFacing }));
+    out.scheme = scheme(&mut p, annotation);
 
     if let Some(subnets) = p.list("subnets") {
         for s in &subnets {

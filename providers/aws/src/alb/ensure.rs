@@ -26,9 +26,9 @@ use super::listeners::Wanted;
 use super::plan::{AlbAction, AlbPlan, CertRef};
 use super::{certificates, listeners as alb_listeners, options, plan, record as alb_record, rules};
 use crate::clients::Api;
-use crate::ensure::{ensure_target_groups, wait_active};
+use crate::ensure::{WantedLb, ensure_target_groups, look_up, wait_active};
 use crate::load_balancer::{self, Lb};
-use crate::{delete, listeners, record, security_group, subnets, tags, target_groups};
+use crate::{listeners, record, security_group, tags, target_groups};
 
 /// Every problem `ensure_l7` refuses to start with (what `validate_l7` reports).
 pub fn fatal_problems(id: &LoadBalancerId, spec: &L7Spec) -> Vec<String> {
@@ -67,30 +67,14 @@ pub async fn ensure(
     }
 
     // 1. The ALB, if it exists: ours, and implementable in place?
-    let existing = load_balancer::find_by_name(api, &plan.lb_name).await?;
-    if record_in.and_then(record::load_balancer).is_some_and(|arn| existing.as_ref().is_none_or(|lb| lb.arn != arn)) {
-        delete::recorded_lb(api, id, record_in).await?;
-    }
-    if let Some(lb) = &existing {
-        let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?;
-        let lb_tags = t.get(&lb.arn).cloned().unwrap_or_default();
-        tags::check_owned("elbv2:DescribeTags", id, &format!("load balancer {} ({})", lb.name, lb.arn), &lb_tags)?;
-        let problems = load_balancer::immutable_problems_of(
-            lb,
-            LoadBalancerTypeEnum::Application,
-            "Ingress",
-            plan.scheme,
-            &api.config.vpc_id,
-            plan.annotated_subnets.as_deref(),
-        );
-        if !problems.is_empty() {
-            return Err(ProviderError::Invalid { call: "elbv2:DescribeLoadBalancers", message: problems.join("; ") });
-        }
-    }
-    let new_subnets = match &existing {
-        Some(_) => None,
-        None => Some(subnets::resolve(api, plan.annotated_subnets.as_deref(), &id.cluster, plan.scheme).await?),
+    let wanted = WantedLb {
+        name: &plan.lb_name,
+        lb_type: LoadBalancerTypeEnum::Application,
+        kind: "Ingress",
+        scheme: plan.scheme,
+        annotated_subnets: plan.annotated_subnets.as_deref(),
     };
+    let (existing, new_subnets) = look_up(api, id, &wanted, record_in).await?;
 
     // 2. Security group, 3. the ALB.
     let sg = security_group::ensure(

@@ -189,23 +189,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> (AlbOptions, Vec<Problem>) {
         p.problems.push(Problem { message, fatal: false });
     }
 
-    let internal = p.bool("internal");
-    let scheme = p
-        .one_of("scheme", &["internal", "internet-facing"])
-        .map(|s| if s == "internal" { Scheme::Internal } else { Scheme::InternetFacing });
-    if let (Some(i), Some(s)) = (internal, scheme)
-        && i != (s == Scheme::Internal)
-    {
-        p.problems.push(Problem {
-            message: format!(
-                "annotations {} and {} disagree; set only one",
-                annotation("internal"),
-                annotation("scheme")
-            ),
-            fatal: true,
-        });
-    }
-    out.scheme = scheme.or(internal.map(|i| if i { Scheme::Internal } else { Scheme::InternetFacing }));
+    out.scheme = crate::options::scheme(&mut p, annotation);
 
     if let Some(subnets) = p.list("subnets") {
         for s in subnets.iter().filter(|s| !is_subnet_id(s)) {
