@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::json;
 use support::*;
 
@@ -91,8 +92,53 @@ async fn change(c: &Cluster, rng: &mut Rng, name: &str) {
     }
 }
 
-/// Runs `rounds` rounds of changes and kills; returns the Services that should exist, with their
-/// ports.
+/// Paths of the Ingresses the Ingress rounds make (all to the Service `app`).
+const PATH_SHAPES: [&[&str]; 3] = [&["/"], &["/", "/api"], &["/api", "/shop", "/v2"]];
+
+fn ingress_spec(paths: &[&str]) -> serde_json::Value {
+    let paths: Vec<serde_json::Value> = paths.iter().map(|p| ingress_path("Prefix", p, "app")).collect();
+    json!({
+        "ingressClassName": "cloudlb",
+        "tls": [{"hosts": ["app.example"], "secretName": "app-tls"}],
+        "rules": [{"host": "app.example", "http": {"paths": paths}}]
+    })
+}
+
+fn ingress_paths(ing: &Ingress) -> Vec<String> {
+    let rules = ing.spec.as_ref().and_then(|s| s.rules.as_ref()).into_iter().flatten();
+    rules.flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter().filter_map(|p| p.path.clone()))).collect()
+}
+
+/// [`change`] for an Ingress: create it, change its paths, or delete it.
+async fn change_ingress(c: &Cluster, rng: &mut Rng, name: &str) {
+    match c.ingresses().get_opt(name).await.expect("get ingress") {
+        None => {
+            let shape = PATH_SHAPES[rng.below(PATH_SHAPES.len() as u64) as usize];
+            c.add_ingress(name, ingress_spec(shape), json!({})).await;
+        }
+        Some(ing) if ing.metadata.deletion_timestamp.is_some() => {}
+        Some(ing) => {
+            if rng.below(3) == 0 {
+                c.ingresses().delete(name, &Default::default()).await.expect("delete ingress");
+            } else {
+                let now = ingress_paths(&ing);
+                let others: Vec<&[&str]> = PATH_SHAPES.iter().copied().filter(|s| *s != now.as_slice()).collect();
+                let shape = others[rng.below(others.len() as u64) as usize];
+                c.patch_ingress(name, json!({"spec": ingress_spec(shape)})).await;
+            }
+        }
+    }
+}
+
+/// What the rounds change.
+#[derive(Clone, Copy)]
+enum Kind {
+    Services,
+    Ingresses,
+}
+
+/// Runs `rounds` rounds of changes and kills; returns the Services (or Ingresses) that should
+/// exist, with their ports (for Ingresses: their number of paths).
 async fn churn(
     c: &Cluster,
     args: &[&str],
@@ -101,12 +147,27 @@ async fn churn(
     rounds: usize,
     window: Duration,
 ) -> BTreeMap<String, Vec<i32>> {
+    churn_kind(c, args, envs, names, rounds, window, Kind::Services).await
+}
+
+async fn churn_kind(
+    c: &Cluster,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    names: &[&str],
+    rounds: usize,
+    window: Duration,
+    kind: Kind,
+) -> BTreeMap<String, Vec<i32>> {
     let mut rng = Rng::from_env();
     let mut kills_after_ready = 0;
     for round in 0..rounds {
         for _ in 0..=rng.below(2) {
             let name = names[rng.below(names.len() as u64) as usize];
-            change(c, &mut rng, name).await;
+            match kind {
+                Kind::Services => change(c, &mut rng, name).await,
+                Kind::Ingresses => change_ingress(c, &mut rng, name).await,
+            }
         }
         // Without leader election: a killed leader's Lease would make the next process wait
         // for it to expire, and the kills would land in that wait instead of in the work.
@@ -127,9 +188,20 @@ async fn churn(
     }
     assert!(kills_after_ready > 0, "every kill came before the controller could act");
     let mut want = BTreeMap::new();
-    for svc in c.services().list(&Default::default()).await.expect("list").items {
-        if svc.metadata.deletion_timestamp.is_none() {
-            want.insert(svc.metadata.name.clone().expect("name"), spec_ports(&svc));
+    match kind {
+        Kind::Services => {
+            for svc in c.services().list(&Default::default()).await.expect("list").items {
+                if svc.metadata.deletion_timestamp.is_none() {
+                    want.insert(svc.metadata.name.clone().expect("name"), spec_ports(&svc));
+                }
+            }
+        }
+        Kind::Ingresses => {
+            for ing in c.ingresses().list(&Default::default()).await.expect("list").items {
+                if ing.metadata.deletion_timestamp.is_none() {
+                    want.insert(ing.metadata.name.clone().expect("name"), vec![ingress_paths(&ing).len() as i32]);
+                }
+            }
         }
     }
     want
@@ -217,6 +289,72 @@ async fn aws_killed_at_random_points_converges_to_one_nlb_per_service_and_leaves
     delete_all(&c, &NAMES).await;
     let left = world.owned().await;
     assert!(left.is_empty(), "leaked: {left:?}");
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn aws_ingresses_killed_at_random_points_converge_to_one_alb_each_and_leave_nothing() {
+    aws_support::test_env();
+    let world = aws_support::World::new("test").await;
+    let c = Cluster::start().await;
+    aws_env::add_nodes(&c, &world).await;
+    c.add_ingress_class("cloudlb", INGRESS_CONTROLLER, false).await;
+    c.add_backend("app", 30080).await;
+    let (crt, key) = pem_pair(&["app.example"]);
+    c.add_tls_secret("app-tls", &crt, &key).await;
+    let args = aws_env::args(&world);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let envs = aws_env::ENVS;
+    let names = ["i1", "i2", "i3"];
+    let rounds = churn_kind(&c, &args, &envs, &names, 12, Duration::from_secs(4), Kind::Ingresses);
+    let want =
+        tokio::time::timeout(Duration::from_secs(300), rounds).await.expect("the rounds finish within 5 minutes");
+    let ctl = Controller::start_full(&c, &args, "info", &envs).await;
+    for name in want.keys() {
+        c.wait_ingress_within(CONVERGE, name, "an ALB hostname", |i| ingress_address(i).is_some()).await;
+    }
+    for name in names.iter().filter(|n| !want.contains_key(**n)) {
+        c.wait_ingress_gone_within(CONVERGE, name).await;
+    }
+    // One ALB per Ingress, each with one rule per path on each listener; one certificate each.
+    let acm = aws_sdk_acm::Client::new(&aws_support::sdk_config(&world.moto.url()).await);
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let owned = world.owned().await;
+        let certs = acm.list_certificates().send().await.expect("certificates").certificate_summary_list().len();
+        let mut rules = Vec::new();
+        for name in &owned.load_balancers {
+            let lb = world.load_balancer(name).await.expect("load balancer");
+            let ls = world.elb.describe_listeners().load_balancer_arn(lb.load_balancer_arn().unwrap()).send().await;
+            for l in ls.expect("listeners").listeners() {
+                let r = world.elb.describe_rules().listener_arn(l.listener_arn().unwrap()).send().await.expect("rules");
+                rules.push(r.rules().iter().filter(|r| r.is_default() != Some(true)).count());
+            }
+        }
+        rules.sort();
+        let mut want_rules: Vec<usize> = want.values().flat_map(|n| [n[0] as usize, n[0] as usize]).collect();
+        want_rules.sort();
+        if owned.load_balancers.len() == want.len() && certs == want.len() && rules == want_rules {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "one ALB per Ingress with its rules and certificate: {owned:?}, {certs} certificates, rules {rules:?} for {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for name in &names {
+        if c.ingresses().get_opt(name).await.expect("get").is_some() {
+            let _ = c.ingresses().delete(name, &Default::default()).await;
+        }
+    }
+    for name in &names {
+        c.wait_ingress_gone_within(CONVERGE, name).await;
+    }
+    let left = world.owned().await;
+    assert!(left.is_empty(), "leaked: {left:?}");
+    let certs = acm.list_certificates().send().await.expect("certificates");
+    assert!(certs.certificate_summary_list().is_empty(), "leaked certificates");
     ctl.stop().await;
 }
 

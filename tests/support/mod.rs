@@ -272,13 +272,24 @@ impl Cluster {
         what: &str,
         cond: impl Fn(&Ingress) -> bool + Send + 'static,
     ) -> Ingress {
+        self.wait_ingress_within(WAIT, name, what, cond).await
+    }
+
+    /// [`Self::wait_ingress`] with its own time limit.
+    pub async fn wait_ingress_within(
+        &self,
+        limit: Duration,
+        name: &str,
+        what: &str,
+        cond: impl Fn(&Ingress) -> bool + Send + 'static,
+    ) -> Ingress {
         let fut = await_condition(self.ingresses(), name, move |i: Option<&Ingress>| i.is_some_and(&cond));
-        match tokio::time::timeout(WAIT, fut).await {
+        match tokio::time::timeout(limit, fut).await {
             Ok(Ok(Some(i))) => i,
             Ok(Ok(None)) => panic!("ingress {name}: gone while waiting for {what}"),
             Ok(Err(e)) => panic!("ingress {name}: watch failed while waiting for {what}: {e}"),
             Err(_) => panic!(
-                "ingress {name}: timed out after {WAIT:?} waiting for {what}; now: {:?}",
+                "ingress {name}: timed out after {limit:?} waiting for {what}; now: {:?}",
                 self.ingresses().get_opt(name).await
             ),
         }
@@ -291,8 +302,12 @@ impl Cluster {
     }
 
     pub async fn wait_ingress_gone(&self, name: &str) {
+        self.wait_ingress_gone_within(WAIT, name).await
+    }
+
+    pub async fn wait_ingress_gone_within(&self, limit: Duration, name: &str) {
         let fut = await_condition(self.ingresses(), name, |i: Option<&Ingress>| i.is_none());
-        tokio::time::timeout(WAIT, fut).await.expect("timed out waiting for the Ingress to go").expect("watch");
+        tokio::time::timeout(limit, fut).await.expect("timed out waiting for the Ingress to go").expect("watch");
     }
 }
 
