@@ -371,5 +371,10 @@ async fn an_ingress_group_shares_one_load_balancer_leaves_out_an_invalid_member_
     c.wait_ingress_gone("a").await;
     wait_entry(&state, "shop", "the group's load balancer to be deleted", |e| e.is_none()).await;
     assert!(l7_entry(&state, "b").is_some(), "b's own load balancer is untouched");
+
+    // Joining a group: the group's load balancer first, then b's own goes.
+    c.patch_ingress("b", json!({"metadata": {"annotations": {"cloudlb.io/group.name": "shop"}}})).await;
+    wait_entry(&state, "shop", "the group made again with b", |e| e.is_some_and(|e| e["routes"] == 1)).await;
+    wait_entry(&state, "b", "b's own load balancer to go", |e| e.is_none()).await;
     ctl.stop().await;
 }

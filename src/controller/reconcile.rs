@@ -286,7 +286,10 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     // writes yet (annotations and status are two patches), which must not cost another ensure.
     // Warnings can still change without the spec (a broken Secret whose previous certificate
     // goes on serving): compared with what this process reported, not the possibly stale object.
-    if ctx.just_written(&uid, &hash) {
+    // Joined, left or changed a shared load balancer: the spec may be the same, the load
+    // balancer is not.
+    let moved = obj.left_behind(ctx, &nodes, record.as_ref()).is_some();
+    if !moved && ctx.just_written(&uid, &hash) {
         let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(&desired)).collect();
         if ctx.reported(&uid).is_some_and(|c| c != ready_cond(&desired, &warnings).digest()) {
             ready_condition(obj, ctx, &desired, &build_warnings).await?;
@@ -295,7 +298,9 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     }
     // The annotation holds the hash of the last *full* ensure; only its frontend part (before
     // the dot) says whether the spec changed. Node-set changes since then are targets-only.
-    let mut why = if recorded_hash.as_deref().map(frontend) != Some(frontend(&hash)) {
+    let mut why = if moved {
+        Some("moved")
+    } else if recorded_hash.as_deref().map(frontend) != Some(frontend(&hash)) {
         Some(if recorded_hash.is_none() { "new" } else { "changed" })
     } else if record.is_none() || !obj.has_address() {
         Some("incomplete")
