@@ -207,6 +207,18 @@ async fn an_ingress_group_gets_one_alb_with_every_members_rules_and_the_last_mem
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A member the ALB cannot build (a malformed ALB annotation) is reported on itself and left out.
+    let bad = json!({"metadata": {"annotations": {
+        "alb.ingress.kubernetes.io/group.name": "web",
+        "alb.ingress.kubernetes.io/healthcheck-path": "no-slash"
+    }}});
+    c.add_ingress("bad", member("/bad", "app"), bad).await;
+    let (_, kind, note) = c.wait_event("bad", "InvalidLoadBalancerSpec").await;
+    assert_eq!(kind, "Warning");
+    assert!(note.contains("healthcheck-path"), "{note}");
+    ctl.settle(Duration::from_millis(500)).await;
+    assert_eq!(rules_of_the_alb().await, (1, vec![2]), "the invalid member's path is left out, the others keep theirs");
+    c.ingresses().delete("bad", &Default::default()).await.expect("delete bad");
 
     c.ingresses().delete("api", &Default::default()).await.expect("delete api");
     c.wait_ingress_gone("api").await;
