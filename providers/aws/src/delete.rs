@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum;
 use cloudlb_provider::{ErrorClass, LoadBalancerId, LoadBalancerStatus, ProviderError, Record};
 
 use crate::clients::Api;
@@ -59,22 +60,34 @@ pub async fn recorded_lb(
     Ok(None)
 }
 
-/// Our NLB for `id`: the recorded one when it is ours and a network load balancer (an Ingress's
-/// ALB is never taken for it), else by name; `None` when absent or not ours.
+/// Our NLB for `id` (see [`find_of_type`]).
 async fn find_lb(
     api: &Api<'_>,
     id: &LoadBalancerId,
     rec: Option<&Record>,
 ) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
-    let is_nlb = |lb: &Lb| lb.lb_type == aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum::Network.as_str();
+    find_of_type(api, id, rec, &names::load_balancer(id), LoadBalancerTypeEnum::Network).await
+}
+
+/// Our load balancer of `lb_type` for `id`: the recorded one when it is ours and of that type
+/// (a Service's NLB is never taken for an Ingress's ALB, and back), else the one named `name`;
+/// `None` when absent or not ours.
+pub(crate) async fn find_of_type(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    rec: Option<&Record>,
+    name: &str,
+    lb_type: LoadBalancerTypeEnum,
+) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
+    let of_type = |lb: &Lb| lb.lb_type == lb_type.as_str();
     if let Some(found) = recorded_lb(api, id, rec).await?
-        && is_nlb(&found.0)
+        && of_type(&found.0)
     {
         return Ok(Some(found));
     }
-    let Some(lb) = load_balancer::find_by_name(api, &names::load_balancer(id)).await? else { return Ok(None) };
+    let Some(lb) = load_balancer::find_by_name(api, name).await? else { return Ok(None) };
     let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?.remove(&lb.arn).unwrap_or_default();
-    if !tags::is_owned(id, &t) || !is_nlb(&lb) {
+    if !tags::is_owned(id, &t) || !of_type(&lb) {
         tracing::warn!(lb = %lb.name, arn = %lb.arn, owner = %id, "load balancer with our name is not ours; leaving it alone");
         return Ok(None);
     }

@@ -77,26 +77,13 @@ pub async fn update_targets(
     crate::targets::update_groups(api, id, &groups, &plan.instances, verified).await
 }
 
-/// Our ALB for `id`: the recorded one when it is ours and an ALB, else by name. A Service's
-/// NLB (same owner, another kind) is never taken for it.
+/// Our ALB for `id`.
 async fn find(
     api: &Api<'_>,
     id: &LoadBalancerId,
     rec: Option<&Record>,
 ) -> Result<Option<(Lb, BTreeMap<String, String>)>, ProviderError> {
-    let is_alb = |lb: &Lb| lb.lb_type == LoadBalancerTypeEnum::Application.as_str();
-    if let Some((lb, t)) = nlb_delete::recorded_lb(api, id, rec).await?
-        && is_alb(&lb)
-    {
-        return Ok(Some((lb, t)));
-    }
-    let Some(lb) = load_balancer::find_by_name(api, &plan::load_balancer_name(id)).await? else { return Ok(None) };
-    let t = tags::describe_elb(api, std::slice::from_ref(&lb.arn)).await?.remove(&lb.arn).unwrap_or_default();
-    if !tags::is_owned(id, &t) || !is_alb(&lb) {
-        tracing::warn!(lb = %lb.name, arn = %lb.arn, owner = %id, "load balancer with our ALB name is not ours; leaving it alone");
-        return Ok(None);
-    }
-    Ok(Some((lb, t)))
+    nlb_delete::find_of_type(api, id, rec, &plan::load_balancer_name(id), LoadBalancerTypeEnum::Application).await
 }
 
 /// Delete in dependency order: the ALB (its listeners and rules go with it), the target groups
