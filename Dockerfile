@@ -19,6 +19,9 @@
 ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+# The commit for `cloudlb --version` and the build_info metric (the context has no .git).
+ARG VCS_REF=unknown
+ENV CLOUDLB_COMMIT=${VCS_REF}
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and target dir between builds (BuildKit, buildah, podman).

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use crate::keys::{DEFAULT_CLASS, DEFAULT_INGRESS_CONTROLLER};
 
 #[derive(Parser, Debug)]
-#[command(name = "cloudlb", version, about = "Load balancers for Kubernetes Services of type LoadBalancer")]
+#[command(name = "cloudlb", version = crate::VERSION, about = "Load balancers for Kubernetes Services of type LoadBalancer")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

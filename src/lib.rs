@@ -19,6 +19,11 @@
 //!   checks; [`demo`]: `cloudlb sandbox`;
 //! - [`leader`]: leader election on a Lease.
 
+/// The commit this binary was built from (see `build.rs`).
+pub const COMMIT: &str = env!("CLOUDLB_COMMIT");
+/// What `cloudlb --version` prints after the name: the crate version and the commit.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CLOUDLB_COMMIT"), ")");
+
 pub mod api_limit;
 pub mod app;
 pub mod args;

@@ -15,7 +15,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use cloudlb_provider::{
-    Capabilities, L7Spec, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Provider, Record, Result as PResult,
+    Capabilities, L7Spec, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Provider, ProviderMetric, Record,
+    Result as PResult,
 };
 use std::fmt::Write as _;
 
@@ -108,6 +109,14 @@ pub struct Metrics {
     pub ready: AtomicBool,
     /// What `/healthz` checks (see `liveness`).
     pub liveness: Arc<Liveness>,
+    /// Whose own metrics are exported too (set once the provider exists).
+    provider: std::sync::OnceLock<Arc<dyn Provider>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
 }
 
 impl Default for Metrics {
@@ -135,6 +144,9 @@ impl Default for Metrics {
             "1 while this process holds the leader Lease (or runs without election)",
             leader.clone(),
         );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register("build_info", "1, labelled with the version and commit of this binary", build_info.clone());
+        build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: crate::COMMIT }).set(1);
         let tracked = Gauge::default();
         registry.register(
             "tracked_load_balancers",
@@ -153,6 +165,7 @@ impl Default for Metrics {
             tracked,
             ready: AtomicBool::new(false),
             liveness: Default::default(),
+            provider: Default::default(),
         }
     }
 }
@@ -163,7 +176,17 @@ impl Metrics {
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
+        if let Some(p) = self.provider.get() {
+            // The registry ends the exposition with `# EOF`; the provider's families go before it.
+            let body = out.strip_suffix("# EOF\n").map(String::from).unwrap_or(out);
+            out = body + &encode_provider_metrics(&p.metrics()) + "# EOF\n";
+        }
         out
+    }
+
+    /// Exports `provider`'s own metrics (see [`Provider::metrics`]) from now on.
+    pub fn export_provider(&self, provider: Arc<dyn Provider>) {
+        let _ = self.provider.set(provider);
     }
 
     fn provider_call(&self, call: Call, layer: Layer, ok: bool, started: Instant) {
@@ -171,6 +194,36 @@ impl Metrics {
         self.provider_calls.get_or_create(&CallLabels { call, layer, result }).inc();
         self.provider_duration.observe(started.elapsed().as_secs_f64());
     }
+}
+
+/// OpenMetrics text for provider samples: one family per name (in first-seen order), label
+/// values escaped.
+pub fn encode_provider_metrics(samples: &[ProviderMetric]) -> String {
+    let mut names: Vec<&'static str> = Vec::new();
+    for s in samples {
+        if !names.contains(&s.name) {
+            names.push(s.name);
+        }
+    }
+    let mut out = String::new();
+    for name in names {
+        let family: Vec<&ProviderMetric> = samples.iter().filter(|s| s.name == name).collect();
+        let first = family[0];
+        let kind = if first.counter { "counter" } else { "gauge" };
+        let _ = writeln!(out, "# HELP cloudlb_{name} {}", first.help);
+        let _ = writeln!(out, "# TYPE cloudlb_{name} {kind}");
+        for s in family {
+            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let suffix = if s.counter { "_total" } else { "" };
+            let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+            let _ = writeln!(out, "cloudlb_{name}{suffix}{labels} {}", s.value);
+        }
+    }
+    out
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until the process ends. Returns the bound address.
@@ -240,6 +293,10 @@ pub struct InstrumentedProvider {
 impl Provider for InstrumentedProvider {
     fn name(&self) -> &'static str {
         self.inner.name()
+    }
+
+    fn metrics(&self) -> Vec<cloudlb_provider::ProviderMetric> {
+        self.inner.metrics()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -331,5 +388,53 @@ impl Provider for InstrumentedProvider {
         let r = self.inner.get_l7(id, record).await;
         self.metrics.provider_call(Call::Get, Layer::L7, r.is_ok(), started);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_samples_are_families_with_escaped_labels() {
+        let samples = vec![
+            ProviderMetric::counter(
+                "local_bytes",
+                "Bytes",
+                vec![("name", "a\"b".into()), ("direction", "in".into())],
+                5,
+            ),
+            ProviderMetric::gauge("local_targets", "Targets", vec![], 2),
+            ProviderMetric::counter(
+                "local_bytes",
+                "Bytes",
+                vec![("name", "c\\d\n".into()), ("direction", "out".into())],
+                7,
+            ),
+        ];
+        let text = encode_provider_metrics(&samples);
+        assert_eq!(
+            text,
+            "# HELP cloudlb_local_bytes Bytes\n# TYPE cloudlb_local_bytes counter\n\
+             cloudlb_local_bytes_total{name=\"a\\\"b\",direction=\"in\"} 5\n\
+             cloudlb_local_bytes_total{name=\"c\\\\d\\n\",direction=\"out\"} 7\n\
+             # HELP cloudlb_local_targets Targets\n# TYPE cloudlb_local_targets gauge\ncloudlb_local_targets 2\n"
+        );
+    }
+
+    #[test]
+    fn the_exposition_carries_build_info_and_ends_with_eof() {
+        let m = Metrics::default();
+        let text = m.encode();
+        assert!(
+            text.contains(&format!(
+                "cloudlb_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                crate::COMMIT
+            )),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+        assert!(!crate::COMMIT.is_empty());
     }
 }

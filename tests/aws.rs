@@ -23,6 +23,9 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &aws_env::ENVS).await;
     c.add_service("web", &[(80, "TCP"), (443, "TCP")], json!({})).await;
     let host = c.wait_address("web").await;
+    // Cloud API calls are on /metrics, by action.
+    assert_eq!(ctl.metric("cloudlb_cloud_api_calls_total", &[("call", "elbv2:CreateLoadBalancer")]).await, 1.0);
+    assert!(ctl.metric("cloudlb_cloud_api_calls_total", &[("call", "elbv2:DescribeLoadBalancers")]).await >= 1.0);
     let lb = world.elb.describe_load_balancers().send().await.expect("describe").load_balancers().to_vec();
     assert_eq!(lb.len(), 1, "one NLB");
     assert_eq!(lb[0].dns_name(), Some(host.as_str()), "status shows the NLB's DNS name");

@@ -525,6 +525,24 @@ async fn bad_flags_exit_non_zero_with_a_message() {
 }
 
 #[tokio::test]
+async fn version_names_the_commit() {
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudlb")).arg("--version").output(),
+    )
+    .await
+    .expect("exits promptly")
+    .expect("runs");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), format!("cloudlb {} (commit {})", env!("CARGO_PKG_VERSION"), cloudlb::COMMIT));
+    // Built from a git checkout (as here and in CI): the commit is a hash, not "unknown".
+    if std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.git")).exists() {
+        assert!(cloudlb::COMMIT.len() == 12 && cloudlb::COMMIT.chars().all(|c| c.is_ascii_hexdigit()), "{stdout}");
+    }
+}
+
+#[tokio::test]
 async fn drift_is_detected_and_repaired() {
     let c = cluster_with_nodes().await;
     let state = c.dir.path().join("memory-state.json");

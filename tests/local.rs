@@ -80,6 +80,14 @@ async fn local_provider_forwards_follows_nodes_and_survives_restart() {
         seen.insert(ask(&addr).await.expect("answer through the load balancer"));
     }
     assert_eq!(seen.len(), 2, "both nodes answer: {seen:?}");
+    // The data plane's counters are on /metrics, per load balancer.
+    let lb = [("namespace", "default"), ("name", "web"), ("kind", "l4")];
+    let accepted = ctl.metric("cloudlb_local_connections_total", &lb).await;
+    assert!(accepted >= 20.0, "20 connections went through: {accepted}");
+    let bytes_out = ctl.metric("cloudlb_local_bytes_total", &[("name", "web"), ("direction", "out")]).await;
+    assert!(bytes_out >= 20.0 * "node=node-a\n".len() as f64, "answers counted: {bytes_out}");
+    assert_eq!(ctl.metric("cloudlb_local_targets", &lb).await, 2.0);
+    assert_eq!(ctl.metric("cloudlb_build_info", &[("version", env!("CARGO_PKG_VERSION"))]).await, 1.0);
 
     // Excluding node-b takes it out of rotation.
     c.patch_node(
@@ -338,6 +346,13 @@ async fn local_provider_serves_an_ingress_by_host_and_path_with_tls_rotation() {
     assert!(status == 200 && body.starts_with("app@"), "/apix is not under /api: {status} {body}");
     let (status, _) = get_with_host(&http, "other.example", "/").await.expect("answer");
     assert_eq!(status, 404, "no rule for other.example and no default backend");
+    let lb = [("name", "shop"), ("kind", "l7")];
+    let requests = ctl.metric("cloudlb_local_http_requests_total", &lb).await;
+    assert!(requests >= 22.0, "every request counted: {requests}");
+    let ok = ctl.metric("cloudlb_local_http_responses_total", &[("name", "shop"), ("code", "2xx")]).await;
+    assert!(ok >= 21.0, "2xx counted: {ok}");
+    let not_found = ctl.metric("cloudlb_local_http_answered_total", &[("name", "shop"), ("reason", "not_found")]).await;
+    assert!(not_found >= 1.0, "the 404 is counted as answered by the load balancer: {not_found}");
 
     // HTTPS with the Secret's certificate, chosen by SNI.
     let (status, body) = https_get(&https, "shop.example", "/", &crt).await.expect("HTTPS through the Ingress");

@@ -79,6 +79,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     client.apiserver_version().await.map_err(Error::ApiUnreachable)?;
+    metrics.export_provider(provider.clone());
     let provider: Arc<dyn Provider> = Arc::new(InstrumentedProvider { inner: provider, metrics: metrics.clone() });
     let caps = provider.capabilities();
     metrics.liveness.set_deadline(config.reconcile_timeout);

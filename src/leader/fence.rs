@@ -134,6 +134,10 @@ impl Provider for FencedProvider {
         self.inner.name()
     }
 
+    fn metrics(&self) -> Vec<cloudlb_provider::ProviderMetric> {
+        self.inner.metrics()
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }

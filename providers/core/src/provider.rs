@@ -42,6 +42,38 @@ use crate::l7::L7Spec;
 use crate::spec::{LoadBalancerId, LoadBalancerSpec};
 use crate::status::{LoadBalancerStatus, Record};
 
+/// One sample of a provider metric. Samples of one `name` must share `counter` and `help`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderMetric {
+    /// Without the `cloudlb_` prefix and (for counters) without `_total`, e.g. `local_bytes`.
+    pub name: &'static str,
+    pub help: &'static str,
+    /// A counter (monotonic) rather than a gauge.
+    pub counter: bool,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
+impl ProviderMetric {
+    pub fn counter(name: &'static str, help: &'static str, labels: Vec<(&'static str, String)>, value: u64) -> Self {
+        Self { name, help, counter: true, labels, value }
+    }
+
+    pub fn gauge(name: &'static str, help: &'static str, labels: Vec<(&'static str, String)>, value: u64) -> Self {
+        Self { name, help, counter: false, labels, value }
+    }
+
+    /// `cloud_api_calls{call}` from a provider's call counts by `service:Action`.
+    pub fn cloud_api_calls(counts: std::collections::BTreeMap<String, u64>) -> Vec<Self> {
+        counts
+            .into_iter()
+            .map(|(call, n)| {
+                Self::counter("cloud_api_calls", "Cloud API calls, by service:Action", vec![("call", call)], n)
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// Short name (`aws`, `gcp`, `local`, `memory`), used in logs and metrics.
@@ -134,6 +166,13 @@ pub trait Provider: Send + Sync + 'static {
     async fn delete_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<()> {
         let _ = (id, record);
         Ok(())
+    }
+
+    /// The provider's own metrics at this moment (a data plane's traffic counters, cloud API
+    /// calls by action), exported with the controller's on `/metrics`. Cheap: called on every
+    /// scrape. The default is none.
+    fn metrics(&self) -> Vec<ProviderMetric> {
+        Vec::new()
     }
 
     /// What exists for the L7 load balancer `id` now; `None` when nothing does.

@@ -142,6 +142,11 @@ impl Provider for GcpProvider {
         "gcp"
     }
 
+    /// Cloud API calls so far, by `service:Action` (the client-side count, retries included).
+    fn metrics(&self) -> Vec<cloudlb_provider::ProviderMetric> {
+        cloudlb_provider::ProviderMetric::cloud_api_calls(self.call_counts())
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             protocols: vec![Protocol::Tcp, Protocol::Udp],

@@ -309,6 +309,10 @@ impl Provider for LocalProvider {
         "local"
     }
 
+    fn metrics(&self) -> Vec<cloudlb_provider::ProviderMetric> {
+        stats::metrics(&self.stats())
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             protocols: vec![Protocol::Tcp, Protocol::Udp],

@@ -357,3 +357,104 @@ impl Counters {
         }
     }
 }
+
+// ---- Prometheus samples --------------------------------------------------------------------
+
+use cloudlb_provider::ProviderMetric;
+
+/// The samples `/metrics` exports: per load balancer (labels namespace, name, kind), the
+/// connections, refusals by reason, bytes by direction, UDP flows and drops, health probes and
+/// targets, and for HTTP load balancers the requests and responses by status class and why the
+/// load balancer answered itself.
+pub fn metrics(stats: &LocalStats) -> Vec<ProviderMetric> {
+    let mut out = Vec::new();
+    for lb in &stats.load_balancers {
+        let kind = match lb.kind {
+            LoadBalancerKind::L4 => "l4",
+            LoadBalancerKind::L7 => "l7",
+        };
+        let base = || vec![("namespace", lb.namespace.clone()), ("name", lb.name.clone()), ("kind", kind.to_string())];
+        let with = |k: &'static str, v: &str| {
+            let mut l = base();
+            l.push((k, v.to_string()));
+            l
+        };
+        let t = &lb.traffic;
+        let c = ProviderMetric::counter;
+        let g = ProviderMetric::gauge;
+        out.push(c("local_connections", "TCP connections accepted", base(), t.connections_accepted));
+        out.push(g("local_connections_active", "TCP connections open now", base(), t.connections_active));
+        for (reason, v) in [
+            ("source_range", t.connections_refused),
+            ("lb_limit", t.connections_refused_lb_limit),
+            ("source_limit", t.connections_refused_source_limit),
+        ] {
+            out.push(c("local_connections_refused", "TCP connections refused, by reason", with("reason", reason), v));
+        }
+        out.push(c(
+            "local_connections_idle_closed",
+            "TCP connections closed for idleness",
+            base(),
+            t.connections_idle_closed,
+        ));
+        out.push(c("local_connect_failures", "Failed connection attempts to a node", base(), t.connect_failures));
+        out.push(c(
+            "local_no_target",
+            "Connections or flows closed because no node could be reached",
+            base(),
+            t.no_target,
+        ));
+        for (dir, v) in [("in", t.bytes_in), ("out", t.bytes_out)] {
+            out.push(c("local_bytes", "Payload bytes, client to node (in) and back (out)", with("direction", dir), v));
+        }
+        out.push(c("local_udp_flows", "UDP flows opened", base(), t.udp_flows));
+        out.push(g("local_udp_flows_active", "UDP flows open now", base(), t.udp_flows_active));
+        for (reason, v) in [
+            ("source_range", t.udp_datagrams_refused),
+            ("buffer_full", t.udp_datagrams_dropped),
+            ("lb_limit", t.udp_datagrams_refused_lb_limit),
+            ("total_limit", t.udp_datagrams_refused_total_limit),
+        ] {
+            out.push(c("local_udp_datagrams_dropped", "UDP datagrams dropped, by reason", with("reason", reason), v));
+        }
+        out.push(c("local_health_probes", "Health probes sent to nodes", base(), t.health_probes));
+        out.push(c("local_health_probe_failures", "Health probes that failed", base(), t.health_probe_failures));
+        let targets: Vec<&TargetStats> =
+            lb.targets.iter().chain(lb.backends.iter().flat_map(|b| b.targets.iter())).collect();
+        out.push(g("local_targets", "Node targets (per backend for HTTP)", base(), targets.len() as u64));
+        out.push(g(
+            "local_targets_healthy",
+            "Node targets passing their health check",
+            base(),
+            targets.iter().filter(|t| t.healthy).count() as u64,
+        ));
+        if let Some(h) = &lb.http {
+            out.push(c("local_http_requests", "HTTP requests received", base(), h.requests));
+            for (code, v) in [
+                ("1xx", h.responses_1xx),
+                ("2xx", h.responses_2xx),
+                ("3xx", h.responses_3xx),
+                ("4xx", h.responses_4xx),
+                ("5xx", h.responses_5xx),
+            ] {
+                out.push(c("local_http_responses", "HTTP responses sent, by status class", with("code", code), v));
+            }
+            for (reason, v) in [
+                ("not_found", h.not_found),
+                ("unavailable", h.unavailable),
+                ("upstream_error", h.upstream_errors),
+                ("upstream_timeout", h.upstream_timeouts),
+                ("redirect", h.redirects),
+            ] {
+                out.push(c(
+                    "local_http_answered",
+                    "Requests the load balancer answered itself, by reason",
+                    with("reason", reason),
+                    v,
+                ));
+            }
+            out.push(c("local_tls_handshake_failures", "TLS handshakes that failed", base(), h.tls_handshake_failures));
+        }
+    }
+    out
+}
