@@ -146,17 +146,6 @@ async fn churn(
     names: &[&str],
     rounds: usize,
     window: Duration,
-) -> BTreeMap<String, Vec<i32>> {
-    churn_kind(c, args, envs, names, rounds, window, Kind::Services).await
-}
-
-async fn churn_kind(
-    c: &Cluster,
-    args: &[&str],
-    envs: &[(&str, &str)],
-    names: &[&str],
-    rounds: usize,
-    window: Duration,
     kind: Kind,
 ) -> BTreeMap<String, Vec<i32>> {
     let mut rng = Rng::from_env();
@@ -255,10 +244,12 @@ async fn aws_killed_at_random_points_converges_to_one_nlb_per_service_and_leaves
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let envs = aws_env::ENVS;
 
-    let want =
-        tokio::time::timeout(Duration::from_secs(300), churn(&c, &args, &envs, &NAMES, 14, Duration::from_secs(4)))
-            .await
-            .expect("the rounds finish within 5 minutes");
+    let want = tokio::time::timeout(
+        Duration::from_secs(300),
+        churn(&c, &args, &envs, &NAMES, 14, Duration::from_secs(4), Kind::Services),
+    )
+    .await
+    .expect("the rounds finish within 5 minutes");
     let ctl = Controller::start_full(&c, &args, "info", &envs).await;
     converged(&c, &want, &NAMES).await;
 
@@ -306,7 +297,7 @@ async fn aws_ingresses_killed_at_random_points_converge_to_one_alb_each_and_leav
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let envs = aws_env::ENVS;
     let names = ["i1", "i2", "i3"];
-    let rounds = churn_kind(&c, &args, &envs, &names, 12, Duration::from_secs(4), Kind::Ingresses);
+    let rounds = churn(&c, &args, &envs, &names, 12, Duration::from_secs(4), Kind::Ingresses);
     let want =
         tokio::time::timeout(Duration::from_secs(300), rounds).await.expect("the rounds finish within 5 minutes");
     let ctl = Controller::start_full(&c, &args, "info", &envs).await;
@@ -369,10 +360,12 @@ async fn gcp_killed_at_random_points_converges_to_one_load_balancer_per_service_
     let args = gcp_env::args(&w);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    let want =
-        tokio::time::timeout(Duration::from_secs(300), churn(&c, &args, &[], &NAMES, 16, Duration::from_secs(3)))
-            .await
-            .expect("the rounds finish within 5 minutes");
+    let want = tokio::time::timeout(
+        Duration::from_secs(300),
+        churn(&c, &args, &[], &NAMES, 16, Duration::from_secs(3), Kind::Services),
+    )
+    .await
+    .expect("the rounds finish within 5 minutes");
     let ctl = Controller::start_full(&c, &args, "info", &[]).await;
     converged(&c, &want, &NAMES).await;
 

@@ -288,7 +288,8 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     // goes on serving): compared with what this process reported, not the possibly stale object.
     // Joined, left or changed a shared load balancer: the spec may be the same, the load
     // balancer is not.
-    let moved = obj.left_behind(ctx, &nodes, record.as_ref()).is_some();
+    let left_behind = obj.left_behind(ctx, &nodes, record.as_ref());
+    let moved = left_behind.is_some();
     if !moved && ctx.just_written(&uid, &hash) {
         let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(&desired)).collect();
         if ctx.reported(&uid).is_some_and(|c| c != ready_cond(&desired, &warnings).digest()) {
@@ -369,7 +370,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     };
     obj.annotate_record(&mut st.record);
     // Make before break: the load balancer this object used before goes only now.
-    if let Some((old, rest)) = obj.left_behind(ctx, &nodes, record.as_ref()) {
+    if let Some((old, rest)) = left_behind {
         let result = match &rest {
             Some(rest) => ctx.ensure(&old, rest, record.as_ref()).await.map(|_| ()),
             None => ctx.delete(F::LAYER, &old, record.as_ref()).await,

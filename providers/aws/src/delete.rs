@@ -111,33 +111,55 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
     // Listeners are deleted only through our own load balancer, never from the record: a
     // listener ARN there may be anyone's (and a gone load balancer took its listeners along).
 
-    // Also the target groups an interrupted ensure made and never attached or recorded (a port
-    // changed again before the next ensure): found by name, kept only when their tags say ours.
-    // One DescribeTargetGroups page per 400 target groups in the region; finding them by tag in
-    // one call (the Resource Groups Tagging API) is issue 14's.
+    // Target groups (also one an interrupted ensure never attached or recorded) and the
+    // security group; finding them by tag in one call (the tagging API) is issue 14's.
+    let mut sg_ids: BTreeSet<String> = lb_security_groups.into_iter().collect();
+    if let Some(sg) = rec.and_then(record::security_group) {
+        sg_ids.insert(sg.to_string());
+    }
+    delete_groups(api, id, Kind::Nlb, tg_arns, sg_ids, &names::security_group(id)).await?;
+    Ok(())
+}
+
+/// Which load balancer's groups [`delete_groups`] deletes: a Service's NLB or an Ingress's ALB
+/// (told apart by the ALB roles' tags, so one kind's delete never takes the other's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Nlb,
+    Alb,
+}
+
+/// Deletes the target groups and the security groups of `id` and `kind`: the candidates given
+/// (recorded, attached), every target group whose name carries the id's marker (one an
+/// interrupted ensure made and never attached or recorded: one DescribeTargetGroups page per 400
+/// target groups in the region), and the security group named `sg_name`. Each is deleted only
+/// when its tags say it is `id`'s and of `kind`; the others are left alone.
+pub(crate) async fn delete_groups(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    kind: Kind,
+    mut tg_arns: BTreeSet<String>,
+    mut sg_ids: BTreeSet<String>,
+    sg_name: &str,
+) -> Result<(), ProviderError> {
+    let of_kind = |t: &BTreeMap<String, String>, alb_role: &str| (kind == Kind::Alb) == tags::has_role(t, alb_role);
     for tg in target_groups::scan(api, &names::target_group_marker(id)).await? {
         tg_arns.insert(tg.arn);
     }
     let tg_arns: Vec<String> = tg_arns.into_iter().collect();
     for (arn, t) in tags::describe_elb(api, &tg_arns).await? {
-        if tags::is_owned(id, &t) && !tags::has_role(&t, tags::ROLE_ALB_TARGET_GROUP) {
+        if tags::is_owned(id, &t) && of_kind(&t, tags::ROLE_ALB_TARGET_GROUP) {
             target_groups::delete(api, &arn).await?;
         } else {
             tracing::warn!(arn = %arn, owner = %id, "target group is not ours; leaving it alone");
         }
     }
-
-    // Security group: recorded, attached to our LB, or by name; each checked by tags.
-    let mut sg_ids: BTreeSet<String> = lb_security_groups.into_iter().collect();
-    if let Some(sg) = rec.and_then(record::security_group) {
-        sg_ids.insert(sg.to_string());
-    }
-    if let Some(sg) = security_group::find(api, &names::security_group(id)).await? {
+    if let Some(sg) = security_group::find(api, sg_name).await? {
         sg_ids.insert(sg.id);
     }
     for sg_id in sg_ids {
         let Some(sg) = security_group::find_by_id(api, &sg_id).await? else { continue };
-        if tags::is_owned(id, &sg.tags) {
+        if tags::is_owned(id, &sg.tags) && of_kind(&sg.tags, tags::ROLE_ALB_SECURITY_GROUP) {
             security_group::delete(api, &sg.id).await?;
         }
     }

@@ -15,14 +15,18 @@ pub fn id_hash(id: &LoadBalancerId, len: usize) -> String {
     h.update(id.cluster.as_bytes());
     h.update([0]);
     h.update(id.uid.as_bytes());
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    hex(&h.finalize(), len)
+}
+
+/// The first `len` hex chars of `digest`.
+fn hex(digest: &[u8], len: usize) -> String {
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     hex[..len.min(hex.len())].to_string()
 }
 
 /// Hex digest of `s`, `len` chars (at most 64): a short, stable tag for a longer identity.
 pub fn short_digest(s: &str, len: usize) -> String {
-    let hex: String = Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    hex[..len.min(hex.len())].to_string()
+    hex(&Sha256::digest(s.as_bytes()), len)
 }
 
 /// Keep `[a-z0-9]`, map everything else to `-`, collapse and trim dashes, cut to `max`.

@@ -43,7 +43,7 @@ use cloudlb_provider::{L7Spec, LoadBalancerId, LoadBalancerStatus, ProviderError
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb};
 use crate::targets::Verified;
-use crate::{delete as nlb_delete, listeners as nlb_listeners, names, security_group, tags, target_groups};
+use crate::{delete as nlb_delete, listeners as nlb_listeners, tags};
 
 pub use ensure::{ensure, fatal_problems};
 
@@ -97,23 +97,9 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
         load_balancer::delete(api, &lb.arn).await?;
         sg_ids.extend(lb.security_groups);
     }
-    let mut tg_arns: BTreeSet<String> = rec.map(crate::record::target_groups).unwrap_or_default().into_iter().collect();
-    tg_arns.extend(target_groups::scan(api, &names::target_group_marker(id)).await?.into_iter().map(|t| t.arn));
-    let tg_arns: Vec<String> = tg_arns.into_iter().collect();
-    for (arn, t) in tags::describe_elb(api, &tg_arns).await? {
-        if tags::is_owned(id, &t) && tags::has_role(&t, tags::ROLE_ALB_TARGET_GROUP) {
-            target_groups::delete(api, &arn).await?;
-        }
-    }
-    if let Some(sg) = security_group::find(api, &plan::security_group_name(id)).await? {
-        sg_ids.insert(sg.id);
-    }
-    for sg_id in sg_ids {
-        let Some(sg) = security_group::find_by_id(api, &sg_id).await? else { continue };
-        if tags::is_owned(id, &sg.tags) && tags::has_role(&sg.tags, tags::ROLE_ALB_SECURITY_GROUP) {
-            security_group::delete(api, &sg.id).await?;
-        }
-    }
+    let tg_arns = rec.map(crate::record::target_groups).unwrap_or_default().into_iter().collect();
+    let sg_name = plan::security_group_name(id);
+    nlb_delete::delete_groups(api, id, nlb_delete::Kind::Alb, tg_arns, sg_ids, &sg_name).await?;
     let tagged = certificates::all(api, id).await?;
     let recorded: Vec<String> = rec
         .map(record::certificates)

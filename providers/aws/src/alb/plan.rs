@@ -123,12 +123,6 @@ pub struct AlbPlan {
     pub spec_hash: String,
 }
 
-impl AlbPlan {
-    pub fn has_https(&self) -> bool {
-        self.listeners.iter().any(|l| l.https)
-    }
-}
-
 /// `alb-<ns:6>-<name:8>-<hash:10>`: never the name of a Service's NLB, even for the same id.
 pub fn load_balancer_name(id: &LoadBalancerId) -> String {
     cloudlb_provider::naming::aws_name("alb", id)
