@@ -129,6 +129,11 @@ pub trait FrontEnd:
     /// Keeps only what reconcile reads (applied to every watched object).
     fn trim(&mut self);
 
+    /// Whether the watch cache still holds this object (this incarnation, by uid). A pass that
+    /// waited for the lock while the watch delivered the object's deletion must not act on its
+    /// old copy: the deletion's handler (`orphans`) has dropped its state already.
+    fn still_cached(&self, ctx: &Context) -> bool;
+
     /// The id the load balancer is ensured, found and deleted as: the object's own, or a shared
     /// load balancer's (an Ingress group's). Passes on the same id run one at a time.
     fn lb_id(&self, ctx: &Context) -> LoadBalancerId {

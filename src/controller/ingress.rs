@@ -67,6 +67,11 @@ impl FrontEnd for Ingress {
         Ok(Built { desired: Desired::L7(spec), warnings })
     }
 
+    fn still_cached(&self, ctx: &Context) -> bool {
+        let Some(caches) = &ctx.ingress else { return false };
+        caches.ingresses.get(&ObjectRef::from_obj(self)).is_some_and(|i| i.metadata.uid == self.metadata.uid)
+    }
+
     fn lb_id(&self, ctx: &Context) -> LoadBalancerId {
         match group::group_of(self) {
             Ok(Some((name, _))) => group::group_id(&ctx.config.cluster_name, &name),

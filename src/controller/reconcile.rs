@@ -57,6 +57,12 @@ pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Ac
     let lock_key = obj.lb_id(&ctx).uid;
     let lock = ctx.object_lock(&lock_key);
     let guard = lock.lock().await;
+    if !obj.still_cached(&ctx) {
+        // Deleted while this pass waited for the lock; `orphans::on_gone` handled it.
+        drop(guard);
+        ctx.release_object_lock(&lock_key, lock);
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     // Bounded: a call that hangs (an API or cloud connection silently dropped) must not hold
     // the object forever; the liveness probe watches for a pass that even this cannot stop.

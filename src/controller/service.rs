@@ -4,9 +4,12 @@
 use cloudlb_provider::LoadBalancerStatus;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use super::Context;
+use super::cached::CachedService;
 use super::frontend::{Built, Desired, FrontEnd, Layer};
 use super::reconcile::has_finalizer;
 use super::status::{self, Cond};
@@ -84,6 +87,13 @@ impl FrontEnd for Service {
     /// Load balancers keep what the builder and the status writes read: not the pod selector,
     /// cluster IPs, labels or owner references (with ten thousand Services that is a fifth of the
     /// cache), and never `kubectl apply`'s copy of the whole object.
+    fn still_cached(&self, ctx: &Context) -> bool {
+        // The cached metadata alone: no decode of the rest on every pass.
+        let key = ObjectRef::<CachedService>::new(self.metadata.name.as_deref().unwrap_or_default())
+            .within(self.metadata.namespace.as_deref().unwrap_or_default());
+        ctx.services.get(&key).is_some_and(|c| c.meta().uid == self.metadata.uid)
+    }
+
     fn trim(&mut self) {
         trim_meta(&mut self.metadata);
         let relevant = self.wants_load_balancer() || has_finalizer(self);
