@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use cloudlb_provider::ProviderError;
 use google_cloud_compute_v1::client::{
-    Addresses, Firewalls, ForwardingRules, GlobalOperations, InstanceGroups, RegionBackendServices, RegionHealthChecks,
-    RegionOperations, Zones,
+    Addresses, BackendServices, Firewalls, ForwardingRules, GlobalAddresses, GlobalForwardingRules, GlobalOperations,
+    HealthChecks, InstanceGroups, RegionBackendServices, RegionHealthChecks, RegionOperations, SslCertificates,
+    TargetHttpProxies, TargetHttpsProxies, UrlMaps, Zones,
 };
 use google_cloud_compute_v1::model::Operation;
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
@@ -32,6 +33,20 @@ pub struct Clients {
     pub zones: Zones,
     pub region_operations: RegionOperations,
     pub global_operations: GlobalOperations,
+    /// The global collections of the L7 load balancers (Ingress).
+    pub global: GlobalClients,
+}
+
+/// Clients of the global external Application Load Balancer's collections.
+pub struct GlobalClients {
+    pub addresses: GlobalAddresses,
+    pub forwarding_rules: GlobalForwardingRules,
+    pub backend_services: BackendServices,
+    pub health_checks: HealthChecks,
+    pub url_maps: UrlMaps,
+    pub http_proxies: TargetHttpProxies,
+    pub https_proxies: TargetHttpsProxies,
+    pub certificates: SslCertificates,
 }
 
 fn setup(call: &'static str, message: impl std::fmt::Display) -> ProviderError {
@@ -87,6 +102,16 @@ impl Clients {
             zones: client!(Zones),
             region_operations: client!(RegionOperations),
             global_operations: client!(GlobalOperations),
+            global: GlobalClients {
+                addresses: client!(GlobalAddresses),
+                forwarding_rules: client!(GlobalForwardingRules),
+                backend_services: client!(BackendServices),
+                health_checks: client!(HealthChecks),
+                url_maps: client!(UrlMaps),
+                http_proxies: client!(TargetHttpProxies),
+                https_proxies: client!(TargetHttpsProxies),
+                certificates: client!(SslCertificates),
+            },
         })
     }
 }
@@ -148,6 +173,14 @@ impl Api<'_> {
             Ok(Ok(op)) => op,
         };
         op.to_result().map_err(|e| CallError::from_operation(call, &e))
+    }
+}
+
+/// A delete's outcome with "not found" counted as done.
+pub fn gone(result: Result<Operation, CallError>) -> Result<(), CallError> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other.map(|_| ()),
     }
 }
 

@@ -214,7 +214,7 @@ pub async fn ensure(
     let ig_name = names::instance_group(&id.cluster);
     let mut groups: Vec<(String, String)> = Vec::new();
     for (zone, wanted) in &plan.instances {
-        let link = instance_group::ensure(api, &id.cluster, zone, &ig_name, wanted).await?;
+        let link = instance_group::ensure(api, &id.cluster, zone, &ig_name, wanted, &BTreeSet::new()).await?;
         groups.push((zone.clone(), link));
     }
     let group_links: Vec<String> = groups.iter().map(|(_, l)| l.clone()).collect();

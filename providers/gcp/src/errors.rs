@@ -170,7 +170,7 @@ pub fn permission(call: &str) -> String {
     let Some((collection, method)) = call.rsplit_once('.') else { return call.to_string() };
     let verb = match method {
         "insert" => "create",
-        "patch" | "addInstances" | "removeInstances" => "update",
+        "patch" | "addInstances" | "removeInstances" | "setNamedPorts" => "update",
         "listInstances" => "list",
         other => other,
     };

@@ -38,6 +38,7 @@ pub mod config;
 mod delete;
 mod ensure;
 pub mod errors;
+pub mod gclb;
 pub mod links;
 pub mod names;
 pub mod options;
@@ -51,21 +52,29 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use cloudlb_provider::{
-    Capabilities, IpFamily, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, Protocol, Provider,
-    ProviderError, Record, StateLocation,
+    Capabilities, IpFamily, IpMode, L7Capabilities, L7Spec, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus,
+    Protocol, Provider, ProviderError, Record, StateLocation,
 };
 
 pub use config::{GcpConfig, Polling, Rate, RateLimits};
 pub use plan::SkippedTarget;
 /// Every Compute method the provider calls (`compute.<collection>.<method>`).
-pub use resources::ALL_CALLS as CALLS;
+pub fn calls() -> impl Iterator<Item = &'static str> {
+    resources::ALL_CALLS.iter().chain(resources::global::ALL_CALLS).copied()
+}
 
 use clients::{Api, Clients};
 use throttle::{Limiter, Priority};
 
 /// Annotations under these prefixes arrive in `spec.options` with the prefix cut (e.g.
-/// `load-balancer-type`, `network-tier`).
-pub const OPTION_PREFIXES: &[&str] = &["cloud.google.com/", "networking.gke.io/", "gcp.cloudlb.io/"];
+/// `load-balancer-type`, `network-tier`; for Ingresses `global-static-ip-name`, `pre-shared-cert`).
+pub const OPTION_PREFIXES: &[&str] = &[
+    "cloud.google.com/",
+    "networking.gke.io/",
+    "gcp.cloudlb.io/",
+    "kubernetes.io/ingress.",
+    "ingress.gcp.kubernetes.io/",
+];
 
 /// Ports per Service this provider accepts (one firewall rule lists them).
 pub const MAX_LISTENERS: usize = 100;
@@ -121,7 +130,7 @@ impl GcpProvider {
 
     /// Nodes of `spec` that cannot be backends, with the reason. Pure.
     pub fn skipped_targets(&self, spec: &LoadBalancerSpec) -> Vec<SkippedTarget> {
-        plan::targets(spec, &self.config).1
+        plan::targets(&spec.targets, &self.config).1
     }
 
     fn api(&self, priority: Priority) -> Api<'_> {
@@ -161,7 +170,23 @@ impl Provider for GcpProvider {
             max_listeners: MAX_LISTENERS,
             ip_mode: IpMode::VIP,
             state: StateLocation::Durable,
-            l7: None,
+            l7: Some(L7Capabilities {
+                https: true,
+                any_port: true,
+                redirect_to_https: true,
+                method_matches: true,
+                header_matches: true,
+                query_matches: true,
+                weighted_backends: true,
+                // Would need a Cloud Armor policy, which is not built.
+                source_ranges: false,
+                // The address is chosen by name: kubernetes.io/ingress.global-static-ip-name.
+                requested_ip: false,
+                internal: false,
+                // Per host; `validate_l7` checks each path matcher.
+                max_routes: usize::MAX,
+                ip_mode: IpMode::Proxy,
+            }),
         }
     }
 
@@ -202,6 +227,44 @@ impl Provider for GcpProvider {
     ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
         delete::get(&self.api(Priority::Normal), id, record).await
     }
+
+    fn validate_l7(&self, spec: &L7Spec) -> Vec<String> {
+        gclb::ensure::fatal_problems(spec)
+    }
+
+    fn warnings_l7(&self, spec: &L7Spec) -> Vec<String> {
+        gclb::warnings(spec, &self.config)
+    }
+
+    async fn ensure_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        _record: Option<&Record>,
+    ) -> Result<LoadBalancerStatus, ProviderError> {
+        gclb::ensure::ensure(&self.api(Priority::Normal), id, spec).await
+    }
+
+    async fn update_targets_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        record: Option<&Record>,
+    ) -> Result<(), ProviderError> {
+        gclb::update_targets(&self.api(Priority::Normal), id, spec, record).await
+    }
+
+    async fn delete_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<(), ProviderError> {
+        gclb::delete(&self.api(Priority::High), id, record).await
+    }
+
+    async fn get_l7(
+        &self,
+        id: &LoadBalancerId,
+        record: Option<&Record>,
+    ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+        gclb::get(&self.api(Priority::Normal), id, record).await
+    }
 }
 
 #[cfg(test)]
@@ -210,7 +273,7 @@ mod tests {
     fn the_iam_role_grants_every_call() {
         let role = include_str!("../../../deploy/gcp/role.yaml");
         let granted: Vec<&str> = role.lines().filter_map(|l| l.trim().strip_prefix("- ")).collect();
-        for call in crate::resources::ALL_CALLS {
+        for call in crate::resources::ALL_CALLS.iter().chain(crate::resources::global::ALL_CALLS) {
             let permission = crate::errors::permission(call);
             assert!(granted.contains(&permission.as_str()), "deploy/gcp/role.yaml lacks {permission} (for {call})");
         }

@@ -34,6 +34,9 @@ pub const HEALTH_CHECK_FIREWALL: &str = "health-check-firewall";
 pub const INSTANCE_GROUP: &str = "instance-group";
 pub const NODE_HEALTH_CHECK: &str = "node-health-check";
 pub const NODE_HEALTH_CHECK_FIREWALL: &str = "node-health-check-firewall";
+pub const URL_MAP: &str = "url-map";
+pub const TARGET_PROXY: &str = "target-proxy";
+pub const SSL_CERTIFICATE: &str = "ssl-certificate";
 
 /// Who a resource belongs to: one Service, or the whole cluster (shared resources).
 #[derive(Clone, Copy, Debug)]
@@ -53,7 +56,12 @@ impl Owner<'_> {
 
 /// The description of a resource of `role` owned by `owner`.
 pub fn description(owner: Owner<'_>, role: &str) -> String {
-    let mut m = BTreeMap::new();
+    description_with(owner, role, &[])
+}
+
+/// [`description`] with more keys (e.g. the spec hash a URL map implements).
+pub fn description_with(owner: Owner<'_>, role: &str, extra: &[(&'static str, &str)]) -> String {
+    let mut m: BTreeMap<&str, String> = extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
     m.insert(CLUSTER, owner.cluster().to_string());
     m.insert(RESOURCE, role.to_string());
     if let Owner::Service(id) = owner {
@@ -72,6 +80,16 @@ pub fn service_of(description: Option<&str>) -> Option<String> {
     let m = parse(description);
     m.get(OWNER_UID)?;
     m.get(OWNER).cloned()
+}
+
+/// The value of `key` in a description.
+pub fn field(description: Option<&str>, key: &str) -> Option<String> {
+    parse(description).get(key).cloned()
+}
+
+/// The cluster a description names, if it is one of ours.
+pub fn cluster_of(description: Option<&str>) -> Option<String> {
+    parse(description).get(CLUSTER).cloned()
 }
 
 /// Whether `description` says the resource belongs to `owner`.

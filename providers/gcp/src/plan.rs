@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use cloudlb_provider::{HealthTarget, LoadBalancerId, LoadBalancerSpec, Protocol, Scheme, SessionAffinity};
+use cloudlb_provider::{HealthTarget, LoadBalancerId, LoadBalancerSpec, Protocol, Scheme, SessionAffinity, Target};
 use ipnet::IpNet;
 
 use crate::config::GcpConfig;
@@ -119,14 +119,11 @@ pub fn parse_provider_id(provider_id: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Which targets can join an instance group (zone -> instance links), and which cannot, why.
-pub fn targets(
-    spec: &LoadBalancerSpec,
-    config: &GcpConfig,
-) -> (BTreeMap<String, BTreeSet<String>>, Vec<SkippedTarget>) {
+pub fn targets(targets: &[Target], config: &GcpConfig) -> (BTreeMap<String, BTreeSet<String>>, Vec<SkippedTarget>) {
     let mut ok: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut skipped = Vec::new();
     let zone_prefix = format!("{}-", config.region);
-    for t in spec.targets.iter() {
+    for t in targets {
         let reason = match t.provider_id.as_deref() {
             None => "the node has no providerID (is it registered by the GCE cloud provider?)".to_string(),
             Some(pid) => match parse_provider_id(pid) {
@@ -314,7 +311,7 @@ pub fn build(id: &LoadBalancerId, spec: &LoadBalancerSpec, opts: &Options, confi
     }
     source_ranges.sort();
     source_ranges.dedup();
-    let (instances, skipped) = targets(spec, config);
+    let (instances, skipped) = targets(&spec.targets, config);
     let ip = match (spec.requested_ip, &opts.address_name) {
         (_, Some(name)) => IpRequest::Address(name.clone()),
         (Some(IpAddr::V4(ip)), None) => IpRequest::Ip(ip),
@@ -383,7 +380,7 @@ mod tests {
             target("none", None),
         ]
         .into();
-        let (ok, skipped) = targets(&spec, &config());
+        let (ok, skipped) = targets(&spec.targets, &config());
         assert_eq!(ok.keys().collect::<Vec<_>>(), ["us-central1-a", "us-central1-b"]);
         assert_eq!(ok["us-central1-a"].len(), 2);
         assert!(ok["us-central1-a"].iter().all(|l| l.contains("/projects/proj/zones/us-central1-a/instances/")));

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use cloudlb_provider::ProviderError;
 use google_cloud_compute_v1::model::{
     InstanceGroup, InstanceGroupsAddInstancesRequest, InstanceGroupsListInstancesRequest,
-    InstanceGroupsRemoveInstancesRequest, InstanceReference, instance_groups_list_instances_request,
+    InstanceGroupsRemoveInstancesRequest, InstanceGroupsSetNamedPortsRequest, InstanceReference, NamedPort,
+    instance_groups_list_instances_request,
 };
 use google_cloud_lro::Poller;
 
@@ -26,6 +27,12 @@ pub const LIST_INSTANCES: &str = "compute.instanceGroups.listInstances";
 pub const ADD_INSTANCES: &str = "compute.instanceGroups.addInstances";
 pub const REMOVE_INSTANCES: &str = "compute.instanceGroups.removeInstances";
 pub const DELETE: &str = "compute.instanceGroups.delete";
+pub const SET_NAMED_PORTS: &str = "compute.instanceGroups.setNamedPorts";
+
+/// The named port of a node port, as L7 backend services name it (`port30080`).
+pub fn port_name(node_port: u16) -> String {
+    format!("port{node_port}")
+}
 
 /// Instances per `addInstances` / `removeInstances` call.
 pub const BATCH: usize = 1000;
@@ -65,13 +72,16 @@ pub async fn members(api: &Api<'_>, zone: &str, name: &str) -> Result<BTreeSet<S
     }
 }
 
-/// Make the group of `zone` exist (ownership checked) and hold exactly `wanted`; its self-link.
+/// Make the group of `zone` exist (ownership checked), hold exactly `wanted`, and name at least
+/// `named_ports` (L7 backend services send to a named port; other names are kept: other load
+/// balancers of the cluster use them); its self-link.
 pub async fn ensure(
     api: &Api<'_>,
     cluster: &str,
     zone: &str,
     name: &str,
     wanted: &BTreeSet<String>,
+    named_ports: &BTreeSet<u16>,
 ) -> Result<String, ProviderError> {
     let owner = Owner::Cluster(cluster);
     let c = &api.clients.instance_groups;
@@ -89,7 +99,10 @@ pub async fn ensure(
             let body = InstanceGroup::new()
                 .set_name(name)
                 .set_description(ownership::description(owner, ownership::INSTANCE_GROUP))
-                .set_network(links::network(api.config));
+                .set_network(links::network(api.config))
+                .set_named_ports(
+                    named_ports.iter().map(|p| NamedPort::new().set_name(port_name(*p)).set_port(i32::from(*p))),
+                );
             let req = c.insert().set_project(api.project()).set_zone(zone).set_body(body).poller().until_done();
             match api.operate(INSERT, req).await {
                 Ok(_) => None,
@@ -100,9 +113,12 @@ pub async fn ensure(
         }
     };
     let wanted: BTreeSet<String> = wanted.iter().map(|l| links::tail(l).to_string()).collect();
-    let mut current = match found {
+    let mut current = match &found {
         Some(g) => {
             ownership::check(GET, owner, &format!("instance group {name} in {zone}"), g.description.as_deref())?;
+            if lacks_named_ports(g, named_ports) {
+                add_named_ports(api, zone, name, named_ports).await?;
+            }
             members(api, zone, name).await?
         }
         None => BTreeSet::new(),
@@ -142,6 +158,83 @@ pub async fn ensure(
         api.operate(REMOVE_INSTANCES, req).await?;
     }
     Ok(link(api, zone, name))
+}
+
+fn lacks_named_ports(g: &InstanceGroup, want: &BTreeSet<u16>) -> bool {
+    want.iter().any(|p| {
+        let name = port_name(*p);
+        !g.named_ports.iter().any(|n| n.name.as_deref() == Some(name.as_str()) && n.port == Some(i32::from(*p)))
+    })
+}
+
+/// Add the named ports of `want` the group lacks, keeping every other. Under the shared-change
+/// lock with a fresh read, and with its fingerprint: two ensures adding different ports never
+/// overwrite each other (a concurrent change elsewhere is a 412, retried by the next pass).
+async fn add_named_ports(api: &Api<'_>, zone: &str, name: &str, want: &BTreeSet<u16>) -> Result<(), ProviderError> {
+    let _changing = api.changing_shared.lock().await;
+    let Some(g) = get(api, zone, name).await? else { return Ok(()) };
+    if !lacks_named_ports(&g, want) {
+        return Ok(());
+    }
+    let mut ports: Vec<NamedPort> = g
+        .named_ports
+        .iter()
+        .filter(|n| !n.name.as_deref().is_some_and(|x| want.iter().any(|p| port_name(*p) == x)))
+        .cloned()
+        .collect();
+    ports.extend(want.iter().map(|p| NamedPort::new().set_name(port_name(*p)).set_port(i32::from(*p))));
+    set_named_ports(api, zone, name, &g, ports).await
+}
+
+async fn set_named_ports(
+    api: &Api<'_>,
+    zone: &str,
+    name: &str,
+    g: &InstanceGroup,
+    ports: Vec<NamedPort>,
+) -> Result<(), ProviderError> {
+    let c = &api.clients.instance_groups;
+    let body = InstanceGroupsSetNamedPortsRequest::new()
+        .set_named_ports(ports)
+        .set_or_clear_fingerprint(g.fingerprint.clone());
+    let req = c
+        .set_named_ports()
+        .set_project(api.project())
+        .set_zone(zone)
+        .set_instance_group(name)
+        .set_body(body)
+        .poller()
+        .until_done();
+    api.operate(SET_NAMED_PORTS, req).await?;
+    Ok(())
+}
+
+/// Drop the group's `port<N>` names that no port of `in_use` has (an Ingress deleted, a
+/// Service's node port changed); names of another form are not ours and stay.
+pub async fn prune_named_ports(
+    api: &Api<'_>,
+    cluster: &str,
+    zone: &str,
+    name: &str,
+    in_use: &BTreeSet<u16>,
+) -> Result<(), ProviderError> {
+    let _changing = api.changing_shared.lock().await;
+    let Some(g) = get(api, zone, name).await? else { return Ok(()) };
+    if !ownership::is_owned(Owner::Cluster(cluster), g.description.as_deref()) {
+        return Ok(());
+    }
+    let keep = |n: &NamedPort| {
+        let ours = n.name.as_deref().and_then(|x| x.strip_prefix("port")).and_then(|p| p.parse::<u16>().ok());
+        match ours {
+            Some(p) => in_use.contains(&p) && n.port == Some(i32::from(p)),
+            None => true,
+        }
+    };
+    if g.named_ports.iter().all(keep) {
+        return Ok(());
+    }
+    let ports: Vec<NamedPort> = g.named_ports.iter().filter(|n| keep(n)).cloned().collect();
+    set_named_ports(api, zone, name, &g, ports).await
 }
 
 /// Remove every member of the cluster's group in `zone` (a zone that lost all its nodes); nothing

@@ -10,6 +10,7 @@ pub mod address;
 pub mod backend_service;
 pub mod firewall;
 pub mod forwarding_rule;
+pub mod global;
 pub mod health_check;
 pub mod instance_group;
 pub mod operations;
@@ -46,4 +47,5 @@ pub const ALL_CALLS: &[&str] = &[
     crate::delete::ZONES_LIST,
     operations::LIST_REGIONAL,
     operations::LIST_GLOBAL,
+    instance_group::SET_NAMED_PORTS,
 ];
