@@ -153,7 +153,18 @@ pub async fn ensure(api: &Api<'_>, id: &LoadBalancerId, spec: &L7Spec) -> Result
         }
     }
 
-    // 2. The address (reads only when it is the user's: a missing one fails here, before changes).
+    // 2. The user's certificates and address (reads only: a missing one fails here, before any
+    // change), else our address.
+    for name in &plan.pre_shared {
+        if certificate::get(api, name).await?.is_none() {
+            return Err(invalid(format!(
+                "annotation {}: SSL certificate {name:?} does not exist in project {}",
+                options::annotation("pre-shared-cert"),
+                api.project()
+            )));
+        }
+    }
+
     let (ip, user_address) = match &plan.static_ip {
         Some(name) => {
             let Some(a) = address::get(api, name).await? else {
@@ -193,15 +204,6 @@ pub async fn ensure(api: &Api<'_>, id: &LoadBalancerId, spec: &L7Spec) -> Result
             (ip, None)
         }
     };
-    for name in &plan.pre_shared {
-        if certificate::get(api, name).await?.is_none() {
-            return Err(invalid(format!(
-                "annotation {}: SSL certificate {name:?} does not exist in project {}",
-                options::annotation("pre-shared-cert"),
-                api.project()
-            )));
-        }
-    }
 
     // 3. The cluster's instance groups: members and the backends' named ports.
     let ig_name = crate::names::instance_group(&id.cluster);

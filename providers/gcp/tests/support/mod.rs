@@ -112,6 +112,18 @@ impl World {
             .map(|c| format!("regions/{REGION}/{c}"))
             .collect();
         collections.push("global/firewalls".into());
+        for c in [
+            "addresses",
+            "forwardingRules",
+            "backendServices",
+            "healthChecks",
+            "urlMaps",
+            "targetHttpProxies",
+            "targetHttpsProxies",
+            "sslCertificates",
+        ] {
+            collections.push(format!("global/{c}"));
+        }
         for z in self.fake.zones() {
             collections.push(format!("zones/{z}/instanceGroups"));
         }
