@@ -82,6 +82,8 @@ pub mod ingress {
     pub const SSL_REDIRECT: &str = "cloudlb.io/ssl-redirect";
     /// `"false"`: no plain-HTTP listener (then a TLS section is required).
     pub const ALLOW_HTTP: &str = "cloudlb.io/allow-http";
+    /// GKE's name for the same, read when ours is absent.
+    pub const ALLOW_HTTP_GCE: &str = "kubernetes.io/ingress.allow-http";
     /// The address to use (like a Service's `loadBalancerIP`).
     pub const LOAD_BALANCER_IP: &str = "cloudlb.io/load-balancer-ip";
     /// Health check of the backends: an HTTP path (else a TCP connect to the node port).

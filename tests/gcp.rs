@@ -142,3 +142,67 @@ async fn a_missing_gcp_flag_exits_1_naming_it_before_the_cluster_is_contacted() 
         assert!(stderr.contains(want) && stderr.contains("required"), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn ingress_gets_the_application_load_balancers_ip_and_delete_leaves_nothing() {
+    let w = gcp_support::World::with("test", cloudlb_gce_fake::FakeConfig::new(PROJECT)).await;
+    let c = Cluster::start().await;
+    gcp_env::add_node(&c, &w, ZONE_A, "node-0").await;
+    gcp_env::add_node(&c, &w, ZONE_B, "node-1").await;
+    c.add_ingress_class("cloudlb", INGRESS_CONTROLLER, false).await;
+    for (name, node_port) in [("app", 30080), ("api", 30081), ("shop", 30082)] {
+        c.add_backend(name, node_port).await;
+    }
+    let args = gcp_env::args(&w);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &[]).await;
+    let (crt, key) = pem_pair(&["app.example"]);
+    c.add_tls_secret("app-tls", &crt, &key).await;
+    c.add_ingress(
+        "web",
+        json!({
+            "ingressClassName": "cloudlb",
+            "tls": [{"hosts": ["app.example"], "secretName": "app-tls"}],
+            "rules": [
+                {"host": "app.example", "http": {"paths": [ingress_path("Prefix", "/", "app"), ingress_path("Prefix", "/api", "api")]}},
+                {"host": "shop.example", "http": {"paths": [ingress_path("Exact", "/cart", "shop")]}}
+            ]
+        }),
+        json!({"metadata": {"annotations": {"kubernetes.io/ingress.allow-http": "true"}}}),
+    )
+    .await;
+    let ip = c.wait_ingress_address("web").await;
+
+    let addresses = w.list("global/addresses").await;
+    assert_eq!(addresses.len(), 1, "{addresses:?}");
+    let addr = w.get(&format!("global/addresses/{}", addresses[0])).await.expect("address");
+    assert_eq!(addr["address"].as_str(), Some(ip.as_str()), "the Ingress status shows the address's IP");
+    assert_eq!(w.list("global/forwardingRules").await.len(), 2, "HTTP and HTTPS");
+    assert_eq!(w.list("global/sslCertificates").await.len(), 1, "the TLS Secret");
+    let backends = w.list("global/backendServices").await;
+    assert_eq!(backends.len(), 4, "one per backend and the 404 service: {backends:?}");
+    let maps = w.list("global/urlMaps").await;
+    let map: cloudlb_provider_gcp::gclb::evaluate::UrlMap =
+        serde_json::from_value(w.get(&format!("global/urlMaps/{}", maps[0])).await.expect("map")).expect("model");
+    let go = |authority: &str, path: &str| {
+        let req =
+            cloudlb_provider_gcp::gclb::evaluate::Request { authority, path, method: "GET", headers: &[], query: &[] };
+        cloudlb_provider_gcp::gclb::evaluate::evaluate(&map, &req)
+    };
+    use cloudlb_provider_gcp::gclb::evaluate::Outcome;
+    assert!(
+        matches!(go("app.example", "/api/x"), Outcome::Service(s) if s != match go("app.example", "/x") { Outcome::Service(o) => o, _ => String::new() })
+    );
+    assert_eq!(go("shop.example", "/cart/"), Outcome::Abort(404));
+    let ig = names::instance_group("test");
+    assert_eq!(w.members(ZONE_A, &ig).await, ["node-0"]);
+
+    c.ingresses().delete("web", &Default::default()).await.expect("delete ingress");
+    c.wait_ingress_gone("web").await;
+    let left: Vec<(String, Vec<String>)> =
+        w.everything().await.into_iter().filter(|(k, _)| k.starts_with("global/") && k != "global/firewalls").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(w.list("global/firewalls").await.is_empty(), "the firewall too");
+    ctl.settle(Duration::from_millis(200)).await;
+    ctl.stop().await;
+}

@@ -488,3 +488,41 @@ async fn server_errors_at_random_converge_without_duplicates() {
     p.delete_l7(&id, Some(&st.record)).await.expect("delete");
     assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
 }
+
+#[tokio::test]
+async fn ssl_redirect_points_the_http_proxy_at_the_redirect_map_and_back() {
+    let w = World::new("redirect").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let nodes = [w.node(ZONE_A, "node-a")];
+    let plain = ingress(&nodes, BACKENDS, CERT_1);
+    let st = p.ensure_l7(&id, &plain, None).await.expect("ensure");
+    let n = Names::new(&id);
+    let mut redirecting = plain.clone();
+    redirecting.listeners[0].redirect_to_https = Some(443);
+    w.fake.clear_calls();
+    p.ensure_l7(&id, &redirecting, Some(&st.record)).await.expect("redirect on");
+    let seq = mutation_names(&w);
+    assert!(
+        position(&seq, &format!("insert urlMaps/{}", n.redirect_map))
+            < position(&seq, &format!("setUrlMap targetHttpProxies/{}", n.http_proxy)),
+        "{seq:#?}"
+    );
+    let rd = url_map(&w, &n.redirect_map).await;
+    let req = evaluate::Request { authority: "app.example", path: "/api", method: "GET", headers: &[], query: &[] };
+    assert_eq!(evaluate::evaluate(&rd, &req), Outcome::HttpsRedirect);
+    let hp = w.get(&g(&format!("targetHttpProxies/{}", n.http_proxy))).await.expect("http proxy");
+    assert!(hp["urlMap"].as_str().unwrap().ends_with(&n.redirect_map));
+
+    w.fake.clear_calls();
+    p.ensure_l7(&id, &plain, Some(&st.record)).await.expect("redirect off");
+    let seq = mutation_names(&w);
+    assert!(
+        position(&seq, &format!("setUrlMap targetHttpProxies/{}", n.http_proxy))
+            < position(&seq, &format!("delete urlMaps/{}", n.redirect_map)),
+        "{seq:#?}"
+    );
+    assert_eq!(w.list("global/urlMaps").await, [n.url_map.clone()]);
+    p.delete_l7(&id, Some(&st.record)).await.expect("delete");
+    assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
+}

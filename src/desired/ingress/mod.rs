@@ -97,7 +97,8 @@ pub fn build(ing: &Ingress, inputs: &Inputs<'_>) -> Result<Built, Invalid> {
         }),
         None => default,
     };
-    let allow_http = flag(ann::ALLOW_HTTP, true, &mut problems);
+    let allow_http_key = if annotations.contains_key(ann::ALLOW_HTTP) { ann::ALLOW_HTTP } else { ann::ALLOW_HTTP_GCE };
+    let allow_http = flag(allow_http_key, true, &mut problems);
     let ssl_redirect = flag(ann::SSL_REDIRECT, false, &mut problems);
     let internal = flag(ANN_INTERNAL, false, &mut problems);
     let https = !tls.serving.is_empty();

@@ -324,6 +324,15 @@ fn redirect_and_allow_http() {
     let https_only = world.build(&with_ann(ing.clone(), crate::keys::ingress::ALLOW_HTTP, "false")).expect("valid");
     assert_eq!(https_only.spec.listeners.len(), 1);
     assert_eq!(https_only.spec.listeners[0].protocol, L7Protocol::Https);
+    // GKE's name for it works too; ours wins when both are set.
+    let gke = world.build(&with_ann(ing.clone(), crate::keys::ingress::ALLOW_HTTP_GCE, "false")).expect("valid");
+    assert_eq!(gke.spec.listeners, https_only.spec.listeners);
+    let both = with_ann(
+        with_ann(ing.clone(), crate::keys::ingress::ALLOW_HTTP_GCE, "false"),
+        crate::keys::ingress::ALLOW_HTTP,
+        "true",
+    );
+    assert_eq!(world.build(&both).expect("valid").spec.listeners.len(), 2);
     ing.spec.as_mut().unwrap().tls = None;
     let err = world.build(&with_ann(ing, crate::keys::ingress::ALLOW_HTTP, "false")).unwrap_err();
     assert!(err.to_string().contains("would serve nothing"), "{err}");

@@ -353,11 +353,14 @@ pub async fn ensure(api: &Api<'_>, id: &LoadBalancerId, spec: &L7Spec) -> Result
     if user_address.is_some() && ours_addr.is_some() {
         address::release(api, &n.address).await?;
     }
+    drop(shared);
     if dropped_backend || stale_ports {
+        // Exclusively, like every removal from the shared groups: an ensure in flight may have
+        // added a named port its backend service does not use yet.
+        let _pruning = api.shared.write().await;
         let zones: Vec<String> = groups.iter().map(|(z, _)| z.clone()).collect();
         super::prune_named_ports(api, &id.cluster, &zones).await?;
     }
-    drop(shared);
 
     let mut rec = Record::default();
     rec.set(record::IP, ip.clone());

@@ -12,7 +12,9 @@
 //! query matches, services, weights, a 100 % abort, redirects). Not modelled: path rules, path
 //! templates, `ignoreCase`, header present/range/prefix/suffix matches, partial faults.
 
-use google_cloud_compute_v1::model::{HttpHeaderMatch, HttpRouteAction, HttpRouteRuleMatch, PathMatcher, UrlMap};
+/// The client's model of a URL map (deserialize Compute's JSON into it to evaluate a stored map).
+pub use google_cloud_compute_v1::model::UrlMap;
+use google_cloud_compute_v1::model::{HttpHeaderMatch, HttpRouteAction, HttpRouteRuleMatch, PathMatcher};
 
 /// Where a request ends.
 #[derive(Clone, Debug, PartialEq)]

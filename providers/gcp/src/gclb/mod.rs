@@ -75,7 +75,8 @@ pub async fn update_targets(
 }
 
 /// Remove the `port<N>` names of the cluster's groups in `zones` that no L7 backend service of the
-/// cluster uses any more (one list of the cluster's L7 backend services).
+/// cluster uses any more (one list of the cluster's L7 backend services). The caller holds the
+/// shared lock exclusively, so no ensure is between adding a name and attaching its service.
 pub async fn prune_named_ports(api: &Api<'_>, cluster: &str, zones: &[String]) -> Result<(), ProviderError> {
     let in_use: BTreeSet<u16> = backend_service::list(api, "k8s7-")
         .await?
