@@ -166,6 +166,11 @@
 //!   health-check sub-objects, one health check per backend service, duplicate backends, proxy
 //!   certificates); many rules GCE enforces between fields (scheme/protocol/target compatibility,
 //!   network-tier rules of global resources, balancing-mode capacity fields) are not checked.
+//! * URL maps: route rules and route actions are stored as sent and never evaluated; which
+//!   features a scheme supports (e.g. `faultInjectionPolicy`, `:authority` regex header matches on
+//!   `EXTERNAL_MANAGED`, which cloudlb's GCLB uses) is not checked, nor route-rule quotas. A global
+//!   backend service without backends or health check is accepted (cloudlb's fixed-answer service);
+//!   that GCE accepts one is from its documentation, not verified here.
 //! * Forwarding rules: an external IP must be reserved as an address of the same scope before a rule
 //!   can name it (no BYOIP); internal rules may name any free IP (subnet ranges are not modelled).
 //!   `PATCH` may change only `networkTier`, `allowGlobalAccess`, `allowPscGlobalAccess`,
