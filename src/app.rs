@@ -22,7 +22,7 @@ use tracing::info;
 
 use std::time::Duration;
 
-use crate::args::{ControllerArgs, ControllerKind, RunArgs};
+use crate::args::{ControllerArgs, ControllerKind, ProviderKind, RunArgs};
 use crate::controller::{self, ControllerConfig};
 use crate::desired::ingress::IngressConfig;
 use crate::error::{Error, Result};
@@ -131,7 +131,9 @@ impl Mode {
 
 /// The controllers' configuration from the flags.
 pub fn controller_config(args: &ControllerArgs, mode: Mode) -> ControllerConfig {
-    let (http, https) = mode.ingress_ports();
+    // Only the local provider binds the listeners itself (unprivileged in the sandbox); a cloud's
+    // listeners are the usual ports whatever runs the controller.
+    let (http, https) = if args.provider == ProviderKind::Local { mode.ingress_ports() } else { Mode::Cluster.ingress_ports() };
     let desired = providers::desired_config(args.provider);
     let ingress = args.controllers.contains(&ControllerKind::Ingress).then(|| IngressConfig {
         http_port: args.ingress_http_port.unwrap_or(http),

@@ -81,12 +81,12 @@ pub struct ControllerArgs {
     /// The spec.controller of the IngressClasses this controller claims.
     #[arg(long, default_value = DEFAULT_INGRESS_CONTROLLER, value_parser = parse_class)]
     pub ingress_controller_name: String,
-    /// Port of the Ingress load balancers' HTTP listener [default: 80 for `run`, 8080 for
-    /// `sandbox`, which runs unprivileged].
+    /// Port of the Ingress load balancers' HTTP listener [default: 80; 8080 for `sandbox` with the
+    /// local provider, which then runs unprivileged].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub ingress_http_port: Option<u16>,
-    /// Port of the Ingress load balancers' HTTPS listener [default: 443 for `run`, 8443 for
-    /// `sandbox`].
+    /// Port of the Ingress load balancers' HTTPS listener [default: 443; 8443 for `sandbox` with
+    /// the local provider].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub ingress_https_port: Option<u16>,
     /// Only watch Services and Ingresses in this namespace (default: all namespaces).
