@@ -133,7 +133,8 @@ impl Mode {
 pub fn controller_config(args: &ControllerArgs, mode: Mode) -> ControllerConfig {
     // Only the local provider binds the listeners itself (unprivileged in the sandbox); a cloud's
     // listeners are the usual ports whatever runs the controller.
-    let (http, https) = if args.provider == ProviderKind::Local { mode.ingress_ports() } else { Mode::Cluster.ingress_ports() };
+    let (http, https) =
+        if args.provider == ProviderKind::Local { mode.ingress_ports() } else { Mode::Cluster.ingress_ports() };
     let desired = providers::desired_config(args.provider);
     let ingress = args.controllers.contains(&ControllerKind::Ingress).then(|| IngressConfig {
         http_port: args.ingress_http_port.unwrap_or(http),

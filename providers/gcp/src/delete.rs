@@ -110,14 +110,35 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
         }
     }
 
-    // Instance groups: the zones the backend service or the record name; when neither is known
-    // (an ensure that never got as far as the backend service), every zone of the region.
-    if zones.is_empty() && bs.is_none() {
-        zones.extend(region_zones(api).await?);
+    let zones = zones_to_try(api, zones, bs.is_some()).await?;
+    release_groups(api, &id.cluster, &zones).await
+}
+
+/// The zones whose instance groups a delete looks at: those known (record, backend service), or,
+/// when none is and no backend service named any (an ensure that never got as far as the
+/// backend service), every zone of the region.
+pub(crate) async fn zones_to_try(
+    api: &Api<'_>,
+    known: BTreeSet<String>,
+    had_backend_service: bool,
+) -> Result<BTreeSet<String>, ProviderError> {
+    if known.is_empty() && !had_backend_service {
+        Ok(region_zones(api).await?.into_iter().collect())
+    } else {
+        Ok(known)
     }
-    let ig = names::instance_group(&id.cluster);
-    for zone in &zones {
-        instance_group::delete_if_unused(api, &id.cluster, zone, &ig).await?;
+}
+
+/// Delete the cluster's instance groups of `zones` that nothing uses any more. The caller holds
+/// the shared lock exclusively.
+pub(crate) async fn release_groups(
+    api: &Api<'_>,
+    cluster: &str,
+    zones: &BTreeSet<String>,
+) -> Result<(), ProviderError> {
+    let ig = names::instance_group(cluster);
+    for zone in zones {
+        instance_group::delete_if_unused(api, cluster, zone, &ig).await?;
     }
     Ok(())
 }

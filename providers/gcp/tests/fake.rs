@@ -624,31 +624,8 @@ async fn a_crash_at_any_await_then_a_fresh_ensure_gives_exactly_one_set() {
     loop {
         let id = w.id(&format!("crash-{n}"));
         w.fake.clear_calls();
-        // Run ensure until the fake has seen `n` requests, then drop it mid-flight.
-        let completed = {
-            let fut = p.ensure(&id, &spec, None);
-            tokio::pin!(fut);
-            loop {
-                tokio::select! {
-                    r = &mut fut => break Some(r),
-                    _ = tokio::time::sleep(std::time::Duration::from_micros(200)) => {
-                        if w.fake.calls().len() >= n { break None; }
-                    }
-                }
-            }
-        };
-        // Time passes: what was sent finishes (a request the fake is still handling registers
-        // its operation after a first settle, so settle until nothing is pending).
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            w.fake.settle();
-            tokio::task::yield_now().await;
-            if w.fake.pending_operations() == 0 && w.fake.settle() == 0 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "operations still pending after a crash at call {n}");
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        let completed = run_until_calls(&w, n, p.ensure(&id, &spec, None)).await;
+        settle_everything(&w, &format!("a crash at call {n}")).await;
         let st =
             p.ensure(&id, &spec, None).await.unwrap_or_else(|e| panic!("fresh ensure after a crash at call {n}: {e}"));
         let all = w.everything().await;

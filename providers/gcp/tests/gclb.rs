@@ -335,28 +335,8 @@ async fn a_crash_at_any_await_then_a_fresh_ensure_gives_exactly_one_set() {
     loop {
         let id = w.id(&format!("crash-{n}"));
         w.fake.clear_calls();
-        let completed = {
-            let fut = p.ensure_l7(&id, &spec, None);
-            tokio::pin!(fut);
-            loop {
-                tokio::select! {
-                    r = &mut fut => break Some(r),
-                    _ = tokio::time::sleep(std::time::Duration::from_micros(200)) => {
-                        if w.fake.calls().len() >= n { break None; }
-                    }
-                }
-            }
-        };
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            w.fake.settle();
-            tokio::task::yield_now().await;
-            if w.fake.pending_operations() == 0 && w.fake.settle() == 0 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "operations still pending after a crash at call {n}");
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        let completed = run_until_calls(&w, n, p.ensure_l7(&id, &spec, None)).await;
+        settle_everything(&w, &format!("a crash at call {n}")).await;
         let st = p
             .ensure_l7(&id, &spec, None)
             .await
@@ -524,5 +504,19 @@ async fn ssl_redirect_points_the_http_proxy_at_the_redirect_map_and_back() {
     );
     assert_eq!(w.list("global/urlMaps").await, [n.url_map.clone()]);
     p.delete_l7(&id, Some(&st.record)).await.expect("delete");
+    assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
+}
+
+#[tokio::test]
+async fn delete_without_record_after_a_partial_ensure_leaves_nothing() {
+    let w = World::new("partial").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    // The first backend service insert fails: address, groups, firewall and a check exist.
+    w.fake.inject(Fault::once("POST", "global/backendServices", FaultKind::Internal));
+    p.ensure_l7(&id, &ingress(&[w.node(ZONE_B, "node-b")], BACKENDS, CERT_1), None).await.expect_err("fails half-way");
+    assert!(w.get(&format!("zones/{ZONE_B}/instanceGroups/{}", names::instance_group("partial"))).await.is_some());
+    assert!(!w.list("global/healthChecks").await.is_empty());
+    p.delete_l7(&id, None).await.expect("delete without a record");
     assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
 }

@@ -154,6 +154,7 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
         certificate::delete(api, c.name.as_deref().unwrap_or_default()).await?;
     }
     let mut zones: BTreeSet<String> = rec.map(crate::record::zones).unwrap_or_default().into_iter().collect();
+    let had_backend_service = found.backend_services.iter().any(|b| mine(b.description.as_deref()));
     for b in found.backend_services.iter().filter(|b| mine(b.description.as_deref())) {
         zones.extend(b.backends.iter().filter_map(|x| links::zone(x.group.as_deref()?)).map(String::from));
         backend_service::delete(api, b.name.as_deref().unwrap_or_default()).await?;
@@ -170,13 +171,9 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
 
     // The cluster's groups, unless an ensure in flight is about to use them.
     let _deleting = api.shared.write().await;
-    let zones: Vec<String> = zones.into_iter().collect();
-    prune_named_ports(api, &id.cluster, &zones).await?;
-    let ig = names::instance_group(&id.cluster);
-    for zone in &zones {
-        instance_group::delete_if_unused(api, &id.cluster, zone, &ig).await?;
-    }
-    Ok(())
+    let zones = crate::delete::zones_to_try(api, zones, had_backend_service).await?;
+    prune_named_ports(api, &id.cluster, &zones.iter().cloned().collect::<Vec<_>>()).await?;
+    crate::delete::release_groups(api, &id.cluster, &zones).await
 }
 
 /// What exists of `id`: `None` without its URL map or address; the spec hash its URL map

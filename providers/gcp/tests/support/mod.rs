@@ -207,3 +207,32 @@ pub async fn create(w: &World, collection: &str, body: Value) {
     assert_eq!(code, 200, "POST {collection}: {answer}");
     w.fake.settle();
 }
+
+/// Runs `fut` until the fake has seen `calls` requests since the log was cleared, then drops it
+/// mid-flight (a killed process); its output when it finished first.
+pub async fn run_until_calls<T>(w: &World, calls: usize, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            r = &mut fut => return Some(r),
+            _ = tokio::time::sleep(Duration::from_micros(200)) => {
+                if w.fake.calls().len() >= calls { return None; }
+            }
+        }
+    }
+}
+
+/// Time passes after a crash: what was sent finishes (a request the fake is still handling
+/// registers its operation after a first settle, so settle until nothing is pending; bounded).
+pub async fn settle_everything(w: &World, after: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        w.fake.settle();
+        tokio::task::yield_now().await;
+        if w.fake.pending_operations() == 0 && w.fake.settle() == 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "operations still pending after {after}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
