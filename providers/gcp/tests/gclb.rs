@@ -502,7 +502,7 @@ async fn ssl_redirect_points_the_http_proxy_at_the_redirect_map_and_back() {
             < position(&seq, &format!("delete urlMaps/{}", n.redirect_map)),
         "{seq:#?}"
     );
-    assert_eq!(w.list("global/urlMaps").await, [n.url_map.clone()]);
+    assert_eq!(w.list("global/urlMaps").await, std::slice::from_ref(&n.url_map));
     p.delete_l7(&id, Some(&st.record)).await.expect("delete");
     assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
 }

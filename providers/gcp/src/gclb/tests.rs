@@ -190,8 +190,8 @@ fn what_compute_cannot_build_is_a_problem_before_any_call() {
     let mut s = spec();
     s.listeners.push(L7Listener { port: 8443, protocol: L7Protocol::Https, redirect_to_https: None });
     s.listeners[0].redirect_to_https = Some(8443);
-    let mut opts = options::L7Options::default();
-    opts.pre_shared_certs = (0..15).map(|i| format!("c{i}")).collect();
+    let opts =
+        options::L7Options { pre_shared_certs: (0..15).map(|i| format!("c{i}")).collect(), ..Default::default() };
     let problems = plan::problems(&s, &opts);
     assert_eq!(problems.len(), 3, "{problems:?}");
     assert!(problems.iter().any(|p| p.contains("one HTTPS listener")));
