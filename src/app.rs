@@ -156,6 +156,7 @@ pub fn controller_config(args: &ControllerArgs, mode: Mode) -> ControllerConfig 
         desired,
         ingress,
         instance: std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "cloudlb".into()),
+        gc: args.gc_interval.map(|every| (every, crate::gc::config(args, false))),
     }
 }
 

@@ -29,6 +29,9 @@ pub enum Command {
     /// Start an in-memory Kubernetes API on 127.0.0.1, run the controller against it and create
     /// a demo Service: try cloudlb with no cluster and no cloud account.
     Sandbox(SandboxArgs),
+    /// List (and, without --dry-run, delete) the cloud load balancers tagged for this cluster
+    /// whose Service or Ingress no longer exists or no longer claims them.
+    Gc(GcArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -102,6 +105,14 @@ pub struct ControllerArgs {
     /// Requests allowed at once above --kube-api-qps [default: 2 x qps].
     #[arg(long)]
     pub kube_api_burst: Option<u32>,
+    /// Sweep the cloud for load balancers of this cluster that nothing claims any more and delete
+    /// them, this often (e.g. 1h); off unless set. `cloudlb gc --dry-run` shows what it would do.
+    #[arg(long, value_parser = parse_duration_min_1s)]
+    pub gc_interval: Option<Duration>,
+    /// Load balancers younger than this are never swept (an ensure may be making one for an
+    /// object created a moment ago).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub gc_min_age: Duration,
     /// How often each load balancer is checked against the cloud for drift (e.g. 10m, 90s, 1h).
     #[arg(long, default_value = "10m", value_parser = parse_duration_min_1s)]
     pub resync_period: Duration,
@@ -236,6 +247,15 @@ pub struct RunArgs {
     pub kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     pub controller: ControllerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Only list what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]

@@ -38,6 +38,16 @@ pub enum Error {
     Client(#[source] kube::Error),
     #[error("reaching the Kubernetes API (check --kubeconfig and that the API server is up): {0}")]
     ApiUnreachable(#[source] kube::Error),
+    #[error("gc: listing {what} (nothing is deleted without the whole picture): {source}")]
+    GcList {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("gc: listing the cloud's load balancers of the cluster: {0}")]
+    GcInventory(#[source] cloudlb_provider::ProviderError),
+    #[error("gc: {0} load balancer(s) could not be deleted (see above); run again")]
+    GcIncomplete(usize),
     #[error("lost leadership (the Lease could not be renewed); exiting so a standby takes over")]
     LeadershipLost,
     #[error("node watch ended before the first list completed")]

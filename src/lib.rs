@@ -17,7 +17,8 @@
 //! - [`controller`]: reconcile, status and conditions, finalizer, backoff, node tracking;
 //! - [`keys`]: annotation keys, reasons, finalizer; [`metrics`]; [`liveness`]: what `/healthz`
 //!   checks; [`demo`]: `cloudlb sandbox`;
-//! - [`leader`]: leader election on a Lease.
+//! - [`leader`]: leader election on a Lease; [`gc`]: `cloudlb gc` and `--gc-interval`, load
+//!   balancers in the cloud that nothing claims any more.
 
 /// The commit this binary was built from (see `build.rs`).
 pub const COMMIT: &str = env!("CLOUDLB_COMMIT");
@@ -32,6 +33,7 @@ pub mod controller;
 pub mod demo;
 pub mod desired;
 pub mod error;
+pub mod gc;
 pub mod keys;
 pub mod leader;
 pub mod liveness;

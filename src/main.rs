@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     let format = match &cli.command {
         Command::Run(a) => a.controller.log_format,
         Command::Sandbox(a) => a.controller.log_format,
+        Command::Gc(a) => a.run.controller.log_format,
     };
     logging::init(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => app::run(args).await,
             Command::Sandbox(args) => demo::sandbox(args).await,
+            Command::Gc(args) => cloudlb::gc::run(args).await,
         }
     });
     // Tasks still running are dropped; a blocking one (a file write, a DNS lookup) must not hold

@@ -383,6 +383,10 @@ impl Provider for InstrumentedProvider {
         r
     }
 
+    async fn list_owned(&self, cluster: &str) -> PResult<Vec<cloudlb_provider::OwnedLoadBalancer>> {
+        self.inner.list_owned(cluster).await
+    }
+
     async fn get_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> PResult<Option<LoadBalancerStatus>> {
         let started = Instant::now();
         let r = self.inner.get_l7(id, record).await;

@@ -232,3 +232,70 @@ async fn an_ingress_group_gets_one_alb_with_every_members_rules_and_the_last_mem
     assert!(owned.is_empty(), "left behind: {owned:?}");
     drop(ctl);
 }
+
+/// `cloudlb gc` against the sandbox and moto; its stdout.
+async fn gc(c: &Cluster, args: &[String], extra: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudlb"))
+            .arg("gc")
+            .arg("--kubeconfig")
+            .arg(&c.kubeconfig)
+            .args(["--cluster-name", "test", "--log-format", "json"])
+            .args(args)
+            .args(extra)
+            .envs(aws_env::ENVS)
+            .output(),
+    )
+    .await
+    .expect("cloudlb gc finishes in time")
+    .expect("run cloudlb gc");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "cloudlb gc failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[tokio::test]
+async fn gc_lists_then_deletes_only_the_leaked_load_balancer() {
+    aws_support::test_env();
+    let world = aws_support::World::new("test").await;
+    let c = Cluster::start().await;
+    aws_env::add_nodes(&c, &world).await;
+    let args = aws_env::args(&world);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ctl = Controller::start_full(&c, &argv, "info", &aws_env::ENVS).await;
+    c.add_service("live", &[(80, "TCP")], json!({})).await;
+    c.wait_address("live").await;
+    ctl.stop().await;
+
+    // Made for a Service of this cluster that is gone (a controller that crashed before cleanup,
+    // a finalizer removed by hand), and another cluster's.
+    let p = world.provider().await;
+    let spec = world.spec(&[(80, 30080)], &[0]);
+    let leaked = cloudlb_provider::LoadBalancerId::new("test", "default", "gone", "uid-gone");
+    let foreign = cloudlb_provider::LoadBalancerId::new("other", "default", "gone", "uid-other");
+    use cloudlb_provider::Provider;
+    p.ensure(&leaked, &spec, None).await.expect("the leaked load balancer");
+    p.ensure(&foreign, &spec, None).await.expect("another cluster's");
+    let count = || async { world.elb.describe_load_balancers().send().await.expect("describe").load_balancers().len() };
+    assert_eq!(count().await, 3);
+
+    let listed = gc(&c, &args, &["--dry-run", "--gc-min-age", "0s"]).await;
+    assert!(listed.contains("default/gone") && listed.contains("uid-gone"), "{listed}");
+    assert!(listed.contains("would delete (dry run)"), "{listed}");
+    assert!(listed.contains("loadbalancer/") && listed.contains("targetgroup "), "its resources are listed: {listed}");
+    assert!(!listed.contains("default/live") && !listed.contains("uid-other"), "{listed}");
+    assert_eq!(count().await, 3, "a dry run deletes nothing");
+
+    let young = gc(&c, &args, &[]).await;
+    assert!(young.contains("kept: younger than --gc-min-age"), "the default minimum age keeps it: {young}");
+    assert_eq!(count().await, 3);
+
+    let swept = gc(&c, &args, &["--gc-min-age", "0s"]).await;
+    assert!(swept.contains("uid-gone") && swept.contains("deleted"), "{swept}");
+    assert_eq!(count().await, 2, "the live one and the other cluster's stay");
+    let tgs = world.elb.describe_target_groups().send().await.expect("tgs").target_groups().to_vec();
+    assert_eq!(tgs.len(), 2, "the leaked one's target group went with it");
+    let again = gc(&c, &args, &["--dry-run", "--gc-min-age", "0s"]).await;
+    assert_eq!(again, "no load balancer of this cluster is orphaned\n");
+}

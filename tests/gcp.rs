@@ -206,3 +206,44 @@ async fn ingress_gets_the_application_load_balancers_ip_and_delete_leaves_nothin
     ctl.settle(Duration::from_millis(200)).await;
     ctl.stop().await;
 }
+
+#[tokio::test]
+async fn the_controllers_gc_sweep_deletes_leaked_service_and_ingress_load_balancers_only() {
+    use cloudlb_provider::Provider;
+    let w = gcp_support::World::with("test", cloudlb_gce_fake::FakeConfig::new(PROJECT)).await;
+    let c = Cluster::start().await;
+    gcp_env::add_node(&c, &w, ZONE_A, "node-0").await;
+    // Leftovers of a Service and an Ingress of this cluster that are gone, and another cluster's.
+    let p = w.provider().await;
+    let node = w.node(ZONE_A, "node-9");
+    let spec = w.spec(&[80], std::slice::from_ref(&node));
+    let gone_svc = cloudlb_provider::LoadBalancerId::new("test", "default", "gone", "uid-gone-svc");
+    let gone_ing = cloudlb_provider::LoadBalancerId::new("test", "default", "gone-web", "uid-gone-ing");
+    let foreign = cloudlb_provider::LoadBalancerId::new("other", "default", "gone", "uid-other");
+    p.ensure(&gone_svc, &spec, None).await.expect("leaked Service load balancer");
+    p.ensure(&foreign, &spec, None).await.expect("another cluster's");
+    let mut l7 = cloudlb_provider::conformance::l7_spec(80);
+    l7.targets = vec![node].into();
+    p.ensure_l7(&gone_ing, &l7, None).await.expect("leaked Ingress load balancer");
+    assert_eq!(w.list("global/urlMaps").await.len(), 1);
+
+    let args = gcp_env::args(&w);
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    argv.extend(["--gc-interval", "1s", "--gc-min-age", "0s"]);
+    let ctl = Controller::start_full(&c, &argv, "info", &[]).await;
+    c.add_service("live", &[(80, "TCP")], json!({})).await;
+    c.wait_address("live").await;
+    let rules = format!("regions/{REGION}/forwardingRules");
+    wait_for("the leaked load balancers to be swept", || async {
+        w.list("global/urlMaps").await.is_empty() && w.list(&rules).await.len() == 2
+    })
+    .await;
+    let left = w.list(&rules).await;
+    assert!(left.contains(&names::load_balancer(&foreign)), "another cluster's stays: {left:?}");
+    let live = c.get("live").await;
+    let live_id =
+        cloudlb_provider::LoadBalancerId::new("test", "default", "live", live.metadata.uid.clone().expect("uid"));
+    assert!(left.contains(&names::load_balancer(&live_id)), "the live one stays: {left:?}");
+    assert!(w.list("global/backendServices").await.is_empty(), "nothing of the Ingress is left");
+    ctl.stop().await;
+}

@@ -44,6 +44,8 @@ pub struct ControllerConfig {
     pub ingress: Option<IngressConfig>,
     /// `reportingInstance` of our events (pod name in a cluster).
     pub instance: String,
+    /// `--gc-interval`: sweep for load balancers nothing claims (see `gc`).
+    pub gc: Option<(Duration, crate::gc::GcConfig)>,
 }
 
 /// The caches the Ingress builder reads.

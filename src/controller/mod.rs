@@ -261,6 +261,9 @@ pub async fn run(
         info!(restored, took = ?started.elapsed(), "restored in-process load balancers");
     }
     ctx.metrics.ready.store(true, Ordering::Relaxed);
+    let _gc = config.gc.clone().map(|(every, cfg)| {
+        AbortOnDrop(tokio::spawn(crate::gc::every(every, client.clone(), ctx.provider.clone(), cfg)))
+    });
 
     let shutdown = shutdown.shared();
     let controller_config = controller::Config::default().concurrency(config.concurrency);

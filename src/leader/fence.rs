@@ -201,6 +201,10 @@ impl Provider for FencedProvider {
         self.fence.guard("delete_l7", id, self.inner.delete_l7(id, record)).await
     }
 
+    async fn list_owned(&self, cluster: &str) -> PResult<Vec<cloudlb_provider::OwnedLoadBalancer>> {
+        self.inner.list_owned(cluster).await
+    }
+
     async fn get_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> PResult<Option<LoadBalancerStatus>> {
         self.inner.get_l7(id, record).await
     }

@@ -34,6 +34,7 @@ mod delete;
 mod ensure;
 mod errors;
 pub mod health;
+mod inventory;
 mod listeners;
 mod load_balancer;
 pub mod names;
@@ -247,6 +248,11 @@ impl Provider for AwsProvider {
             return Ok(());
         }
         alb::ensure(&api, id, spec, record).await.map(|_| ())
+    }
+
+    /// One tagging-API sweep of the cluster's resources (see `inventory.rs`).
+    async fn list_owned(&self, cluster: &str) -> Result<Vec<cloudlb_provider::OwnedLoadBalancer>, ProviderError> {
+        inventory::list_owned(&self.api(Priority::Normal), cluster).await
     }
 
     async fn delete_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<(), ProviderError> {

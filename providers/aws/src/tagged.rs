@@ -22,16 +22,45 @@ pub async fn owned(
     id: &LoadBalancerId,
     types: &[&str],
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, ProviderError> {
+    let filters = [(tags::CLUSTER, id.cluster.as_str()), (tags::OWNER_UID, id.uid.as_str())];
+    let found = tagged(api, &filters, types).await?;
+    Ok(found.into_iter().filter(|(_, t)| tags::is_owned(id, t)).collect())
+}
+
+/// Resource types of a load balancer, for [`of_cluster`].
+pub const LOAD_BALANCER_TYPES: &[&str] =
+    &["elasticloadbalancing:loadbalancer", "elasticloadbalancing:targetgroup", "ec2:security-group", "acm:certificate"];
+
+/// Every resource of `types` tagged for `cluster` (with an owner uid), as ARN → tags.
+pub async fn of_cluster(
+    api: &Api<'_>,
+    cluster: &str,
+    types: &[&str],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, ProviderError> {
+    let found = tagged(api, &[(tags::CLUSTER, cluster)], types).await?;
+    Ok(found
+        .into_iter()
+        .filter(|(_, t)| t.get(tags::CLUSTER).map(String::as_str) == Some(cluster) && t.contains_key(tags::OWNER_UID))
+        .collect())
+}
+
+/// The resources the tagging API lists for `filters` (key = value, all of them), every page.
+/// Callers check the tags again: a backend is never trusted to filter for us.
+async fn tagged(
+    api: &Api<'_>,
+    filters: &[(&str, &str)],
+    types: &[&str],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, ProviderError> {
     const CALL: &str = "tagging:GetResources";
     let mut out = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
         api.permit(CALL).await;
+        let tag_filters = filters.iter().map(|(k, v)| TagFilter::builder().key(*k).values(*v).build()).collect();
         let r = api
             .tagging
             .get_resources()
-            .tag_filters(TagFilter::builder().key(tags::CLUSTER).values(&id.cluster).build())
-            .tag_filters(TagFilter::builder().key(tags::OWNER_UID).values(&id.uid).build())
+            .set_tag_filters(Some(tag_filters))
             .set_resource_type_filters(Some(types.iter().map(|t| t.to_string()).collect()))
             .set_pagination_token(token.clone())
             .send()
@@ -41,10 +70,7 @@ pub async fn owned(
             let Some(arn) = m.resource_arn() else { continue };
             let t: BTreeMap<String, String> =
                 m.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
-            // Never trust a backend to filter for us.
-            if tags::is_owned(id, &t) {
-                out.insert(arn.to_string(), t);
-            }
+            out.insert(arn.to_string(), t);
         }
         token = r.pagination_token().filter(|t| !t.is_empty()).map(String::from);
         if token.is_none() {

@@ -29,7 +29,7 @@ pub mod throttle;
 pub use capabilities::{Capabilities, L7Capabilities, StateLocation};
 pub use error::{ErrorClass, ProviderError, Result};
 pub use l7::L7Spec;
-pub use provider::{Provider, ProviderMetric};
+pub use provider::{OwnedLoadBalancer, Provider, ProviderMetric};
 pub use spec::{
     AddressKind, HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,
     NodeAddress, Protocol, Scheme, SessionAffinity, Target, TargetsDigestCache, targets_digest,

@@ -74,6 +74,19 @@ impl ProviderMetric {
     }
 }
 
+/// A load balancer a provider finds in the cloud by its ownership marks ([`Provider::list_owned`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedLoadBalancer {
+    /// Cluster, owner (`namespace/name`) and uid, as the marks say.
+    pub id: LoadBalancerId,
+    /// Made by `ensure_l7` (an Ingress) rather than `ensure`.
+    pub l7: bool,
+    /// When its oldest resource was made, if the cloud says.
+    pub created: Option<std::time::SystemTime>,
+    /// Its resources, as the cloud names them (for a report).
+    pub resources: Vec<String>,
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// Short name (`aws`, `gcp`, `local`, `memory`), used in logs and metrics.
@@ -173,6 +186,15 @@ pub trait Provider: Send + Sync + 'static {
     /// scrape. The default is none.
     fn metrics(&self) -> Vec<ProviderMetric> {
         Vec::new()
+    }
+
+    /// Every load balancer of `cluster` in the cloud, found by its ownership marks whatever any
+    /// record says, one entry per owner uid (half-made ones included): what `cloudlb gc`
+    /// compares with the cluster's objects. Reads only. The default is none: a provider whose
+    /// state lives in the process has nothing that outlives its objects.
+    async fn list_owned(&self, cluster: &str) -> Result<Vec<OwnedLoadBalancer>> {
+        let _ = cluster;
+        Ok(Vec::new())
     }
 
     /// What exists for the L7 load balancer `id` now; `None` when nothing does.

@@ -39,6 +39,7 @@ mod delete;
 mod ensure;
 pub mod errors;
 pub mod gclb;
+mod inventory;
 pub mod links;
 pub mod names;
 pub mod options;
@@ -60,7 +61,7 @@ pub use config::{GcpConfig, Polling, Rate, RateLimits};
 pub use plan::SkippedTarget;
 /// Every Compute method the provider calls (`compute.<collection>.<method>`).
 pub fn calls() -> impl Iterator<Item = &'static str> {
-    resources::ALL_CALLS.iter().chain(resources::global::ALL_CALLS).copied()
+    resources::ALL_CALLS.iter().chain(resources::global::ALL_CALLS).chain(inventory::CALLS).copied()
 }
 
 use clients::{Api, Clients};
@@ -258,6 +259,11 @@ impl Provider for GcpProvider {
         gclb::delete(&self.api(Priority::High), id, record).await
     }
 
+    /// One list per collection, by our name prefix and descriptions (see `inventory.rs`).
+    async fn list_owned(&self, cluster: &str) -> Result<Vec<cloudlb_provider::OwnedLoadBalancer>, ProviderError> {
+        inventory::list_owned(&self.api(Priority::Normal), cluster).await
+    }
+
     async fn get_l7(
         &self,
         id: &LoadBalancerId,
@@ -273,7 +279,7 @@ mod tests {
     fn the_iam_role_grants_every_call() {
         let role = include_str!("../../../deploy/gcp/role.yaml");
         let granted: Vec<&str> = role.lines().filter_map(|l| l.trim().strip_prefix("- ")).collect();
-        for call in crate::resources::ALL_CALLS.iter().chain(crate::resources::global::ALL_CALLS) {
+        for call in crate::calls() {
             let permission = crate::errors::permission(call);
             assert!(granted.contains(&permission.as_str()), "deploy/gcp/role.yaml lacks {permission} (for {call})");
         }
