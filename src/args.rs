@@ -32,6 +32,9 @@ pub enum Command {
     /// List (and, without --dry-run, delete) the cloud load balancers tagged for this cluster
     /// whose Service or Ingress no longer exists or no longer claims them.
     Gc(GcArgs),
+    /// Print what the next ensure of one object (namespace/name) or of every claimed one would
+    /// change in the cloud (create, update, delete per call), changing nothing.
+    Plan(PlanArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -254,6 +257,14 @@ pub struct GcArgs {
     /// Only list what would be deleted.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// `namespace/name` of one Service or Ingress (default: all that are claimed).
+    pub object: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }

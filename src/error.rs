@@ -38,8 +38,8 @@ pub enum Error {
     Client(#[source] kube::Error),
     #[error("reaching the Kubernetes API (check --kubeconfig and that the API server is up): {0}")]
     ApiUnreachable(#[source] kube::Error),
-    #[error("gc: listing {what} (nothing is deleted without the whole picture): {source}")]
-    GcList {
+    #[error("listing {what} (gc and plan act only on the whole picture): {source}")]
+    List {
         what: &'static str,
         #[source]
         source: kube::Error,

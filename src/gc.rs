@@ -81,7 +81,7 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    api.list(&ListParams::default()).await.map(|l| l.items).map_err(|source| Error::GcList { what, source })
+    api.list(&ListParams::default()).await.map(|l| l.items).map_err(|source| Error::List { what, source })
 }
 
 /// The uids of load balancers something in the cluster still owns.
@@ -97,7 +97,7 @@ pub async fn live_uids(client: &Client, cfg: &GcConfig) -> Result<BTreeSet<Strin
             .list(&ListParams::default())
             .await
             .map(|l| l.items)
-            .map_err(|source| Error::GcList { what: "IngressClasses", source })?;
+            .map_err(|source| Error::List { what: "IngressClasses", source })?;
         for ing in list::<Ingress>(client, &cfg.namespace, "Ingresses").await? {
             if claim::ingress::is_claimed(&ing, &classes, &cfg.claim.ingress_controller) || has_finalizer(&ing) {
                 live.extend(ing.metadata.uid.clone());

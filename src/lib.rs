@@ -18,7 +18,7 @@
 //! - [`keys`]: annotation keys, reasons, finalizer; [`metrics`]; [`liveness`]: what `/healthz`
 //!   checks; [`demo`]: `cloudlb sandbox`;
 //! - [`leader`]: leader election on a Lease; [`gc`]: `cloudlb gc` and `--gc-interval`, load
-//!   balancers in the cloud that nothing claims any more.
+//!   balancers in the cloud that nothing claims any more; [`plan`]: `cloudlb plan`.
 
 /// The commit this binary was built from (see `build.rs`).
 pub const COMMIT: &str = env!("CLOUDLB_COMMIT");
@@ -39,6 +39,7 @@ pub mod leader;
 pub mod liveness;
 pub mod logging;
 pub mod metrics;
+pub mod plan;
 pub mod providers;
 
 pub use error::{Error, Result};

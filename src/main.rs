@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Run(a) => a.controller.log_format,
         Command::Sandbox(a) => a.controller.log_format,
         Command::Gc(a) => a.run.controller.log_format,
+        Command::Plan(a) => a.run.controller.log_format,
     };
     logging::init(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
             Command::Run(args) => app::run(args).await,
             Command::Sandbox(args) => demo::sandbox(args).await,
             Command::Gc(args) => cloudlb::gc::run(args).await,
+            Command::Plan(args) => cloudlb::plan::run(args).await,
         }
     });
     // Tasks still running are dropped; a blocking one (a file write, a DNS lookup) must not hold

@@ -235,10 +235,15 @@ async fn an_ingress_group_gets_one_alb_with_every_members_rules_and_the_last_mem
 
 /// `cloudlb gc` against the sandbox and moto; its stdout.
 async fn gc(c: &Cluster, args: &[String], extra: &[&str]) -> String {
+    one_shot("gc", c, args, extra).await
+}
+
+/// A one-shot `cloudlb <command>` against the sandbox and moto; its stdout (it must succeed).
+async fn one_shot(command: &str, c: &Cluster, args: &[String], extra: &[&str]) -> String {
     let out = tokio::time::timeout(
         WAIT,
         tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudlb"))
-            .arg("gc")
+            .arg(command)
             .arg("--kubeconfig")
             .arg(&c.kubeconfig)
             .args(["--cluster-name", "test", "--log-format", "json"])
@@ -251,7 +256,7 @@ async fn gc(c: &Cluster, args: &[String], extra: &[&str]) -> String {
     .expect("cloudlb gc finishes in time")
     .expect("run cloudlb gc");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "cloudlb gc failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "cloudlb {command} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
 
@@ -298,4 +303,44 @@ async fn gc_lists_then_deletes_only_the_leaked_load_balancer() {
     assert_eq!(tgs.len(), 2, "the leaked one's target group went with it");
     let again = gc(&c, &args, &["--dry-run", "--gc-min-age", "0s"]).await;
     assert_eq!(again, "no load balancer of this cluster is orphaned\n");
+}
+
+#[tokio::test]
+async fn plan_shows_a_pending_port_change_and_changes_nothing() {
+    aws_support::test_env();
+    let world = aws_support::World::new("test").await;
+    let c = Cluster::start().await;
+    aws_env::add_nodes(&c, &world).await;
+    let args = aws_env::args(&world);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ctl = Controller::start_full(&c, &argv, "info", &aws_env::ENVS).await;
+    c.add_service("web", &[(80, "TCP")], json!({})).await;
+    c.wait_address("web").await;
+    ctl.stop().await;
+
+    let unchanged = one_shot("plan", &c, &args, &["default/web"]).await;
+    assert_eq!(unchanged, "Service default/web: no change\n");
+
+    // A port is added while no controller runs: the plan shows it, and nothing is made.
+    c.patch_service("web", json!({"spec": {"ports": [{"name": "p80-tcp", "port": 80, "protocol": "TCP"}, {"name": "p443-tcp", "port": 443, "protocol": "TCP"}]}})).await;
+    let tgs = || async { world.elb.describe_target_groups().send().await.expect("tgs").target_groups().len() };
+    let before = tgs().await;
+    let planned = one_shot("plan", &c, &args, &[]).await;
+    assert!(planned.starts_with("Service default/web: "), "{planned}");
+    // aws plans up to its first change (the rule for port 443 on the load balancer's security
+    // group) and says that more follows.
+    assert!(planned.contains("update  ec2:AuthorizeSecurityGroupIngress"), "{planned}");
+    assert!(planned.contains("and what follows from the last change"), "{planned}");
+    assert_eq!(tgs().await, before, "plan made nothing");
+    let lb = world.elb.describe_load_balancers().send().await.expect("lbs").load_balancers()[0].clone();
+    let listeners = world
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(lb.load_balancer_arn().unwrap())
+        .send()
+        .await
+        .expect("listeners");
+    assert_eq!(listeners.listeners().len(), 1, "plan made no listener");
+    let missing = one_shot("plan", &c, &args, &["default/nothing"]).await;
+    assert_eq!(missing, "no object claimed by this configuration matches\n");
 }

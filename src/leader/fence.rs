@@ -201,6 +201,24 @@ impl Provider for FencedProvider {
         self.fence.guard("delete_l7", id, self.inner.delete_l7(id, record)).await
     }
 
+    async fn plan(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> PResult<cloudlb_provider::Plan> {
+        self.inner.plan(id, spec, record).await
+    }
+
+    async fn plan_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        record: Option<&Record>,
+    ) -> PResult<cloudlb_provider::Plan> {
+        self.inner.plan_l7(id, spec, record).await
+    }
+
     async fn list_owned(&self, cluster: &str) -> PResult<Vec<cloudlb_provider::OwnedLoadBalancer>> {
         self.inner.list_owned(cluster).await
     }

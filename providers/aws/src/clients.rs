@@ -66,11 +66,19 @@ pub struct Api<'a> {
     pub limiter: &'a Limiter,
     pub priority: Priority,
     pub config: &'a AwsConfig,
+    /// Planning (`Provider::plan`): the first mutating call is recorded and never sent; the
+    /// pass stops there (every call passes `permit` first).
+    pub dry_run: Option<&'a cloudlb_provider::DryRun>,
 }
 
 impl Api<'_> {
     /// Take a token for `call` (and count it) before sending it.
     pub async fn permit(&self, call: &'static str) {
+        if let Some(d) = self.dry_run
+            && let Some(action) = cloudlb_provider::dry_run::action_of(call)
+        {
+            d.stop_at(call, action).await;
+        }
         self.limiter.acquire(call, self.priority).await;
     }
 }

@@ -111,7 +111,12 @@ impl AwsProvider {
     }
 
     fn api(&self, priority: Priority) -> Api<'_> {
+        self.api_with(priority, None)
+    }
+
+    fn api_with<'a>(&'a self, priority: Priority, dry_run: Option<&'a cloudlb_provider::DryRun>) -> Api<'a> {
         Api {
+            dry_run,
             elb: &self.clients.elb,
             ec2: &self.clients.ec2,
             acm: &self.clients.acm,
@@ -248,6 +253,27 @@ impl Provider for AwsProvider {
             return Ok(());
         }
         alb::ensure(&api, id, spec, record).await.map(|_| ())
+    }
+
+    /// The ensure up to its first mutating call (recorded, never sent).
+    async fn plan(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> Result<cloudlb_provider::Plan, ProviderError> {
+        let dry = cloudlb_provider::DryRun::default();
+        dry.run(ensure::ensure(&self.api_with(Priority::Normal, Some(&dry)), id, spec, record)).await
+    }
+
+    async fn plan_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        record: Option<&Record>,
+    ) -> Result<cloudlb_provider::Plan, ProviderError> {
+        let dry = cloudlb_provider::DryRun::default();
+        dry.run(alb::ensure(&self.api_with(Priority::Normal, Some(&dry)), id, spec, record)).await
     }
 
     /// One tagging-API sweep of the cluster's resources (see `inventory.rs`).

@@ -15,6 +15,7 @@
 
 pub mod capabilities;
 pub mod conformance;
+pub mod dry_run;
 pub mod error;
 pub mod l7;
 pub mod memory;
@@ -27,6 +28,7 @@ pub mod status;
 pub mod throttle;
 
 pub use capabilities::{Capabilities, L7Capabilities, StateLocation};
+pub use dry_run::{ChangeAction, DryRun, Plan, PlannedChange};
 pub use error::{ErrorClass, ProviderError, Result};
 pub use l7::L7Spec;
 pub use provider::{OwnedLoadBalancer, Provider, ProviderMetric};

@@ -188,6 +188,19 @@ pub trait Provider: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// What [`Provider::ensure`] would change now, changing nothing (see [`crate::dry_run`]).
+    /// The default refuses: in-process providers have no cloud to plan against.
+    async fn plan(&self, id: &LoadBalancerId, spec: &LoadBalancerSpec, record: Option<&Record>) -> Result<crate::Plan> {
+        let _ = (id, spec, record);
+        Err(crate::dry_run::unsupported(self.name()))
+    }
+
+    /// [`Provider::plan`] for an L7 load balancer.
+    async fn plan_l7(&self, id: &LoadBalancerId, spec: &L7Spec, record: Option<&Record>) -> Result<crate::Plan> {
+        let _ = (id, spec, record);
+        Err(crate::dry_run::unsupported(self.name()))
+    }
+
     /// Every load balancer of `cluster` in the cloud, found by its ownership marks whatever any
     /// record says, one entry per owner uid (half-made ones included): what `cloudlb gc`
     /// compares with the cluster's objects. Reads only. The default is none: a provider whose

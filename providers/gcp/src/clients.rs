@@ -127,6 +127,9 @@ pub struct Api<'a> {
     pub shared: &'a tokio::sync::RwLock<()>,
     /// Held while a shared resource is made or its membership changed (see `GcpProvider`).
     pub changing_shared: &'a tokio::sync::Mutex<()>,
+    /// Planning (`Provider::plan`): mutations are recorded and skipped (never sent), and the
+    /// pass goes on reading (every mutation passes `operate`).
+    pub dry_run: Option<&'a cloudlb_provider::DryRun>,
 }
 
 impl Api<'_> {
@@ -165,6 +168,14 @@ impl Api<'_> {
     where
         F: Future<Output = google_cloud_gax::Result<Operation>>,
     {
+        if let Some(d) = self.dry_run {
+            // `request` is never polled, so nothing is sent.
+            d.record(
+                call,
+                cloudlb_provider::dry_run::action_of(call).unwrap_or(cloudlb_provider::ChangeAction::Update),
+            );
+            return Ok(Operation::default());
+        }
         self.permit(call).await;
         tracing::debug!(call, "compute call");
         let op = match tokio::time::timeout(self.config.operation_timeout, request).await {

@@ -135,7 +135,12 @@ impl GcpProvider {
     }
 
     fn api(&self, priority: Priority) -> Api<'_> {
+        self.api_with(priority, None)
+    }
+
+    fn api_with<'a>(&'a self, priority: Priority, dry_run: Option<&'a cloudlb_provider::DryRun>) -> Api<'a> {
         Api {
+            dry_run,
             clients: &self.clients,
             limiter: &self.limiter,
             priority,
@@ -257,6 +262,27 @@ impl Provider for GcpProvider {
 
     async fn delete_l7(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<(), ProviderError> {
         gclb::delete(&self.api(Priority::High), id, record).await
+    }
+
+    /// The ensure with every mutation recorded and skipped (see `clients.rs`).
+    async fn plan(
+        &self,
+        id: &LoadBalancerId,
+        spec: &LoadBalancerSpec,
+        record: Option<&Record>,
+    ) -> Result<cloudlb_provider::Plan, ProviderError> {
+        let dry = cloudlb_provider::DryRun::default();
+        dry.run(ensure::ensure(&self.api_with(Priority::Normal, Some(&dry)), id, spec, record)).await
+    }
+
+    async fn plan_l7(
+        &self,
+        id: &LoadBalancerId,
+        spec: &L7Spec,
+        _record: Option<&Record>,
+    ) -> Result<cloudlb_provider::Plan, ProviderError> {
+        let dry = cloudlb_provider::DryRun::default();
+        dry.run(gclb::ensure::ensure(&self.api_with(Priority::Normal, Some(&dry)), id, spec)).await
     }
 
     /// One list per collection, by our name prefix and descriptions (see `inventory.rs`).

@@ -520,3 +520,33 @@ async fn delete_without_record_after_a_partial_ensure_leaves_nothing() {
     p.delete_l7(&id, None).await.expect("delete without a record");
     assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
 }
+
+#[tokio::test]
+async fn plan_lists_every_change_of_a_certificate_rotation_and_sends_none() {
+    let w = World::new("plan").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let nodes = [w.node(ZONE_A, "node-a")];
+    let spec = ingress(&nodes, BACKENDS, CERT_1);
+    let st = p.ensure_l7(&id, &spec, None).await.expect("ensure");
+    let unchanged = p.plan_l7(&id, &spec, Some(&st.record)).await.expect("plan");
+    assert!(unchanged.complete && unchanged.changes.is_empty(), "{unchanged:?}");
+
+    let rotated = ingress(&nodes, BACKENDS, CERT_2);
+    w.fake.clear_calls();
+    let plan = p.plan_l7(&id, &rotated, Some(&st.record)).await.expect("plan");
+    assert!(w.mutations().is_empty(), "a plan sends nothing: {:?}", w.mutations());
+    let calls: Vec<(&str, &str)> = plan.changes.iter().map(|c| (c.action.as_str(), c.call.as_str())).collect();
+    assert_eq!(
+        calls,
+        [
+            ("create", "compute.sslCertificates.insert"),
+            ("update", "compute.urlMaps.update"),
+            ("update", "compute.targetHttpsProxies.setSslCertificates"),
+            ("delete", "compute.sslCertificates.delete"),
+        ],
+        "the rotation, in the order the ensure makes it (the map's recorded spec hash changes too)"
+    );
+    assert!(plan.complete);
+    p.delete_l7(&id, Some(&st.record)).await.expect("delete");
+}
