@@ -918,3 +918,32 @@ async fn an_operation_that_never_finishes_is_bounded_and_finished_by_a_later_pas
     p.delete(&id, Some(&st.record)).await.expect("delete");
     assert!(w.everything().await.is_empty(), "left {:?}", w.everything().await);
 }
+
+#[tokio::test]
+async fn plan_lists_a_port_change_call_by_call_and_sends_nothing() {
+    let w = World::new("plan").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let nodes = [w.node(ZONE_A, "node-a")];
+    let st = p.ensure(&id, &w.spec(&[80], &nodes), None).await.expect("ensure");
+    let unchanged = p.plan(&id, &w.spec(&[80], &nodes), Some(&st.record)).await.expect("plan");
+    assert!(unchanged.complete && unchanged.changes.is_empty(), "{unchanged:?}");
+    w.fake.clear_calls();
+    let plan = p.plan(&id, &w.spec(&[80, 443], &nodes), Some(&st.record)).await.expect("plan");
+    assert!(w.mutations().is_empty(), "a plan sends nothing: {:?}", w.mutations());
+    let calls: Vec<String> = plan.changes.iter().map(|c| format!("{} {}", c.action.as_str(), c.call)).collect();
+    println!("{calls:#?} complete={}", plan.complete);
+    assert_eq!(
+        calls,
+        [
+            "create compute.addresses.insert",
+            "delete compute.forwardingRules.delete",
+            "create compute.forwardingRules.insert",
+            "update compute.firewalls.update",
+            "delete compute.addresses.delete",
+        ],
+        "the IP held, the rule re-made with both ports, the firewall opened, the hold released"
+    );
+    assert!(plan.complete);
+    p.delete(&id, Some(&st.record)).await.expect("delete");
+}
