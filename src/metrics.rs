@@ -3,6 +3,10 @@
 //! Provider calls are counted here for every provider (through [`InstrumentedProvider`]), so the
 //! claim "an unchanged Service costs no mutating cloud call" is observable in production, and
 //! tests and benchmarks assert on the same counters users would graph.
+//!
+//! What each family means is in its help text and in the README's Metrics section;
+//! `deploy/grafana/cloudlb-dashboard.json` graphs them (a test here keeps it to names this
+//! binary exports).
 
 mod queue;
 
@@ -589,6 +593,114 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
         }
         assert!(!text.contains("transition=\"lost\""), "{text}");
+    }
+
+    /// One sample of every family the providers export: the local data plane's (an HTTP load
+    /// balancer has them all) and the cloud providers' (through the core helpers they call).
+    fn provider_samples() -> Vec<ProviderMetric> {
+        use cloudlb_provider_local::stats::{HttpStats, LoadBalancerKind, LoadBalancerStats, LocalStats};
+        let lb = LoadBalancerStats {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: "u".into(),
+            kind: LoadBalancerKind::L7,
+            address: std::net::IpAddr::from([127, 240, 0, 1]),
+            traffic: Default::default(),
+            targets: Vec::new(),
+            http: Some(HttpStats::default()),
+            backends: Vec::new(),
+        };
+        let mut samples =
+            cloudlb_provider_local::stats::metrics(&LocalStats { load_balancers: vec![lb], ..Default::default() });
+        let call = || std::collections::BTreeMap::from([("elbv2:CreateLoadBalancer".to_string(), 1)]);
+        samples.extend(ProviderMetric::cloud_api_calls(call()));
+        samples.extend(ProviderMetric::cloud_api_throttles(call()));
+        let waited = cloudlb_provider::throttle::Waited { calls: 1, seconds: 0.5 };
+        samples.extend(ProviderMetric::cloud_api_limiter_waits(std::collections::BTreeMap::from([(
+            "elbv2:DescribeLoadBalancers".to_string(),
+            waited,
+        )])));
+        samples
+    }
+
+    /// `deploy/grafana/cloudlb-dashboard.json` is a Grafana dashboard on a Prometheus data source
+    /// variable that graphs only what this binary exports: every `cloudlb_*` name in a query is a
+    /// family of the controller's registry or of a provider's metrics, with the suffix of its
+    /// type (`_total` for a counter, `_bucket`/`_sum`/`_count` for a histogram, none for a
+    /// gauge). A renamed metric fails here instead of leaving an empty panel.
+    #[test]
+    fn the_grafana_dashboard_graphs_only_exported_metrics() {
+        let text = Metrics::default().encode() + &encode_provider_metrics(&provider_samples());
+        let types: std::collections::BTreeMap<&str, &str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split_once(' ')).collect();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../deploy/grafana/cloudlb-dashboard.json")).expect("dashboard JSON");
+        assert_eq!(dashboard["uid"], "cloudlb");
+        assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 36), "schemaVersion");
+        let vars = dashboard["templating"]["list"].as_array().expect("templating.list");
+        assert!(
+            vars.iter().any(|v| v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus"),
+            "a Prometheus data source variable: {vars:?}"
+        );
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let mut ids = std::collections::BTreeSet::new();
+        let mut used = std::collections::BTreeSet::new();
+        for p in panels {
+            assert!(ids.insert(p["id"].as_u64().expect("panel id")), "duplicate panel id {}", p["id"]);
+            if p["type"] == "row" {
+                assert!(p["panels"].as_array().is_some_and(Vec::is_empty), "rows hold no collapsed panels");
+                continue;
+            }
+            let title = p["title"].as_str().expect("title");
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}: data source");
+            let targets = p["targets"].as_array().filter(|t| !t.is_empty()).unwrap_or_else(|| panic!("{title}"));
+            for t in targets {
+                assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}: target data source");
+                let expr = t["expr"].as_str().unwrap_or_else(|| panic!("{title}: no expr"));
+                let mut rest = expr;
+                while let Some(at) = rest.find("cloudlb_") {
+                    let name: String =
+                        rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    rest = &rest[at + name.len()..];
+                    let family = [
+                        ("_total", "counter"),
+                        ("_bucket", "histogram"),
+                        ("_sum", "histogram"),
+                        ("_count", "histogram"),
+                        ("", "gauge"),
+                    ]
+                    .iter()
+                    .find_map(|(suffix, kind)| {
+                        let family = name.strip_suffix(suffix)?;
+                        (types.get(family) == Some(kind)).then_some(family)
+                    })
+                    .unwrap_or_else(|| panic!("{title}: {name} in `{expr}` is not exported (families: {types:?})"));
+                    used.insert(family.to_string());
+                }
+            }
+        }
+        for family in [
+            "reconciles",
+            "reconcile_errors",
+            "reconcile_duration_seconds",
+            "workqueue_depth",
+            "workqueue_wait_seconds",
+            "provider_calls",
+            "provider_call_duration_seconds",
+            "cloud_api_calls",
+            "cloud_api_throttles",
+            "eligible_nodes",
+            "tracked_load_balancers",
+            "leader",
+            "leader_transitions",
+            "kube_api_throttled",
+            "local_connections",
+            "local_bytes",
+            "local_connections_refused",
+            "local_http_responses",
+        ] {
+            assert!(used.contains(&format!("cloudlb_{family}")), "no panel graphs cloudlb_{family}: {used:?}");
+        }
     }
 
     #[test]

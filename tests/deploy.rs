@@ -10,6 +10,7 @@
 //!   no privilege escalation, drop ALL, read-only root, non-root), except in hostNetwork mode,
 //!   where NET_BIND_SERVICE is the only capability added and /metrics listens on loopback;
 //! - the probes hit /healthz and /readyz on the port `--metrics-addr` binds;
+//! - the Grafana dashboard ConfigMap (off by default) holds `deploy/grafana`'s dashboard;
 //! - RBAC: the Lease is granted only in a namespaced Role, by its name (`get`, `update`; `create`
 //!   apart), in the namespace the controller uses, for the name it uses; no ClusterRole grants
 //!   leases; no verb beyond what the code calls; the bindings name the pod's ServiceAccount;
@@ -606,7 +607,7 @@ async fn chart_lints_renders_and_applies_for_each_provider() {
             }
             "memory" => {
                 e.flags = vec!["--namespace=team-a", "--memory-ip-pool=", "--controllers=service"];
-                e.kinds.push("ServiceMonitor");
+                e.kinds.extend(["ServiceMonitor", "ConfigMap"]);
             }
             _ => unreachable!(),
         }
@@ -616,6 +617,23 @@ async fn chart_lints_renders_and_applies_for_each_provider() {
             let anti = &deploy["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
             assert!(!anti.is_null(), "{what}: no pod anti-affinity");
             assert_eq!(deploy["spec"]["replicas"], 2, "{what}: replicas");
+        }
+        let dashboards: Vec<&Value> = objs
+            .iter()
+            .filter(|o| kind(o) == "ConfigMap" && o["metadata"]["labels"]["grafana_dashboard"] == "1")
+            .collect();
+        if label == "memory" {
+            // metrics.grafanaDashboard.enabled: the dashboard of deploy/grafana, as it is.
+            assert_eq!(dashboards.len(), 1, "{what}: one dashboard ConfigMap");
+            let shipped: Value = serde_json::from_str(
+                &std::fs::read_to_string(repo().join("deploy/grafana/cloudlb-dashboard.json")).expect("dashboard"),
+            )
+            .expect("dashboard JSON");
+            let data = dashboards[0]["data"]["cloudlb-dashboard.json"].as_str().expect("dashboard data");
+            let rendered: Value = serde_json::from_str(data).expect("the ConfigMap holds JSON");
+            assert_eq!(rendered, shipped, "{what}: the ConfigMap's dashboard is deploy/grafana's");
+        } else {
+            assert!(dashboards.is_empty(), "{what}: the dashboard ConfigMap is off by default");
         }
         if label == "memory" {
             // --namespace: Services and Ingresses by a Role there, no cluster-wide Service rights.
