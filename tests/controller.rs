@@ -479,11 +479,11 @@ async fn a_restart_gives_recorded_addresses_back_before_requested_ones() {
     for (i, ip) in winners.iter().enumerate() {
         c.patch_service(&format!("l{i}"), json!({"spec": {"loadBalancerIP": ip}})).await;
     }
-    for i in 0..pairs {
+    for (i, loser) in losers.iter().enumerate() {
         let svc = c
             .wait_service(&format!("l{i}"), "Conflict", |s| condition(s).is_some_and(|c| c.1 == "ResourceConflict"))
             .await;
-        assert_eq!(external_ip(&svc).as_ref(), Some(&losers[i]), "the loser keeps its address");
+        assert_eq!(external_ip(&svc).as_ref(), Some(loser), "the loser keeps its address");
     }
     ctl.stop().await;
 
