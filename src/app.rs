@@ -17,30 +17,45 @@ use std::sync::Arc;
 
 use cloudlb_provider::Provider;
 use kube::Client;
+use kube::client::retry::RetryPolicy;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use tower::buffer::BufferLayer;
+use tower::retry::RetryLayer;
 use tracing::info;
 
 use std::time::Duration;
 
+use crate::api_limit::CountThrottledLayer;
 use crate::args::{ControllerArgs, ControllerKind, ProviderKind, RunArgs};
 use crate::controller::{self, ControllerConfig};
 use crate::desired::ingress::IngressConfig;
 use crate::error::{Error, Result};
 use crate::leader::{Elector, FencedProvider, LeaderConfig};
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, Transition};
 use crate::providers;
 
 /// `cloudlb run`.
 pub async fn run(args: RunArgs) -> Result<()> {
     // The provider first: a missing flag or credential is reported before anything else.
     let provider = providers::build(&args.controller).await?;
-    let client = client(args.kubeconfig.as_deref(), args.controller.api_limit()).await?;
-    start(client, provider, &args.controller, Mode::Cluster, shutdown_signal()).await
+    let metrics = Arc::new(Metrics::default());
+    let client = client(args.kubeconfig.as_deref(), args.controller.api_limit(), &metrics).await?;
+    start(client, provider, &args.controller, Mode::Cluster, metrics, shutdown_signal()).await
 }
 
 /// A client from `--kubeconfig`, else in-cluster config, else `~/.kube/config`, with a deadline
-/// on every request ([`api_timeout`]).
-pub async fn client(kubeconfig: Option<&Path>, limit: Option<(f64, u32)>) -> Result<Client> {
+/// on every request ([`api_timeout`]), the client-side limit if there is one, and the apiserver's
+/// 429s counted into `metrics`.
+///
+/// ```text
+///   request ─▶ limit (--kube-api-qps) ─▶ deadline ─▶ retry (429/503/504) ─▶ buffer ─▶ count 429s ─▶ kube's stack
+/// ```
+///
+/// kube's own retry layer sits at the bottom of its stack, where a layer added here cannot see
+/// the 429s it retries; so it is switched off and the same policy (`RetryPolicy::server_retry`:
+/// honours `Retry-After`, up to 15 retries) runs above the counting layer instead, behind a
+/// buffer (a retry needs a service it can clone). The deadline still covers the retries.
+pub async fn client(kubeconfig: Option<&Path>, limit: Option<(f64, u32)>, metrics: &Metrics) -> Result<Client> {
     let mut config = match kubeconfig {
         Some(path) => {
             let err = |source| Error::Kubeconfig { path: path.display().to_string(), source };
@@ -50,28 +65,35 @@ pub async fn client(kubeconfig: Option<&Path>, limit: Option<(f64, u32)>) -> Res
         None => Config::infer().await.map_err(Error::InferConfig)?,
     };
     api_timeout::configure(&mut config);
+    config.default_retry = false;
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(Error::Client)?
+        .with_layer(&CountThrottledLayer(metrics.kube_api.throttled.clone()))
+        .with_layer(&BufferLayer::<http::Request<kube::client::Body>>::new(API_BUFFER))
+        .with_layer(&RetryLayer::new(RetryPolicy::server_retry()))
         .with_layer(&api_timeout::DeadlineLayer(api_timeout::REQUEST_TIMEOUT));
     Ok(match limit {
         None => builder.build(),
         // Outside the deadline: waiting for a token is not the API being slow.
         Some((qps, burst)) => {
-            let layer = crate::api_limit::LimitLayer(Arc::new(crate::api_limit::Bucket::new(qps, burst)));
-            builder.with_layer(&layer).build()
+            let bucket = crate::api_limit::Bucket::new(qps, burst, metrics.kube_api.clone());
+            builder.with_layer(&crate::api_limit::LimitLayer(Arc::new(bucket))).build()
         }
     })
 }
 
-/// Serves metrics, builds the provider and runs the controller until `shutdown`.
+/// Requests queued for the retry layer's buffer (as many as kube's client buffers itself).
+const API_BUFFER: usize = 1024;
+
+/// Serves `metrics`, builds the provider and runs the controller until `shutdown`.
 pub async fn start(
     client: Client,
     provider: Arc<dyn Provider>,
     args: &ControllerArgs,
     mode: Mode,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
-    let metrics = Arc::new(Metrics::default());
     let default_metrics: SocketAddr = match mode {
         Mode::Cluster => ([0, 0, 0, 0], 8080).into(),
         Mode::Sandbox => ([127, 0, 0, 1], 0).into(),
@@ -92,18 +114,18 @@ pub async fn start(
         () = &mut shutdown => return Ok(()),
     };
     metrics.ready.store(false, std::sync::atomic::Ordering::Relaxed);
-    metrics.leader.set(1);
+    metrics.leadership(Transition::Acquired);
     let provider: Arc<dyn Provider> = Arc::new(FencedProvider { inner: provider, fence: leadership.fence() });
     tokio::select! {
         result = controller::run(client, provider, config, metrics.clone(), shutdown) => {
-            metrics.leader.set(0);
+            metrics.leadership(Transition::Released);
             leadership.release().await;
             result
         }
         // The fence is closed by now (and the loss logged). Returning drops the controllers
         // mid-flight: nothing is drained.
         () = leadership.lost() => {
-            metrics.leader.set(0);
+            metrics.leadership(Transition::Lost);
             Err(Error::LeadershipLost)
         }
     }
@@ -203,4 +225,73 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// An apiserver that answers `GET /version` with 429 (`Retry-After: 0`) `throttle` times,
+    /// then with its version. Returns its URL and the number of requests it answered.
+    async fn shedding_apiserver(throttle: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let (status, body) = if count.fetch_add(1, Ordering::SeqCst) < throttle {
+                    (
+                        "429 Too Many Requests\r\nRetry-After: 0",
+                        r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"TooManyRequests","code":429}"#,
+                    )
+                } else {
+                    (
+                        "200 OK",
+                        r#"{"major":"1","minor":"33","gitVersion":"v1.33.0","gitCommit":"0","gitTreeState":"clean",
+                            "buildDate":"2025-01-01T00:00:00Z","goVersion":"go1.24","compiler":"gc","platform":"linux/amd64"}"#,
+                    )
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        (url, served)
+    }
+
+    /// Every 429 is counted, the ones the client retries by itself included, and the request
+    /// still succeeds (the retry layer moved above the counting layer still retries).
+    #[tokio::test]
+    async fn the_apiservers_429s_are_counted_and_retried() {
+        let (url, served) = shedding_apiserver(2).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters: [{{name: t, cluster: {{server: \"{url}\"}}}}]\n\
+             users: [{{name: t, user: {{}}}}]\ncontexts: [{{name: t, context: {{cluster: t, user: t}}}}]\n"
+        );
+        std::fs::write(&kubeconfig, text).expect("write kubeconfig");
+        let metrics = Metrics::default();
+        let client = client(Some(&kubeconfig), Some((1000.0, 10)), &metrics).await.expect("client");
+        let version = client.apiserver_version().await.expect("answered after two 429s");
+        assert_eq!(version.minor, "33");
+        assert_eq!(served.load(Ordering::SeqCst), 3, "two 429s retried, then the answer");
+        assert_eq!(metrics.kube_api.throttled.get(), 2, "each 429 counted");
+    }
 }

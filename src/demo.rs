@@ -50,7 +50,8 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
     let path = &args.kubeconfig_out;
     sandbox.write_kubeconfig(path).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
     info!(url = %sandbox.url(), kubeconfig = %path.display(), "sandbox Kubernetes API serving");
-    let client = app::client(Some(path), args.controller.api_limit()).await?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let client = app::client(Some(path), args.controller.api_limit(), &metrics).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     if !args.no_demo {
@@ -64,7 +65,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<()> {
         let stop = async move {
             let _ = stop_rx.await;
         };
-        app::start(controller_client, provider, &controller_args, app::Mode::Sandbox, stop).await
+        app::start(controller_client, provider, &controller_args, app::Mode::Sandbox, metrics, stop).await
     });
 
     if !args.no_demo {

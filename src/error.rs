@@ -2,6 +2,8 @@
 
 use cloudlb_provider::ProviderError;
 
+use crate::metrics::ErrorReason;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("adding finalizer: {0}")]
@@ -111,15 +113,35 @@ impl Error {
         matches!(self, Error::PatchStatus(kube::Error::Api(s)) if s.code == 409)
     }
 
-    /// Label for metrics (never formatted from the error's text).
-    pub fn metric_label(&self) -> &'static str {
+    /// Why a pass failed, for `cloudlb_reconcile_errors_total` (never formatted from the error's
+    /// text).
+    pub fn reason(&self) -> ErrorReason {
         match self {
-            Error::AddFinalizer(_) | Error::RemoveFinalizer(_) => "finalizer",
-            Error::PatchAnnotations(_) | Error::PatchStatus(_) => "kube_write",
-            Error::ReconcileTimeout(_) => "timeout",
-            Error::Ensure(_) | Error::Delete(_) | Error::Get(_) => "provider",
-            _ => "startup",
+            Error::Ensure(e) | Error::Delete(e) | Error::Get(e) => provider_reason(e),
+            Error::AddFinalizer(e) | Error::RemoveFinalizer(e) | Error::PatchAnnotations(e) | Error::PatchStatus(e) => {
+                match e {
+                    kube::Error::Api(s) if s.code == 429 => ErrorReason::KubeThrottled,
+                    kube::Error::Api(s) if s.code == 409 => ErrorReason::KubeConflict,
+                    _ => ErrorReason::KubeApi,
+                }
+            }
+            Error::ReconcileTimeout(_) => ErrorReason::Timeout,
+            _ => ErrorReason::Other,
         }
+    }
+}
+
+/// The reason of a failed provider call, by the kind of failure the provider reported.
+pub fn provider_reason(e: &ProviderError) -> ErrorReason {
+    match e {
+        ProviderError::Invalid { .. } => ErrorReason::Invalid,
+        ProviderError::Conflict { .. } => ErrorReason::Conflict,
+        ProviderError::Quota { .. } => ErrorReason::Quota,
+        ProviderError::Permission { .. } => ErrorReason::Permission,
+        ProviderError::Throttled { .. } => ErrorReason::Throttled,
+        ProviderError::Retryable { .. } => ErrorReason::Transient,
+        ProviderError::Provisioning { .. } => ErrorReason::Provisioning,
+        _ => ErrorReason::Other,
     }
 }
 
@@ -150,5 +172,38 @@ mod tests {
         assert_eq!(Error::PatchStatus(api(409, 7)).api_retry_after(), None, "only 429 asks us to wait");
         assert!(Error::PatchStatus(api(409, 0)).is_write_conflict());
         assert!(!Error::PatchAnnotations(api(409, 0)).is_write_conflict());
+    }
+
+    #[test]
+    fn reasons_come_from_the_class_of_error() {
+        let provider = |e| Error::Ensure(e);
+        let call = "elbv2:CreateLoadBalancer";
+        let cases = [
+            (provider(ProviderError::Invalid { call, message: "m".into() }), ErrorReason::Invalid),
+            (
+                Error::Delete(ProviderError::Conflict { call, resource: "r".into(), message: "m".into() }),
+                ErrorReason::Conflict,
+            ),
+            (provider(ProviderError::Quota { call, message: "m".into() }), ErrorReason::Quota),
+            (Error::Get(ProviderError::Permission { call, message: "m".into() }), ErrorReason::Permission),
+            (
+                provider(ProviderError::Throttled { call, message: "m".into(), retry_after: None }),
+                ErrorReason::Throttled,
+            ),
+            (provider(ProviderError::Retryable { call, message: "m".into() }), ErrorReason::Transient),
+            (
+                Error::Delete(ProviderError::Provisioning { what: "lb".into(), retry_after: Default::default() }),
+                ErrorReason::Provisioning,
+            ),
+            (Error::PatchStatus(api(429, 1)), ErrorReason::KubeThrottled),
+            (Error::PatchStatus(api(409, 0)), ErrorReason::KubeConflict),
+            (Error::AddFinalizer(api(500, 0)), ErrorReason::KubeApi),
+            (Error::RemoveFinalizer(kube::Error::Service("connection refused".into())), ErrorReason::KubeApi),
+            (Error::ReconcileTimeout(std::time::Duration::from_secs(1)), ErrorReason::Timeout),
+            (Error::NodeWatchEnded, ErrorReason::Other),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.reason(), want, "{e}");
+        }
     }
 }

@@ -181,7 +181,12 @@ pub fn report(findings: &[Finding]) -> String {
 /// `cloudlb gc`: one sweep, the report on stdout; an error when a delete failed.
 pub async fn run(args: crate::args::GcArgs) -> Result<()> {
     let provider = crate::providers::build(&args.run.controller).await?;
-    let client = crate::app::client(args.run.kubeconfig.as_deref(), args.run.controller.api_limit()).await?;
+    let client = crate::app::client(
+        args.run.kubeconfig.as_deref(),
+        args.run.controller.api_limit(),
+        &crate::metrics::Metrics::default(),
+    )
+    .await?;
     client.apiserver_version().await.map_err(Error::ApiUnreachable)?;
     let cfg = config(&args.run.controller, args.dry_run);
     let findings = sweep(&client, provider.as_ref(), &cfg).await?;

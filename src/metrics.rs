@@ -3,10 +3,16 @@
 //! Provider calls are counted here for every provider (through [`InstrumentedProvider`]), so the
 //! claim "an unchanged Service costs no mutating cloud call" is observable in production, and
 //! tests and benchmarks assert on the same counters users would graph.
+//!
+//! What each family means is in its help text and in the README's Metrics section;
+//! `deploy/grafana/cloudlb-dashboard.json` graphs them (a test here keeps it to names this
+//! binary exports).
+
+mod queue;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -29,6 +35,7 @@ use prometheus_client::registry::Registry;
 
 use crate::error::{Error, Result};
 use crate::liveness::Liveness;
+pub use queue::WorkQueue;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum Call {
@@ -95,17 +102,111 @@ pub struct ReconcileLabels {
     pub result: Outcome,
 }
 
+/// Why a pass failed: a small fixed set, from the error's class (see `Error::reason`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ErrorReason {
+    /// The spec cannot be built (a malformed annotation, an unsupported protocol), or the
+    /// provider refused it for good.
+    Invalid,
+    /// A cloud resource with our name is not ours (no ownership tags).
+    Conflict,
+    Quota,
+    Permission,
+    /// The cloud API asked us to slow down.
+    Throttled,
+    /// A network error, a 5xx, a dependency still being released: retried with backoff.
+    Transient,
+    /// The load balancer was still being made when it was read or deleted.
+    Provisioning,
+    /// The Kubernetes API answered 429 (API Priority and Fairness shedding load).
+    KubeThrottled,
+    /// The object changed since it was read (a 409); the next pass reads the new one.
+    KubeConflict,
+    /// Any other failed Kubernetes API request (refused, timed out, unreachable).
+    KubeApi,
+    /// The pass ran past `--reconcile-timeout` and was stopped.
+    Timeout,
+    Other,
+}
+
+impl EncodeLabelValue for ErrorReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            ErrorReason::Invalid => "invalid",
+            ErrorReason::Conflict => "conflict",
+            ErrorReason::Quota => "quota",
+            ErrorReason::Permission => "permission",
+            ErrorReason::Throttled => "throttled",
+            ErrorReason::Transient => "transient",
+            ErrorReason::Provisioning => "provisioning",
+            ErrorReason::KubeThrottled => "kube_throttled",
+            ErrorReason::KubeConflict => "kube_conflict",
+            ErrorReason::KubeApi => "kube_api",
+            ErrorReason::Timeout => "timeout",
+            ErrorReason::Other => "other",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+    pub reason: ErrorReason,
+}
+
+/// A change of leadership of this process.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Transition {
+    Acquired,
+    /// Given up on a clean shutdown.
+    Released,
+    /// Not renewed in time, or taken by another holder; the process exits right after.
+    Lost,
+}
+
+impl EncodeLabelValue for Transition {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Transition::Acquired => "acquired",
+            Transition::Released => "released",
+            Transition::Lost => "lost",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    transition: Transition,
+}
+
+/// The Kubernetes API client's own counters (see `api_limit` and `app::client`).
+#[derive(Clone, Default)]
+pub struct KubeApiMetrics {
+    /// Responses 429 (each attempt, the client's own retries included).
+    pub throttled: Counter,
+    /// Requests that waited for a `--kube-api-qps` token, and how long in all.
+    pub limiter_waits: Counter,
+    pub limiter_wait_seconds: Counter<f64, AtomicU64>,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ReconcileLabels, Counter>,
+    /// Failed passes by why (see [`Metrics::reconcile_failed`]).
+    reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub provider_calls: Family<CallLabels, Counter>,
     pub provider_duration: Histogram,
     pub eligible_nodes: Gauge,
     pub node_set_changes: Counter,
+    /// Set through [`Metrics::leadership`] (or to 1 when running without election).
     pub leader: Gauge,
+    leader_transitions: Family<TransitionLabels, Counter>,
     /// Load balancers this process keeps per-object state for.
     pub tracked: Gauge,
+    /// What waits in the controllers' work queues.
+    pub queue: WorkQueue,
+    pub kube_api: KubeApiMetrics,
     pub ready: AtomicBool,
     /// What `/healthz` checks (see `liveness`).
     pub liveness: Arc<Liveness>,
@@ -124,6 +225,12 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("cloudlb");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register("reconciles", "Reconciles, by kind of object and result", reconciles.clone());
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Passes that ended in a failure, by kind of object and reason (retried or waiting for a change)",
+            reconcile_errors.clone(),
+        );
         let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
         let provider_calls = Family::<CallLabels, Counter>::default();
@@ -144,6 +251,30 @@ impl Default for Metrics {
             "1 while this process holds the leader Lease (or runs without election)",
             leader.clone(),
         );
+        let leader_transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "leader_transitions",
+            "Leadership changes of this process: acquired, released (clean shutdown), lost",
+            leader_transitions.clone(),
+        );
+        let queue = WorkQueue::default();
+        queue.register(&mut registry);
+        let kube_api = KubeApiMetrics::default();
+        registry.register(
+            "kube_api_throttled",
+            "Kubernetes API responses 429 Too Many Requests (each attempt, retries included)",
+            kube_api.throttled.clone(),
+        );
+        registry.register(
+            "kube_api_limiter_waits",
+            "Kubernetes API requests that waited for a --kube-api-qps token",
+            kube_api.limiter_waits.clone(),
+        );
+        registry.register(
+            "kube_api_limiter_wait_seconds",
+            "Time Kubernetes API requests waited for a --kube-api-qps token",
+            kube_api.limiter_wait_seconds.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register("build_info", "1, labelled with the version and commit of this binary", build_info.clone());
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: crate::COMMIT }).set(1);
@@ -156,13 +287,17 @@ impl Default for Metrics {
         Self {
             registry,
             reconciles,
+            reconcile_errors,
             reconcile_duration,
             provider_calls,
             provider_duration,
             eligible_nodes,
             node_set_changes,
             leader,
+            leader_transitions,
             tracked,
+            queue,
+            kube_api,
             ready: AtomicBool::new(false),
             liveness: Default::default(),
             provider: Default::default(),
@@ -182,6 +317,19 @@ impl Metrics {
             out = body + &encode_provider_metrics(&p.metrics()) + "# EOF\n";
         }
         out
+    }
+
+    /// A pass over an object of `kind` failed for `reason`. Counted once per pass, where the
+    /// pass ends: by `reconcile` for the errors it returns (retried with backoff), and where a
+    /// pass gives up until something changes (an invalid spec, a permanent cloud error).
+    pub fn reconcile_failed(&self, kind: &'static str, reason: ErrorReason) {
+        self.reconcile_errors.get_or_create(&ErrorLabels { kind, reason }).inc();
+    }
+
+    /// Leadership changed: the `leader` gauge and the transitions counter move together.
+    pub fn leadership(&self, transition: Transition) {
+        self.leader.set(i64::from(transition == Transition::Acquired));
+        self.leader_transitions.get_or_create(&TransitionLabels { transition }).inc();
     }
 
     /// Exports `provider`'s own metrics (see [`Provider::metrics`]) from now on.
@@ -442,6 +590,139 @@ mod tests {
              cloudlb_local_bytes_total{name=\"c\\\\d\\n\",direction=\"out\"} 7\n\
              # HELP cloudlb_local_targets Targets\n# TYPE cloudlb_local_targets gauge\ncloudlb_local_targets 2\n"
         );
+    }
+
+    #[test]
+    fn failures_leadership_and_kube_api_counters_are_exported_with_fixed_labels() {
+        let m = Metrics::default();
+        m.reconcile_failed("Service", ErrorReason::Transient);
+        m.reconcile_failed("Service", ErrorReason::Transient);
+        m.reconcile_failed("Ingress", ErrorReason::KubeThrottled);
+        m.leadership(Transition::Acquired);
+        assert_eq!(m.leader.get(), 1);
+        m.leadership(Transition::Released);
+        assert_eq!(m.leader.get(), 0, "the gauge follows the transitions");
+        m.kube_api.throttled.inc();
+        let text = m.encode();
+        for line in [
+            "cloudlb_reconcile_errors_total{kind=\"Service\",reason=\"transient\"} 2",
+            "cloudlb_reconcile_errors_total{kind=\"Ingress\",reason=\"kube_throttled\"} 1",
+            "cloudlb_leader_transitions_total{transition=\"acquired\"} 1",
+            "cloudlb_leader_transitions_total{transition=\"released\"} 1",
+            "cloudlb_kube_api_throttled_total 1",
+            "cloudlb_kube_api_limiter_wait_seconds_total 0.0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+        }
+        assert!(!text.contains("transition=\"lost\""), "{text}");
+    }
+
+    /// One sample of every family the providers export: the local data plane's (an HTTP load
+    /// balancer has them all) and the cloud providers' (through the core helpers they call).
+    fn provider_samples() -> Vec<ProviderMetric> {
+        use cloudlb_provider_local::stats::{HttpStats, LoadBalancerKind, LoadBalancerStats, LocalStats};
+        let lb = LoadBalancerStats {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: "u".into(),
+            kind: LoadBalancerKind::L7,
+            address: std::net::IpAddr::from([127, 240, 0, 1]),
+            traffic: Default::default(),
+            targets: Vec::new(),
+            http: Some(HttpStats::default()),
+            backends: Vec::new(),
+        };
+        let mut samples =
+            cloudlb_provider_local::stats::metrics(&LocalStats { load_balancers: vec![lb], ..Default::default() });
+        let call = || std::collections::BTreeMap::from([("elbv2:CreateLoadBalancer".to_string(), 1)]);
+        samples.extend(ProviderMetric::cloud_api_calls(call()));
+        samples.extend(ProviderMetric::cloud_api_throttles(call()));
+        let waited = cloudlb_provider::throttle::Waited { calls: 1, seconds: 0.5 };
+        samples.extend(ProviderMetric::cloud_api_limiter_waits(std::collections::BTreeMap::from([(
+            "elbv2:DescribeLoadBalancers".to_string(),
+            waited,
+        )])));
+        samples
+    }
+
+    /// `deploy/grafana/cloudlb-dashboard.json` is a Grafana dashboard on a Prometheus data source
+    /// variable that graphs only what this binary exports: every `cloudlb_*` name in a query is a
+    /// family of the controller's registry or of a provider's metrics, with the suffix of its
+    /// type (`_total` for a counter, `_bucket`/`_sum`/`_count` for a histogram, none for a
+    /// gauge). A renamed metric fails here instead of leaving an empty panel.
+    #[test]
+    fn the_grafana_dashboard_graphs_only_exported_metrics() {
+        let text = Metrics::default().encode() + &encode_provider_metrics(&provider_samples());
+        let types: std::collections::BTreeMap<&str, &str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split_once(' ')).collect();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../deploy/grafana/cloudlb-dashboard.json")).expect("dashboard JSON");
+        assert_eq!(dashboard["uid"], "cloudlb");
+        assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 36), "schemaVersion");
+        let vars = dashboard["templating"]["list"].as_array().expect("templating.list");
+        assert!(
+            vars.iter().any(|v| v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus"),
+            "a Prometheus data source variable: {vars:?}"
+        );
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let mut ids = std::collections::BTreeSet::new();
+        let mut used = std::collections::BTreeSet::new();
+        for p in panels {
+            assert!(ids.insert(p["id"].as_u64().expect("panel id")), "duplicate panel id {}", p["id"]);
+            if p["type"] == "row" {
+                assert!(p["panels"].as_array().is_some_and(Vec::is_empty), "rows hold no collapsed panels");
+                continue;
+            }
+            let title = p["title"].as_str().expect("title");
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}: data source");
+            let targets = p["targets"].as_array().filter(|t| !t.is_empty()).unwrap_or_else(|| panic!("{title}"));
+            for t in targets {
+                assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}: target data source");
+                let expr = t["expr"].as_str().unwrap_or_else(|| panic!("{title}: no expr"));
+                let mut rest = expr;
+                while let Some(at) = rest.find("cloudlb_") {
+                    let name: String =
+                        rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    rest = &rest[at + name.len()..];
+                    let family = [
+                        ("_total", "counter"),
+                        ("_bucket", "histogram"),
+                        ("_sum", "histogram"),
+                        ("_count", "histogram"),
+                        ("", "gauge"),
+                    ]
+                    .iter()
+                    .find_map(|(suffix, kind)| {
+                        let family = name.strip_suffix(suffix)?;
+                        (types.get(family) == Some(kind)).then_some(family)
+                    })
+                    .unwrap_or_else(|| panic!("{title}: {name} in `{expr}` is not exported (families: {types:?})"));
+                    used.insert(family.to_string());
+                }
+            }
+        }
+        for family in [
+            "reconciles",
+            "reconcile_errors",
+            "reconcile_duration_seconds",
+            "workqueue_depth",
+            "workqueue_wait_seconds",
+            "provider_calls",
+            "provider_call_duration_seconds",
+            "cloud_api_calls",
+            "cloud_api_throttles",
+            "eligible_nodes",
+            "tracked_load_balancers",
+            "leader",
+            "leader_transitions",
+            "kube_api_throttled",
+            "local_connections",
+            "local_bytes",
+            "local_connections_refused",
+            "local_http_responses",
+        ] {
+            assert!(used.contains(&format!("cloudlb_{family}")), "no panel graphs cloudlb_{family}: {used:?}");
+        }
     }
 
     #[test]

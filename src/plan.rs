@@ -173,7 +173,12 @@ pub fn report(plans: &[Planned]) -> String {
 /// `cloudlb plan`.
 pub async fn run(args: crate::args::PlanArgs) -> Result<()> {
     let provider = crate::providers::build(&args.run.controller).await?;
-    let client = crate::app::client(args.run.kubeconfig.as_deref(), args.run.controller.api_limit()).await?;
+    let client = crate::app::client(
+        args.run.kubeconfig.as_deref(),
+        args.run.controller.api_limit(),
+        &crate::metrics::Metrics::default(),
+    )
+    .await?;
     client.apiserver_version().await.map_err(Error::ApiUnreachable)?;
     let plans = plan_all(&client, provider.as_ref(), &args.run.controller, args.object.as_deref()).await?;
     print!("{}", report(&plans));

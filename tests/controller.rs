@@ -187,6 +187,8 @@ async fn a_hung_provider_call_is_stopped_at_the_reconcile_timeout_and_retried() 
     })
     .await;
     ctl.wait_log("took longer than --reconcile-timeout").await;
+    let timeouts = [("kind", "Service"), ("reason", "timeout")];
+    assert!(ctl.metric("cloudlb_reconcile_errors_total", &timeouts).await >= 1.0, "counted by reason");
     // The pass was stopped, so the process is alive: /healthz says so.
     assert_eq!(ctl.probe("/healthz").await.0, 200);
     ctl.stop().await;
@@ -357,6 +359,13 @@ async fn bad_input_is_reported_and_creates_nothing() {
     }
     ctl.assert_idle("invalid specs").await;
     assert_eq!(ctl.calls("ensure").await, 0, "no cloud call for invalid specs");
+    let invalid = [("kind", "Service"), ("reason", "invalid")];
+    assert!(ctl.metric("cloudlb_reconcile_errors_total", &invalid).await >= 4.0, "a failed pass for each");
+    assert_eq!(
+        ctl.metric("cloudlb_reconciles_total", &[("result", "error")]).await,
+        0.0,
+        "passes that wait for a change are not retried errors"
+    );
     let events = c.events("sctp").await.iter().filter(|e| e.0 == "InvalidLoadBalancerSpec").count();
     assert_eq!(events, 1, "one warning, not one per pass");
 
@@ -397,6 +406,9 @@ async fn provider_failures_back_off_then_succeed() {
     c.wait_service("web", "Ready", |s| condition(s).is_some_and(|c| c.1 == "Ready")).await;
     assert!(started.elapsed() >= Duration::from_secs(3), "retried after a backoff, not at once");
     assert_eq!(ctl.metric("cloudlb_provider_calls_total", &[("call", "ensure"), ("result", "error")]).await, 1.0);
+    let transient = [("kind", "Service"), ("reason", "transient")];
+    assert_eq!(ctl.metric("cloudlb_reconcile_errors_total", &transient).await, 1.0, "the failed pass, by reason");
+    assert_eq!(ctl.metric("cloudlb_reconcile_errors_total", &[]).await, 1.0, "and nothing else");
     ctl.stop().await;
 }
 
@@ -467,11 +479,11 @@ async fn a_restart_gives_recorded_addresses_back_before_requested_ones() {
     for (i, ip) in winners.iter().enumerate() {
         c.patch_service(&format!("l{i}"), json!({"spec": {"loadBalancerIP": ip}})).await;
     }
-    for i in 0..pairs {
+    for (i, loser) in losers.iter().enumerate() {
         let svc = c
             .wait_service(&format!("l{i}"), "Conflict", |s| condition(s).is_some_and(|c| c.1 == "ResourceConflict"))
             .await;
-        assert_eq!(external_ip(&svc).as_ref(), Some(&losers[i]), "the loser keeps its address");
+        assert_eq!(external_ip(&svc).as_ref(), Some(loser), "the loser keeps its address");
     }
     ctl.stop().await;
 
@@ -571,8 +583,11 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let c = cluster_with_nodes().await;
     let first = Controller::start(&c, &[]).await;
     first.wait_metric("cloudlb_leader", &[], "first leads", |v| v == 1.0).await;
+    let acquired = [("transition", "acquired")];
+    assert_eq!(first.metric("cloudlb_leader_transitions_total", &acquired).await, 1.0);
     let second = Controller::start(&c, &[]).await; // ready as a standby
     assert_eq!(second.metric("cloudlb_leader", &[]).await, 0.0, "the second waits");
+    assert_eq!(second.metric("cloudlb_leader_transitions_total", &[]).await, 0.0);
     c.add_service("a", &[(80, "TCP")], json!({})).await;
     c.wait_address("a").await;
     assert_eq!(first.calls("ensure").await, 1);
@@ -583,6 +598,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     first.stop().await;
     second.wait_metric("cloudlb_leader", &[], "second leads", |v| v == 1.0).await;
     assert!(released.elapsed() < Duration::from_secs(10), "took {:?}", released.elapsed());
+    assert_eq!(second.metric("cloudlb_leader_transitions_total", &acquired).await, 1.0);
     c.add_service("b", &[(80, "TCP")], json!({})).await;
     c.wait_address("b").await;
     second.stop().await;
@@ -635,7 +651,8 @@ async fn namespace_flag_limits_the_scope() {
 #[tokio::test]
 async fn a_client_side_api_limit_still_converges() {
     let c = cluster_with_nodes().await;
-    let limit = ["--kube-api-qps", "50", "--kube-api-burst", "5"];
+    // Low enough that starting (a dozen lists, watches and Lease calls) cannot fit the burst.
+    let limit = ["--kube-api-qps", "10", "--kube-api-burst", "2"];
     let ctl = Controller::start(&c, &limit).await;
     for name in ["a", "b", "c"] {
         c.add_service(name, &[(80, "TCP")], json!({})).await;
@@ -644,6 +661,33 @@ async fn a_client_side_api_limit_still_converges() {
         c.wait_address(name).await;
     }
     assert_eq!(ctl.calls("ensure").await, 3);
+    assert!(ctl.metric("cloudlb_kube_api_limiter_waits_total", &[]).await >= 1.0, "requests waited for the limit");
+    assert!(ctl.metric("cloudlb_kube_api_limiter_wait_seconds_total", &[]).await > 0.0);
+    assert_eq!(ctl.metric("cloudlb_kube_api_throttled_total", &[]).await, 0.0, "the sandbox never sheds load");
+    ctl.stop().await;
+}
+
+#[tokio::test]
+async fn the_work_queue_shows_what_waits_for_a_pass() {
+    // One pass at a time, 300 ms per provider call: Services created together wait in the
+    // queue for the passes ahead of them.
+    let c = cluster_with_nodes().await;
+    let ctl = Controller::start(&c, &["--memory-latency", "300ms", "--concurrency", "1"]).await;
+    let service = [("kind", "Service")];
+    let before = ctl.metric("cloudlb_workqueue_wait_seconds_count", &service).await;
+    for name in ["a", "b", "c"] {
+        c.add_service(name, &[(80, "TCP")], json!({})).await;
+    }
+    for name in ["a", "b", "c"] {
+        c.wait_address(name).await;
+    }
+    ctl.settle(Duration::from_millis(300)).await;
+    let passes = ctl.metric("cloudlb_workqueue_wait_seconds_count", &service).await - before;
+    assert!(passes >= 3.0, "each new Service's pass came through the queue: {passes}");
+    // The second waited for the first's ensure, the third for both.
+    let waited = ctl.metric("cloudlb_workqueue_wait_seconds_sum", &service).await;
+    assert!(waited >= 0.6, "waiting behind 300 ms ensures, one at a time: {waited} s in all");
+    assert_eq!(ctl.metric("cloudlb_workqueue_depth", &service).await, 0.0, "nothing left waiting");
     ctl.stop().await;
 }
 

@@ -9,7 +9,11 @@
 //! - the cloudlb container runs with the restricted security context (seccomp RuntimeDefault,
 //!   no privilege escalation, drop ALL, read-only root, non-root), except in hostNetwork mode,
 //!   where NET_BIND_SERVICE is the only capability added and /metrics listens on loopback;
-//! - the probes hit /healthz and /readyz on the port `--metrics-addr` binds;
+//! - the probes hit /healthz and /readyz on the port `--metrics-addr` binds (with hostNetwork on
+//!   its loopback host, otherwise on the pod IP); no Service points at a /metrics on loopback, a
+//!   ServiceMonitor scrapes a port of the Service it selects, and the chart refuses one for a
+//!   /metrics on loopback;
+//! - the Grafana dashboard ConfigMap (off by default) holds `deploy/grafana`'s dashboard;
 //! - RBAC: the Lease is granted only in a namespaced Role, by its name (`get`, `update`; `create`
 //!   apart), in the namespace the controller uses, for the name it uses; no ClusterRole grants
 //!   leases; no verb beyond what the code calls; the bindings name the pod's ServiceAccount;
@@ -244,12 +248,18 @@ async fn check_rendering(objs: &[Value], e: &Expect, help_flags: &BTreeSet<Strin
         assert_eq!(get["path"], path, "{what}: {probe} path");
         assert_eq!(container_port(&get["port"]), port, "{what}: {probe} port vs --metrics-addr {metrics_addr}");
         if host_network {
+            // The kubelet probes from the node's network namespace, which the pod shares.
             assert_eq!(get["host"], host, "{what}: {probe} must go to where /metrics listens on the node");
+        } else {
+            // In the pod's own namespace, a host would be reached from the node's: the pod IP
+            // (the default) is the only address of the pod the kubelet can reach.
+            assert!(get["host"].is_null(), "{what}: {probe} goes to {} instead of the pod IP", get["host"]);
         }
     }
+    let loopback = host == "127.0.0.1" || host == "[::1]";
     if host_network {
         assert!(
-            host == "127.0.0.1" || host == "[::1]",
+            loopback,
             "{what}: with hostNetwork /metrics must not listen on the node's interfaces (--metrics-addr={metrics_addr})"
         );
     }
@@ -355,11 +365,30 @@ async fn check_rendering(objs: &[Value], e: &Expect, help_flags: &BTreeSet<Strin
         sel.as_object().is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| pod_labels.get(k) == Some(v)))
     };
     for svc in objs.iter().filter(|o| kind(o) == "Service") {
+        // On the node's loopback, the pod IPs a Service sends to have no /metrics.
+        assert!(!(host_network && loopback), "{what}: Service {} points at a /metrics on loopback", name(svc));
         assert!(selects(&svc["spec"]["selector"]), "{what}: Service {} selects no cloudlb pod", name(svc));
         assert!(
             svc["spec"]["ports"].as_array().into_iter().flatten().any(|p| container_port(&p["targetPort"]) == port),
             "{what}: Service {} does not reach the metrics port {port}",
             name(svc)
+        );
+    }
+    for sm in objs.iter().filter(|o| kind(o) == "ServiceMonitor") {
+        let sel = &sm["spec"]["selector"]["matchLabels"];
+        let svc = objs.iter().find(|o| {
+            kind(o) == "Service"
+                && sel.as_object().is_some_and(|m| m.iter().all(|(k, v)| o["metadata"]["labels"][k] == *v))
+        });
+        let svc = svc.unwrap_or_else(|| panic!("{what}: ServiceMonitor {} selects no rendered Service", name(sm)));
+        let names = |list: &Value, key: &str| -> Vec<String> {
+            list.as_array().into_iter().flatten().filter_map(|x| x[key].as_str().map(String::from)).collect()
+        };
+        let scraped = names(&sm["spec"]["endpoints"], "port");
+        let ports = names(&svc["spec"]["ports"], "name");
+        assert!(
+            !scraped.is_empty() && scraped.iter().all(|p| ports.contains(p)),
+            "{what}: ServiceMonitor scrapes {scraped:?} of {ports:?}"
         );
     }
     for pdb in objs.iter().filter(|o| kind(o) == "PodDisruptionBudget") {
@@ -557,6 +586,13 @@ async fn chart_lints_renders_and_applies_for_each_provider() {
     let version = run_ok(&helm, &["version", "--short"], home.path()).await;
     println!("helm {}", version.trim());
 
+    // A ServiceMonitor for a /metrics on the node's loopback could never scrape: refused, saying
+    // what to do instead.
+    let local = format!("{chart}/ci/local-values.yaml");
+    let refused = ["template", "cloudlb", chart, "-f", local.as_str(), "--set", "metrics.serviceMonitor.enabled=true"];
+    let (ok, _, err) = run(&helm, &refused, home.path()).await;
+    assert!(!ok && err.contains("metrics.bindAddress"), "a ServiceMonitor on loopback must be refused: {err}");
+
     // The defaults: restricted, two replicas, Lease Role, PDB, anti-affinity, local provider.
     let mut renders = vec![("defaults".to_string(), None)];
     renders.extend(PROVIDERS.iter().map(|p| (p.to_string(), Some(format!("{chart}/ci/{p}-values.yaml")))));
@@ -603,10 +639,12 @@ async fn chart_lints_renders_and_applies_for_each_provider() {
                 e.host_network = true;
                 e.net_bind = true;
                 e.flags = vec!["--local-address-pool=", "--metrics-addr=127.0.0.1:"];
+                // /metrics on the node's loopback: no Service could reach it.
+                e.kinds.retain(|k| *k != "Service");
             }
             "memory" => {
                 e.flags = vec!["--namespace=team-a", "--memory-ip-pool=", "--controllers=service"];
-                e.kinds.push("ServiceMonitor");
+                e.kinds.extend(["ServiceMonitor", "ConfigMap"]);
             }
             _ => unreachable!(),
         }
@@ -616,6 +654,23 @@ async fn chart_lints_renders_and_applies_for_each_provider() {
             let anti = &deploy["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
             assert!(!anti.is_null(), "{what}: no pod anti-affinity");
             assert_eq!(deploy["spec"]["replicas"], 2, "{what}: replicas");
+        }
+        let dashboards: Vec<&Value> = objs
+            .iter()
+            .filter(|o| kind(o) == "ConfigMap" && o["metadata"]["labels"]["grafana_dashboard"] == "1")
+            .collect();
+        if label == "memory" {
+            // metrics.grafanaDashboard.enabled: the dashboard of deploy/grafana, as it is.
+            assert_eq!(dashboards.len(), 1, "{what}: one dashboard ConfigMap");
+            let shipped: Value = serde_json::from_str(
+                &std::fs::read_to_string(repo().join("deploy/grafana/cloudlb-dashboard.json")).expect("dashboard"),
+            )
+            .expect("dashboard JSON");
+            let data = dashboards[0]["data"]["cloudlb-dashboard.json"].as_str().expect("dashboard data");
+            let rendered: Value = serde_json::from_str(data).expect("the ConfigMap holds JSON");
+            assert_eq!(rendered, shipped, "{what}: the ConfigMap's dashboard is deploy/grafana's");
+        } else {
+            assert!(dashboards.is_empty(), "{what}: the dashboard ConfigMap is off by default");
         }
         if label == "memory" {
             // --namespace: Services and Ingresses by a Role there, no cluster-wide Service rights.

@@ -78,6 +78,10 @@ async fn claimed_ingress_gets_an_address_finalizer_record_and_events() {
         1.0,
         "our own writes must not cause more ensures"
     );
+    // Its passes went through the Ingress controller's work queue, which is empty again.
+    let ingress = [("kind", "Ingress")];
+    assert!(ctl.metric("cloudlb_workqueue_wait_seconds_count", &ingress).await >= 1.0);
+    assert_eq!(ctl.metric("cloudlb_workqueue_depth", &ingress).await, 0.0);
     ctl.stop().await;
 }
 

@@ -13,12 +13,12 @@
 //!   the apiserver need not send anything in between (bookmarks are optional). So 300 s: a
 //!   backstop for any connection, not a way to notice a hang quickly.
 //! - **A deadline per request** ([`DeadlineLayer`], [`REQUEST_TIMEOUT`]): a request that is not
-//!   a watch must have its whole answer (headers and body) within 30 s, retries by kube's retry
-//!   layer included. A watch must have its response headers within the same 30 s (an apiserver
-//!   sends them at once); its body is a stream left to the watcher's own idle timeout. 30 s is
-//!   generous for any single request the controller makes (lists are paged at 500 objects by
-//!   the watcher) and short enough that a reconcile stuck on a dead connection is retried on a
-//!   new one within a minute.
+//!   a watch must have its whole answer (headers and body) within 30 s, retries by the client's
+//!   retry layer included (see `app::client`). A watch must have its response headers within
+//!   the same 30 s (an apiserver sends them at once); its body is a stream left to the
+//!   watcher's own idle timeout. 30 s is generous for any single request the controller makes
+//!   (lists are paged at 500 objects by the watcher) and short enough that a reconcile stuck on
+//!   a dead connection is retried on a new one within a minute.
 //!
 //! Leadership does not rely on these: each lease renewal is time-boxed by the renew deadline
 //! (`leader`), which is shorter.

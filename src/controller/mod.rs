@@ -278,12 +278,22 @@ pub async fn run(
             svc_retry_tx,
         )))
     });
-    let service_controller = Controller::for_shared_stream(receiver_stream(svc_rx), services.clone())
+    // Every trigger is counted into the work queue's depth as it reaches the controller (see
+    // `metrics::queue`); `reconcile_cached` takes it out when its pass starts.
+    let triggered = {
+        let m = metrics.clone();
+        receiver_stream(svc_rx).inspect(move |svc| queued::<Service, _>(&m, svc.as_ref()))
+    };
+    let retried = {
+        let m = metrics.clone();
+        receiver_stream(svc_retry_rx).inspect(move |r| queued_ref::<Service, _>(&m, r))
+    };
+    let service_controller = Controller::for_shared_stream(triggered, services.clone())
         .with_config(controller_config.clone())
-        .reconcile_on(receiver_stream(svc_retry_rx))
+        .reconcile_on(retried)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile_cached::<CachedService>, reconcile::error_policy_cached::<CachedService>, ctx.clone())
-        .for_each(log_result);
+        .for_each(log_result::<Service, _, _, _>(metrics.clone()));
     let ingress_controller = ingress_watch.map(|(store, stream)| {
         let routed = {
             let store = store.clone();
@@ -309,16 +319,32 @@ pub async fn run(
                 tokio::spawn(orphans::on_gone(gone_ctx.clone(), gone.clone()));
             }
         });
-        let controller = Controller::for_stream(kube::runtime::WatchStreamExt::applied_objects(stream), store)
+        let applied = {
+            let m = metrics.clone();
+            kube::runtime::WatchStreamExt::applied_objects(stream).inspect(move |obj| {
+                if let Ok(ing) = obj {
+                    queued::<Ingress, _>(&m, ing);
+                }
+            })
+        };
+        // Every Ingress the cache holds when the signal arrives is queued (the controller
+        // reads the same store then).
+        let everything = {
+            let (store, m) = (store.clone(), metrics.clone());
+            everything.inspect(move |_| store.state().iter().for_each(|ing| queued::<Ingress, _>(&m, ing.as_ref())))
+        };
+        let requested = {
+            let m = metrics.clone();
+            futures::stream::select(futures::stream::select(routed, terminated), receiver_stream(retry_rx))
+                .inspect(move |r| queued_ref::<Ingress, _>(&m, r))
+        };
+        let controller = Controller::for_stream(applied, store)
             .with_config(controller_config.clone())
             .reconcile_all_on(everything)
-            .reconcile_on(futures::stream::select(
-                futures::stream::select(routed, terminated),
-                receiver_stream(retry_rx),
-            ))
+            .reconcile_on(requested)
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile::reconcile_cached::<Ingress>, reconcile::error_policy_cached::<Ingress>, ctx.clone())
-            .for_each(log_result);
+            .for_each(log_result::<Ingress, _, _, _>(metrics.clone()));
         async move {
             let _sweeper = sweeper;
             controller.await
@@ -352,15 +378,34 @@ where
     }
 }
 
-async fn log_result<T, E, R>(res: std::result::Result<T, controller::Error<E, R>>)
+/// Counts an object a trigger brought to the controller of `F` as queued.
+fn queued<F: FrontEnd, K: Resource>(metrics: &Metrics, obj: &K) {
+    metrics.queue.queued(F::KIND, obj.meta().namespace.as_deref().unwrap_or_default(), &obj.name_any());
+}
+
+/// [`queued`] for a trigger that names the object.
+fn queued_ref<F: FrontEnd, K: Resource>(metrics: &Metrics, r: &ObjectRef<K>) {
+    metrics.queue.queued(F::KIND, r.namespace.as_deref().unwrap_or_default(), &r.name);
+}
+
+/// Logs what the controller of `F` reports besides the reconciles' own results (those are
+/// logged by `error_policy`); an object that is gone before its turn leaves the work queue.
+fn log_result<F, T, E, R>(
+    metrics: Arc<Metrics>,
+) -> impl FnMut(std::result::Result<T, controller::Error<E, R>>) -> std::future::Ready<()>
 where
+    F: FrontEnd,
     E: std::error::Error + 'static,
     R: std::error::Error + 'static,
 {
-    if let Err(e) = res {
-        match e {
-            controller::Error::ReconcilerFailed(..) => {} // logged by error_policy
-            other => warn!(error = %other, "controller"),
+    move |res| {
+        match res {
+            Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
+            Err(controller::Error::ObjectNotFound(gone)) => {
+                metrics.queue.dropped(F::KIND, gone.namespace.as_deref().unwrap_or_default(), &gone.name);
+            }
+            Err(other) => warn!(error = %other, "controller"),
         }
+        std::future::ready(())
     }
 }

@@ -40,9 +40,9 @@ use super::frontend::{Built, Desired, FrontEnd};
 use super::status::Cond;
 use super::{Context, EventType, finalizer};
 use crate::desired::nodes::NodeSnapshot;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, provider_reason};
 use crate::keys::{ANN_CLAIMED_CLASS, ANN_RECORD, ANN_SPEC_HASH, FINALIZER, OURS, event, reason};
-use crate::metrics::{Outcome, ReconcileLabels};
+use crate::metrics::{ErrorReason, Outcome, ReconcileLabels};
 
 /// How soon a pass whose status write met a newer object runs again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
@@ -77,11 +77,17 @@ pub async fn reconcile<F: FrontEnd>(obj: Arc<F>, ctx: Arc<Context>) -> Result<Ac
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     let result_label = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
     ctx.metrics.reconciles.get_or_create(&ReconcileLabels { kind: F::KIND, result: result_label }).inc();
+    if let Err(e) = &result {
+        ctx.metrics.reconcile_failed(F::KIND, e.reason());
+    }
     result
 }
 
-/// [`reconcile`] for an object as its cache holds it (see `cached`).
+/// [`reconcile`] for an object as its cache holds it (see `cached`): the controllers' pass, which
+/// takes the object off the work queue's count (see `metrics::queue`).
 pub async fn reconcile_cached<C: Cached>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action> {
+    let kind = <C::Full as FrontEnd>::KIND;
+    ctx.metrics.queue.started(kind, obj.meta().namespace.as_deref().unwrap_or_default(), &obj.name_any());
     match C::full(&obj) {
         Some(full) => reconcile(full, ctx).await,
         None => Ok(Action::await_change()),
@@ -278,6 +284,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
                 follow_nodes_with_last_valid(obj, ctx, &desired, &nodes).await?;
             }
             // Nothing else that exists is touched; wait for the user to fix the object.
+            ctx.metrics.reconcile_failed(F::KIND, ErrorReason::Invalid);
             return Ok(Action::await_change());
         }
     };
@@ -591,6 +598,7 @@ async fn ensure_failed<F: FrontEnd>(obj: &F, ctx: &Context, e: ProviderError) ->
                 ctx.event(obj, EventType::Warning, event::SYNC_FAILED, "Ensure", &note).await;
                 write_status(ctx, obj, None, &cond).await?;
             }
+            ctx.metrics.reconcile_failed(F::KIND, provider_reason(&e));
             // Retrying will not help until something changes; look again after a resync period
             // in case what blocks it (a conflicting resource, a quota) went away.
             Ok(Action::requeue(ctx.config.resync_period))

@@ -465,7 +465,7 @@ impl Controller {
         let (_, body) = self.http.get(self.metrics, "/metrics").await.expect("scrape /metrics");
         // A family with no samples yet reads as 0, but one that is not exported at all (a typo
         // or a rename) must fail the test, not pass an "== 0" check.
-        let family = name.strip_suffix("_total").unwrap_or(name);
+        let family = ["_total", "_count", "_sum", "_bucket"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
         assert!(
             body.lines().any(|l| l.starts_with("# TYPE ") && l.split_whitespace().nth(2) == Some(family)),
             "metric {name} is not exported by cloudlb (renamed?)"

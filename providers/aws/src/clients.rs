@@ -1,5 +1,8 @@
 //! The SDK clients plus what every call needs: the shared rate limiter, the caller's priority
 //! and the configuration. One [`Api`] is made per provider call (`ensure`, `delete`, `get`).
+//!
+//! Each client counts the responses that throttled a call ([`CountThrottles`]): the SDK retries
+//! those itself (`max_attempts`), so the error a call finally returns shows only the last one.
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -8,9 +11,17 @@ use aws_sdk_acm as acm;
 use aws_sdk_ec2 as ec2;
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use aws_sdk_resourcegroupstagging as tagging;
+use std::sync::Arc;
+
+use aws_sdk_elasticloadbalancingv2::config::interceptors::AfterDeserializationInterceptorContextRef;
+use aws_sdk_elasticloadbalancingv2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_elasticloadbalancingv2::error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use cloudlb_provider::ProviderError;
+use cloudlb_provider::throttle::CallCounts;
 
 use crate::config::AwsConfig;
+use crate::errors;
 use crate::throttle::{Limiter, Priority};
 
 pub struct Clients {
@@ -24,8 +35,9 @@ pub struct Clients {
 
 impl Clients {
     /// Clients for `config`, credentials from the standard chain (env, profile, web identity,
-    /// ECS/EC2 metadata). Fails early, with a readable message, when no credentials are found.
-    pub async fn new(config: &AwsConfig) -> Result<Self, ProviderError> {
+    /// ECS/EC2 metadata), counting throttled responses into `throttles`. Fails early, with a
+    /// readable message, when no credentials are found.
+    pub async fn new(config: &AwsConfig, throttles: Arc<CallCounts>) -> Result<Self, ProviderError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(config.region.clone()))
             .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts.max(1)))
@@ -48,12 +60,51 @@ impl Clients {
                  IRSA/pod identity, or run on an instance with a role"
             ),
         })?;
+        let counting = |service| CountThrottles { service, counts: throttles.clone() };
         Ok(Self {
-            elb: elbv2::Client::new(&sdk),
-            ec2: ec2::Client::new(&sdk),
-            acm: acm::Client::new(&sdk),
-            tagging: tagging::Client::new(&sdk),
+            elb: elbv2::Client::from_conf(elbv2::config::Builder::from(&sdk).interceptor(counting("elbv2")).build()),
+            ec2: ec2::Client::from_conf(ec2::config::Builder::from(&sdk).interceptor(counting("ec2")).build()),
+            acm: acm::Client::from_conf(acm::config::Builder::from(&sdk).interceptor(counting("acm")).build()),
+            tagging: tagging::Client::from_conf(
+                tagging::config::Builder::from(&sdk).interceptor(counting("tagging")).build(),
+            ),
         })
+    }
+}
+
+/// Counts every response that throttled a call, by `service:Action` (the names the limiter
+/// counts calls under), SDK retries included: it sees each attempt's response once its body was
+/// read, before the SDK decides to retry.
+#[derive(Debug)]
+struct CountThrottles {
+    /// The prefix of this client's calls (`elbv2`, `ec2`, `acm`, `tagging`).
+    service: &'static str,
+    counts: Arc<CallCounts>,
+}
+
+impl Intercept for CountThrottles {
+    fn name(&self) -> &'static str {
+        "CountThrottles"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response();
+        let status = response.status().as_u16();
+        if status < 400 {
+            return Ok(());
+        }
+        let code = errors::response_code(response.headers().get("x-amzn-errortype"), response.body().bytes());
+        if errors::is_throttling(status, code.as_deref().unwrap_or_default())
+            && let Some(operation) = cfg.load::<Metadata>()
+        {
+            self.counts.count(&format!("{}:{}", self.service, operation.name()));
+        }
+        Ok(())
     }
 }
 

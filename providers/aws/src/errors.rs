@@ -113,9 +113,34 @@ where
     }
 }
 
+/// Whether a response with this HTTP status and AWS error code asks us to slow down.
+pub fn is_throttling(status: u16, code: &str) -> bool {
+    THROTTLING.contains(&code) || status == 429
+}
+
+/// The AWS error code of a raw error response: `<Code>` of the XML the query protocols (ELBv2,
+/// EC2) answer with, else the JSON protocols' (ACM, tagging) `x-amzn-ErrorType` header or
+/// `__type` field, without its namespace (`com.amazon...#ThrottlingException`) or URL suffix.
+pub fn response_code(error_type_header: Option<&str>, body: Option<&[u8]>) -> Option<String> {
+    let body = body.map(String::from_utf8_lossy);
+    let xml = || {
+        let b = body.as_deref()?;
+        let start = b.find("<Code>")? + "<Code>".len();
+        Some(b[start..].split('<').next()?.trim().to_string())
+    };
+    let json = || {
+        let v: serde_json::Value = serde_json::from_str(body.as_deref()?).ok()?;
+        v.get("__type").or_else(|| v.get("code"))?.as_str().map(String::from)
+    };
+    let raw = error_type_header.map(String::from).or_else(xml).or_else(json)?;
+    let code = raw.rsplit('#').next().unwrap_or(&raw);
+    let code = code.split(':').next().unwrap_or(code).trim();
+    (!code.is_empty()).then(|| code.to_string())
+}
+
 fn classify(call: &'static str, status: u16, code: &str, message: &str, body: Option<&[u8]>) -> ProviderError {
     let text = if code.is_empty() { message.to_string() } else { format!("{code}: {message}") };
-    if THROTTLING.contains(&code) || status == 429 {
+    if is_throttling(status, code) {
         return ProviderError::Throttled { call, message: text, retry_after: None };
     }
     if PERMISSION.contains(&code) {
@@ -196,5 +221,22 @@ mod tests {
         let e = classify("elbv2:SetSecurityGroups", 500, "", "m", Some(b"<!DOCTYPE html><html>500</html>"));
         assert!(matches!(e, ProviderError::Invalid { .. }), "{e:?}");
         assert!(e.to_string().contains("does not implement elbv2:SetSecurityGroups"));
+    }
+
+    #[test]
+    fn error_codes_are_read_from_raw_responses() {
+        let elb = b"<ErrorResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\"><Error>\
+<Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>";
+        assert_eq!(response_code(None, Some(elb)).as_deref(), Some("Throttling"));
+        let ec2 = b"<Response><Errors><Error><Code>RequestLimitExceeded</Code></Error></Errors></Response>";
+        assert_eq!(response_code(None, Some(ec2)).as_deref(), Some("RequestLimitExceeded"));
+        let acm = br#"{"__type":"com.amazonaws.acm#ThrottlingException","message":"slow down"}"#;
+        assert_eq!(response_code(None, Some(acm)).as_deref(), Some("ThrottlingException"));
+        let header = "ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/";
+        assert_eq!(response_code(Some(header), Some(b"{}")).as_deref(), Some("ThrottlingException"));
+        assert_eq!(response_code(None, Some(b"<html>oops</html>")), None);
+        assert_eq!(response_code(None, None), None);
+        assert!(is_throttling(400, "Throttling") && is_throttling(503, "RequestLimitExceeded"));
+        assert!(is_throttling(429, "") && !is_throttling(400, "ValidationError") && !is_throttling(503, ""));
     }
 }

@@ -54,7 +54,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use cloudlb_provider::{
     Capabilities, IpFamily, IpMode, L7Capabilities, L7Spec, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus,
-    Protocol, Provider, ProviderError, Record, StateLocation,
+    Protocol, Provider, ProviderError, ProviderMetric, Record, StateLocation,
 };
 
 pub use config::{AwsConfig, Rate, RateLimits};
@@ -90,8 +90,8 @@ impl AwsProvider {
                 message: "the aws provider needs a region and a VPC id".into(),
             });
         }
-        let clients = Clients::new(&config).await?;
         let limiter = Limiter::new(&config.rate_limits);
+        let clients = Clients::new(&config, limiter.throttles()).await?;
         Ok(Self { config, clients, limiter, verified: Default::default() })
     }
 
@@ -102,6 +102,12 @@ impl AwsProvider {
     /// AWS API calls made so far, by `service:Action` (tests, metrics).
     pub fn call_counts(&self) -> BTreeMap<String, u64> {
         self.limiter.counts()
+    }
+
+    /// Responses that throttled a call so far (each attempt, SDK retries included), by
+    /// `service:Action` (tests, metrics).
+    pub fn throttle_counts(&self) -> BTreeMap<String, u64> {
+        self.limiter.throttles().snapshot()
     }
 
     /// Nodes of `spec` that cannot be registered (no EC2 instance id in their providerID), with
@@ -134,9 +140,14 @@ impl Provider for AwsProvider {
         "aws"
     }
 
-    /// Cloud API calls so far, by `service:Action` (the client-side count, retries included).
-    fn metrics(&self) -> Vec<cloudlb_provider::ProviderMetric> {
-        cloudlb_provider::ProviderMetric::cloud_api_calls(self.call_counts())
+    /// Cloud API calls so far, by `service:Action` (the client-side count: the controller's
+    /// retries included, the SDK's own not), the responses that throttled them (each attempt),
+    /// and the time they waited for the client-side rate limit.
+    fn metrics(&self) -> Vec<ProviderMetric> {
+        let mut out = ProviderMetric::cloud_api_calls(self.call_counts());
+        out.extend(ProviderMetric::cloud_api_throttles(self.throttle_counts()));
+        out.extend(ProviderMetric::cloud_api_limiter_waits(self.limiter.waits()));
+        out
     }
 
     fn capabilities(&self) -> Capabilities {

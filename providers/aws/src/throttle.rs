@@ -8,12 +8,15 @@
 //! while one of them waits for a token, normal callers of that bucket wait behind it, so cleaning
 //! up (which frees quota) is never starved by a storm of `ensure`s.
 //!
-//! The buckets also count calls per API action, which tests use to check batching.
+//! The limiter also counts, per API action: the calls (tests use them to check batching), the
+//! calls that waited for a token and how long, and the responses that throttled a call (counted
+//! by the SDK clients' interceptor, `clients.rs`, since the SDK retries those itself).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use cloudlb_provider::throttle::CallCounts;
 pub use cloudlb_provider::throttle::{Bucket, Priority};
+use cloudlb_provider::throttle::{CallCounts, Waited, Waits};
 
 use crate::config::RateLimits;
 
@@ -26,6 +29,8 @@ pub struct Limiter {
     ec2_describe: Bucket,
     ec2_mutate: Bucket,
     counts: CallCounts,
+    waits: Waits,
+    throttles: Arc<CallCounts>,
 }
 
 impl Limiter {
@@ -38,6 +43,8 @@ impl Limiter {
             ec2_describe: Bucket::new(limits.ec2_describe),
             ec2_mutate: Bucket::new(limits.ec2_mutate),
             counts: CallCounts::default(),
+            waits: Waits::default(),
+            throttles: Default::default(),
         }
     }
 
@@ -66,14 +73,24 @@ impl Limiter {
         }
     }
 
-    /// Wait for a token for `call`, and count it.
+    /// Wait for a token for `call`, and count it (and the wait, if there was one).
     pub async fn acquire(&self, call: &'static str, priority: Priority) {
-        self.bucket(call).acquire(priority).await;
+        self.waits.record(call, self.bucket(call).acquire(priority).await);
         self.counts.count(call);
     }
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.counts.snapshot()
+    }
+
+    /// Calls that waited for a token, and how long in all.
+    pub fn waits(&self) -> BTreeMap<String, Waited> {
+        self.waits.snapshot()
+    }
+
+    /// Where the SDK clients count the responses that throttled a call (each attempt).
+    pub fn throttles(&self) -> Arc<CallCounts> {
+        self.throttles.clone()
     }
 }
 

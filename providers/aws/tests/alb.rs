@@ -37,16 +37,16 @@ fn certificate(secret: &str, host: &str) -> Certificate {
 /// `bar.example` `/shop` → shop; HTTP on 80 and HTTPS on 443.
 fn ingress(w: &World, targets: &[usize]) -> L7Spec {
     let mut s = conformance::l7_spec(80);
-    let mut foo = VirtualHost {
+    let mut foo_example = VirtualHost {
         host: HostMatch::parse("foo.example"),
         routes: vec![route(PathMatch::Prefix("/".into()), "web", 0), route(PathMatch::Prefix("/api".into()), "api", 1)],
     };
-    foo.sort_routes();
+    foo_example.sort_routes();
     let bar = VirtualHost {
         host: HostMatch::parse("bar.example"),
         routes: vec![route(PathMatch::Prefix("/shop".into()), "shop", 0)],
     };
-    s.virtual_hosts = vec![foo, bar];
+    s.virtual_hosts = vec![foo_example, bar];
     s.sort_virtual_hosts();
     let hc = s.backends[0].health_check.clone();
     s.backends = [("api", 30081), ("shop", 30082), ("web", 30080)]

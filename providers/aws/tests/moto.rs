@@ -521,6 +521,56 @@ async fn validate_reports_bad_annotations_without_io() {
     let _ = Scheme::Internal;
 }
 
+/// Every response that throttled a call is counted under the call's name, including the attempts
+/// the SDK retried by itself (the call then succeeds, and no error shows them), and exported on
+/// the provider's metrics with the calls; so is the time calls waited for the client-side limit.
+#[tokio::test]
+async fn throttled_responses_and_limiter_waits_are_counted_per_action() {
+    let w = World::new("throttles").await;
+    // Only the first sight of each action is throttled: the pseudo-random faults never fire.
+    let proxy = FaultProxy::start(w.moto.addr, usize::MAX).await;
+    proxy.lose_responses.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut config = w.config();
+    config.endpoint_url = Some(proxy.url());
+    config.max_attempts = 2; // the SDK retries each throttled call once, and succeeds
+    // ELBv2 Describe* calls one after another must wait for their token (a quarter second).
+    config.rate_limits.describe = cloudlb_provider_aws::Rate::new(4.0, 1.0);
+    support::test_env();
+    let p = AwsProvider::new(config).await.unwrap();
+    let id = w.id("web");
+    let st = p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), None).await.expect("the SDK's retries absorb the throttles");
+    assert!(p.get(&id, Some(&st.record)).await.expect("get").is_some());
+
+    let mut injected: BTreeMap<String, u64> = BTreeMap::new();
+    for call in proxy.throttled.lock().unwrap().iter() {
+        *injected.entry(call.clone()).or_default() += 1;
+    }
+    assert!(
+        injected.contains_key("elbv2:CreateLoadBalancer") && injected.contains_key("ec2:DescribeSubnets"),
+        "{injected:?}"
+    );
+    assert!(!injected.contains_key("?"), "a JSON-protocol call was throttled: {injected:?}");
+    assert_eq!(p.throttle_counts(), injected, "each throttled response, under its call's name");
+
+    let metrics = p.metrics();
+    let value = |name: &str, call: &str| {
+        metrics.iter().find(|m| m.name == name && m.labels == [("call", call.to_string())]).map(|m| m.value)
+    };
+    assert_eq!(value("cloud_api_throttles", "elbv2:CreateLoadBalancer"), Some(1.0));
+    assert_eq!(value("cloud_api_calls", "elbv2:CreateLoadBalancer"), Some(1.0), "a call, however many attempts");
+    let waits = p
+        .metrics()
+        .into_iter()
+        .filter(|m| m.name == "cloud_api_limiter_wait_seconds" && m.labels[0].1.starts_with("elbv2:Describe"))
+        .map(|m| m.value)
+        .sum::<f64>();
+    assert!(waits > 0.0, "Describe* calls in a row waited for the limiter: {metrics:?}");
+    assert!(
+        metrics.iter().all(|m| !m.name.starts_with("cloud_api_limiter") || !m.labels[0].1.starts_with("ec2:")),
+        "EC2 calls have a bucket of their own, far from empty: {metrics:?}"
+    );
+}
+
 /// Throttling and 503s (some after moto applied the change): retrying like the controller does
 /// converges, without duplicates, and delete leaves nothing.
 #[tokio::test]

@@ -33,6 +33,8 @@
 //! controller never calls the L7 methods of one that does not (their defaults refuse, report
 //! nothing and delete nothing). An id is only ever used for one kind.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 use crate::capabilities::Capabilities;
@@ -41,6 +43,7 @@ use crate::error::Result;
 use crate::l7::L7Spec;
 use crate::spec::{LoadBalancerId, LoadBalancerSpec};
 use crate::status::{LoadBalancerStatus, Record};
+use crate::throttle::Waited;
 
 /// One sample of a provider metric. Samples of one `name` must share `counter` and `help`.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,26 +54,63 @@ pub struct ProviderMetric {
     /// A counter (monotonic) rather than a gauge.
     pub counter: bool,
     pub labels: Vec<(&'static str, String)>,
-    pub value: u64,
+    /// A count, or seconds (see [`ProviderMetric::cloud_api_limiter_waits`]).
+    pub value: f64,
 }
 
 impl ProviderMetric {
     pub fn counter(name: &'static str, help: &'static str, labels: Vec<(&'static str, String)>, value: u64) -> Self {
-        Self { name, help, counter: true, labels, value }
+        Self { name, help, counter: true, labels, value: value as f64 }
     }
 
     pub fn gauge(name: &'static str, help: &'static str, labels: Vec<(&'static str, String)>, value: u64) -> Self {
-        Self { name, help, counter: false, labels, value }
+        Self { name, help, counter: false, labels, value: value as f64 }
+    }
+
+    /// One counter sample per call (`service:Action`), labelled `call`.
+    fn per_call(name: &'static str, help: &'static str, values: impl IntoIterator<Item = (String, f64)>) -> Vec<Self> {
+        values
+            .into_iter()
+            .map(|(call, value)| Self { name, help, counter: true, labels: vec![("call", call)], value })
+            .collect()
     }
 
     /// `cloud_api_calls{call}` from a provider's call counts by `service:Action`.
-    pub fn cloud_api_calls(counts: std::collections::BTreeMap<String, u64>) -> Vec<Self> {
-        counts
-            .into_iter()
-            .map(|(call, n)| {
-                Self::counter("cloud_api_calls", "Cloud API calls, by service:Action", vec![("call", call)], n)
-            })
-            .collect()
+    pub fn cloud_api_calls(counts: BTreeMap<String, u64>) -> Vec<Self> {
+        let counts = counts.into_iter().map(|(call, n)| (call, n as f64));
+        Self::per_call("cloud_api_calls", "Cloud API calls, by service:Action", counts)
+    }
+
+    /// `cloud_api_throttles{call}`: responses of the cloud API that said "slow down" (AWS
+    /// `Throttling`, `RequestLimitExceeded`, HTTP 429; Google `rateLimitExceeded`), counted per
+    /// attempt where the provider can see attempts (an SDK's own retries included), by
+    /// `service:Action`.
+    pub fn cloud_api_throttles(counts: BTreeMap<String, u64>) -> Vec<Self> {
+        let counts = counts.into_iter().map(|(call, n)| (call, n as f64));
+        Self::per_call(
+            "cloud_api_throttles",
+            "Cloud API responses that throttled the call (each attempt), by service:Action",
+            counts,
+        )
+    }
+
+    /// `cloud_api_limiter_waits{call}` and `cloud_api_limiter_wait_seconds{call}`: calls that
+    /// waited for a token of the provider's client-side rate limit, and how long they waited in
+    /// all. A rising wait means the controller, not the cloud, is holding calls back.
+    pub fn cloud_api_limiter_waits(waits: BTreeMap<String, Waited>) -> Vec<Self> {
+        let calls = waits.iter().map(|(call, w)| (call.clone(), w.calls as f64));
+        let seconds = waits.iter().map(|(call, w)| (call.clone(), w.seconds));
+        let mut out = Self::per_call(
+            "cloud_api_limiter_waits",
+            "Cloud API calls that waited for a client-side rate-limit token, by service:Action",
+            calls,
+        );
+        out.extend(Self::per_call(
+            "cloud_api_limiter_wait_seconds",
+            "Time cloud API calls waited for a client-side rate-limit token, by service:Action",
+            seconds,
+        ));
+        out
     }
 }
 

@@ -64,9 +64,10 @@ impl Bucket {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wait for one token.
-    pub async fn acquire(&self, priority: Priority) {
+    /// Wait for one token; returns how long that took (zero when one was there).
+    pub async fn acquire(&self, priority: Priority) -> Duration {
         let mut registered: Option<HighWaiter<'_>> = None;
+        let mut waited = Duration::ZERO;
         loop {
             let wait = {
                 let mut s = self.lock();
@@ -88,24 +89,63 @@ impl Bucket {
                 }
             };
             match wait {
-                None => return, // `registered` drops here and un-registers
-                Some(d) => tokio::time::sleep(d).await,
+                None => return waited, // `registered` drops here and un-registers
+                Some(d) => {
+                    let slept = Instant::now();
+                    tokio::time::sleep(d).await;
+                    waited += slept.elapsed();
+                }
             }
         }
     }
 }
 
-/// Calls made, by name (`elbv2:RegisterTargets`, `compute.firewalls.insert`): what tests and
-/// reports of API cost read.
-#[derive(Default)]
-pub struct CallCounts(Mutex<BTreeMap<&'static str, u64>>);
+/// A number per call name (`elbv2:RegisterTargets`, `compute.firewalls.insert`): calls made,
+/// or calls the cloud throttled. What tests, reports of API cost and `/metrics` read.
+#[derive(Debug, Default)]
+pub struct CallCounts(Mutex<BTreeMap<String, u64>>);
 
 impl CallCounts {
-    pub fn count(&self, call: &'static str) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(call).or_default() += 1;
+    pub fn count(&self, call: &str) {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match counts.get_mut(call) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(call.to_string(), 1);
+            }
+        }
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// How many calls had to wait for a token of their bucket, and for how long in all, by call
+/// name: the client-side limit at work (see [`crate::ProviderMetric::cloud_api_limiter_waits`]).
+#[derive(Debug, Default)]
+pub struct Waits(Mutex<BTreeMap<&'static str, Waited>>);
+
+/// Calls that waited and the seconds they waited, summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Waited {
+    pub calls: u64,
+    pub seconds: f64,
+}
+
+impl Waits {
+    /// Records what [`Bucket::acquire`] returned for `call` (nothing when it did not wait).
+    pub fn record(&self, call: &'static str, waited: Duration) {
+        if waited.is_zero() {
+            return;
+        }
+        let mut waits = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let w = waits.entry(call).or_default();
+        w.calls += 1;
+        w.seconds += waited.as_secs_f64();
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, Waited> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 }
@@ -118,15 +158,33 @@ mod tests {
     #[tokio::test]
     async fn burst_then_rate() {
         let b = Bucket::new(Rate::new(20.0, 3.0));
+        let waits = Waits::default();
         let start = tokio::time::Instant::now();
         for _ in 0..3 {
-            b.acquire(Priority::Normal).await;
+            waits.record("burst", b.acquire(Priority::Normal).await);
         }
         assert!(start.elapsed() < Duration::from_millis(10));
-        b.acquire(Priority::Normal).await;
-        b.acquire(Priority::Normal).await;
+        assert!(waits.snapshot().is_empty(), "the burst waits for nothing");
+        waits.record("over", b.acquire(Priority::Normal).await);
+        waits.record("over", b.acquire(Priority::Normal).await);
         let e = start.elapsed();
         assert!(e >= Duration::from_millis(90) && e < Duration::from_millis(600), "{e:?}");
+        let over = waits.snapshot()["over"];
+        assert_eq!(over.calls, 2, "both calls past the burst waited");
+        // 50 ms each at 20/s; what they waited is the elapsed time, give or take the burst's.
+        assert!(over.seconds >= 0.09 && over.seconds <= e.as_secs_f64(), "{over:?} in {e:?}");
+    }
+
+    #[test]
+    fn call_counts_count_by_name() {
+        let c = CallCounts::default();
+        c.count("ec2:DescribeSubnets");
+        c.count(&format!("elbv2:{}", "Describe"));
+        c.count("ec2:DescribeSubnets");
+        assert_eq!(
+            c.snapshot(),
+            BTreeMap::from([("ec2:DescribeSubnets".to_string(), 2), ("elbv2:Describe".to_string(), 1)])
+        );
     }
 
     #[tokio::test]

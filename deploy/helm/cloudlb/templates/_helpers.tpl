@@ -58,6 +58,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* Whether /metrics listens on loopback only (the hostNetwork default): nothing off the node
+     can scrape it then. */}}
+{{- define "cloudlb.metricsLoopback" -}}
+{{- if has (include "cloudlb.metricsHost" .) (list "127.0.0.1" "::1" "localhost") -}}true{{- end -}}
+{{- end -}}
+
 {{/* The host part of a socket address: IPv6 in brackets. */}}
 {{- define "cloudlb.metricsHostPort" -}}
 {{- $h := include "cloudlb.metricsHost" . -}}

@@ -4,8 +4,9 @@
 //! - the first time an action is seen: a mutating action (Create*, Delete*, Register*,
 //!   Deregister*, Authorize*, Revoke*, Modify*, Set*, Add*) is forwarded to moto, its answer
 //!   dropped and `503` returned (the change happened but the caller does not know: the case that
-//!   makes non-idempotent creates duplicate); any other action is answered `400 Throttling`
-//!   (EC2: `RequestLimitExceeded`) without forwarding;
+//!   makes non-idempotent creates duplicate; unless `lose_responses` is off, then it is throttled
+//!   too); any other action is answered `400 Throttling` (EC2: `RequestLimitExceeded`) without
+//!   forwarding;
 //! - afterwards, about one request in `every` (a fixed pseudo-random pattern) is throttled.
 
 #![allow(dead_code)]
@@ -28,6 +29,10 @@ pub struct FaultProxy {
     pub lost: Arc<Mutex<Vec<String>>>,
     /// Every query-protocol action (ELBv2, EC2) in the order it arrived.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Each throttled request as `elbv2:Action` or `ec2:Action` (`?` for a JSON-protocol one).
+    pub throttled: Arc<Mutex<Vec<String>>>,
+    /// Whether first-seen mutations lose their response (else they are throttled).
+    pub lose_responses: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,8 +51,11 @@ impl FaultProxy {
         let enabled = Arc::new(AtomicBool::new(true));
         let lost = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let throttled = Arc::new(Mutex::new(Vec::new()));
+        let lose_responses = Arc::new(AtomicBool::new(true));
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
         let (r, i, e, l, g) = (requests.clone(), injected.clone(), enabled.clone(), lost.clone(), log.clone());
+        let (t, lr) = (throttled.clone(), lose_responses.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else { return };
@@ -58,6 +66,8 @@ impl FaultProxy {
                     enabled: e.clone(),
                     lost: l.clone(),
                     log: g.clone(),
+                    throttled: t.clone(),
+                    lose_responses: lr.clone(),
                     seen: seen.clone(),
                 };
                 tokio::spawn(async move {
@@ -65,7 +75,7 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, requests, injected, enabled, lost, log, task }
+        FaultProxy { addr, requests, injected, enabled, lost, log, throttled, lose_responses, task }
     }
 
     pub fn url(&self) -> String {
@@ -84,6 +94,8 @@ struct State {
     enabled: Arc<AtomicBool>,
     lost: Arc<Mutex<Vec<String>>>,
     log: Arc<Mutex<Vec<String>>>,
+    throttled: Arc<Mutex<Vec<String>>>,
+    lose_responses: Arc<AtomicBool>,
     seen: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -137,7 +149,11 @@ async fn handle(mut conn: TcpStream, upstream: SocketAddr, st: State) -> std::io
     let fault = if !st.enabled.load(Ordering::SeqCst) {
         Fault::None
     } else if st.seen.lock().unwrap().insert(action.clone()) {
-        if is_mutation(&action) { Fault::LoseResponse } else { Fault::Throttle }
+        if is_mutation(&action) && st.lose_responses.load(Ordering::SeqCst) {
+            Fault::LoseResponse
+        } else {
+            Fault::Throttle
+        }
     } else if (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40).is_multiple_of(st.every as u64) {
         Fault::Throttle
     } else {
@@ -145,6 +161,12 @@ async fn handle(mut conn: TcpStream, upstream: SocketAddr, st: State) -> std::io
     };
     if let Fault::Throttle = fault {
         st.injected.fetch_add(1, Ordering::SeqCst);
+        let call = match (action.is_empty(), is_ec2) {
+            (true, _) => "?".to_string(),
+            (false, true) => format!("ec2:{action}"),
+            (false, false) => format!("elbv2:{action}"),
+        };
+        st.throttled.lock().unwrap().push(call);
         let body = if is_ec2 {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>fault</RequestID></Response>"
         } else {
