@@ -156,7 +156,7 @@ impl Api<'_> {
             Err(_) => Err(timeout(call, self.config.call_timeout, "the call")),
             Ok(Ok(v)) => Ok(Some(v)),
             Ok(Err(e)) => {
-                let e = CallError::from_gax(call, &e);
+                let e = self.note(CallError::from_gax(call, &e));
                 if e.is_not_found() { Ok(None) } else { Err(e) }
             }
         }
@@ -180,10 +180,18 @@ impl Api<'_> {
         tracing::debug!(call, "compute call");
         let op = match tokio::time::timeout(self.config.operation_timeout, request).await {
             Err(_) => return Err(timeout(call, self.config.operation_timeout, "the operation")),
-            Ok(Err(e)) => return Err(CallError::from_gax(call, &e)),
+            Ok(Err(e)) => return Err(self.note(CallError::from_gax(call, &e))),
             Ok(Ok(op)) => op,
         };
-        op.to_result().map_err(|e| CallError::from_operation(call, &e))
+        op.to_result().map_err(|e| self.note(CallError::from_operation(call, &e)))
+    }
+
+    /// Counts a throttling answer (the clients never retry: each one is one call).
+    fn note(&self, e: CallError) -> CallError {
+        if e.is_throttled() {
+            self.limiter.throttled(e.call);
+        }
+        e
     }
 }
 

@@ -155,7 +155,7 @@ impl CallError {
         self.status == Some(412) || self.reason == "conditionnotmet"
     }
 
-    fn is_throttled(&self) -> bool {
+    pub fn is_throttled(&self) -> bool {
         self.status == Some(429)
             || matches!(self.reason.as_str(), "ratelimitexceeded" | "userratelimitexceeded" | "ratelimitexceedederror")
     }

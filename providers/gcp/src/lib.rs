@@ -157,9 +157,12 @@ impl Provider for GcpProvider {
         "gcp"
     }
 
-    /// Cloud API calls so far, by `service:Action` (the client-side count, retries included).
+    /// Cloud API calls, throttling answers and client-side limiter waits so far, by method.
     fn metrics(&self) -> Vec<cloudlb_provider::ProviderMetric> {
-        cloudlb_provider::ProviderMetric::cloud_api_calls(self.call_counts())
+        let mut out = cloudlb_provider::ProviderMetric::cloud_api_calls(self.call_counts());
+        out.extend(cloudlb_provider::ProviderMetric::cloud_api_throttles(self.limiter.throttles()));
+        out.extend(cloudlb_provider::ProviderMetric::cloud_api_limiter_waits(self.limiter.waits()));
+        out
     }
 
     fn capabilities(&self) -> Capabilities {

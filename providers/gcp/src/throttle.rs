@@ -9,13 +9,15 @@
 //! `ensure`s.
 //!
 //! The limiter also counts calls per method (`compute.forwardingRules.insert`), which tests and
-//! the report of API costs use. Operation polls are made by the client library's poller and are
+//! the report of API costs use, the calls that waited for a token (and how long), and the
+//! answers that throttled a call (`rateLimitExceeded`, 429: the clients never retry, so each is
+//! one call). Operation polls are made by the client library's poller and are
 //! neither limited nor counted here.
 
 use std::collections::BTreeMap;
 
-use cloudlb_provider::throttle::CallCounts;
 pub use cloudlb_provider::throttle::{Bucket, Priority};
+use cloudlb_provider::throttle::{CallCounts, Waited, Waits};
 
 use crate::config::RateLimits;
 
@@ -45,6 +47,8 @@ pub struct Limiter {
     membership: Bucket,
     delete: Bucket,
     counts: CallCounts,
+    waits: Waits,
+    throttles: CallCounts,
 }
 
 impl Limiter {
@@ -55,6 +59,8 @@ impl Limiter {
             membership: Bucket::new(limits.membership),
             delete: Bucket::new(limits.delete),
             counts: CallCounts::default(),
+            waits: Waits::default(),
+            throttles: CallCounts::default(),
         }
     }
 
@@ -69,12 +75,25 @@ impl Limiter {
 
     /// Wait for a token for `call`, and count it.
     pub async fn acquire(&self, call: &'static str, priority: Priority) {
-        self.bucket(call).acquire(priority).await;
+        self.waits.record(call, self.bucket(call).acquire(priority).await);
         self.counts.count(call);
     }
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.counts.snapshot()
+    }
+
+    /// An answer to `call` throttled it.
+    pub fn throttled(&self, call: &str) {
+        self.throttles.count(call);
+    }
+
+    pub fn throttles(&self) -> BTreeMap<String, u64> {
+        self.throttles.snapshot()
+    }
+
+    pub fn waits(&self) -> BTreeMap<String, Waited> {
+        self.waits.snapshot()
     }
 }
 

@@ -947,3 +947,28 @@ async fn plan_lists_a_port_change_call_by_call_and_sends_nothing() {
     assert!(plan.complete);
     p.delete(&id, Some(&st.record)).await.expect("delete");
 }
+
+#[tokio::test]
+async fn throttling_answers_are_counted_per_call_in_the_metrics() {
+    let w = World::new("throttled").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    w.fake.inject(Fault::once("POST", "regions/*/backendServices", FaultKind::RateLimited));
+    w.fake.inject(Fault::once("GET", "global/firewalls/*", FaultKind::TooManyRequests));
+    let spec = w.spec(&[80], &[w.node(ZONE_A, "node-a")]);
+    for _ in 0..4 {
+        if p.ensure(&id, &spec, None).await.is_ok() {
+            break;
+        }
+    }
+    let throttles: std::collections::BTreeMap<String, f64> = p
+        .metrics()
+        .into_iter()
+        .filter(|m| m.name == "cloud_api_throttles")
+        .map(|m| (m.labels[0].1.clone(), m.value))
+        .collect();
+    assert_eq!(throttles.get("compute.regionBackendServices.insert"), Some(&1.0), "{throttles:?}");
+    assert_eq!(throttles.get("compute.firewalls.get"), Some(&1.0), "{throttles:?}");
+    assert_eq!(throttles.len(), 2, "{throttles:?}");
+    p.delete(&id, None).await.expect("delete");
+}
