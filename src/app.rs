@@ -43,6 +43,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
     start(client, provider, &args.controller, Mode::Cluster, metrics, shutdown_signal()).await
 }
 
+/// The provider and a client for the one-shot commands (`gc`, `plan`), the API reached once.
+pub async fn connect(args: &RunArgs) -> Result<(Arc<dyn Provider>, Client)> {
+    let provider = providers::build(&args.controller).await?;
+    let client = client(args.kubeconfig.as_deref(), args.controller.api_limit(), &Metrics::default()).await?;
+    client.apiserver_version().await.map_err(Error::ApiUnreachable)?;
+    Ok((provider, client))
+}
+
 /// A client from `--kubeconfig`, else in-cluster config, else `~/.kube/config`, with a deadline
 /// on every request ([`api_timeout`]), the client-side limit if there is one, and the apiserver's
 /// 429s counted into `metrics`.

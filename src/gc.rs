@@ -70,7 +70,8 @@ fn has_finalizer<K: Resource>(o: &K) -> bool {
     o.meta().finalizers.as_ref().is_some_and(|f| f.iter().any(|x| x == FINALIZER))
 }
 
-async fn list<K>(client: &Client, namespace: &Option<String>, what: &'static str) -> Result<Vec<K>>
+/// Every object of kind `K` in `namespace` (or all), in one list; an error names `what`.
+pub(crate) async fn list<K>(client: &Client, namespace: &Option<String>, what: &'static str) -> Result<Vec<K>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -84,6 +85,21 @@ where
     api.list(&ListParams::default()).await.map(|l| l.items).map_err(|source| Error::List { what, source })
 }
 
+/// Every object of the cluster-scoped kind `K`.
+pub(crate) async fn list_all<K>(client: &Client, what: &'static str) -> Result<Vec<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .map_err(|source| Error::List { what, source })
+}
+
 /// The uids of load balancers something in the cluster still owns.
 pub async fn live_uids(client: &Client, cfg: &GcConfig) -> Result<BTreeSet<String>> {
     let mut live = BTreeSet::new();
@@ -93,11 +109,7 @@ pub async fn live_uids(client: &Client, cfg: &GcConfig) -> Result<BTreeSet<Strin
         }
     }
     if cfg.ingresses {
-        let classes: Vec<IngressClass> = Api::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .map_err(|source| Error::List { what: "IngressClasses", source })?;
+        let classes: Vec<IngressClass> = list_all(client, "IngressClasses").await?;
         for ing in list::<Ingress>(client, &cfg.namespace, "Ingresses").await? {
             if claim::ingress::is_claimed(&ing, &classes, &cfg.claim.ingress_controller) || has_finalizer(&ing) {
                 live.extend(ing.metadata.uid.clone());
@@ -120,7 +132,8 @@ pub async fn sweep(client: &Client, provider: &dyn Provider, cfg: &GcConfig) -> 
     let mut out = Vec::new();
     for o in owned {
         let layer_runs = if o.l7 { cfg.ingresses } else { cfg.services };
-        // A group's id has no namespace: it belongs to whichever namespace its members are in.
+        // A group's id has no namespace (its members may be in several): an instance limited to
+        // one namespace leaves groups alone.
         let in_scope = cfg.namespace.as_deref().is_none_or(|ns| o.id.namespace == ns);
         if live.contains(&o.id.uid) || !layer_runs || !in_scope {
             continue;
@@ -180,14 +193,7 @@ pub fn report(findings: &[Finding]) -> String {
 
 /// `cloudlb gc`: one sweep, the report on stdout; an error when a delete failed.
 pub async fn run(args: crate::args::GcArgs) -> Result<()> {
-    let provider = crate::providers::build(&args.run.controller).await?;
-    let client = crate::app::client(
-        args.run.kubeconfig.as_deref(),
-        args.run.controller.api_limit(),
-        &crate::metrics::Metrics::default(),
-    )
-    .await?;
-    client.apiserver_version().await.map_err(Error::ApiUnreachable)?;
+    let (provider, client) = crate::app::connect(&args.run).await?;
     let cfg = config(&args.run.controller, args.dry_run);
     let findings = sweep(&client, provider.as_ref(), &cfg).await?;
     print!("{}", report(&findings));

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use cloudlb_provider::{LoadBalancerId, Plan, Provider};
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 
 use crate::app::{Mode, controller_config};
@@ -23,27 +22,14 @@ use crate::controller::reconcile::record;
 use crate::desired::ingress::{self, Inputs, group};
 use crate::desired::nodes::{NodeSnapshot, eligible};
 use crate::desired::service;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::gc::{list, list_all};
 
 /// One object's plan, or why there is none.
 pub struct Planned {
     /// `Service ns/name` or `Ingress ns/name`.
     pub object: String,
     pub outcome: std::result::Result<Plan, String>,
-}
-
-async fn list<K>(client: &Client, namespace: &Option<String>, what: &'static str) -> Result<Vec<K>>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    api.list(&ListParams::default()).await.map(|l| l.items).map_err(|source| Error::List { what, source })
 }
 
 fn key<K: Resource>(o: &K) -> String {
@@ -69,11 +55,7 @@ pub async fn plan_all(
 ) -> Result<Vec<Planned>> {
     let cfg = controller_config(args, Mode::Cluster);
     let caps = provider.capabilities();
-    let nodes: Vec<Node> = Api::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .map_err(|source| Error::List { what: "Nodes", source })?;
+    let nodes: Vec<Node> = list_all(client, "Nodes").await?;
     let nodes = NodeSnapshot::new(eligible(nodes.iter()));
     let services: Vec<Service> = list(client, &cfg.namespace, "Services").await?;
     let wanted = |k: &str| only.is_none_or(|o| o == k);
@@ -91,11 +73,7 @@ pub async fn plan_all(
         }
     }
     if let Some(icfg) = &cfg.ingress {
-        let classes: Vec<IngressClass> = Api::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .map_err(|source| Error::List { what: "IngressClasses", source })?;
+        let classes: Vec<IngressClass> = list_all(client, "IngressClasses").await?;
         let ingresses: Vec<Ingress> = list(client, &cfg.namespace, "Ingresses").await?;
         let secrets: Vec<Secret> = list(client, &cfg.namespace, "Secrets").await?;
         let svc_map: BTreeMap<(String, String), Arc<Service>> = services
@@ -172,14 +150,7 @@ pub fn report(plans: &[Planned]) -> String {
 
 /// `cloudlb plan`.
 pub async fn run(args: crate::args::PlanArgs) -> Result<()> {
-    let provider = crate::providers::build(&args.run.controller).await?;
-    let client = crate::app::client(
-        args.run.kubeconfig.as_deref(),
-        args.run.controller.api_limit(),
-        &crate::metrics::Metrics::default(),
-    )
-    .await?;
-    client.apiserver_version().await.map_err(Error::ApiUnreachable)?;
+    let (provider, client) = crate::app::connect(&args.run).await?;
     let plans = plan_all(&client, provider.as_ref(), &args.run.controller, args.object.as_deref()).await?;
     print!("{}", report(&plans));
     Ok(())

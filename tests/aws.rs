@@ -253,15 +253,16 @@ async fn one_shot(command: &str, c: &Cluster, args: &[String], extra: &[&str]) -
             .output(),
     )
     .await
-    .expect("cloudlb gc finishes in time")
-    .expect("run cloudlb gc");
+    .expect("the command finishes in time")
+    .expect("run the command");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "cloudlb {command} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
 
-#[tokio::test]
-async fn gc_lists_then_deletes_only_the_leaked_load_balancer() {
+/// moto and the sandbox, a Service `name` given its NLB by the controller, which is then stopped;
+/// the controller's flags.
+async fn one_service_then_stopped(name: &str) -> (aws_support::World, Cluster, Vec<String>) {
     aws_support::test_env();
     let world = aws_support::World::new("test").await;
     let c = Cluster::start().await;
@@ -269,9 +270,15 @@ async fn gc_lists_then_deletes_only_the_leaked_load_balancer() {
     let args = aws_env::args(&world);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let ctl = Controller::start_full(&c, &argv, "info", &aws_env::ENVS).await;
-    c.add_service("live", &[(80, "TCP")], json!({})).await;
-    c.wait_address("live").await;
+    c.add_service(name, &[(80, "TCP")], json!({})).await;
+    c.wait_address(name).await;
     ctl.stop().await;
+    (world, c, args)
+}
+
+#[tokio::test]
+async fn gc_lists_then_deletes_only_the_leaked_load_balancer() {
+    let (world, c, args) = one_service_then_stopped("live").await;
 
     // Made for a Service of this cluster that is gone (a controller that crashed before cleanup,
     // a finalizer removed by hand), and another cluster's.
@@ -307,16 +314,7 @@ async fn gc_lists_then_deletes_only_the_leaked_load_balancer() {
 
 #[tokio::test]
 async fn plan_shows_a_pending_port_change_and_changes_nothing() {
-    aws_support::test_env();
-    let world = aws_support::World::new("test").await;
-    let c = Cluster::start().await;
-    aws_env::add_nodes(&c, &world).await;
-    let args = aws_env::args(&world);
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ctl = Controller::start_full(&c, &argv, "info", &aws_env::ENVS).await;
-    c.add_service("web", &[(80, "TCP")], json!({})).await;
-    c.wait_address("web").await;
-    ctl.stop().await;
+    let (world, c, args) = one_service_then_stopped("web").await;
 
     let unchanged = one_shot("plan", &c, &args, &["default/web"]).await;
     assert_eq!(unchanged, "Service default/web: no change\n");

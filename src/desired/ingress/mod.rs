@@ -97,8 +97,13 @@ pub fn build(ing: &Ingress, inputs: &Inputs<'_>) -> Result<Built, Invalid> {
         }),
         None => default,
     };
-    let allow_http_key = if annotations.contains_key(ann::ALLOW_HTTP) { ann::ALLOW_HTTP } else { ann::ALLOW_HTTP_GCE };
-    let allow_http = flag(allow_http_key, true, &mut problems);
+    // GKE's name counts when ours is absent; a malformed value of either is reported.
+    let gke_allow_http =
+        annotations.contains_key(ann::ALLOW_HTTP_GCE).then(|| flag(ann::ALLOW_HTTP_GCE, true, &mut problems));
+    let allow_http = match annotations.contains_key(ann::ALLOW_HTTP) {
+        true => flag(ann::ALLOW_HTTP, true, &mut problems),
+        false => gke_allow_http.unwrap_or(true),
+    };
     let ssl_redirect = flag(ann::SSL_REDIRECT, false, &mut problems);
     let internal = flag(ANN_INTERNAL, false, &mut problems);
     let https = !tls.serving.is_empty();
@@ -131,7 +136,7 @@ pub fn build(ing: &Ingress, inputs: &Inputs<'_>) -> Result<Built, Invalid> {
     if listeners.is_empty() {
         problems.push(format!(
             "annotation {} is \"false\" and there is no usable TLS certificate: the Ingress would serve nothing",
-            ann::ALLOW_HTTP
+            if annotations.contains_key(ann::ALLOW_HTTP) { ann::ALLOW_HTTP } else { ann::ALLOW_HTTP_GCE }
         ));
     }
     listeners.sort();
