@@ -325,10 +325,18 @@ async fn plan_shows_a_pending_port_change_and_changes_nothing() {
     let before = tgs().await;
     let planned = one_shot("plan", &c, &args, &[]).await;
     assert!(planned.starts_with("Service default/web: "), "{planned}");
-    // aws plans up to its first change (the rule for port 443 on the load balancer's security
-    // group) and says that more follows.
-    assert!(planned.contains("update  ec2:AuthorizeSecurityGroupIngress"), "{planned}");
-    assert!(planned.contains("and what follows from the last change"), "{planned}");
+    println!("{planned}");
+    // The rule for 443 on the load balancer's security group, the new port's target group and its
+    // targets, the listener; nothing else of the load balancer changes.
+    for change in [
+        "update  ec2:AuthorizeSecurityGroupIngress",
+        "create  elbv2:CreateTargetGroup",
+        "update  elbv2:RegisterTargets",
+        "create  elbv2:CreateListener",
+    ] {
+        assert!(planned.contains(change), "{change}: {planned}");
+    }
+    assert!(!planned.contains("CreateLoadBalancer") && !planned.contains("and what follows"), "{planned}");
     assert_eq!(tgs().await, before, "plan made nothing");
     let lb = world.elb.describe_load_balancers().send().await.expect("lbs").load_balancers()[0].clone();
     let listeners = world

@@ -117,19 +117,28 @@ pub struct Api<'a> {
     pub limiter: &'a Limiter,
     pub priority: Priority,
     pub config: &'a AwsConfig,
-    /// Planning (`Provider::plan`): the first mutating call is recorded and never sent; the
-    /// pass stops there (every call passes `permit` first).
+    /// Planning (`Provider::plan`): mutating calls are recorded and skipped (see [`Api::mutate`]).
     pub dry_run: Option<&'a cloudlb_provider::DryRun>,
 }
 
 impl Api<'_> {
     /// Take a token for `call` (and count it) before sending it.
     pub async fn permit(&self, call: &'static str) {
-        if let Some(d) = self.dry_run
-            && let Some(action) = cloudlb_provider::dry_run::action_of(call)
-        {
-            d.stop_at(call, action).await;
-        }
         self.limiter.acquire(call, self.priority).await;
+    }
+
+    /// Before a mutating call: `true` = send it (its token is taken); `false` = a dry run, the
+    /// call is recorded and the caller skips it, answering what it would have made with a
+    /// placeholder (`crate::planned`).
+    pub async fn mutate(&self, call: &'static str) -> bool {
+        if let Some(d) = self.dry_run {
+            d.record(
+                call,
+                cloudlb_provider::dry_run::action_of(call).unwrap_or(cloudlb_provider::ChangeAction::Update),
+            );
+            return false;
+        }
+        self.permit(call).await;
+        true
     }
 }

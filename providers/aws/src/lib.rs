@@ -40,6 +40,7 @@ mod load_balancer;
 pub mod names;
 pub mod options;
 pub mod plan;
+mod planned;
 pub mod record;
 mod security_group;
 pub mod subnets;
@@ -266,7 +267,8 @@ impl Provider for AwsProvider {
         alb::ensure(&api, id, spec, record).await.map(|_| ())
     }
 
-    /// The ensure up to its first mutating call (recorded, never sent).
+    /// The ensure with every mutation recorded and skipped (`Api::mutate`, placeholders in
+    /// `planned.rs`).
     async fn plan(
         &self,
         id: &LoadBalancerId,

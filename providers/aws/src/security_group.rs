@@ -99,7 +99,10 @@ async fn create(
         .resource_type(ResourceType::SecurityGroup)
         .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
         .build();
-    api.permit(CALL).await;
+    if !api.mutate(CALL).await {
+        let id = crate::planned::arn("security-group", name);
+        return Ok(Sg { id, name: name.to_string(), tags: tags.clone(), rules: BTreeSet::new() });
+    }
     let res = api
         .ec2
         .create_security_group()
@@ -161,14 +164,15 @@ pub async fn ensure(
             let missing = tags::missing(&desired_tags, &sg.tags);
             if !missing.is_empty() {
                 const CALL: &str = "ec2:CreateTags";
-                api.permit(CALL).await;
-                api.ec2
-                    .create_tags()
-                    .resources(&sg.id)
-                    .set_tags(Some(missing.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
-                    .send()
-                    .await
-                    .map_err(|e| errors::map(CALL, e))?;
+                if api.mutate(CALL).await {
+                    api.ec2
+                        .create_tags()
+                        .resources(&sg.id)
+                        .set_tags(Some(missing.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+                        .send()
+                        .await
+                        .map_err(|e| errors::map(CALL, e))?;
+                }
             }
             sg
         }
@@ -177,9 +181,9 @@ pub async fn ensure(
     let description = format!("cloudlb {}", id.owner());
     let to_add: Vec<IpPermission> = rules.difference(&sg.rules).map(|r| permission(r, &description)).collect();
     let to_remove: Vec<IpPermission> = sg.rules.difference(rules).map(|r| permission(r, &description)).collect();
-    if !to_add.is_empty() {
-        const CALL: &str = "ec2:AuthorizeSecurityGroupIngress";
-        api.permit(CALL).await;
+    const AUTHORIZE: &str = "ec2:AuthorizeSecurityGroupIngress";
+    if !to_add.is_empty() && api.mutate(AUTHORIZE).await {
+        const CALL: &str = AUTHORIZE;
         match api.ec2.authorize_security_group_ingress().group_id(&sg.id).set_ip_permissions(Some(to_add)).send().await
         {
             Ok(_) => {}
@@ -188,9 +192,9 @@ pub async fn ensure(
             Err(e) => return Err(errors::map(CALL, e)),
         }
     }
-    if !to_remove.is_empty() {
-        const CALL: &str = "ec2:RevokeSecurityGroupIngress";
-        api.permit(CALL).await;
+    const REVOKE: &str = "ec2:RevokeSecurityGroupIngress";
+    if !to_remove.is_empty() && api.mutate(REVOKE).await {
+        const CALL: &str = REVOKE;
         match api.ec2.revoke_security_group_ingress().group_id(&sg.id).set_ip_permissions(Some(to_remove)).send().await
         {
             Ok(_) => {}
@@ -205,7 +209,9 @@ pub async fn ensure(
 /// interfaces still use it, AWS answers DependencyViolation: that is retryable.
 pub async fn delete(api: &Api<'_>, sg_id: &str) -> Result<(), ProviderError> {
     const CALL: &str = "ec2:DeleteSecurityGroup";
-    api.permit(CALL).await;
+    if !api.mutate(CALL).await {
+        return Ok(());
+    }
     match api.ec2.delete_security_group().group_id(sg_id).send().await {
         Ok(_) => Ok(()),
         Err(e) if errors::is(&e, &["InvalidGroup.NotFound", "InvalidGroupId.Malformed"]) => Ok(()),

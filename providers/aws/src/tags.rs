@@ -113,6 +113,8 @@ pub async fn describe_elb(
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, ProviderError> {
     const CALL: &str = "elbv2:DescribeTags";
     let mut out = BTreeMap::new();
+    // A planned resource (a dry run) has no tags yet.
+    let arns: Vec<String> = arns.iter().filter(|a| !crate::planned::is(a)).cloned().collect();
     for chunk in arns.chunks(20) {
         api.permit(CALL).await;
         let res = api.elb.describe_tags().set_resource_arns(Some(chunk.to_vec())).send().await;
@@ -149,10 +151,9 @@ pub fn to_elb(tags: &BTreeMap<String, String>) -> Vec<ElbTag> {
 /// Add (or overwrite) `tags` on an ELBv2 resource; no call when `tags` is empty.
 pub async fn add_elb(api: &Api<'_>, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), ProviderError> {
     const CALL: &str = "elbv2:AddTags";
-    if tags.is_empty() {
+    if tags.is_empty() || !api.mutate(CALL).await {
         return Ok(());
     }
-    api.permit(CALL).await;
     api.elb
         .add_tags()
         .resource_arns(arn)

@@ -150,7 +150,22 @@ pub async fn create(
     if let Some(codes) = &h.success_codes {
         b = b.matcher(Matcher::builder().http_code(codes).build());
     }
-    api.permit(CALL).await;
+    if !api.mutate(CALL).await {
+        return Ok(Tg {
+            arn: crate::planned::arn("targetgroup", &desired.name),
+            name: desired.name.clone(),
+            protocol: desired.protocol.to_aws().as_str().to_string(),
+            port: Some(i32::from(desired.node_port)),
+            health_protocol: None,
+            health_port: None,
+            health_path: None,
+            interval: None,
+            timeout: None,
+            healthy: None,
+            unhealthy: None,
+            matcher: None,
+        });
+    }
     let r = b.send().await.map_err(|e| errors::map(CALL, e))?;
     r.target_groups().iter().filter_map(from_aws).next().ok_or_else(|| ProviderError::Retryable {
         call: CALL,
@@ -194,8 +209,9 @@ pub async fn converge_health(api: &Api<'_>, tg: &Tg, h: &HealthSettings) -> Resu
     if let Some(codes) = &h.success_codes {
         b = b.matcher(Matcher::builder().http_code(codes).build());
     }
-    api.permit(CALL).await;
-    b.send().await.map_err(|e| errors::map(CALL, e))?;
+    if api.mutate(CALL).await {
+        b.send().await.map_err(|e| errors::map(CALL, e))?;
+    }
     Ok(true)
 }
 
@@ -207,18 +223,21 @@ pub async fn converge_attributes(
     desired: &BTreeMap<String, String>,
 ) -> Result<bool, ProviderError> {
     const DESCRIBE: &str = "elbv2:DescribeTargetGroupAttributes";
-    api.permit(DESCRIBE).await;
-    let current: BTreeMap<String, String> = api
-        .elb
-        .describe_target_group_attributes()
-        .target_group_arn(arn)
-        .send()
-        .await
-        .map_err(|e| errors::map(DESCRIBE, e))?
-        .attributes()
-        .iter()
-        .filter_map(|a| Some((a.key()?.to_string(), a.value().unwrap_or_default().to_string())))
-        .collect();
+    let current: BTreeMap<String, String> = if crate::planned::is(arn) {
+        BTreeMap::new()
+    } else {
+        api.permit(DESCRIBE).await;
+        api.elb
+            .describe_target_group_attributes()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map_err(|e| errors::map(DESCRIBE, e))?
+            .attributes()
+            .iter()
+            .filter_map(|a| Some((a.key()?.to_string(), a.value().unwrap_or_default().to_string())))
+            .collect()
+    };
     let changes: Vec<TargetGroupAttribute> = desired
         .iter()
         .filter(|(k, v)| {
@@ -231,14 +250,15 @@ pub async fn converge_attributes(
         return Ok(false);
     }
     const CALL: &str = "elbv2:ModifyTargetGroupAttributes";
-    api.permit(CALL).await;
-    api.elb
-        .modify_target_group_attributes()
-        .target_group_arn(arn)
-        .set_attributes(Some(changes))
-        .send()
-        .await
-        .map_err(|e| errors::map(CALL, e))?;
+    if api.mutate(CALL).await {
+        api.elb
+            .modify_target_group_attributes()
+            .target_group_arn(arn)
+            .set_attributes(Some(changes))
+            .send()
+            .await
+            .map_err(|e| errors::map(CALL, e))?;
+    }
     Ok(true)
 }
 
@@ -254,6 +274,9 @@ pub async fn registered(api: &Api<'_>, arn: &str) -> Result<BTreeSet<String>, Pr
 /// [`registered`], or `None` when the target group does not exist.
 pub async fn registered_if_exists(api: &Api<'_>, arn: &str) -> Result<Option<BTreeSet<String>>, ProviderError> {
     const CALL: &str = "elbv2:DescribeTargetHealth";
+    if crate::planned::is(arn) {
+        return Ok(Some(BTreeSet::new()));
+    }
     api.permit(CALL).await;
     let r = match api.elb.describe_target_health().target_group_arn(arn).send().await {
         Ok(r) => r,
@@ -297,7 +320,9 @@ pub async fn apply_targets(
     };
     for chunk in add.chunks(TARGETS_PER_CALL) {
         const CALL: &str = "elbv2:RegisterTargets";
-        api.permit(CALL).await;
+        if !api.mutate(CALL).await {
+            continue;
+        }
         api.elb
             .register_targets()
             .target_group_arn(arn)
@@ -308,7 +333,9 @@ pub async fn apply_targets(
     }
     for chunk in remove.chunks(TARGETS_PER_CALL) {
         const CALL: &str = "elbv2:DeregisterTargets";
-        api.permit(CALL).await;
+        if !api.mutate(CALL).await {
+            continue;
+        }
         // Registered targets are described without our port when registered by someone else;
         // deregister by id only, which removes the instance on every port.
         let ids: Vec<TargetDescription> =
@@ -325,7 +352,9 @@ pub async fn apply_targets(
 /// Delete; already gone is success. Still attached to a listener (being deleted) is retryable.
 pub async fn delete(api: &Api<'_>, arn: &str) -> Result<(), ProviderError> {
     const CALL: &str = "elbv2:DeleteTargetGroup";
-    api.permit(CALL).await;
+    if !api.mutate(CALL).await {
+        return Ok(());
+    }
     match api.elb.delete_target_group().target_group_arn(arn).send().await {
         Ok(_) => Ok(()),
         Err(e) if errors::is(&e, &["TargetGroupNotFound"]) => Ok(()),

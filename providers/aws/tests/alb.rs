@@ -370,3 +370,41 @@ async fn interrupted_ensures_then_a_full_one_leave_no_duplicates_and_delete_with
     assert!(w.owned().await.is_empty());
     assert!(acm.list_certificates().send().await.unwrap().certificate_summary_list().is_empty());
 }
+
+#[tokio::test]
+async fn plans_of_a_new_alb_and_a_new_nlb_list_every_change_and_make_nothing() {
+    let w = World::new("plan").await;
+    let p = w.provider().await;
+    let spec = ingress(&w, &[0, 1]);
+    let plan = p.plan_l7(&w.id("web"), &spec, None).await.expect("plan of a new ALB");
+    let calls: Vec<String> = plan.changes.iter().map(|c| format!("{} {}", c.action.as_str(), c.call)).collect();
+    println!("ALB: {calls:#?}");
+    assert!(plan.complete, "{calls:?}");
+    let count = |call: &str| calls.iter().filter(|c| c.ends_with(call)).count();
+    assert_eq!(count("ec2:CreateSecurityGroup"), 1);
+    assert_eq!(count("elbv2:CreateLoadBalancer"), 1);
+    assert_eq!(count("elbv2:CreateTargetGroup"), 3, "web, api, shop");
+    assert_eq!(count("elbv2:CreateListener"), 2, "HTTP and HTTPS");
+    assert_eq!(count("acm:ImportCertificate"), 1);
+    assert_eq!(count("elbv2:CreateRule"), 6, "one rule per path and listener: {calls:?}");
+    assert_eq!(count("elbv2:ModifyListener"), 0, "a new HTTPS listener is made with its certificate");
+
+    let nlb = p.plan(&w.id("svc"), &w.spec(&[(80, 30080)], &[0]), None).await.expect("plan of a new NLB");
+    let nlb_calls: Vec<&str> = nlb.changes.iter().map(|c| c.call.as_str()).collect();
+    println!("NLB: {nlb_calls:#?}");
+    assert!(nlb.complete);
+    for call in [
+        "ec2:CreateSecurityGroup",
+        "elbv2:CreateLoadBalancer",
+        "elbv2:CreateTargetGroup",
+        "elbv2:RegisterTargets",
+        "elbv2:CreateListener",
+    ] {
+        assert!(nlb_calls.contains(&call), "{call}: {nlb_calls:?}");
+    }
+    let lbs = w.elb.describe_load_balancers().send().await.expect("lbs");
+    assert!(lbs.load_balancers().is_empty(), "a plan makes nothing");
+    let tgs = w.elb.describe_target_groups().send().await.expect("tgs");
+    assert!(tgs.target_groups().is_empty(), "a plan makes nothing");
+    assert!(w.owned().await.security_groups.is_empty(), "a plan makes nothing");
+}

@@ -1,18 +1,16 @@
 //! Planning (`cloudlb plan`): an `ensure` run in a mode where mutating cloud calls are recorded
 //! instead of sent, so "what would change" is computed by the very code that would change it.
 //!
-//! A provider whose mutations all pass one place can *skip* them and go on
-//! ([`DryRun::record`]): later steps read what exists and plan their own changes, until one needs
-//! the result of a skipped change (an id, a resource that is not there): that ends the plan
-//! ([`Plan::complete`] false). A provider without such a place *stops* at the first mutation
-//! ([`DryRun::stop_at`]): the ensure is dropped there, which every provider's ensure tolerates
-//! (it is cancel-safe at every await), and nothing is sent.
+//! Every mutation of a provider passes one place that asks [`DryRun::record`] and skips the call
+//! (gcp: `Api::operate`; aws: `Api::mutate`), answering what a create would have made with a
+//! placeholder; later steps read what exists (a placeholder reads as "nothing there yet") and
+//! plan their own changes. Where a step still needs a skipped change's result, the pass ends
+//! with an error, and the plan is what was recorded until then ([`Plan::complete`] false).
 
 use std::future::Future;
 use std::sync::Mutex;
 
 use serde::Serialize;
-use tokio::sync::Notify;
 
 use crate::error::{ErrorClass, ProviderError, Result};
 
@@ -81,7 +79,6 @@ pub fn action_of(call: &str) -> Option<ChangeAction> {
 #[derive(Debug, Default)]
 pub struct DryRun {
     changes: Mutex<Vec<PlannedChange>>,
-    stopped: Notify,
 }
 
 impl DryRun {
@@ -92,29 +89,19 @@ impl DryRun {
         }
     }
 
-    /// Record `call` and never return: the ensure stops before sending it.
-    pub async fn stop_at(&self, call: &str, action: ChangeAction) {
-        self.record(call, action);
-        self.stopped.notify_one();
-        std::future::pending::<()>().await;
-    }
-
     fn changes(&self) -> Vec<PlannedChange> {
         self.changes.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// Run `ensure` in this mode to its end or its stop.
+    /// Run `ensure` in this mode to its end.
     pub async fn run<T>(&self, ensure: impl Future<Output = Result<T>>) -> Result<Plan> {
-        tokio::select! {
-            r = ensure => match r {
-                Ok(_) => Ok(Plan { changes: self.changes(), complete: true }),
-                // A step needed what a skipped change would have made.
-                Err(e) if !self.changes().is_empty() && e.class() != ErrorClass::Permanent => {
-                    Ok(Plan { changes: self.changes(), complete: false })
-                }
-                Err(e) => Err(e),
-            },
-            () = self.stopped.notified() => Ok(Plan { changes: self.changes(), complete: false }),
+        match ensure.await {
+            Ok(_) => Ok(Plan { changes: self.changes(), complete: true }),
+            // A step needed what a skipped change would have made.
+            Err(e) if !self.changes().is_empty() && e.class() != ErrorClass::Permanent => {
+                Ok(Plan { changes: self.changes(), complete: false })
+            }
+            Err(e) => Err(e),
         }
     }
 }
@@ -149,20 +136,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stop_ends_the_plan_and_a_finished_ensure_completes_it() {
+    async fn a_pass_that_needs_a_skipped_result_ends_the_plan_and_a_finished_one_completes_it() {
         let d = DryRun::default();
         let plan = d
             .run(async {
-                d.record("compute.firewalls.update", ChangeAction::Update);
-                d.stop_at("compute.forwardingRules.insert", ChangeAction::Create).await;
-                unreachable!("a stopped ensure never goes on");
-                #[allow(unreachable_code)]
-                Ok(())
+                d.record("compute.forwardingRules.insert", ChangeAction::Create);
+                Err::<(), _>(ProviderError::Retryable { call: "x", message: "not visible yet".into() })
             })
             .await
             .expect("plan");
         assert!(!plan.complete);
-        assert_eq!(plan.changes.len(), 2);
+        assert_eq!(plan.changes.len(), 1);
+        let d = DryRun::default();
+        let refused = d.run(async { Err::<(), _>(ProviderError::Invalid { call: "x", message: "bad".into() }) }).await;
+        assert!(refused.is_err(), "a refused spec is an error, not an empty plan");
         let d = DryRun::default();
         let plan = d.run(async { Ok(()) }).await.expect("plan");
         assert!(plan.complete && plan.changes.is_empty());

@@ -132,7 +132,9 @@ async fn import(
             ))
         }
     }
-    api.permit(CALL).await;
+    if !api.mutate(CALL).await {
+        return Ok(replace.map(String::from).unwrap_or_else(|| crate::planned::arn("certificate", &cert.name)));
+    }
     let r = b.send().await.map_err(|e| invalid_certificate(CALL, &cert.name, e))?;
     let arn = r.certificate_arn().unwrap_or(replace.unwrap_or_default()).to_string();
     if replace.is_some() {
@@ -200,7 +202,9 @@ pub async fn ensure(
 /// Delete; gone already is success; still attached somewhere is retryable.
 pub async fn delete(api: &Api<'_>, arn: &str) -> Result<(), ProviderError> {
     const CALL: &str = "acm:DeleteCertificate";
-    api.permit(CALL).await;
+    if !api.mutate(CALL).await {
+        return Ok(());
+    }
     match api.acm.delete_certificate().certificate_arn(arn).send().await {
         Ok(_) => Ok(()),
         Err(e) if errors::is(&e, &["ResourceNotFoundException"]) => Ok(()),
@@ -222,6 +226,9 @@ pub async fn of_listener(
     const CALL: &str = "elbv2:DescribeListenerCertificates";
     let mut default = None;
     let mut others = BTreeSet::new();
+    if crate::planned::is(listener_arn) {
+        return Ok((default, others));
+    }
     let mut next: Option<String> = None;
     loop {
         api.permit(CALL).await;
@@ -260,18 +267,23 @@ fn elb_certs<'a>(arns: impl Iterator<Item = &'a String>) -> Vec<ElbCertificate> 
 /// ones are added before old ones are removed.
 pub async fn converge_listener(api: &Api<'_>, listener_arn: &str, want: &[String]) -> Result<bool, ProviderError> {
     let Some(default) = want.first() else { return Ok(false) };
-    let (current_default, current_others) = of_listener(api, listener_arn).await?;
+    // A listener a dry run plans to create gets the default certificate with it.
+    let (current_default, current_others) = match crate::planned::is(listener_arn) {
+        true => (Some(default.clone()), BTreeSet::new()),
+        false => of_listener(api, listener_arn).await?,
+    };
     let mut changed = false;
     if current_default.as_ref() != Some(default) {
         const CALL: &str = "elbv2:ModifyListener";
-        api.permit(CALL).await;
-        api.elb
-            .modify_listener()
-            .listener_arn(listener_arn)
-            .certificates(ElbCertificate::builder().certificate_arn(default).build())
-            .send()
-            .await
-            .map_err(|e| errors::map(CALL, e))?;
+        if api.mutate(CALL).await {
+            api.elb
+                .modify_listener()
+                .listener_arn(listener_arn)
+                .certificates(ElbCertificate::builder().certificate_arn(default).build())
+                .send()
+                .await
+                .map_err(|e| errors::map(CALL, e))?;
+        }
         changed = true;
     }
     // Re-read after a default change: some backends reset the list on ModifyListener.
@@ -281,26 +293,28 @@ pub async fn converge_listener(api: &Api<'_>, listener_arn: &str, want: &[String
     let remove: Vec<&String> = current_others.difference(&want_others).collect();
     if !add.is_empty() {
         const CALL: &str = "elbv2:AddListenerCertificates";
-        api.permit(CALL).await;
-        api.elb
-            .add_listener_certificates()
-            .listener_arn(listener_arn)
-            .set_certificates(Some(elb_certs(add.into_iter())))
-            .send()
-            .await
-            .map_err(|e| errors::map(CALL, e))?;
+        if api.mutate(CALL).await {
+            api.elb
+                .add_listener_certificates()
+                .listener_arn(listener_arn)
+                .set_certificates(Some(elb_certs(add.into_iter())))
+                .send()
+                .await
+                .map_err(|e| errors::map(CALL, e))?;
+        }
         changed = true;
     }
     if !remove.is_empty() {
         const CALL: &str = "elbv2:RemoveListenerCertificates";
-        api.permit(CALL).await;
-        api.elb
-            .remove_listener_certificates()
-            .listener_arn(listener_arn)
-            .set_certificates(Some(elb_certs(remove.into_iter())))
-            .send()
-            .await
-            .map_err(|e| errors::map(CALL, e))?;
+        if api.mutate(CALL).await {
+            api.elb
+                .remove_listener_certificates()
+                .listener_arn(listener_arn)
+                .set_certificates(Some(elb_certs(remove.into_iter())))
+                .send()
+                .await
+                .map_err(|e| errors::map(CALL, e))?;
+        }
         changed = true;
     }
     Ok(changed)

@@ -57,7 +57,9 @@ pub async fn create(
             b = b.certificates(Certificate::builder().certificate_arn(cert).build());
         }
     }
-    api.permit(CALL).await;
+    if !api.mutate(CALL).await {
+        return Ok(crate::planned::arn("listener", &want.port.to_string()));
+    }
     match b.send().await {
         Ok(r) => r.listeners().iter().find_map(|l| l.listener_arn().map(String::from)).ok_or_else(|| {
             ProviderError::Retryable { call: CALL, message: "the response contained no listener".into() }
@@ -92,7 +94,8 @@ pub async fn modify(api: &Api<'_>, current: &Ls, want: &Wanted<'_>) -> Result<()
     if want.https && current.ssl_policy.as_deref() != Some(want.ssl_policy) {
         b = b.ssl_policy(want.ssl_policy);
     }
-    api.permit(CALL).await;
-    b.send().await.map_err(|e| errors::map(CALL, e))?;
+    if api.mutate(CALL).await {
+        b.send().await.map_err(|e| errors::map(CALL, e))?;
+    }
     Ok(())
 }

@@ -271,6 +271,9 @@ pub fn action_from_aws(actions: &[Action]) -> AlbAction {
 pub async fn list(api: &Api<'_>, id: &LoadBalancerId, listener_arn: &str) -> Result<Vec<Current>, ProviderError> {
     const CALL: &str = "elbv2:DescribeRules";
     let mut raw = Vec::new();
+    if crate::planned::is(listener_arn) {
+        return Ok(Vec::new());
+    }
     let mut next: Option<String> = None;
     loop {
         api.permit(CALL).await;
@@ -442,22 +445,26 @@ async fn apply(
 ) -> Result<(), ProviderError> {
     if !changes.moves.is_empty() {
         const CALL: &str = "elbv2:SetRulePriorities";
-        api.permit(CALL).await;
+        let send = api.mutate(CALL).await;
         let pairs: Vec<RulePriorityPair> = changes
             .moves
             .iter()
             .map(|(arn, p)| RulePriorityPair::builder().rule_arn(arn).priority(*p as i32).build())
             .collect();
-        api.elb
-            .set_rule_priorities()
-            .set_rule_priorities(Some(pairs))
-            .send()
-            .await
-            .map_err(|e| errors::map(CALL, e))?;
+        if send {
+            api.elb
+                .set_rule_priorities()
+                .set_rule_priorities(Some(pairs))
+                .send()
+                .await
+                .map_err(|e| errors::map(CALL, e))?;
+        }
     }
     for (arn, i) in &changes.modify {
         const CALL: &str = "elbv2:ModifyRule";
-        api.permit(CALL).await;
+        if !api.mutate(CALL).await {
+            continue;
+        }
         api.elb
             .modify_rule()
             .rule_arn(arn)
@@ -468,7 +475,9 @@ async fn apply(
     }
     for (i, priority) in &changes.create {
         const CALL: &str = "elbv2:CreateRule";
-        api.permit(CALL).await;
+        if !api.mutate(CALL).await {
+            continue;
+        }
         let (cond, action) = &desired[*i];
         api.elb
             .create_rule()
@@ -489,7 +498,9 @@ async fn apply(
 
 pub async fn delete(api: &Api<'_>, arn: &str) -> Result<(), ProviderError> {
     const CALL: &str = "elbv2:DeleteRule";
-    api.permit(CALL).await;
+    if !api.mutate(CALL).await {
+        return Ok(());
+    }
     match api.elb.delete_rule().rule_arn(arn).send().await {
         Ok(_) => Ok(()),
         Err(e) if errors::is(&e, &["RuleNotFound", "ListenerNotFound"]) => Ok(()),
