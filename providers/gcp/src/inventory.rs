@@ -134,7 +134,7 @@ fn group(cluster: &str, items: Vec<Item>) -> Vec<OwnedLoadBalancer> {
 /// Compute's `creationTimestamp` (RFC 3339 with an offset).
 fn parse_time(s: &str) -> Option<SystemTime> {
     let t: jiff::Timestamp = s.parse().ok()?;
-    SystemTime::try_from(t).ok()
+    Some(SystemTime::from(t))
 }
 
 #[cfg(test)]
