@@ -196,6 +196,10 @@ pub struct AwsArgs {
     /// AWS provider: another endpoint for ELBv2 and EC2 (an emulator such as moto).
     #[arg(long)]
     pub aws_endpoint_url: Option<String>,
+    /// AWS provider: the account's quota of inbound rules per security group; a load balancer
+    /// needing more (source ranges x ports) is refused before anything is made.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u16).range(1..))]
+    pub aws_security_group_rules_quota: u16,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -382,6 +386,16 @@ fn parse_class(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_security_group_rules_quota_defaults_to_awss() {
+        let cli = Cli::try_parse_from(["cloudlb", "run", "--provider", "aws"]).expect("parses");
+        let Command::Run(run) = cli.command else { panic!("run") };
+        assert_eq!(
+            usize::from(run.controller.aws.aws_security_group_rules_quota),
+            cloudlb_provider_aws::config::DEFAULT_SECURITY_GROUP_RULES_QUOTA
+        );
+    }
 
     #[test]
     fn durations() {

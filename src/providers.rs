@@ -56,6 +56,7 @@ pub async fn build(args: &ControllerArgs) -> Result<Arc<dyn Provider>> {
             let mut config = AwsConfig::new(region, vpc);
             config.subnets = a.aws_subnets.clone();
             config.endpoint_url = a.aws_endpoint_url.clone();
+            config.security_group_rules_quota = usize::from(a.aws_security_group_rules_quota);
             Ok(Arc::new(AwsProvider::new(config).await.map_err(err)?))
         }
         ProviderKind::Gcp => {

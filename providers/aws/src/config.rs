@@ -57,7 +57,13 @@ pub struct AwsConfig {
     pub call_timeout: Duration,
     /// Delay asked of the controller while a load balancer is `provisioning`.
     pub provisioning_retry: Duration,
+    /// Inbound rules one security group may have (the account's quota, AWS's default 60; IPv4
+    /// and IPv6 rules count separately): a spec that needs more is refused before any call.
+    pub security_group_rules_quota: usize,
 }
+
+/// AWS's default quota of inbound rules per security group (per address family).
+pub const DEFAULT_SECURITY_GROUP_RULES_QUOTA: usize = 60;
 
 impl AwsConfig {
     pub fn new(region: impl Into<String>, vpc_id: impl Into<String>) -> Self {
@@ -70,6 +76,7 @@ impl AwsConfig {
             max_attempts: 3,
             call_timeout: Duration::from_secs(30),
             provisioning_retry: Duration::from_secs(10),
+            security_group_rules_quota: DEFAULT_SECURITY_GROUP_RULES_QUOTA,
         }
     }
 }

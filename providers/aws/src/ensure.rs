@@ -27,11 +27,17 @@ use crate::load_balancer::{self, Lb, State};
 use crate::plan::{self, DesiredTargetGroup};
 use crate::{listeners, options, record, security_group, subnets, tags, target_groups};
 
-/// Every problem `ensure` refuses to start with (a subset of what `validate` reports).
-pub fn fatal_problems(spec: &LoadBalancerSpec) -> Vec<String> {
+/// Every problem `ensure` refuses to start with (what `validate` reports): the annotations, the
+/// spec, and the security group's rule count against the quota (`rules_quota`).
+pub fn fatal_problems(spec: &LoadBalancerSpec, rules_quota: usize) -> Vec<String> {
     let (opts, problems) = options::parse(&spec.options);
     let mut out: Vec<String> = problems.into_iter().filter(|p| p.fatal).map(|p| p.message).collect();
     out.extend(plan::spec_problems(spec, &opts));
+    if out.is_empty() {
+        // The rules do not depend on the id.
+        let rules = plan::build(&LoadBalancerId::new("validate", "", "", ""), spec, &opts).sg_rules;
+        out.extend(plan::security_group_rules_problem(&rules, rules_quota));
+    }
     out
 }
 
@@ -41,7 +47,7 @@ pub async fn ensure(
     spec: &LoadBalancerSpec,
     record_in: Option<&Record>,
 ) -> Result<LoadBalancerStatus, ProviderError> {
-    let problems = fatal_problems(spec);
+    let problems = fatal_problems(spec, api.config.security_group_rules_quota);
     if !problems.is_empty() {
         return Err(ProviderError::Invalid { call: "aws:validate", message: problems.join("; ") });
     }

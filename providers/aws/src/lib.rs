@@ -194,10 +194,7 @@ impl Provider for AwsProvider {
     }
 
     fn validate(&self, spec: &LoadBalancerSpec) -> Vec<String> {
-        let (opts, problems) = options::parse(&spec.options);
-        let mut out: Vec<String> = problems.into_iter().filter(|p| p.fatal).map(|p| p.message).collect();
-        out.extend(plan::spec_problems(spec, &opts));
-        out
+        ensure::fatal_problems(spec, self.config.security_group_rules_quota)
     }
 
     async fn ensure(
@@ -238,7 +235,7 @@ impl Provider for AwsProvider {
 
     fn validate_l7(&self, spec: &L7Spec) -> Vec<String> {
         // The id only names resources; problems do not depend on it.
-        alb::fatal_problems(&LoadBalancerId::new("validate", "", "", ""), spec)
+        alb::fatal_problems(&LoadBalancerId::new("validate", "", "", ""), spec, self.config.security_group_rules_quota)
     }
 
     fn warnings_l7(&self, spec: &L7Spec) -> Vec<String> {

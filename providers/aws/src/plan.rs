@@ -284,6 +284,28 @@ pub fn spec_problems(spec: &LoadBalancerSpec, opts: &Options) -> Vec<String> {
     problems
 }
 
+/// Whether `rules` fit one security group under `quota` (per address family), else the problem
+/// with the numbers: how many rules, from how many source ranges and ports.
+pub fn security_group_rules_problem(rules: &BTreeSet<SgRule>, quota: usize) -> Option<String> {
+    let v4 = rules.iter().filter(|r| matches!(r.cidr, IpNet::V4(_))).count();
+    let v6 = rules.len() - v4;
+    let (family, n) = if v4 >= v6 { ("IPv4", v4) } else { ("IPv6", v6) };
+    if n <= quota {
+        return None;
+    }
+    let ranges: BTreeSet<&IpNet> =
+        rules.iter().filter(|r| matches!(r.cidr, IpNet::V4(_)) == (family == "IPv4")).map(|r| &r.cidr).collect();
+    let ports: BTreeSet<(&str, u16)> = rules.iter().map(|r| (r.protocol, r.port)).collect();
+    Some(format!(
+        "the load balancer's security group would need {n} inbound {family} rules ({} source ranges x {} \
+         ports and protocols), more than the quota of {quota} per security group: aggregate the source ranges \
+         into fewer CIDRs or use fewer ports, or raise the quota in AWS and start cloudlb with \
+         --aws-security-group-rules-quota",
+        ranges.len(),
+        ports.len()
+    ))
+}
+
 pub fn build(id: &LoadBalancerId, spec: &LoadBalancerSpec, opts: &Options) -> Plan {
     let scheme = opts.scheme.unwrap_or(spec.scheme);
     let mut listeners = Vec::new();

@@ -694,3 +694,32 @@ async fn the_record_is_a_hint_never_an_authority() {
     p.delete(&b, Some(&st_b.record)).await.expect("delete b");
     assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
 }
+
+#[tokio::test]
+async fn more_security_group_rules_than_the_quota_is_refused_before_any_call() {
+    let w = World::new("quota").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let mut spec = w.spec(&[(80, 30080), (443, 30443)], &[0]);
+    // 31 ranges x 2 ports = 62 IPv4 rules, over AWS's default 60.
+    spec.source_ranges = (0..31).map(|i| format!("10.0.{i}.0/24").parse().expect("cidr")).collect();
+    let problems = p.validate(&spec);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("62 inbound IPv4 rules (31 source ranges x 2 ports"), "{}", problems[0]);
+    assert!(problems[0].contains("quota of 60") && problems[0].contains("--aws-security-group-rules-quota"));
+    let before = p.call_counts();
+    let e = p.ensure(&id, &spec, None).await.expect_err("refused");
+    assert_eq!(e.class(), cloudlb_provider::ErrorClass::Permanent, "{e}");
+    assert!(calls_since(&before, &p.call_counts()).is_empty(), "no call at all: {:?}", p.call_counts());
+
+    // An account whose quota was raised says so, and the spec passes. moto keeps AWS's default:
+    // what the check spares is exactly this, an ensure failing half-way with the group made.
+    let mut config = w.config();
+    config.security_group_rules_quota = 100;
+    let raised = cloudlb_provider_aws::AwsProvider::new(config).await.expect("provider");
+    assert!(raised.validate(&spec).is_empty());
+    let e = raised.ensure(&id, &spec, None).await.expect_err("moto enforces 60");
+    assert!(e.to_string().contains("RulesPerSecurityGroupLimitExceeded"), "{e}");
+    raised.delete(&id, None).await.expect("delete");
+    assert!(w.owned().await.is_empty(), "{:?}", w.owned().await);
+}

@@ -30,12 +30,17 @@ use crate::ensure::{WantedLb, ensure_target_groups, look_up, wait_active};
 use crate::load_balancer::{self, Lb};
 use crate::{listeners, record, security_group, tags, target_groups};
 
-/// Every problem `ensure_l7` refuses to start with (what `validate_l7` reports).
-pub fn fatal_problems(id: &LoadBalancerId, spec: &L7Spec) -> Vec<String> {
+/// Every problem `ensure_l7` refuses to start with (what `validate_l7` reports), the security
+/// group's rule count against the quota (`rules_quota`) included.
+pub fn fatal_problems(id: &LoadBalancerId, spec: &L7Spec, rules_quota: usize) -> Vec<String> {
     let (opts, problems) = options::parse(&spec.options);
     let mut out: Vec<String> = problems.into_iter().filter(|p| p.fatal).map(|p| p.message).collect();
     if out.is_empty() {
         out.extend(plan::problems(id, spec, &opts));
+    }
+    if out.is_empty() {
+        let rules = plan::build(id, spec, &opts).0.sg_rules;
+        out.extend(crate::plan::security_group_rules_problem(&rules, rules_quota));
     }
     out
 }
@@ -56,7 +61,7 @@ pub async fn ensure(
     spec: &L7Spec,
     record_in: Option<&Record>,
 ) -> Result<LoadBalancerStatus, ProviderError> {
-    let problems = fatal_problems(id, spec);
+    let problems = fatal_problems(id, spec, api.config.security_group_rules_quota);
     if !problems.is_empty() {
         return Err(ProviderError::Invalid { call: "aws:validate", message: problems.join("; ") });
     }
