@@ -27,17 +27,23 @@ use crate::load_balancer::{self, Lb, State};
 use crate::plan::{self, DesiredTargetGroup};
 use crate::{listeners, options, record, security_group, subnets, tags, target_groups};
 
-/// Every problem `ensure` refuses to start with (what `validate` reports): the annotations, the
-/// spec, and the security group's rule count against the quota (`rules_quota`).
+/// What `validate` reports: [`spec_problems`], then the security group's rule count against the
+/// quota (`rules_quota`), from a plan (the rules do not depend on the id).
 pub fn fatal_problems(spec: &LoadBalancerSpec, rules_quota: usize) -> Vec<String> {
-    let (opts, problems) = options::parse(&spec.options);
-    let mut out: Vec<String> = problems.into_iter().filter(|p| p.fatal).map(|p| p.message).collect();
-    out.extend(plan::spec_problems(spec, &opts));
+    let mut out = spec_problems(spec);
     if out.is_empty() {
-        // The rules do not depend on the id.
+        let (opts, _) = options::parse(&spec.options);
         let rules = plan::build(&LoadBalancerId::new("validate", "", "", ""), spec, &opts).sg_rules;
         out.extend(plan::security_group_rules_problem(&rules, rules_quota));
     }
+    out
+}
+
+/// The annotations' and the spec's fatal problems (no plan needed).
+fn spec_problems(spec: &LoadBalancerSpec) -> Vec<String> {
+    let (opts, problems) = options::parse(&spec.options);
+    let mut out: Vec<String> = problems.into_iter().filter(|p| p.fatal).map(|p| p.message).collect();
+    out.extend(plan::spec_problems(spec, &opts));
     out
 }
 
@@ -47,12 +53,16 @@ pub async fn ensure(
     spec: &LoadBalancerSpec,
     record_in: Option<&Record>,
 ) -> Result<LoadBalancerStatus, ProviderError> {
-    let problems = fatal_problems(spec, api.config.security_group_rules_quota);
+    let invalid = |problems: Vec<String>| ProviderError::Invalid { call: "aws:validate", message: problems.join("; ") };
+    let problems = spec_problems(spec);
     if !problems.is_empty() {
-        return Err(ProviderError::Invalid { call: "aws:validate", message: problems.join("; ") });
+        return Err(invalid(problems));
     }
     let (opts, _) = options::parse(&spec.options);
     let plan = plan::build(id, spec, &opts);
+    if let Some(p) = plan::security_group_rules_problem(&plan.sg_rules, api.config.security_group_rules_quota) {
+        return Err(invalid(vec![p]));
+    }
     for s in &plan.skipped {
         tracing::warn!(lb = %id, node = %s.node, reason = %s.reason, "node is not registered as a target");
     }

@@ -33,14 +33,21 @@ use crate::{listeners, record, security_group, tags, target_groups};
 /// Every problem `ensure_l7` refuses to start with (what `validate_l7` reports), the security
 /// group's rule count against the quota (`rules_quota`) included.
 pub fn fatal_problems(id: &LoadBalancerId, spec: &L7Spec, rules_quota: usize) -> Vec<String> {
+    let mut out = spec_problems(id, spec);
+    if out.is_empty() {
+        let (opts, _) = options::parse(&spec.options);
+        let rules = plan::build(id, spec, &opts).0.sg_rules;
+        out.extend(crate::plan::security_group_rules_problem(&rules, rules_quota));
+    }
+    out
+}
+
+/// The annotations' and the spec's fatal problems (no plan needed).
+fn spec_problems(id: &LoadBalancerId, spec: &L7Spec) -> Vec<String> {
     let (opts, problems) = options::parse(&spec.options);
     let mut out: Vec<String> = problems.into_iter().filter(|p| p.fatal).map(|p| p.message).collect();
     if out.is_empty() {
         out.extend(plan::problems(id, spec, &opts));
-    }
-    if out.is_empty() {
-        let rules = plan::build(id, spec, &opts).0.sg_rules;
-        out.extend(crate::plan::security_group_rules_problem(&rules, rules_quota));
     }
     out
 }
@@ -61,12 +68,16 @@ pub async fn ensure(
     spec: &L7Spec,
     record_in: Option<&Record>,
 ) -> Result<LoadBalancerStatus, ProviderError> {
-    let problems = fatal_problems(id, spec, api.config.security_group_rules_quota);
+    let invalid = |problems: Vec<String>| ProviderError::Invalid { call: "aws:validate", message: problems.join("; ") };
+    let problems = spec_problems(id, spec);
     if !problems.is_empty() {
-        return Err(ProviderError::Invalid { call: "aws:validate", message: problems.join("; ") });
+        return Err(invalid(problems));
     }
     let (opts, _) = options::parse(&spec.options);
     let (plan, warnings) = plan::build(id, spec, &opts);
+    if let Some(p) = crate::plan::security_group_rules_problem(&plan.sg_rules, api.config.security_group_rules_quota) {
+        return Err(invalid(vec![p]));
+    }
     for w in &warnings {
         tracing::warn!(lb = %id, "{w}");
     }

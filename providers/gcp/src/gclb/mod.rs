@@ -58,17 +58,18 @@ pub async fn update_targets(
     spec: &L7Spec,
     rec: Option<&Record>,
 ) -> Result<(), ProviderError> {
-    let (opts, _) = options::parse(&spec.options);
-    let plan = plan::build(id, spec, &opts, api.config);
+    // Only what membership needs, not the whole plan (URL map, certificates): this runs per
+    // Ingress on every node change.
+    let (instances, _) = crate::plan::targets(&spec.targets, api.config);
     let recorded: BTreeSet<String> = rec.map(crate::record::zones).unwrap_or_default().into_iter().collect();
-    let wanted: BTreeSet<String> = plan.instances.keys().cloned().collect();
+    let wanted: BTreeSet<String> = instances.keys().cloned().collect();
     if rec.is_none() || recorded != wanted {
         return ensure::ensure(api, id, spec).await.map(|_| ());
     }
     let _shared = api.shared.read().await;
     let ig = names::instance_group(&id.cluster);
-    let named: BTreeSet<u16> = plan.backends.iter().map(|b| b.node_port).collect();
-    for (zone, members) in &plan.instances {
+    let named: BTreeSet<u16> = spec.backends.iter().filter_map(|b| b.node_port).collect();
+    for (zone, members) in &instances {
         instance_group::ensure(api, &id.cluster, zone, &ig, members, &named).await?;
     }
     Ok(())
