@@ -591,7 +591,9 @@ impl Controller {
             Ok(Ok(status)) => assert!(status.success(), "cloudlb exited with {status}"),
             _ => {
                 let _ = self.child.kill().await;
-                panic!("cloudlb did not stop within 10s of SIGTERM");
+                let logs = self.logs.lock().expect("logs");
+                let tail = &logs[logs.len().saturating_sub(30)..];
+                panic!("cloudlb did not stop within 10s of SIGTERM; its last log lines: {tail:#?}");
             }
         }
     }
