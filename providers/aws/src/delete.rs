@@ -4,9 +4,11 @@
 //! Deletion order follows AWS's dependencies: listeners -> load balancer -> target groups ->
 //! security group. Every step treats "not found" as done, so a half-made or half-deleted load
 //! balancer is finished off by re-running. A resource with our name but without our tags is left
-//! alone (never deleted). Without a record, the target groups are found by scanning the
-//! account's target groups for the `-<hash>-` of this Service's names (then checked by tags),
-//! which also finds groups an interrupted `ensure` made but never attached.
+//! alone (never deleted). Besides the record and the load balancer's listeners, the target
+//! groups and security groups are found by their ownership tags in one Resource Groups Tagging
+//! API call (`tagged.rs`), which also finds groups an interrupted `ensure` made but never
+//! attached or recorded. That API is eventually consistent: a group tagged seconds before the
+//! delete may be missing from its answer; `cloudlb gc` (the same API, later) finds it then.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +17,7 @@ use cloudlb_provider::{ErrorClass, LoadBalancerId, LoadBalancerStatus, ProviderE
 
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb};
-use crate::{ensure, listeners, names, record, security_group, tags, target_groups};
+use crate::{ensure, listeners, names, record, security_group, tagged, tags, target_groups};
 
 /// The load balancer the record names, when it is ours. A recorded load balancer tagged for
 /// this object under another cluster name (`--cluster-name` changed) is a Conflict: making or
@@ -112,7 +114,7 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
     // listener ARN there may be anyone's (and a gone load balancer took its listeners along).
 
     // Target groups (also one an interrupted ensure never attached or recorded) and the
-    // security group; finding them by tag in one call (the tagging API) is issue 14's.
+    // security group.
     let mut sg_ids: BTreeSet<String> = lb_security_groups.into_iter().collect();
     if let Some(sg) = rec.and_then(record::security_group) {
         sg_ids.insert(sg.to_string());
@@ -130,40 +132,89 @@ pub(crate) enum Kind {
 }
 
 /// Deletes the target groups and the security groups of `id` and `kind`: the candidates given
-/// (recorded, attached), every target group whose name carries the id's marker (one an
-/// interrupted ensure made and never attached or recorded: one DescribeTargetGroups page per 400
-/// target groups in the region), and the security group named `sg_name`. Each is deleted only
-/// when its tags say it is `id`'s and of `kind`; the others are left alone.
+/// (recorded, attached), every one the tagging API lists with `id`'s ownership tags (one an
+/// interrupted ensure made and never attached or recorded), and the security group named
+/// `sg_name`. Each is deleted only when its tags say it is `id`'s and of `kind`; the others are
+/// left alone.
 pub(crate) async fn delete_groups(
     api: &Api<'_>,
     id: &LoadBalancerId,
     kind: Kind,
-    mut tg_arns: BTreeSet<String>,
+    tg_arns: BTreeSet<String>,
     mut sg_ids: BTreeSet<String>,
     sg_name: &str,
 ) -> Result<(), ProviderError> {
-    let of_kind = |t: &BTreeMap<String, String>, alb_role: &str| (kind == Kind::Alb) == tags::has_role(t, alb_role);
-    for tg in target_groups::scan(api, &names::target_group_marker(id)).await? {
-        tg_arns.insert(tg.arn);
-    }
-    let tg_arns: Vec<String> = tg_arns.into_iter().collect();
-    for (arn, t) in tags::describe_elb(api, &tg_arns).await? {
-        if tags::is_owned(id, &t) && of_kind(&t, tags::ROLE_ALB_TARGET_GROUP) {
-            target_groups::delete(api, &arn).await?;
-        } else {
-            tracing::warn!(arn = %arn, owner = %id, "target group is not ours; leaving it alone");
+    let tagged = tagged::owned(api, id, &[tagged::TARGET_GROUPS, tagged::SECURITY_GROUPS]).await?;
+    for (arn, _) in tagged.iter().filter(|(a, _)| !is_target_group(a)) {
+        if let Some(sg) = arn.rsplit('/').next().filter(|s| s.starts_with("sg-")) {
+            sg_ids.insert(sg.to_string());
         }
     }
+    delete_target_groups(api, id, kind, tg_arns, &BTreeSet::new(), tagged).await?;
     if let Some(sg) = security_group::find(api, sg_name).await? {
         sg_ids.insert(sg.id);
     }
     for sg_id in sg_ids {
         let Some(sg) = security_group::find_by_id(api, &sg_id).await? else { continue };
-        if tags::is_owned(id, &sg.tags) && of_kind(&sg.tags, tags::ROLE_ALB_SECURITY_GROUP) {
+        if tags::is_owned(id, &sg.tags) && of_kind(kind, &sg.tags, tags::ROLE_ALB_SECURITY_GROUP) {
             security_group::delete(api, &sg.id).await?;
         }
     }
     Ok(())
+}
+
+fn is_target_group(arn: &str) -> bool {
+    arn.contains(":targetgroup/")
+}
+
+/// Whether tags of a group say it belongs to a load balancer of `kind` (an ALB's groups carry
+/// the ALB role `alb_role`).
+fn of_kind(kind: Kind, t: &BTreeMap<String, String>, alb_role: &str) -> bool {
+    (kind == Kind::Alb) == tags::has_role(t, alb_role)
+}
+
+/// Deletes the target groups among `candidates` and the tagging API's answer `tagged` (ARN →
+/// tags; only its target groups are used) that are `id`'s, of `kind` and not `wanted`. The
+/// candidates the tagging API did not list are checked with `DescribeTags` first.
+pub(crate) async fn delete_target_groups(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    kind: Kind,
+    candidates: BTreeSet<String>,
+    wanted: &BTreeSet<&String>,
+    tagged: BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<(), ProviderError> {
+    let mut found: BTreeMap<String, BTreeMap<String, String>> =
+        tagged.into_iter().filter(|(a, _)| is_target_group(a) && !wanted.contains(a)).collect();
+    let unknown: Vec<String> =
+        candidates.into_iter().filter(|a| !wanted.contains(a) && !found.contains_key(a)).collect();
+    found.extend(tags::describe_elb(api, &unknown).await?);
+    for (arn, t) in found {
+        if tags::is_owned(id, &t) && of_kind(kind, &t, tags::ROLE_ALB_TARGET_GROUP) {
+            target_groups::delete(api, &arn).await?;
+        } else {
+            tracing::warn!(arn = %arn, owner = %id, "target group is not ours; leaving it alone");
+        }
+    }
+    Ok(())
+}
+
+/// The target groups an ensure of `id` no longer wants go: the `candidates` (what its listeners
+/// and the record named) and, when the ensure may have followed an interrupted one (no record,
+/// or a record whose target groups are not the wanted ones), every target group the tagging API
+/// lists as `id`'s: one an interrupted ensure made and never attached or recorded. An ensure that
+/// changes nothing makes no call here.
+pub(crate) async fn stale_target_groups(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    kind: Kind,
+    candidates: BTreeSet<String>,
+    wanted: &BTreeSet<&String>,
+    recorded: Option<BTreeSet<String>>,
+) -> Result<(), ProviderError> {
+    let settled = recorded.is_some_and(|r| r.len() == wanted.len() && r.iter().all(|a| wanted.contains(a)));
+    let tagged = if settled { BTreeMap::new() } else { tagged::owned(api, id, &[tagged::TARGET_GROUPS]).await? };
+    delete_target_groups(api, id, kind, candidates, wanted, tagged).await
 }
 
 pub async fn get(

@@ -15,6 +15,10 @@ use crate::{errors, tags};
 
 /// Resource type filter for [`owned`]: ACM certificates.
 pub const CERTIFICATES: &str = "acm";
+/// Resource type filter for [`owned`]: ELBv2 target groups.
+pub const TARGET_GROUPS: &str = "elasticloadbalancing:targetgroup";
+/// Resource type filter for [`owned`]: EC2 security groups.
+pub const SECURITY_GROUPS: &str = "ec2:security-group";
 
 /// Every resource of `types` tagged for `id` (cluster and owner uid), as ARN → tags.
 pub async fn owned(
