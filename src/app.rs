@@ -187,6 +187,7 @@ pub fn controller_config(args: &ControllerArgs, mode: Mode) -> ControllerConfig 
         ingress,
         instance: std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "cloudlb".into()),
         gc: args.gc_interval.map(|every| (every, crate::gc::config(args, false))),
+        health_recheck: args.target_health_recheck,
     }
 }
 

@@ -119,6 +119,11 @@ pub struct ControllerArgs {
     /// How often each load balancer is checked against the cloud for drift (e.g. 10m, 90s, 1h).
     #[arg(long, default_value = "10m", value_parser = parse_duration_min_1s)]
     pub resync_period: Duration,
+    /// How soon a load balancer is looked at again while one of its targets fails the cloud's
+    /// health checks or the cloud is still provisioning it (providers that report health: aws);
+    /// a healthy one is looked at with its drift check (--resync-period).
+    #[arg(long, default_value = "30s", value_parser = parse_duration_min_1s)]
+    pub target_health_recheck: Duration,
     /// Longest one pass over one object may take (cloud calls included); a pass that takes longer
     /// is stopped and retried with backoff, and one that cannot be stopped fails /healthz.
     #[arg(long, default_value = "5m", value_parser = parse_duration_min_1s)]

@@ -141,6 +141,7 @@ pub fn provider_reason(e: &ProviderError) -> ErrorReason {
         ProviderError::Throttled { .. } => ErrorReason::Throttled,
         ProviderError::Retryable { .. } => ErrorReason::Transient,
         ProviderError::Provisioning { .. } => ErrorReason::Provisioning,
+        ProviderError::Failed { .. } => ErrorReason::Failed,
         _ => ErrorReason::Other,
     }
 }

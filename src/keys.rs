@@ -42,6 +42,8 @@ pub const TAINTS_KARPENTER_DISRUPTING: &[&str] = &["karpenter.sh/disrupted", "ka
 
 /// Our condition on `Service.status.conditions`.
 pub const CONDITION_READY: &str = "cloudlb.io/LoadBalancerReady";
+/// Whether the targets pass the cloud's health checks (providers that can tell: aws).
+pub const CONDITION_TARGETS_HEALTHY: &str = "cloudlb.io/TargetsHealthy";
 
 /// Condition reasons.
 pub mod reason {
@@ -50,6 +52,8 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const NO_ELIGIBLE_NODES: &str = "NoEligibleNodes";
     pub const PROVIDER_ERROR: &str = "ProviderError";
+    /// The cloud gave up making the load balancer (aws state `failed`).
+    pub const LOAD_BALANCER_FAILED: &str = "LoadBalancerFailed";
 }
 
 /// Event reasons (the ones users know from the Kubernetes service controller).
@@ -65,6 +69,13 @@ pub mod event {
     pub const DRIFT: &str = "LoadBalancerDrifted";
     /// The provider built the load balancer without something (e.g. a node it cannot register).
     pub const WARNING: &str = "LoadBalancerWarning";
+    /// The targets' health verdict changed (see `controller::observe`).
+    pub const TARGETS_HEALTHY: &str = "TargetsHealthy";
+    pub const TARGETS_UNHEALTHY: &str = "TargetsUnhealthy";
+    /// The cloud finished provisioning the load balancer.
+    pub const PROVISIONED: &str = "LoadBalancerProvisioned";
+    /// The cloud gave up making the load balancer.
+    pub const FAILED: &str = "LoadBalancerFailed";
 }
 
 /// Default `spec.controller` of the IngressClasses cloudlb claims.

@@ -43,6 +43,8 @@ pub enum Call {
     UpdateTargets,
     Delete,
     Get,
+    /// `Provider::observe`: the state and targets' health between ensures.
+    Observe,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -59,6 +61,7 @@ impl EncodeLabelValue for Call {
             Call::UpdateTargets => "update_targets",
             Call::Delete => "delete",
             Call::Get => "get",
+            Call::Observe => "observe",
         })
     }
 }
@@ -118,6 +121,8 @@ pub enum ErrorReason {
     Transient,
     /// The load balancer was still being made when it was read or deleted.
     Provisioning,
+    /// The cloud gave up making the load balancer (aws state `failed`).
+    Failed,
     /// The Kubernetes API answered 429 (API Priority and Fairness shedding load).
     KubeThrottled,
     /// The object changed since it was read (a 409); the next pass reads the new one.
@@ -139,6 +144,7 @@ impl EncodeLabelValue for ErrorReason {
             ErrorReason::Throttled => "throttled",
             ErrorReason::Transient => "transient",
             ErrorReason::Provisioning => "provisioning",
+            ErrorReason::Failed => "failed",
             ErrorReason::KubeThrottled => "kube_throttled",
             ErrorReason::KubeConflict => "kube_conflict",
             ErrorReason::KubeApi => "kube_api",
@@ -494,6 +500,17 @@ impl Provider for InstrumentedProvider {
         let started = Instant::now();
         let r = self.inner.get(id, record).await;
         self.metrics.provider_call(Call::Get, Layer::L4, r.is_ok(), started);
+        r
+    }
+
+    async fn observe(
+        &self,
+        id: &LoadBalancerId,
+        record: Option<&Record>,
+    ) -> PResult<Option<cloudlb_provider::Observed>> {
+        let started = Instant::now();
+        let r = self.inner.observe(id, record).await;
+        self.metrics.provider_call(Call::Observe, Layer::L4, r.is_ok(), started);
         r
     }
 

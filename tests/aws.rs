@@ -110,6 +110,101 @@ async fn service_gets_an_nlb_hostname_converges_and_leaves_nothing() {
     ctl.stop().await;
 }
 
+/// `cloudlb.io/TargetsHealthy` as (status, reason, message).
+fn targets_healthy(svc: &k8s_openapi::api::core::v1::Service) -> Option<(String, String, String)> {
+    let c = svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "cloudlb.io/TargetsHealthy")?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// The targets' health reaches the Service as a condition of its own, with an event on each
+/// change of verdict: a stopped instance (moto: `Target.InvalidState`) makes it degraded, all
+/// stopped makes it False, and it recovers; `Ready` stays True throughout. Then drift below the
+/// load balancer is repaired.
+#[tokio::test]
+async fn target_health_is_a_condition_with_an_event_on_each_change() {
+    aws_support::test_env();
+    let world = aws_support::World::new("test").await;
+    let c = Cluster::start().await;
+    aws_env::add_nodes(&c, &world).await;
+    let mut args = aws_env::args(&world);
+    // A healthy load balancer is looked at with its drift check: often here.
+    args.extend(["--target-health-recheck", "1s", "--resync-period", "2s"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &aws_env::ENVS).await;
+    c.add_service("web", &[(80, "TCP")], json!({})).await;
+    c.wait_address("web").await;
+    let svc = c
+        .wait_service("web", "all targets healthy", |s| {
+            targets_healthy(s).is_some_and(|(st, reason, _)| st == "True" && reason == "AllTargetsHealthy")
+        })
+        .await;
+    assert_eq!(condition(&svc).unwrap().0, "True");
+    let events = c.events("web").await;
+    assert!(!events.iter().any(|e| e.0.starts_with("Targets")), "a new, healthy load balancer is quiet: {events:?}");
+
+    let stop = |i: usize| world.ec2.stop_instances().instance_ids(world.instances[i].clone()).send();
+    stop(0).await.expect("stop");
+    let stopped = world.instances[0].clone();
+    let svc = c
+        .wait_service("web", "one target unhealthy", move |s| {
+            targets_healthy(s).is_some_and(|(st, reason, m)| {
+                st == "True"
+                    && reason == "SomeTargetsUnhealthy"
+                    && m.contains(&stopped)
+                    && m.contains("Target.InvalidState")
+            })
+        })
+        .await;
+    assert_eq!(condition(&svc).unwrap().0, "True", "Ready is about the load balancer, not its targets");
+    let (_, _, note) = c.wait_event("web", "TargetsUnhealthy").await;
+    assert!(note.contains("SomeTargetsUnhealthy"), "{note}");
+
+    for i in 1..world.instances.len() {
+        stop(i).await.expect("stop");
+    }
+    c.wait_service("web", "no healthy target", |s| {
+        targets_healthy(s).is_some_and(|(st, reason, _)| st == "False" && reason == "NoHealthyTargets")
+    })
+    .await;
+
+    for id in &world.instances {
+        world.ec2.start_instances().instance_ids(id.clone()).send().await.expect("start");
+    }
+    c.wait_service("web", "healthy again", |s| {
+        targets_healthy(s).is_some_and(|(st, reason, _)| st == "True" && reason == "AllTargetsHealthy")
+    })
+    .await;
+    c.wait_event("web", "TargetsHealthy").await;
+
+    // Drift below the load balancer (issue 14 item 6): a deleted listener and a deregistered
+    // target are found by the drift check (the ensure's reads, nothing changed) and repaired.
+    let lb = world.elb.describe_load_balancers().send().await.unwrap().load_balancers()[0].clone();
+    let lb_arn = lb.load_balancer_arn().unwrap().to_string();
+    let listeners = world.elb.describe_listeners().load_balancer_arn(&lb_arn).send().await.unwrap();
+    let listener = listeners.listeners()[0].clone();
+    let tg = listener.default_actions()[0].target_group_arn().unwrap().to_string();
+    world.elb.delete_listener().listener_arn(listener.listener_arn().unwrap()).send().await.unwrap();
+    let target = aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(&world.instances[0]).build();
+    world.elb.deregister_targets().target_group_arn(&tg).targets(target).send().await.unwrap();
+    let (_, _, note) = c.wait_event("web", "LoadBalancerDrifted").await;
+    assert!(note.contains("elbv2:CreateListener") && note.contains("elbv2:RegisterTargets"), "{note}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = world.elb.describe_listeners().load_balancer_arn(&lb_arn).send().await.unwrap();
+        let h = world.elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
+        if l.listeners().len() == 1 && h.target_health_descriptions().len() == world.instances.len() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "drift not repaired: {l:?} {h:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    c.services().delete("web", &Default::default()).await.expect("delete");
+    c.wait_gone("web").await;
+    assert!(world.owned().await.is_empty());
+    ctl.stop().await;
+}
+
 /// moto, the sandbox with a Node per instance, our IngressClass, `backends` (name, node port), and
 /// the controller with the aws provider.
 async fn ingress_world(backends: &[(&str, i32)]) -> (aws_support::World, Cluster, Controller) {

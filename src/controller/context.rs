@@ -22,7 +22,8 @@ use super::cached::CachedService;
 use super::events::{self, EventType};
 use super::frontend::{Desired, Layer};
 use super::nodes::NodeSet;
-use super::status::Cond;
+use super::observe::Watch;
+use super::status::{Cond, HealthCond};
 use crate::claim::ClaimConfig;
 use crate::desired::DesiredConfig;
 use crate::desired::ingress::IngressConfig;
@@ -44,6 +45,9 @@ pub struct ControllerConfig {
     pub ingress: Option<IngressConfig>,
     /// `reportingInstance` of our events (pod name in a cluster).
     pub instance: String,
+    /// `--target-health-recheck`: how soon a load balancer with a target that is not healthy, or
+    /// one the cloud is still provisioning, is looked at again (see `observe`).
+    pub health_recheck: Duration,
     /// `--gc-interval`: sweep for load balancers nothing claims (see `gc`).
     pub gc: Option<(Duration, crate::gc::GcConfig)>,
 }
@@ -86,6 +90,12 @@ pub struct Context {
     /// had none), so a typo in one keeps the load balancer following the nodes with the last
     /// valid settings (see `reconcile::follow_nodes_with_last_valid`).
     pub valid_annotations: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    /// Load balancers looked at before their next drift check (provisioning, or a target not
+    /// healthy), by uid (see `observe`).
+    pub watched: Mutex<HashMap<String, Watch>>,
+    /// The health verdict (status, reason) last reported per uid, for front ends whose status
+    /// has no conditions (Ingress).
+    pub health: Mutex<HashMap<String, (Option<bool>, String)>>,
     /// Per-object locks while a pass runs (the controller and the node sweeper share objects).
     pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -188,6 +198,20 @@ impl Context {
         }
     }
 
+    /// What an ensure of `desired` would change now, changing nothing (the drift check of
+    /// providers with [`cloudlb_provider::DriftCheck::Plan`]).
+    pub async fn plan(
+        &self,
+        id: &LoadBalancerId,
+        desired: &Desired,
+        record: Option<&Record>,
+    ) -> cloudlb_provider::Result<cloudlb_provider::Plan> {
+        match desired {
+            Desired::L4(s) => self.provider.plan(id, s, record).await,
+            Desired::L7(s) => self.provider.plan_l7(id, s, record).await,
+        }
+    }
+
     /// The provider's warnings about a spec it will build (parts it builds without).
     pub fn provider_warnings(&self, desired: &Desired) -> Vec<String> {
         match desired {
@@ -266,6 +290,44 @@ impl Context {
         Some(lock(&self.valid_annotations).get(uid).cloned().unwrap_or_default())
     }
 
+    /// Look at `uid`'s load balancer again at `w.due` (see `observe`).
+    pub fn watch(&self, uid: &str, w: Watch) {
+        lock(&self.watched).insert(uid.to_string(), w);
+    }
+
+    pub fn unwatch(&self, uid: &str) {
+        lock(&self.watched).remove(uid);
+    }
+
+    pub fn watched(&self, uid: &str) -> Option<Watch> {
+        lock(&self.watched).get(uid).copied()
+    }
+
+    /// Whether the sweeper should look at `uid` for its watch.
+    pub fn watch_due(&self, uid: &str) -> bool {
+        lock(&self.watched).get(uid).is_some_and(|w| w.due <= Instant::now())
+    }
+
+    /// Whether the cloud was still provisioning `uid`'s load balancer when last seen.
+    pub fn provisioning(&self, uid: &str) -> bool {
+        lock(&self.watched).get(uid).is_some_and(|w| w.provisioning)
+    }
+
+    pub fn health_reported(&self, uid: &str) -> Option<(Option<bool>, String)> {
+        lock(&self.health).get(uid).cloned()
+    }
+
+    pub fn remember_health(&self, uid: &str, h: &HealthCond) {
+        lock(&self.health).insert(uid.to_string(), (h.status, h.reason.clone()));
+    }
+
+    /// Makes `uid`'s drift check due now.
+    pub fn expire_confirmation(&self, uid: &str) {
+        if let Some(c) = lock(&self.checked).get_mut(uid) {
+            c.at = Instant::now().checked_sub(self.config.resync_period).unwrap_or(c.at);
+        }
+    }
+
     /// The digest of the last condition reported for `uid` (see [`Cond::digest`]).
     pub fn reported(&self, uid: &str) -> Option<u64> {
         lock(&self.reported).get(uid).copied()
@@ -285,6 +347,8 @@ impl Context {
             self.metrics.tracked.set(checked.len() as i64);
         }
         lock(&self.reported).remove(uid);
+        lock(&self.watched).remove(uid);
+        lock(&self.health).remove(uid);
         lock(&self.released).remove(uid);
         lock(&self.valid_annotations).remove(uid);
         self.backoff.succeeded(uid);

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Context;
-use super::status::Cond;
+use super::status::{Cond, HealthCond};
 use crate::desired::Invalid;
 use crate::desired::nodes::NodeSnapshot;
 
@@ -119,9 +119,19 @@ pub trait FrontEnd:
     /// `None` makes the controller remember the last condition it reported instead.
     fn condition(&self) -> Option<Cond>;
 
-    /// The status merge patch for `lb` (the address) and `cond`, or `None` when the status
-    /// already says that. `lb: None` leaves the address as it is.
-    fn status_patch(&self, lb: Option<(&LoadBalancerStatus, &Desired)>, cond: &Cond) -> Option<Value>;
+    /// The status merge patch for `lb` (the address), `cond` and `health` (the targets' health,
+    /// when known), or `None` when the status already says that. `lb: None` leaves the address
+    /// as it is, `health: None` the health condition.
+    fn status_patch(
+        &self,
+        lb: Option<(&LoadBalancerStatus, &Desired)>,
+        cond: &Cond,
+        health: Option<&HealthCond>,
+    ) -> Option<Value>;
+
+    /// Our health condition as the object shows it (`None` for front ends without conditions:
+    /// the controller remembers what it reported instead).
+    fn health_condition(&self) -> Option<HealthCond>;
 
     /// The status merge patch that removes what we wrote, or `None` when nothing is there.
     fn clear_status_patch(&self) -> Option<Value>;

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::Context;
 use super::context::key;
 use super::frontend::{Built, Desired, FrontEnd, Layer};
-use super::status::Cond;
+use super::status::{Cond, HealthCond};
 use crate::claim::ingress as claim;
 use crate::desired::Invalid;
 use crate::desired::ingress::group::{self, Member};
@@ -118,7 +118,17 @@ impl FrontEnd for Ingress {
         None
     }
 
-    fn status_patch(&self, lb: Option<(&LoadBalancerStatus, &Desired)>, _cond: &Cond) -> Option<Value> {
+    /// An Ingress's status has no conditions: the health shows in events only.
+    fn health_condition(&self) -> Option<HealthCond> {
+        None
+    }
+
+    fn status_patch(
+        &self,
+        lb: Option<(&LoadBalancerStatus, &Desired)>,
+        _cond: &Cond,
+        _health: Option<&HealthCond>,
+    ) -> Option<Value> {
         let (st, Desired::L7(spec)) = lb? else { return None };
         let ports: Vec<IngressPortStatus> = desired::listener_ports(spec)
             .into_iter()

@@ -21,11 +21,13 @@
 pub mod backoff;
 pub mod cached;
 mod context;
+mod drift;
 pub mod events;
 pub mod finalizer;
 pub mod frontend;
 pub mod ingress;
 pub mod nodes;
+mod observe;
 mod orphans;
 pub mod reconcile;
 mod restore;
@@ -207,6 +209,8 @@ pub async fn run(
         backoff: Default::default(),
         checked: Default::default(),
         reported: Default::default(),
+        watched: Default::default(),
+        health: Default::default(),
         released: Default::default(),
         valid_annotations: Default::default(),
         locks: Default::default(),

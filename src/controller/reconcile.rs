@@ -37,8 +37,9 @@ use tracing::{debug, info, warn};
 use super::cached::Cached;
 use super::context::{Confirm, key, uid};
 use super::frontend::{Built, Desired, FrontEnd};
-use super::status::Cond;
+use super::status::{Cond, HealthCond};
 use super::{Context, EventType, finalizer};
+use super::{drift, observe};
 use crate::desired::nodes::NodeSnapshot;
 use crate::error::{Error, Result, provider_reason};
 use crate::keys::{ANN_CLAIMED_CLASS, ANN_RECORD, ANN_SPEC_HASH, FINALIZER, OURS, event, reason};
@@ -221,7 +222,7 @@ async fn cleanup<F: FrontEnd>(obj: &F, ctx: &Context, deleting: bool) -> Result<
 }
 
 /// Whether our condition already says exactly this.
-fn condition_is<F: FrontEnd>(obj: &F, ctx: &Context, cond: &Cond) -> bool {
+pub(super) fn condition_is<F: FrontEnd>(obj: &F, ctx: &Context, cond: &Cond) -> bool {
     match obj.condition() {
         Some(c) => c == *cond,
         None => ctx.reported(&uid(obj)).is_some_and(|c| c == cond.digest()),
@@ -241,13 +242,14 @@ fn guarded<F: FrontEnd>(obj: &F, mut patch: Value) -> Value {
     patch
 }
 
-async fn write_status<F: FrontEnd>(
+pub(super) async fn write_status<F: FrontEnd>(
     ctx: &Context,
     obj: &F,
     lb: Option<(&LoadBalancerStatus, &Desired)>,
     cond: &Cond,
+    health: Option<&HealthCond>,
 ) -> Result<()> {
-    if let Some(patch) = obj.status_patch(lb, cond) {
+    if let Some(patch) = obj.status_patch(lb, cond, health) {
         api(ctx, obj)
             .patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(guarded(obj, patch)))
             .await
@@ -273,7 +275,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
             if !condition_is(obj, ctx, &cond) {
                 info!(kind = F::KIND, object = %key(obj), problems = %invalid, "invalid load balancer spec");
                 ctx.event(obj, EventType::Warning, event::INVALID_SPEC, "Validate", &cond.message).await;
-                write_status(ctx, obj, None, &cond).await?;
+                write_status(ctx, obj, None, &cond, None).await?;
             }
             if let Some(rest) = obj.shared_remainder(ctx, &nodes) {
                 // A member of a shared load balancer: the others go on without its part.
@@ -303,7 +305,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     // balancer is not.
     let left_behind = obj.left_behind(ctx, &nodes, record.as_ref());
     let moved = left_behind.is_some();
-    if !moved && ctx.just_written(&uid, &hash) {
+    if !moved && ctx.just_written(&uid, &hash) && !ctx.watch_due(&uid) {
         let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(&desired)).collect();
         if ctx.reported(&uid).is_some_and(|c| c != ready_cond(&desired, &warnings).digest()) {
             ready_condition(obj, ctx, &desired, &build_warnings).await?;
@@ -329,32 +331,32 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
         if known.as_deref().is_some_and(|h| h != hash) {
             return targets_changed(obj, ctx, &desired, &hash, record.as_ref(), &build_warnings).await;
         }
-        match ctx.confirmation_due(&uid) {
+        let confirm = ctx.confirmation_due(&uid);
+        if matches!(confirm, Confirm::NotDue) && ctx.watched(&uid).is_some() {
+            // Provisioning, or a target not healthy: the sweeper brings it back when due.
+            if ctx.watch_due(&uid) {
+                observe::look(obj, ctx, &id, record.as_ref(), &desired, &build_warnings).await?;
+            }
+            return Ok(converged());
+        }
+        match confirm {
             Confirm::NotDue => {
                 ready_condition(obj, ctx, &desired, &build_warnings).await?;
                 return Ok(converged());
             }
             Confirm::Reensure => why = Some("restart"),
-            Confirm::Check => match ctx.get(F::LAYER, &id, record.as_ref()).await {
-                Ok(Some(st)) if st.spec_hash.as_deref().is_none_or(|h| h == hash) => {
+            Confirm::Check => match drift::check(obj, ctx, &id, &desired, &hash, record.as_ref()).await? {
+                drift::Verdict::Implemented => {
                     ctx.confirmed(&uid, &hash);
                     ctx.backoff.succeeded(&uid);
-                    ready_condition(obj, ctx, &desired, &build_warnings).await?;
+                    // With the drift check: the state and the targets' health (`observe`).
+                    observe::look(obj, ctx, &id, record.as_ref(), &desired, &build_warnings).await?;
                     return Ok(converged());
                 }
-                // The cloud implements this spec for other targets (the node set changed in a
-                // way this process did not see through): converge the targets only.
-                Ok(Some(st)) if st.spec_hash.as_deref().map(frontend) == Some(frontend(&hash)) => {
+                drift::Verdict::TargetsOnly => {
                     return targets_changed(obj, ctx, &desired, &hash, record.as_ref(), &build_warnings).await;
                 }
-                Ok(found) => {
-                    let what = if found.is_some() { "differs from its spec" } else { "is missing" };
-                    warn!(kind = F::KIND, object = %key(obj), "load balancer {what}; repairing");
-                    let note = format!("Load balancer {what}; repairing");
-                    ctx.event(obj, EventType::Warning, event::DRIFT, "Sync", &note).await;
-                    why = Some("drift");
-                }
-                Err(e) => return Err(Error::Get(e)),
+                drift::Verdict::Drifted => why = Some("drift"),
             },
         }
     }
@@ -396,8 +398,17 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
     let written = save_record(ctx, obj, &st, &hash).await?;
     let obj = written.as_ref().unwrap_or(obj);
     let warnings: Vec<String> = build_warnings.iter().cloned().chain(ctx.provider_warnings(&desired)).collect();
-    let cond = ready_cond(&desired, &warnings);
-    write_status(ctx, obj, Some((&st, &desired)), &cond).await?;
+    // Still provisioning: the address is published now, readiness once the cloud says so.
+    let cond = match st.provisioning {
+        Some(_) => Cond::not_ready(reason::PROVISIONING, observe::PROVISIONING_MESSAGE),
+        None => ready_cond(&desired, &warnings),
+    };
+    let health = st.targets.as_ref().map(HealthCond::of);
+    write_status(ctx, obj, Some((&st, &desired)), &cond, health.as_ref()).await?;
+    observe::schedule(ctx, &uid, st.provisioning, health.as_ref());
+    if let Some(h) = &health {
+        observe::report_health(obj, ctx, h).await;
+    }
     // Only now is everything written: a failed write above retries the whole pass.
     ctx.confirmed(&uid, &hash);
     ctx.backoff.succeeded(&uid);
@@ -443,7 +454,9 @@ async fn targets_changed<F: FrontEnd>(
     if !condition_is(obj, ctx, &cond) && !warnings.is_empty() {
         ctx.event(obj, EventType::Warning, event::WARNING, "Update", &warnings.join("; ")).await;
     }
-    write_status(ctx, obj, None, &cond).await?;
+    if !ctx.provisioning(&uid) {
+        write_status(ctx, obj, None, &cond, None).await?;
+    }
     ctx.confirmed(&uid, hash);
     ctx.backoff.succeeded(&uid);
     let targets = desired.targets().len();
@@ -526,7 +539,7 @@ pub(super) fn frontend(hash: &str) -> &str {
 /// provider cannot register or an Ingress path that was skipped) are part of the message.
 /// No counts in it: a message that changes with every node would be a status write per load
 /// balancer per node change.
-fn ready_cond(desired: &Desired, warnings: &[String]) -> Cond {
+pub(super) fn ready_cond(desired: &Desired, warnings: &[String]) -> Cond {
     let mut cond = if desired.targets().is_empty() {
         Cond::not_ready(
             reason::NO_ELIGIBLE_NODES,
@@ -544,7 +557,16 @@ fn ready_cond(desired: &Desired, warnings: &[String]) -> Cond {
 /// Makes sure the condition says ready when nothing needed doing (e.g. after an error cleared),
 /// and reports warnings that changed without the spec changing (a broken Secret whose previous
 /// certificate goes on serving) as an event: for an Ingress that is the only place they show.
-async fn ready_condition<F: FrontEnd>(obj: &F, ctx: &Context, desired: &Desired, warnings: &[String]) -> Result<()> {
+/// Not while the cloud is still provisioning: `observe` says ready once it has finished.
+pub(super) async fn ready_condition<F: FrontEnd>(
+    obj: &F,
+    ctx: &Context,
+    desired: &Desired,
+    warnings: &[String],
+) -> Result<()> {
+    if ctx.provisioning(&uid(obj)) {
+        return Ok(());
+    }
     let warnings: Vec<String> = warnings.iter().cloned().chain(ctx.provider_warnings(desired)).collect();
     let cond = ready_cond(desired, &warnings);
     if condition_is(obj, ctx, &cond) {
@@ -553,7 +575,7 @@ async fn ready_condition<F: FrontEnd>(obj: &F, ctx: &Context, desired: &Desired,
     if !warnings.is_empty() {
         ctx.event(obj, EventType::Warning, event::WARNING, "Sync", &warnings.join("; ")).await;
     }
-    write_status(ctx, obj, None, &cond).await
+    write_status(ctx, obj, None, &cond, None).await
 }
 
 /// Writes the record and hash annotations when they differ; returns the object as written (its
@@ -582,13 +604,13 @@ async fn ensure_failed<F: FrontEnd>(obj: &F, ctx: &Context, e: ProviderError) ->
     match e.class() {
         ErrorClass::Provisioning => {
             let after = e.retry_after().unwrap_or(Duration::from_secs(10));
-            write_status(ctx, obj, None, &Cond::not_ready(reason::PROVISIONING, e.to_string())).await?;
+            write_status(ctx, obj, None, &Cond::not_ready(reason::PROVISIONING, e.to_string()), None).await?;
             Ok(Action::requeue(after))
         }
         ErrorClass::Retryable | ErrorClass::Throttled => {
             let note = format!("Error syncing load balancer: {e}");
             ctx.event(obj, EventType::Warning, event::SYNC_FAILED, "Ensure", &note).await;
-            write_status(ctx, obj, None, &Cond::not_ready(reason::PROVIDER_ERROR, e.to_string())).await?;
+            write_status(ctx, obj, None, &Cond::not_ready(reason::PROVIDER_ERROR, e.to_string()), None).await?;
             Err(Error::Ensure(e))
         }
         ErrorClass::Permanent => {
@@ -596,7 +618,7 @@ async fn ensure_failed<F: FrontEnd>(obj: &F, ctx: &Context, e: ProviderError) ->
             if !condition_is(obj, ctx, &cond) {
                 let note = format!("Error syncing load balancer: {e}");
                 ctx.event(obj, EventType::Warning, event::SYNC_FAILED, "Ensure", &note).await;
-                write_status(ctx, obj, None, &cond).await?;
+                write_status(ctx, obj, None, &cond, None).await?;
             }
             ctx.metrics.reconcile_failed(F::KIND, provider_reason(&e));
             // Retrying will not help until something changes; look again after a resync period

@@ -12,7 +12,7 @@ use super::Context;
 use super::cached::CachedService;
 use super::frontend::{Built, Desired, FrontEnd, Layer};
 use super::reconcile::has_finalizer;
-use super::status::{self, Cond};
+use super::status::{self, Cond, HealthCond};
 use crate::claim::is_claimed;
 use crate::desired::Invalid;
 use crate::desired::nodes::NodeSnapshot;
@@ -68,12 +68,21 @@ impl FrontEnd for Service {
         status::condition(self)
     }
 
-    fn status_patch(&self, lb: Option<(&LoadBalancerStatus, &Desired)>, cond: &Cond) -> Option<Value> {
+    fn status_patch(
+        &self,
+        lb: Option<(&LoadBalancerStatus, &Desired)>,
+        cond: &Cond,
+        health: Option<&HealthCond>,
+    ) -> Option<Value> {
         let ingress = lb.and_then(|(st, desired)| match desired {
             Desired::L4(spec) => Some(status::ingress(&st.ingress, st.ip_mode, &spec.listeners)),
             Desired::L7(_) => None,
         });
-        status::patch(self, ingress, Some(cond))
+        status::patch(self, ingress, Some(cond), health)
+    }
+
+    fn health_condition(&self) -> Option<HealthCond> {
+        status::health_condition(self)
     }
 
     fn clear_status_patch(&self) -> Option<Value> {

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::keys::CONDITION_READY;
+use crate::keys::{CONDITION_READY, CONDITION_TARGETS_HEALTHY};
 
 /// Our condition, before timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +38,57 @@ impl Cond {
         (self.ready, &self.reason, &self.message).hash(&mut h);
         h.finish()
     }
+}
+
+/// Our second condition, `cloudlb.io/TargetsHealthy`: whether the targets pass the cloud's
+/// health checks, i.e. whether the load balancer can serve (`Ready` says it exists and implements
+/// the spec). `None` status = Unknown (first checks still running).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCond {
+    pub status: Option<bool>,
+    pub reason: String,
+    pub message: String,
+}
+
+impl HealthCond {
+    pub fn of(h: &cloudlb_provider::TargetHealth) -> Self {
+        let verdict = h.verdict();
+        Self { status: verdict.can_serve(), reason: verdict.reason().into(), message: h.message() }
+    }
+
+    /// Whether all is well (no need to look again before the next drift check).
+    pub fn all_healthy(&self) -> bool {
+        self.reason == cloudlb_provider::HealthVerdict::AllHealthy.reason()
+    }
+
+    pub fn status_word(&self) -> &'static str {
+        match self.status {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "Unknown",
+        }
+    }
+
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.status, &self.reason, &self.message).hash(&mut h);
+        h.finish()
+    }
+}
+
+/// Our health condition as the Service shows it.
+pub fn health_condition(svc: &Service) -> Option<HealthCond> {
+    let c = svc.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == CONDITION_TARGETS_HEALTHY)?;
+    Some(HealthCond {
+        status: match c.status.as_str() {
+            "True" => Some(true),
+            "False" => Some(false),
+            _ => None,
+        },
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+    })
 }
 
 /// `status.loadBalancer.ingress` for the provider's addresses.
@@ -85,37 +136,25 @@ fn status_word(ready: bool) -> String {
     if ready { "True".into() } else { "False".into() }
 }
 
-/// The merge patch that sets our condition (and, when `ingress` is `Some`, the addresses), or
-/// `None` when the status already says that.
-pub fn patch(svc: &Service, ingress: Option<Vec<LoadBalancerIngress>>, cond: Option<&Cond>) -> Option<Value> {
+/// The merge patch that sets our condition (and, when `ingress` is `Some`, the addresses; when
+/// `health` is `Some`, the health condition), or `None` when the status already says that.
+pub fn patch(
+    svc: &Service,
+    ingress: Option<Vec<LoadBalancerIngress>>,
+    cond: Option<&Cond>,
+    health: Option<&HealthCond>,
+) -> Option<Value> {
     let status = svc.status.clone().unwrap_or_default();
     let mut conditions = status.conditions.clone().unwrap_or_default();
     let mut changed = false;
+    let generation = svc.metadata.generation;
     if let Some(cond) = cond {
-        let previous = conditions.iter().position(|c| c.type_ == CONDITION_READY);
-        let transition = match previous.map(|i| &conditions[i]) {
-            Some(p) if p.status == status_word(cond.ready) => p.last_transition_time.clone(),
-            _ => Time(Timestamp::now()),
-        };
-        let new = Condition {
-            type_: CONDITION_READY.into(),
-            status: status_word(cond.ready),
-            reason: cond.reason.clone(),
-            message: cond.message.clone(),
-            last_transition_time: transition,
-            observed_generation: svc.metadata.generation,
-        };
-        match previous {
-            Some(i) if same_condition(&conditions[i], &new) => {}
-            Some(i) => {
-                conditions[i] = new;
-                changed = true;
-            }
-            None => {
-                conditions.push(new);
-                changed = true;
-            }
-        }
+        let word = status_word(cond.ready);
+        changed |= upsert(&mut conditions, CONDITION_READY, &word, &cond.reason, &cond.message, generation);
+    }
+    if let Some(h) = health {
+        changed |=
+            upsert(&mut conditions, CONDITION_TARGETS_HEALTHY, h.status_word(), &h.reason, &h.message, generation);
     }
     let mut body = json!({});
     if let Some(ingress) = ingress {
@@ -128,10 +167,46 @@ pub fn patch(svc: &Service, ingress: Option<Vec<LoadBalancerIngress>>, cond: Opt
     if !changed {
         return None;
     }
-    if cond.is_some() {
+    if cond.is_some() || health.is_some() {
         body["conditions"] = json!(conditions);
     }
     Some(json!({ "status": body }))
+}
+
+/// Sets the condition `type_` in `conditions` (its transition time kept while its status stays);
+/// whether anything changed.
+fn upsert(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> bool {
+    let previous = conditions.iter().position(|c| c.type_ == type_);
+    let transition = match previous.map(|i| &conditions[i]) {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => Time(Timestamp::now()),
+    };
+    let new = Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: transition,
+        observed_generation: generation,
+    };
+    match previous {
+        Some(i) if same_condition(&conditions[i], &new) => false,
+        Some(i) => {
+            conditions[i] = new;
+            true
+        }
+        None => {
+            conditions.push(new);
+            true
+        }
+    }
 }
 
 fn same_condition(a: &Condition, b: &Condition) -> bool {
@@ -147,7 +222,8 @@ pub fn clear(svc: &Service) -> Option<Value> {
     let status = svc.status.as_ref()?;
     let has_ingress = status.load_balancer.as_ref().and_then(|lb| lb.ingress.as_ref()).is_some_and(|i| !i.is_empty());
     let conditions = status.conditions.clone().unwrap_or_default();
-    let kept: Vec<&Condition> = conditions.iter().filter(|c| c.type_ != CONDITION_READY).collect();
+    let kept: Vec<&Condition> =
+        conditions.iter().filter(|c| c.type_ != CONDITION_READY && c.type_ != CONDITION_TARGETS_HEALTHY).collect();
     if !has_ingress && kept.len() == conditions.len() {
         return None;
     }
@@ -196,14 +272,14 @@ mod tests {
             observed_generation: None,
         };
         let svc = with_status(vec![], vec![other.clone()]);
-        let p = patch(&svc, Some(ing.clone()), Some(&Cond::ready("ok"))).expect("first write");
+        let p = patch(&svc, Some(ing.clone()), Some(&Cond::ready("ok")), None).expect("first write");
         let conds: Vec<Condition> = serde_json::from_value(p["status"]["conditions"].clone()).unwrap();
         assert_eq!(conds.len(), 2);
         assert_eq!(conds[0], other);
         let svc = with_status(ing.clone(), conds);
-        assert_eq!(patch(&svc, Some(ing.clone()), Some(&Cond::ready("ok"))), None);
+        assert_eq!(patch(&svc, Some(ing.clone()), Some(&Cond::ready("ok")), None), None);
         assert!(condition_is(&svc, &Cond::ready("ok")));
-        assert!(patch(&svc, Some(ing), Some(&Cond::not_ready("Provisioning", "wait"))).is_some());
+        assert!(patch(&svc, Some(ing), Some(&Cond::not_ready("Provisioning", "wait")), None).is_some());
     }
 
     #[test]
@@ -218,10 +294,10 @@ mod tests {
             observed_generation: None,
         };
         let svc = with_status(vec![], vec![c]);
-        let p = patch(&svc, None, Some(&Cond::not_ready("ProviderError", "b"))).unwrap();
+        let p = patch(&svc, None, Some(&Cond::not_ready("ProviderError", "b")), None).unwrap();
         let conds: Vec<Condition> = serde_json::from_value(p["status"]["conditions"].clone()).unwrap();
         assert_eq!(conds[0].last_transition_time, t0);
-        let p = patch(&svc, None, Some(&Cond::ready("ok"))).unwrap();
+        let p = patch(&svc, None, Some(&Cond::ready("ok")), None).unwrap();
         let conds: Vec<Condition> = serde_json::from_value(p["status"]["conditions"].clone()).unwrap();
         assert_ne!(conds[0].last_transition_time, t0);
     }
@@ -233,5 +309,45 @@ mod tests {
         let p = clear(&svc).unwrap();
         assert_eq!(p["status"]["loadBalancer"]["ingress"], Value::Null);
         assert_eq!(clear(&Service::default()), None);
+    }
+
+    #[test]
+    fn the_health_condition_is_written_beside_ready_and_only_when_it_changes() {
+        use cloudlb_provider::{GroupHealth, TargetHealth, UnhealthyTarget};
+        let healthy = |n: usize| TargetHealth {
+            groups: vec![GroupHealth { name: "port 80".into(), healthy: n, ..Default::default() }],
+        };
+        let svc = with_status(vec![], vec![]);
+        let h = HealthCond::of(&healthy(2));
+        let p = patch(&svc, None, Some(&Cond::ready("ok")), Some(&h)).expect("first write");
+        let conds: Vec<Condition> = serde_json::from_value(p["status"]["conditions"].clone()).unwrap();
+        assert_eq!(conds.len(), 2);
+        let health = conds.iter().find(|c| c.type_ == CONDITION_TARGETS_HEALTHY).unwrap();
+        assert_eq!((health.status.as_str(), health.reason.as_str()), ("True", "AllTargetsHealthy"));
+        let svc = with_status(vec![], conds.clone());
+        assert_eq!(health_condition(&svc), Some(h.clone()));
+        // A third node joining a healthy load balancer: nothing to write.
+        assert_eq!(patch(&svc, None, Some(&Cond::ready("ok")), Some(&HealthCond::of(&healthy(3)))), None);
+        let sick = TargetHealth {
+            groups: vec![GroupHealth {
+                name: "port 80".into(),
+                healthy: 0,
+                pending: 0,
+                unhealthy: vec![UnhealthyTarget {
+                    target: "i-1".into(),
+                    reason: "Target.Timeout".into(),
+                    description: String::new(),
+                }],
+            }],
+        };
+        let p = patch(&svc, None, Some(&Cond::ready("ok")), Some(&HealthCond::of(&sick))).expect("a change");
+        let conds: Vec<Condition> = serde_json::from_value(p["status"]["conditions"].clone()).unwrap();
+        let health = conds.iter().find(|c| c.type_ == CONDITION_TARGETS_HEALTHY).unwrap();
+        assert_eq!((health.status.as_str(), health.reason.as_str()), ("False", "NoHealthyTargets"));
+        assert!(health.message.contains("i-1 on port 80: Target.Timeout"), "{}", health.message);
+        let ready = conds.iter().find(|c| c.type_ == CONDITION_READY).unwrap();
+        assert_eq!(ready.status, "True", "Ready is untouched");
+        let p = clear(&with_status(vec![], conds)).expect("ours to remove");
+        assert_eq!(p["status"]["conditions"], Value::Null, "both of ours go");
     }
 }

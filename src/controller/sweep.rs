@@ -8,7 +8,10 @@
 //! during a pass starts another when it ends), and a pass over the objects whose drift check is
 //! due every [`drift_tick`], `--concurrency` at a time, each object through the same
 //! [`reconcile`](super::reconcile::reconcile) the controller runs, while the controller's queue
-//! stays free for edits. Node changes go first when both are pending.
+//! stays free for edits. Node changes go first when both are pending. Load balancers watched
+//! more closely (`observe`: the cloud still provisioning, a target failing its health checks)
+//! are looked at on the same tick when their watch is due; the tick is then at most
+//! [`watch_tick`].
 //!
 //! The two never work on one object at once (reconcile holds a per-object lock), and a pass
 //! that fails is handed to the controller (`retry`), whose error policy backs it off as usual.
@@ -28,6 +31,12 @@ use super::cached::Cached;
 use super::context::uid;
 use super::reconcile::{self, has_finalizer};
 
+/// How often the sweeper looks for due drift checks and watches: [`drift_tick`], or half the
+/// health recheck interval when that is shorter (a watch is then at most half an interval late).
+pub fn watch_tick(resync_period: Duration, health_recheck: Duration) -> Duration {
+    drift_tick(resync_period).min((health_recheck / 2).max(Duration::from_secs(1)))
+}
+
 /// How often the sweeper looks for due drift checks: a tenth of the resync period (so a check
 /// is at most 10% late), between 1 s and 1 min.
 pub fn drift_tick(resync_period: Duration) -> Duration {
@@ -41,7 +50,7 @@ pub async fn run<C: Cached>(
     ctx: Arc<Context>,
     retry: mpsc::UnboundedSender<ObjectRef<C>>,
 ) {
-    let mut drift = tokio::time::interval(drift_tick(ctx.config.resync_period));
+    let mut drift = tokio::time::interval(watch_tick(ctx.config.resync_period, ctx.config.health_recheck));
     drift.set_missed_tick_behavior(MissedTickBehavior::Delay);
     drift.tick().await;
     loop {
@@ -57,7 +66,10 @@ pub async fn run<C: Cached>(
             .state()
             .into_iter()
             .filter(|o| has_finalizer(o.as_ref()))
-            .filter(|o| node_change || ctx.drift_check_due(&uid(o.as_ref())))
+            .filter(|o| {
+                let uid = uid(o.as_ref());
+                node_change || ctx.drift_check_due(&uid) || ctx.watch_due(&uid)
+            })
             .collect();
         if objects.is_empty() {
             continue;
@@ -84,6 +96,13 @@ pub async fn run<C: Cached>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_tick_is_the_drift_tick_or_half_the_recheck() {
+        assert_eq!(watch_tick(Duration::from_secs(600), Duration::from_secs(30)), Duration::from_secs(15));
+        assert_eq!(watch_tick(Duration::from_secs(20), Duration::from_secs(30)), Duration::from_secs(2));
+        assert_eq!(watch_tick(Duration::from_secs(600), Duration::from_secs(1)), Duration::from_secs(1));
+    }
 
     #[test]
     fn drift_tick_is_a_tenth_of_the_period_within_bounds() {

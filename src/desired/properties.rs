@@ -144,8 +144,14 @@ const OTHER_KEYS: &[&str] = &[
 ];
 
 /// Values in `keys.rs` with a `/` that are not annotation keys.
-const NOT_ANNOTATIONS: &[&str] =
-    &[FINALIZER, DEFAULT_CLASS, LABEL_EXCLUDE_LB, CONDITION_READY, DEFAULT_INGRESS_CONTROLLER];
+const NOT_ANNOTATIONS: &[&str] = &[
+    FINALIZER,
+    DEFAULT_CLASS,
+    LABEL_EXCLUDE_LB,
+    CONDITION_READY,
+    CONDITION_TARGETS_HEALTHY,
+    DEFAULT_INGRESS_CONTROLLER,
+];
 
 const KINDS: &[ProviderKind] = &[ProviderKind::Memory, ProviderKind::Local, ProviderKind::Aws, ProviderKind::Gcp];
 

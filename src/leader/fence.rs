@@ -176,6 +176,14 @@ impl Provider for FencedProvider {
         self.inner.get(id, record).await
     }
 
+    async fn observe(
+        &self,
+        id: &LoadBalancerId,
+        record: Option<&Record>,
+    ) -> PResult<Option<cloudlb_provider::Observed>> {
+        self.inner.observe(id, record).await
+    }
+
     fn validate_l7(&self, spec: &L7Spec) -> Vec<String> {
         self.inner.validate_l7(spec)
     }

@@ -9,7 +9,7 @@
 //!   listeners          -> create | modify | delete by port
 //!   stale target groups-> the ones our listeners (or the record) used before, no longer wanted
 //!   attributes, tags   -> LB attributes, spec hash tag
-//!   state              -> provisioning => ProviderError::Provisioning (retry in ~10 s)
+//!   state              -> provisioning => the address with `provisioning` set; failed => Failed
 //! ```
 //!
 //! Every step is idempotent and finds its resources again by name + tags, so a cancelled or
@@ -18,14 +18,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum;
+use std::time::Duration;
+
 use cloudlb_provider::{
     IngressPoint, IpMode, LoadBalancerId, LoadBalancerSpec, LoadBalancerStatus, ProviderError, Record, Scheme,
+    TargetHealth,
 };
 
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb, State};
 use crate::plan::{self, DesiredTargetGroup};
-use crate::{listeners, options, record, security_group, subnets, tags, target_groups};
+use crate::{delete, listeners, options, record, security_group, subnets, tags, target_groups};
 
 /// What `validate` reports: [`spec_problems`], then the security group's rule count against the
 /// quota (`rules_quota`), from a plan (the rules do not depend on the id).
@@ -74,6 +77,7 @@ pub async fn ensure(
         kind: "Service",
         scheme: plan.scheme,
         annotated_subnets: plan.annotated_subnets.as_deref(),
+        replace_failed: opts.replace_failed,
     };
     let (existing, new_subnets) = look_up(api, id, &wanted, record_in).await?;
 
@@ -118,7 +122,10 @@ pub async fn ensure(
 
     // 4. Target groups.
     let tg_tags = tags::desired(id, tags::ROLE_TARGET_GROUP, &plan.additional_tags);
-    let tg_by_name = ensure_target_groups(api, id, &plan.target_groups, &plan.instances, &tg_tags).await?;
+    let (tg_by_name, health) = ensure_target_groups(api, id, &plan.target_groups, &plan.instances, &tg_tags, |t| {
+        group_label(&t.listener_port.to_string())
+    })
+    .await?;
 
     // 5. Listeners.
     let current = listeners::list(api, &lb.arn).await?;
@@ -143,17 +150,10 @@ pub async fn ensure(
         }
     }
 
-    // 6. Target groups no longer used (only ours: checked by tags).
+    // 6. Target groups no longer used (only ours: checked by tags), also unrecorded ones.
     let wanted: BTreeSet<&String> = tg_by_name.values().collect();
-    let stale: Vec<String> = previously_used.into_iter().filter(|a| !wanted.contains(a)).collect();
-    if !stale.is_empty() {
-        let stale_tags = tags::describe_elb(api, &stale).await?;
-        for (arn, t) in &stale_tags {
-            if tags::is_owned(id, t) {
-                target_groups::delete(api, arn).await?;
-            }
-        }
-    }
+    let recorded = record_in.map(|r| record::target_groups(r).into_iter().collect());
+    delete::stale_target_groups(api, id, delete::Kind::Nlb, previously_used, &wanted, recorded).await?;
 
     // 7. Attributes and tags of the load balancer (spec hash last: it says "done").
     load_balancer::converge_attributes(api, &lb.arn, &plan.lb_attributes).await?;
@@ -164,8 +164,20 @@ pub async fn ensure(
     tags::add_elb(api, &lb.arn, &tags::missing(&want_tags, &current_tags)).await?;
 
     // 8. Ready?
-    let lb = wait_active(api, lb).await?;
-    Ok(status(&lb, Some(&sg.id), &made, Some(plan.spec_hash)))
+    let (lb, provisioning) = wait_active(api, lb).await?;
+    let mut st = status(&lb, Some(&sg.id), &made, Some(plan.spec_hash));
+    st.provisioning = provisioning;
+    st.targets = Some(health);
+    Ok(st)
+}
+
+/// How a target group is named to users (in the health condition), from what follows
+/// `target-group/` in the record: a Service's listener port, an Ingress's target group name.
+pub(crate) fn group_label(key: &str) -> String {
+    match key.parse::<u16>() {
+        Ok(port) => format!("port {port}"),
+        Err(_) => format!("target group {key}"),
+    }
 }
 
 /// What a load balancer must be to be used in place.
@@ -176,6 +188,8 @@ pub(crate) struct WantedLb<'a> {
     pub kind: &'a str,
     pub scheme: Scheme,
     pub annotated_subnets: Option<&'a [String]>,
+    /// Delete and re-create a load balancer AWS could not provision (else: `Failed`).
+    pub replace_failed: bool,
 }
 
 /// The load balancer by name, if it exists: ours (else Conflict) and usable in place (else
@@ -211,23 +225,40 @@ pub(crate) async fn look_up(
     if !problems.is_empty() {
         return Err(ProviderError::Invalid { call: "elbv2:DescribeLoadBalancers", message: problems.join("; ") });
     }
+    if let State::Failed(reason) = &lb.state {
+        if !want.replace_failed {
+            return Err(failed(&lb, reason));
+        }
+        // Ours (checked above) and useless: its listeners go with it; target groups and the
+        // security group are kept and used by the new one. The name is free again once AWS has
+        // deleted it, so the new one is made by the next pass.
+        tracing::warn!(lb = %lb.name, arn = %lb.arn, reason, "replacing a load balancer AWS could not provision");
+        load_balancer::delete(api, &lb.arn).await?;
+        return Err(ProviderError::Provisioning {
+            what: format!("the replacement of failed load balancer {}", lb.name),
+            retry_after: api.config.provisioning_retry,
+        });
+    }
     Ok((Some(lb), None))
 }
 
 /// Find (ownership- and shape-checked) or create every target group, converge its health check,
-/// attributes and targets. Returns the ARN by name.
+/// attributes and targets. Returns the ARN by name, and the targets' health (each group named by
+/// `label`).
 pub(crate) async fn ensure_target_groups(
     api: &Api<'_>,
     id: &LoadBalancerId,
     groups: &[DesiredTargetGroup],
     instances: &BTreeSet<String>,
     tg_tags: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, ProviderError> {
+    label: impl Fn(&DesiredTargetGroup) -> String,
+) -> Result<(BTreeMap<String, String>, TargetHealth), ProviderError> {
     let names: Vec<String> = groups.iter().map(|t| t.name.clone()).collect();
     let found = target_groups::find_by_names(api, &names).await?;
     let found_arns: Vec<String> = found.values().map(|t| t.arn.clone()).collect();
     let found_tags = tags::describe_elb(api, &found_arns).await?;
     let mut out = BTreeMap::new();
+    let mut health = TargetHealth::default();
     for dtg in groups {
         let tg = match found.get(&dtg.name) {
             Some(tg) => {
@@ -253,33 +284,48 @@ pub(crate) async fn ensure_target_groups(
             None => target_groups::create(api, dtg, tg_tags).await?,
         };
         target_groups::converge_attributes(api, &tg.arn, &dtg.attributes).await?;
-        target_groups::converge_targets(api, &tg.arn, dtg.node_port, instances).await?;
+        let registrations = target_groups::converge_targets(api, &tg.arn, dtg.node_port, instances).await?;
+        health.groups.push(registrations.health(label(dtg)));
         out.insert(dtg.name.clone(), tg.arn);
     }
-    Ok(out)
+    Ok((out, health))
 }
 
 /// Re-read a load balancer that is still provisioning once (some backends report `active` on
-/// the next read); still provisioning -> `ProviderError::Provisioning`.
-pub(crate) async fn wait_active(api: &Api<'_>, lb: Lb) -> Result<Lb, ProviderError> {
+/// the next read). Still provisioning: its DNS name is known, so the caller reports it with
+/// `provisioning` set and the controller publishes it and watches the state with `observe` (one
+/// describe) instead of running whole ensures. `failed`: [`failed`].
+pub(crate) async fn wait_active(api: &Api<'_>, lb: Lb) -> Result<(Lb, Option<Duration>), ProviderError> {
     let lb = match lb.state {
         State::Provisioning => load_balancer::find_by_arn(api, &lb.arn).await?.unwrap_or(lb),
         _ => lb,
     };
     match &lb.state {
-        State::Active => Ok(lb),
-        State::Provisioning => Err(ProviderError::Provisioning {
-            what: format!("load balancer {}", lb.name),
-            retry_after: api.config.provisioning_retry,
-        }),
-        State::Failed => Err(ProviderError::Retryable {
-            call: "elbv2:DescribeLoadBalancers",
-            message: format!("load balancer {} is in state failed; AWS could not provision it", lb.name),
-        }),
+        State::Active => Ok((lb, None)),
+        State::Provisioning => Ok((lb, Some(api.config.provisioning_retry))),
+        State::Failed(reason) => Err(failed(&lb, reason)),
         State::Other(s) => Err(ProviderError::Retryable {
             call: "elbv2:DescribeLoadBalancers",
             message: format!("load balancer {} is in state {s}", lb.name),
         }),
+    }
+}
+
+/// The option that lets an ensure replace a load balancer AWS could not provision.
+pub const REPLACE_FAILED: &str = "replace-failed-load-balancer";
+
+/// A load balancer in state `failed`: AWS gave up making it and the same calls will not fix it,
+/// so this is permanent (no retry loop), with what the user can do.
+pub(crate) fn failed(lb: &Lb, reason: &str) -> ProviderError {
+    let why = if reason.is_empty() { String::new() } else { format!(" ({reason})") };
+    ProviderError::Failed {
+        call: "elbv2:DescribeLoadBalancers",
+        what: format!("load balancer {} ({})", lb.name, lb.arn),
+        message: format!(
+            "AWS could not provision it{why} and retrying will not help; annotate the object with \
+             aws.cloudlb.io/{REPLACE_FAILED}: \"true\" to let cloudlb delete and re-create it (its address \
+             changes), or delete it yourself and cloudlb makes a new one"
+        ),
     }
 }
 
@@ -289,10 +335,10 @@ pub fn status(
     listeners: &BTreeMap<u16, (String, Option<String>)>,
     spec_hash: Option<String>,
 ) -> LoadBalancerStatus {
-    LoadBalancerStatus {
-        ingress: if lb.dns_name.is_empty() { Vec::new() } else { vec![IngressPoint::Hostname(lb.dns_name.clone())] },
-        ip_mode: IpMode::VIP,
-        record: record::build(&lb.arn, sg_id, listeners),
-        spec_hash,
-    }
+    LoadBalancerStatus::new(address(lb), IpMode::VIP, record::build(&lb.arn, sg_id, listeners), spec_hash)
+}
+
+/// The load balancer's DNS name, once AWS has given it one.
+pub(crate) fn address(lb: &Lb) -> Vec<IngressPoint> {
+    if lb.dns_name.is_empty() { Vec::new() } else { vec![IngressPoint::Hostname(lb.dns_name.clone())] }
 }

@@ -21,6 +21,14 @@
 //! - **Delete from the record** (`record.rs`, `delete.rs`), by name + tags when it is missing.
 //! - **Shared client-side rate limits, deletes first** (`throttle.rs`), and one error mapping
 //!   (`errors.rs`) that names the failing AWS call.
+//! - **Leaks found by tags** (`tagged.rs`): a target group an interrupted ensure made and never
+//!   attached or recorded is found through the Resource Groups Tagging API, by the next ensure
+//!   that follows an interrupted one and by every delete.
+//! - **Between ensures** (`observe.rs`): a load balancer still `provisioning` is published at once
+//!   and followed with one describe; `failed` is a permanent error; the targets' health comes from
+//!   the record's target groups. The drift check is a planned ensure
+//!   ([`cloudlb_provider::DriftCheck::Plan`]), so listeners, target groups, targets, rules and
+//!   attributes changed behind our back are found, not only the load balancer.
 //!
 //! Targets without a usable instance id (no providerID, or not `aws:///zone/i-...`) are skipped
 //! with a warning log and never fail `ensure`: a load balancer with no usable target keeps its
@@ -38,6 +46,7 @@ mod inventory;
 mod listeners;
 mod load_balancer;
 pub mod names;
+mod observe;
 pub mod options;
 pub mod plan;
 mod planned;
@@ -166,6 +175,7 @@ impl Provider for AwsProvider {
             max_listeners: MAX_LISTENERS,
             ip_mode: IpMode::VIP,
             state: StateLocation::Durable,
+            drift_check: cloudlb_provider::DriftCheck::Plan,
             l7: Some(L7Capabilities {
                 https: true,
                 any_port: true,
@@ -284,6 +294,15 @@ impl Provider for AwsProvider {
     ) -> Result<cloudlb_provider::Plan, ProviderError> {
         let dry = cloudlb_provider::DryRun::default();
         dry.run(alb::ensure(&self.api_with(Priority::Normal, Some(&dry)), id, spec, record)).await
+    }
+
+    /// The recorded load balancer's state and its targets' health (see `observe.rs`).
+    async fn observe(
+        &self,
+        id: &LoadBalancerId,
+        record: Option<&Record>,
+    ) -> Result<Option<cloudlb_provider::Observed>, ProviderError> {
+        observe::observe(&self.api(Priority::Normal), id, record, &self.verified).await
     }
 
     /// One tagging-API sweep of the cluster's resources (see `inventory.rs`).

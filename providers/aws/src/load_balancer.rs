@@ -21,7 +21,8 @@ use crate::errors;
 pub enum State {
     Active,
     Provisioning,
-    Failed,
+    /// With AWS's reason, when it gives one.
+    Failed(String),
     Other(String),
 }
 
@@ -42,7 +43,9 @@ fn from_aws(lb: &aws_sdk_elasticloadbalancingv2::types::LoadBalancer) -> Option<
     let state = match lb.state().and_then(|s| s.code()) {
         Some(LoadBalancerStateEnum::Active) | Some(LoadBalancerStateEnum::ActiveImpaired) => State::Active,
         Some(LoadBalancerStateEnum::Provisioning) => State::Provisioning,
-        Some(LoadBalancerStateEnum::Failed) => State::Failed,
+        Some(LoadBalancerStateEnum::Failed) => {
+            State::Failed(lb.state().and_then(|s| s.reason()).unwrap_or_default().to_string())
+        }
         Some(other) => State::Other(other.as_str().to_string()),
         None => State::Other("unknown".into()),
     };

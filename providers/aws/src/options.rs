@@ -39,6 +39,7 @@ pub const SUPPORTED: &[&str] = &[
     "attributes",
     "eip-allocations",
     "additional-resource-tags",
+    crate::ensure::REPLACE_FAILED,
 ];
 
 /// AWS Load Balancer Controller / cloud-provider-aws annotations users may bring along that this
@@ -132,6 +133,9 @@ pub struct Options {
     pub lb_attributes: BTreeMap<String, String>,
     pub eip_allocations: Option<Vec<String>>,
     pub additional_tags: BTreeMap<String, String>,
+    /// `replace-failed-load-balancer`: a load balancer AWS could not provision is deleted and
+    /// made again instead of reported.
+    pub replace_failed: bool,
 }
 
 /// How users write the key: the first prefix + key.
@@ -314,6 +318,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
     }
 
     out.additional_tags = p.key_values("additional-resource-tags", "tag");
+    out.replace_failed = p.bool(crate::ensure::REPLACE_FAILED).unwrap_or(false);
     for (k, v) in out.additional_tags.clone() {
         if crate::tags::is_reserved(&k) {
             p.bad("additional-resource-tags", &format!("{k}={v}"), "tag keys other than cloudlb.io/*, kubernetes.io/cluster/*, aws:*, service.k8s.aws/stack and kubernetes.io/service-name (cloudlb sets those)");

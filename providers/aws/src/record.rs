@@ -73,6 +73,15 @@ pub fn target_groups(r: &Record) -> Vec<String> {
 }
 
 /// The target group recorded for listener `port`, if it looks like one.
+/// Every target group with what follows `target-group/` in its key (a port, or an ALB's
+/// target group name).
+pub fn target_groups_by_key(r: &Record) -> Vec<(&str, &str)> {
+    r.0.iter()
+        .filter(|(_, v)| is_elb_arn(v, "targetgroup/"))
+        .filter_map(|(k, v)| Some((k.strip_prefix(TARGET_GROUP)?, v.as_str())))
+        .collect()
+}
+
 pub fn target_group(r: &Record, port: u16) -> Option<&str> {
     r.get(&format!("{TARGET_GROUP}{port}")).filter(|v| is_elb_arn(v, "targetgroup/"))
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_elasticloadbalancingv2::types::{
     Matcher, ProtocolEnum, TargetDescription, TargetGroupAttribute, TargetHealthStateEnum, TargetTypeEnum,
 };
-use cloudlb_provider::ProviderError;
+use cloudlb_provider::{GroupHealth, ProviderError, UnhealthyTarget};
 
 use crate::clients::Api;
 use crate::errors;
@@ -88,29 +88,6 @@ pub async fn find_by_names(api: &Api<'_>, names: &[String]) -> Result<BTreeMap<S
         }
     }
     Ok(out)
-}
-
-/// Every target group of the region whose name contains `marker` (every delete).
-pub async fn scan(api: &Api<'_>, marker: &str) -> Result<Vec<Tg>, ProviderError> {
-    const CALL: &str = "elbv2:DescribeTargetGroups";
-    let mut out = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        api.permit(CALL).await;
-        let r = api
-            .elb
-            .describe_target_groups()
-            .set_marker(next.clone())
-            .page_size(400)
-            .send()
-            .await
-            .map_err(|e| errors::map(CALL, e))?;
-        out.extend(r.target_groups().iter().filter_map(from_aws).filter(|t| t.name.contains(marker)));
-        next = r.next_marker().filter(|m| !m.is_empty()).map(String::from);
-        if next.is_none() {
-            return Ok(out);
-        }
-    }
 }
 
 fn hc_protocol(p: HcProtocol) -> ProtocolEnum {
@@ -262,9 +239,80 @@ pub async fn converge_attributes(
     Ok(true)
 }
 
-/// Instance ids registered in the target group (draining ones excluded: they are on their way
-/// out and must be registered again if wanted).
-pub async fn registered(api: &Api<'_>, arn: &str) -> Result<BTreeSet<String>, ProviderError> {
+/// What a target group's `DescribeTargetHealth` says: the registered instance ids (draining
+/// ones excluded: they are on their way out and must be registered again if wanted) and how
+/// each target counts for health.
+#[derive(Clone, Debug, Default)]
+pub struct Registrations {
+    pub ids: BTreeSet<String>,
+    counted: BTreeMap<String, Counted>,
+}
+
+#[derive(Clone, Debug)]
+enum Counted {
+    Healthy,
+    Pending,
+    Unhealthy { reason: String, description: String },
+}
+
+impl Registrations {
+    /// After `apply_targets` added and removed these: the added ones are pending (their first
+    /// checks run), the removed ones no longer count.
+    fn after(mut self, added: Vec<String>, removed: Vec<String>) -> Self {
+        for r in removed {
+            self.ids.remove(&r);
+            self.counted.remove(&r);
+        }
+        for a in added {
+            self.counted.insert(a.clone(), Counted::Pending);
+            self.ids.insert(a);
+        }
+        self
+    }
+
+    /// The targets' health as the controller reads it, under `name`.
+    pub fn health(&self, name: String) -> GroupHealth {
+        let mut g = GroupHealth { name, ..Default::default() };
+        for (target, c) in &self.counted {
+            match c {
+                Counted::Healthy => g.healthy += 1,
+                Counted::Pending => g.pending += 1,
+                Counted::Unhealthy { reason, description } => g.unhealthy.push(UnhealthyTarget {
+                    target: target.clone(),
+                    reason: reason.clone(),
+                    description: description.clone(),
+                }),
+            }
+        }
+        g
+    }
+}
+
+/// How one target's AWS health counts: `initial` (first checks running), `draining`, and
+/// `unused` because the group is not in use yet (`Target.NotInUse`: a group created a moment
+/// before its listener) are pending; `healthy` is healthy; the rest (`unhealthy`, `unavailable`,
+/// `unused` for a stopped instance or a zone the load balancer does not serve) is unhealthy,
+/// with AWS's reason.
+fn counted(h: Option<&aws_sdk_elasticloadbalancingv2::types::TargetHealth>) -> Counted {
+    use aws_sdk_elasticloadbalancingv2::types::TargetHealthReasonEnum as Reason;
+    let state = h.and_then(|h| h.state());
+    let reason = h.and_then(|h| h.reason());
+    match state {
+        Some(TargetHealthStateEnum::Healthy) => Counted::Healthy,
+        Some(TargetHealthStateEnum::Initial | TargetHealthStateEnum::Draining) => Counted::Pending,
+        Some(TargetHealthStateEnum::Unused) if matches!(reason, Some(Reason::NotInUse)) => Counted::Pending,
+        _ => Counted::Unhealthy {
+            reason: reason
+                .map(|r| r.as_str().to_string())
+                .or_else(|| state.map(|s| s.as_str().to_string()))
+                .unwrap_or_default(),
+            description: h.and_then(|h| h.description()).unwrap_or_default().to_string(),
+        },
+    }
+}
+
+/// [`Registrations`] of the target group; an error when it does not exist.
+pub async fn registered(api: &Api<'_>, arn: &str) -> Result<Registrations, ProviderError> {
     const CALL: &str = "elbv2:DescribeTargetHealth";
     registered_if_exists(api, arn)
         .await?
@@ -272,10 +320,10 @@ pub async fn registered(api: &Api<'_>, arn: &str) -> Result<BTreeSet<String>, Pr
 }
 
 /// [`registered`], or `None` when the target group does not exist.
-pub async fn registered_if_exists(api: &Api<'_>, arn: &str) -> Result<Option<BTreeSet<String>>, ProviderError> {
+pub async fn registered_if_exists(api: &Api<'_>, arn: &str) -> Result<Option<Registrations>, ProviderError> {
     const CALL: &str = "elbv2:DescribeTargetHealth";
     if crate::planned::is(arn) {
-        return Ok(Some(BTreeSet::new()));
+        return Ok(Some(Registrations::default()));
     }
     api.permit(CALL).await;
     let r = match api.elb.describe_target_health().target_group_arn(arn).send().await {
@@ -283,25 +331,28 @@ pub async fn registered_if_exists(api: &Api<'_>, arn: &str) -> Result<Option<BTr
         Err(e) if errors::is(&e, &["TargetGroupNotFound"]) => return Ok(None),
         Err(e) => return Err(errors::map(CALL, e)),
     };
-    Ok(Some(
-        r.target_health_descriptions()
-            .iter()
-            .filter(|d| !matches!(d.target_health().and_then(|h| h.state()), Some(TargetHealthStateEnum::Draining)))
-            .filter_map(|d| d.target().and_then(|t| t.id()).map(String::from))
-            .collect(),
-    ))
+    let mut out = Registrations::default();
+    for d in r.target_health_descriptions() {
+        let Some(id) = d.target().and_then(|t| t.id()) else { continue };
+        out.counted.insert(id.to_string(), counted(d.target_health()));
+        if !matches!(d.target_health().and_then(|h| h.state()), Some(TargetHealthStateEnum::Draining)) {
+            out.ids.insert(id.to_string());
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Register the missing instances and deregister the extra ones: at most one call of each per
-/// target group (per [`TARGETS_PER_CALL`] instances). Returns (added, removed).
+/// target group (per [`TARGETS_PER_CALL`] instances). Returns the registrations afterwards.
 pub async fn converge_targets(
     api: &Api<'_>,
     arn: &str,
     node_port: u16,
     instances: &BTreeSet<String>,
-) -> Result<(usize, usize), ProviderError> {
+) -> Result<Registrations, ProviderError> {
     let current = registered(api, arn).await?;
-    apply_targets(api, arn, node_port, instances, &current).await
+    let (added, removed) = apply_targets(api, arn, node_port, instances, &current.ids).await?;
+    Ok(current.after(added, removed))
 }
 
 /// Register `instances` missing from `current` and deregister the extra ones: at most one
@@ -312,7 +363,7 @@ pub async fn apply_targets(
     node_port: u16,
     instances: &BTreeSet<String>,
     current: &BTreeSet<String>,
-) -> Result<(usize, usize), ProviderError> {
+) -> Result<(Vec<String>, Vec<String>), ProviderError> {
     let add: Vec<&String> = instances.difference(current).collect();
     let remove: Vec<&String> = current.difference(instances).collect();
     let describe = |ids: &[&String]| -> Vec<TargetDescription> {
@@ -346,7 +397,7 @@ pub async fn apply_targets(
             Err(e) => return Err(errors::map(CALL, e)),
         }
     }
-    Ok((add.len(), remove.len()))
+    Ok((add.into_iter().cloned().collect(), remove.into_iter().cloned().collect()))
 }
 
 /// Delete; already gone is success. Still attached to a listener (being deleted) is retryable.

@@ -23,11 +23,11 @@ use crate::{options, plan, record, tags, target_groups};
 pub struct Verified(Mutex<HashSet<(String, String)>>);
 
 impl Verified {
-    fn contains(&self, uid: &str, arn: &str) -> bool {
+    pub(crate) fn contains(&self, uid: &str, arn: &str) -> bool {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).contains(&(uid.to_string(), arn.to_string()))
     }
 
-    fn insert(&self, uid: &str, arn: &str) {
+    pub(crate) fn insert(&self, uid: &str, arn: &str) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).insert((uid.to_string(), arn.to_string()));
     }
 
@@ -67,15 +67,9 @@ pub async fn update_groups(
     instances: &BTreeSet<String>,
     verified: &Verified,
 ) -> Result<bool, ProviderError> {
-    let unverified: Vec<String> =
-        groups.iter().filter(|(arn, _)| !verified.contains(&id.uid, arn)).map(|(arn, _)| arn.clone()).collect();
-    if !unverified.is_empty() {
-        let found = tags::describe_elb(api, &unverified).await?;
-        for arn in &unverified {
-            let Some(t) = found.get(arn) else { return Ok(false) };
-            tags::check_owned("elbv2:DescribeTags", id, arn, t)?;
-            verified.insert(&id.uid, arn);
-        }
+    let arns: Vec<&String> = groups.iter().map(|(arn, _)| arn).collect();
+    if !verify(api, id, &arns, verified).await? {
+        return Ok(false);
     }
     // Read every group first: a group that is gone means the record is stale, and a full
     // ensure must run before anything is changed.
@@ -87,7 +81,29 @@ pub async fn update_groups(
         }
     }
     for ((arn, node_port), current) in groups.iter().zip(&current) {
-        target_groups::apply_targets(api, arn, *node_port, instances, current).await?;
+        target_groups::apply_targets(api, arn, *node_port, instances, &current.ids).await?;
+    }
+    Ok(true)
+}
+
+/// Checks (once per process per group: one DescribeTags for all unchecked ones) that each of
+/// `arns` is `id`'s. `Ok(false)`: one of them is gone. A group of someone else is a Conflict.
+pub async fn verify(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    arns: &[&String],
+    verified: &Verified,
+) -> Result<bool, ProviderError> {
+    let unverified: Vec<String> =
+        arns.iter().filter(|arn| !verified.contains(&id.uid, arn)).map(|a| a.to_string()).collect();
+    if unverified.is_empty() {
+        return Ok(true);
+    }
+    let found = tags::describe_elb(api, &unverified).await?;
+    for arn in &unverified {
+        let Some(t) = found.get(arn) else { return Ok(false) };
+        tags::check_owned("elbv2:DescribeTags", id, arn, t)?;
+        verified.insert(&id.uid, arn);
     }
     Ok(true)
 }

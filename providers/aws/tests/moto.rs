@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancerSchemeEnum, LoadBalancerTypeEnum};
-use cloudlb_provider::{ErrorClass, IngressPoint, IpMode, Protocol, Provider, ProviderError, Scheme, conformance};
+use cloudlb_provider::{
+    ErrorClass, IngressPoint, IpMode, LoadBalancerStatus, Protocol, Provider, ProviderError, Scheme, conformance,
+};
 use cloudlb_provider_aws::{AwsProvider, names};
 
 use support::proxy::FaultProxy;
@@ -184,7 +186,8 @@ async fn updates_converge_in_place_with_batched_target_calls() {
     // Unchanged: no mutating call at all.
     let before = p.call_counts();
     let again = p.ensure(&id, &a, Some(&st.record)).await.expect("ensure a again");
-    assert_eq!(again, st);
+    // The same load balancer; the targets' health moved on (registered a moment ago, healthy now).
+    assert_eq!(LoadBalancerStatus { targets: None, ..again }, LoadBalancerStatus { targets: None, ..st.clone() });
     assert_eq!(mutations(&before, &p.call_counts()), BTreeMap::new(), "an unchanged ensure must not mutate");
 
     // Targets: +2 -0 then 1 RegisterTargets per target group, no deregistration.
@@ -315,22 +318,18 @@ async fn targets_only_updates_touch_only_target_registrations() {
     assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
 }
 
-#[tokio::test]
-async fn delete_with_a_record_also_removes_a_target_group_an_interrupted_ensure_left_unattached() {
+/// What an ensure killed between CreateTargetGroup and CreateListener leaves when the port
+/// changes again before the next ensure: our target group, tagged, in no listener, in no record.
+async fn stray_target_group(w: &World, id: &cloudlb_provider::LoadBalancerId) -> String {
     use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, Tag};
     use cloudlb_provider_aws::{names, plan::TgProtocol, tags};
-    let w = World::new("stray").await;
-    let p = w.provider().await;
-    let id = w.id("web");
-    let st = p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), None).await.expect("ensure");
-    // What an ensure killed between CreateTargetGroup and CreateListener leaves when the port
-    // changes again before the next ensure: our target group, tagged, in no listener, in no record.
-    let name = names::target_group(&id, 8080, TgProtocol::Tcp, 30090);
-    let tag_list: Vec<Tag> = tags::desired(&id, tags::ROLE_TARGET_GROUP, &Default::default())
+    let name = names::target_group(id, 8080, TgProtocol::Tcp, 30090);
+    let tag_list: Vec<Tag> = tags::desired(id, tags::ROLE_TARGET_GROUP, &Default::default())
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
-    w.elb
+    let made = w
+        .elb
         .create_target_group()
         .name(&name)
         .protocol(ProtocolEnum::Tcp)
@@ -340,9 +339,58 @@ async fn delete_with_a_record_also_removes_a_target_group_an_interrupted_ensure_
         .send()
         .await
         .expect("create the stray target group");
+    assert!(made.target_groups()[0].target_group_arn().is_some());
+    name
+}
+
+#[tokio::test]
+async fn delete_with_a_record_also_removes_a_target_group_an_interrupted_ensure_left_unattached() {
+    let w = World::new("stray").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let st = p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), None).await.expect("ensure");
+    stray_target_group(&w, &id).await;
     assert_eq!(w.owned().await.target_groups.len(), 2);
+    let before = p.call_counts();
     p.delete(&id, Some(&st.record)).await.expect("delete");
+    let calls = calls_since(&before, &p.call_counts());
+    assert_eq!(calls.get("tagging:GetResources"), Some(&1), "found by tags in one call: {calls:?}");
     assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+}
+
+#[tokio::test]
+async fn an_ensure_after_an_interrupted_one_deletes_its_unattached_target_group_and_a_settled_one_does_not_look() {
+    let w = World::new("stray-ensure").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    // The interrupted ensure left a target group and no record (the record is written after it).
+    let stray = stray_target_group(&w, &id).await;
+    let before = p.call_counts();
+    let st = p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), None).await.expect("ensure");
+    let calls = calls_since(&before, &p.call_counts());
+    assert_eq!(calls.get("tagging:GetResources"), Some(&1), "no record: one look by tags: {calls:?}");
+    assert_eq!(calls.get("elbv2:DeleteTargetGroup"), Some(&1), "{calls:?}");
+    let left: Vec<String> = w.owned().await.target_groups;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!left.contains(&stray), "the stray target group is gone: {left:?}");
+
+    // A settled ensure (its record names exactly the wanted groups) does not look.
+    let before = p.call_counts();
+    p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), Some(&st.record)).await.expect("unchanged");
+    let calls = calls_since(&before, &p.call_counts());
+    assert_eq!(calls.get("tagging:GetResources"), None, "{calls:?}");
+    assert_eq!(mutations(&before, &p.call_counts()), BTreeMap::new());
+
+    // Another object's group, and a group of ours that is in use, are never taken.
+    let other = w.id("other");
+    let theirs = stray_target_group(&w, &other).await;
+    let mut partial = st.record.clone();
+    partial.0.remove("target-group/80");
+    p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), Some(&partial)).await.expect("record differs: looks again");
+    let left = w.owned().await.target_groups;
+    assert!(left.contains(&theirs) && left.len() == 2, "{left:?}");
+    p.delete(&id, Some(&st.record)).await.expect("delete");
+    assert_eq!(w.owned().await.target_groups, vec![theirs]);
 }
 
 #[tokio::test]
@@ -549,7 +597,7 @@ async fn throttled_responses_and_limiter_waits_are_counted_per_action() {
         injected.contains_key("elbv2:CreateLoadBalancer") && injected.contains_key("ec2:DescribeSubnets"),
         "{injected:?}"
     );
-    assert!(!injected.contains_key("?"), "a JSON-protocol call was throttled: {injected:?}");
+    assert!(!injected.contains_key("?"), "a call the proxy could not name was throttled: {injected:?}");
     assert_eq!(p.throttle_counts(), injected, "each throttled response, under its call's name");
 
     let metrics = p.metrics();
@@ -722,4 +770,153 @@ async fn more_security_group_rules_than_the_quota_is_refused_before_any_call() {
     assert!(e.to_string().contains("RulesPerSecurityGroupLimitExceeded"), "{e}");
     raised.delete(&id, None).await.expect("delete");
     assert!(w.owned().await.is_empty(), "{:?}", w.owned().await);
+}
+
+async fn set_running(w: &World, i: usize, running: bool) {
+    let id = w.instances[i].clone();
+    if running {
+        w.ec2.start_instances().instance_ids(id).send().await.expect("start instance");
+    } else {
+        w.ec2.stop_instances().instance_ids(id).send().await.expect("stop instance");
+    }
+}
+
+/// Target health from an ensure (what it read anyway) and from `observe` (the record's groups),
+/// with AWS's reasons; moto reports a stopped instance `unused` / `Target.InvalidState`.
+#[tokio::test]
+async fn target_health_follows_the_instances_with_aws_reasons() {
+    use cloudlb_provider::{HealthVerdict, LbState};
+    let w = World::new("health").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let st = p.ensure(&id, &w.spec(&[(80, 30080), (443, 30443)], &[0, 1]), None).await.expect("ensure");
+    let fresh = st.targets.expect("an ensure reports the health it read");
+    let names: BTreeSet<&str> = fresh.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["port 443", "port 80"]));
+    assert_eq!(fresh.verdict(), HealthVerdict::Checking, "targets registered a moment ago are pending: {fresh:?}");
+
+    let before = p.call_counts();
+    let seen = p.observe(&id, Some(&st.record)).await.expect("observe").expect("ours");
+    assert_eq!(seen.state, LbState::Active);
+    let health = seen.targets.expect("health");
+    assert_eq!((health.verdict(), health.healthy(), health.counted()), (HealthVerdict::AllHealthy, 4, 4));
+    let first = calls_since(&before, &p.call_counts());
+    assert_eq!(first.get("elbv2:DescribeTargetHealth"), Some(&2), "{first:?}");
+    assert_eq!(first.get("elbv2:DescribeLoadBalancers"), Some(&1), "{first:?}");
+    // Ownership is checked once per process; afterwards a look is 1 + 1 per target group.
+    let before = p.call_counts();
+    p.observe(&id, Some(&st.record)).await.expect("observe again");
+    let again = calls_since(&before, &p.call_counts());
+    assert_eq!(
+        again,
+        BTreeMap::from([("elbv2:DescribeLoadBalancers".to_string(), 1), ("elbv2:DescribeTargetHealth".to_string(), 2)])
+    );
+
+    set_running(&w, 1, false).await;
+    let health = p.observe(&id, Some(&st.record)).await.unwrap().unwrap().targets.unwrap();
+    assert_eq!(health.verdict(), HealthVerdict::SomeUnhealthy);
+    let m = health.message();
+    assert!(m.starts_with("2 of 4 targets healthy") && m.contains(&w.instances[1]), "{m}");
+    assert!(m.contains("Target.InvalidState") && m.contains("stopped"), "AWS's reason and words: {m}");
+
+    set_running(&w, 0, false).await;
+    let health = p.observe(&id, Some(&st.record)).await.unwrap().unwrap().targets.unwrap();
+    assert_eq!(health.verdict(), HealthVerdict::NoHealthyTargets, "{health:?}");
+    assert!(health.message().contains("no healthy target on port 443, port 80"), "{}", health.message());
+
+    set_running(&w, 0, true).await;
+    set_running(&w, 1, true).await;
+    let health = p.observe(&id, Some(&st.record)).await.unwrap().unwrap().targets.unwrap();
+    assert_eq!(health.verdict(), HealthVerdict::AllHealthy);
+
+    // A record pointing at another object's load balancer reads as "cannot tell".
+    let other = w.id("other");
+    let theirs = p.ensure(&other, &w.spec(&[(81, 30081)], &[2]), None).await.expect("ensure other");
+    assert_eq!(p.observe(&id, Some(&theirs.record)).await.expect("observe forged"), None);
+    assert_eq!(p.observe(&id, None).await.expect("no record"), None);
+    p.delete(&id, Some(&st.record)).await.unwrap();
+    p.delete(&other, Some(&theirs.record)).await.unwrap();
+}
+
+/// A load balancer AWS is still provisioning: the ensure returns its DNS name at once (flagged
+/// `provisioning`) instead of an error, and `observe` follows it with one describe per look.
+#[tokio::test]
+async fn a_provisioning_load_balancer_is_published_at_once_and_watched_with_one_describe() {
+    use cloudlb_provider::LbState;
+    let w = World::new("provisioning").await;
+    let proxy = FaultProxy::start(w.moto.addr, usize::MAX).await;
+    proxy.enabled.store(false, std::sync::atomic::Ordering::SeqCst);
+    *proxy.lb_state.lock().unwrap() = Some(("provisioning".into(), None));
+    let mut config = w.config();
+    config.endpoint_url = Some(proxy.url());
+    support::test_env();
+    let p = AwsProvider::new(config).await.unwrap();
+    let id = w.id("web");
+    let st = p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), None).await.expect("provisioning is not an error");
+    assert!(st.provisioning.is_some(), "{st:?}");
+    assert!(matches!(st.ingress.as_slice(), [IngressPoint::Hostname(h)] if !h.is_empty()), "{st:?}");
+
+    p.observe(&id, Some(&st.record)).await.expect("first look (ownership)");
+    let before = p.call_counts();
+    let seen = p.observe(&id, Some(&st.record)).await.expect("observe").expect("ours");
+    assert_eq!(seen, cloudlb_provider::Observed { state: LbState::Provisioning, targets: None });
+    assert_eq!(
+        calls_since(&before, &p.call_counts()),
+        BTreeMap::from([("elbv2:DescribeLoadBalancers".to_string(), 1)]),
+        "one describe per look while provisioning"
+    );
+
+    *proxy.lb_state.lock().unwrap() = None;
+    let seen = p.observe(&id, Some(&st.record)).await.unwrap().unwrap();
+    assert_eq!(seen.state, LbState::Active);
+    assert!(seen.targets.is_some());
+    p.delete(&id, Some(&st.record)).await.unwrap();
+}
+
+/// AWS gave up on a load balancer: a permanent error saying what to do, no retry loop and no
+/// change; with `replace-failed-load-balancer` it is deleted and made again (its target groups
+/// and security group kept).
+#[tokio::test]
+async fn a_failed_load_balancer_is_a_permanent_error_and_replaced_only_when_asked() {
+    use cloudlb_provider::LbState;
+    let w = World::new("failed").await;
+    let proxy = FaultProxy::start(w.moto.addr, usize::MAX).await;
+    proxy.enabled.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut config = w.config();
+    config.endpoint_url = Some(proxy.url());
+    support::test_env();
+    let p = AwsProvider::new(config).await.unwrap();
+    let id = w.id("web");
+    let spec = w.spec(&[(80, 30080)], &[0]);
+    let st = p.ensure(&id, &spec, None).await.expect("ensure");
+
+    *proxy.lb_state.lock().unwrap() = Some(("failed".into(), Some("InternalFailure".into())));
+    let before = p.call_counts();
+    let err = p.ensure(&id, &spec, Some(&st.record)).await.expect_err("failed");
+    assert!(matches!(err, ProviderError::Failed { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let text = err.to_string();
+    assert!(text.contains("InternalFailure") && text.contains("replace-failed-load-balancer"), "{text}");
+    assert_eq!(mutations(&before, &p.call_counts()), BTreeMap::new(), "nothing changed");
+    let seen = p.observe(&id, Some(&st.record)).await.unwrap().unwrap();
+    assert!(matches!(seen.state, LbState::Failed { ref message } if message.contains("InternalFailure")), "{seen:?}");
+
+    let mut replace = spec.clone();
+    replace.options.insert("replace-failed-load-balancer".into(), "true".into());
+    let before = p.call_counts();
+    let err = p.ensure(&id, &replace, Some(&st.record)).await.expect_err("replacing takes a pass");
+    assert_eq!(err.class(), ErrorClass::Provisioning, "{err:?}");
+    assert_eq!(mutations(&before, &p.call_counts()), BTreeMap::from([("elbv2:DeleteLoadBalancer".to_string(), 1)]));
+    *proxy.lb_state.lock().unwrap() = None;
+    let new = p.ensure(&id, &replace, None).await.expect("made again");
+    assert_ne!(new.record.get("load-balancer"), st.record.get("load-balancer"));
+    assert_eq!(new.record.get("target-group/80"), st.record.get("target-group/80"), "the target group is kept");
+    assert_eq!(w.owned().await.load_balancers.len(), 1);
+
+    let mut bad = spec.clone();
+    bad.options.insert("replace-failed-load-balancer".into(), "yes".into());
+    let problems = p.validate(&bad);
+    assert!(problems.iter().any(|m| m.contains("replace-failed-load-balancer")), "{problems:?}");
+    p.delete(&id, Some(&new.record)).await.unwrap();
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
 }

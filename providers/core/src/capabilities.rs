@@ -35,6 +35,22 @@ pub struct Capabilities {
     pub state: StateLocation,
     /// What the provider can do with HTTP load balancers; `None` when it builds none.
     pub l7: Option<L7Capabilities>,
+    /// How the controller's drift check asks whether the cloud still implements a spec.
+    pub drift_check: DriftCheck,
+}
+
+/// How the controller's drift check (once per `--resync-period` per load balancer) asks whether
+/// the cloud still implements a spec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum DriftCheck {
+    /// `get`, comparing the spec hash the provider keeps with the load balancer: a few reads,
+    /// but a change made behind the provider's back below the load balancer goes unseen.
+    #[default]
+    SpecHash,
+    /// `plan` (the ensure's own reads, changing nothing): any change it would make is drift, so
+    /// a deleted listener, a deregistered target or a revoked rule is found and repaired. Costs
+    /// what an unchanged ensure reads.
+    Plan,
 }
 
 impl Capabilities {

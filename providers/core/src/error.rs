@@ -43,6 +43,11 @@ pub enum ProviderError {
 
     #[error("{call}: permission denied: {message}")]
     Permission { call: &'static str, message: String },
+
+    /// The cloud gave up making the load balancer (aws state `failed`); `message` says what the
+    /// user can do.
+    #[error("{call}: {what} failed: {message}")]
+    Failed { call: &'static str, what: String, message: String },
 }
 
 /// `err` and its sources, joined with ": " (a source whose text is already included is left
@@ -70,7 +75,8 @@ impl ProviderError {
             ProviderError::Conflict { .. }
             | ProviderError::Invalid { .. }
             | ProviderError::Quota { .. }
-            | ProviderError::Permission { .. } => ErrorClass::Permanent,
+            | ProviderError::Permission { .. }
+            | ProviderError::Failed { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -93,6 +99,7 @@ impl ProviderError {
             ProviderError::Invalid { .. } => "InvalidSpec",
             ProviderError::Quota { .. } => "QuotaExceeded",
             ProviderError::Permission { .. } => "PermissionDenied",
+            ProviderError::Failed { .. } => "LoadBalancerFailed",
         }
     }
 }

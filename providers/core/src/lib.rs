@@ -20,6 +20,7 @@ pub mod error;
 pub mod l7;
 pub mod memory;
 pub mod naming;
+pub mod observed;
 pub mod options;
 pub mod pool;
 pub mod provider;
@@ -27,10 +28,11 @@ pub mod spec;
 pub mod status;
 pub mod throttle;
 
-pub use capabilities::{Capabilities, L7Capabilities, StateLocation};
+pub use capabilities::{Capabilities, DriftCheck, L7Capabilities, StateLocation};
 pub use dry_run::{ChangeAction, DryRun, Plan, PlannedChange};
 pub use error::{ErrorClass, ProviderError, Result};
 pub use l7::L7Spec;
+pub use observed::{GroupHealth, HealthVerdict, LbState, Observed, TargetHealth, UnhealthyTarget};
 pub use provider::{OwnedLoadBalancer, Provider, ProviderMetric};
 pub use spec::{
     AddressKind, HealthCheck, HealthCheckProtocol, HealthTarget, IpFamily, Listener, LoadBalancerId, LoadBalancerSpec,

@@ -337,12 +337,7 @@ impl MemoryProvider {
     fn status(&self, entry: &Entry) -> LoadBalancerStatus {
         let mut record = Record::default();
         record.set(RECORD_IP, entry.ip.to_string());
-        LoadBalancerStatus {
-            ingress: vec![IngressPoint::Ip(entry.ip)],
-            ip_mode: IpMode::VIP,
-            record,
-            spec_hash: Some(entry.spec_hash.clone()),
-        }
+        LoadBalancerStatus::new(vec![IngressPoint::Ip(entry.ip)], IpMode::VIP, record, Some(entry.spec_hash.clone()))
     }
 }
 
@@ -373,6 +368,7 @@ impl Provider for MemoryProvider {
             max_listeners: 100,
             ip_mode: IpMode::VIP,
             state: if self.config.state_file.is_some() { StateLocation::Durable } else { StateLocation::InProcess },
+            drift_check: crate::DriftCheck::SpecHash,
             l7: Some(L7Capabilities {
                 https: true,
                 any_port: true,

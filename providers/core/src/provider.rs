@@ -184,6 +184,17 @@ pub trait Provider: Send + Sync + 'static {
     /// What exists for `id` now, without changing anything; `None` when nothing does.
     async fn get(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<Option<LoadBalancerStatus>>;
 
+    /// The cloud's state of the load balancer `id` (either layer) and, once it is active, its
+    /// targets' health (see [`crate::observed`]); `None` when the provider cannot tell or nothing
+    /// exists. Reads only, and cheap: the controller calls it while the cloud is provisioning
+    /// (to publish readiness without a full ensure) and to follow target health (often while
+    /// some target is unhealthy, with the drift check otherwise). The default is `None`: an
+    /// in-process load balancer is active once made and has no health checks of its own.
+    async fn observe(&self, id: &LoadBalancerId, record: Option<&Record>) -> Result<Option<crate::Observed>> {
+        let _ = (id, record);
+        Ok(None)
+    }
+
     /// [`Provider::validate`] for an L7 spec (checked with [`crate::L7Capabilities::check`]).
     fn validate_l7(&self, spec: &L7Spec) -> Vec<String> {
         let _ = spec;

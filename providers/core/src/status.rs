@@ -74,4 +74,18 @@ pub struct LoadBalancerStatus {
     /// (used by the drift check); `None` when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_hash: Option<String>,
+    /// The cloud is still making the load balancer: its address is known (publish it) but may
+    /// not answer yet; look again (with [`crate::Provider::observe`]) after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<std::time::Duration>,
+    /// The targets' health, when the provider read it anyway (see [`crate::observed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<crate::TargetHealth>,
+}
+
+impl LoadBalancerStatus {
+    /// A finished load balancer's status (not provisioning, targets' health not read).
+    pub fn new(ingress: Vec<IngressPoint>, ip_mode: IpMode, record: Record, spec_hash: Option<String>) -> Self {
+        Self { ingress, ip_mode, record, spec_hash, provisioning: None, targets: None }
+    }
 }

@@ -390,7 +390,7 @@ pub fn status(ip: &str, record: Record, spec_hash: Option<String>) -> Result<Loa
         call: forwarding_rule::GET,
         message: format!("the forwarding rule's IPAddress {ip:?} is not an IP address"),
     })?;
-    Ok(LoadBalancerStatus { ingress: vec![IngressPoint::Ip(parsed)], ip_mode: IpMode::VIP, record, spec_hash })
+    Ok(LoadBalancerStatus::new(vec![IngressPoint::Ip(parsed)], IpMode::VIP, record, spec_hash))
 }
 
 /// Zones of `links` (instance groups).

@@ -179,6 +179,7 @@ impl Provider for GcpProvider {
             max_listeners: MAX_LISTENERS,
             ip_mode: IpMode::VIP,
             state: StateLocation::Durable,
+            drift_check: cloudlb_provider::DriftCheck::SpecHash,
             l7: Some(L7Capabilities {
                 https: true,
                 any_port: true,

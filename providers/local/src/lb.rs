@@ -93,12 +93,12 @@ impl Lb {
     pub(crate) fn status(&self) -> LoadBalancerStatus {
         let mut record = Record::default();
         record.set(RECORD_IP, self.ip.to_string());
-        LoadBalancerStatus {
-            ingress: vec![IngressPoint::Ip(self.ip)],
-            ip_mode: IpMode::Proxy,
+        LoadBalancerStatus::new(
+            vec![IngressPoint::Ip(self.ip)],
+            IpMode::Proxy,
             record,
-            spec_hash: self.spec.as_ref().map(LoadBalancerSpec::hash),
-        }
+            self.spec.as_ref().map(LoadBalancerSpec::hash),
+        )
     }
 
     /// Make this load balancer implement `spec`. On error nothing has changed. Returns the

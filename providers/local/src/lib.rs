@@ -327,6 +327,7 @@ impl Provider for LocalProvider {
             max_listeners: MAX_LISTENERS,
             ip_mode: IpMode::Proxy,
             state: StateLocation::InProcess,
+            drift_check: cloudlb_provider::DriftCheck::SpecHash,
             l7: Some(L7Capabilities {
                 https: true,
                 any_port: true,

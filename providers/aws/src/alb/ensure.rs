@@ -20,15 +20,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum;
-use cloudlb_provider::{IngressPoint, IpMode, L7Spec, LoadBalancerId, LoadBalancerStatus, ProviderError, Record};
+use cloudlb_provider::{IpMode, L7Spec, LoadBalancerId, LoadBalancerStatus, ProviderError, Record};
 
 use super::listeners::Wanted;
 use super::plan::{AlbAction, AlbPlan, CertRef};
 use super::{certificates, listeners as alb_listeners, options, plan, record as alb_record, rules};
 use crate::clients::Api;
-use crate::ensure::{WantedLb, ensure_target_groups, look_up, wait_active};
+use crate::delete as nlb_delete;
+use crate::ensure::{WantedLb, ensure_target_groups, group_label, look_up, wait_active};
 use crate::load_balancer::{self, Lb};
-use crate::{listeners, record, security_group, tags, target_groups};
+use crate::{listeners, record, security_group, tags};
 
 /// Every problem `ensure_l7` refuses to start with (what `validate_l7` reports), the security
 /// group's rule count against the quota (`rules_quota`) included.
@@ -89,6 +90,7 @@ pub async fn ensure(
         kind: "Ingress",
         scheme: plan.scheme,
         annotated_subnets: plan.annotated_subnets.as_deref(),
+        replace_failed: opts.replace_failed,
     };
     let (existing, new_subnets) = look_up(api, id, &wanted, record_in).await?;
 
@@ -128,7 +130,8 @@ pub async fn ensure(
 
     // 4. Target groups (before any rule or listener points at them).
     let tg_tags = tags::desired(id, tags::ROLE_ALB_TARGET_GROUP, &plan.additional_tags);
-    let tg_arns = ensure_target_groups(api, id, &plan.target_groups, &plan.instances, &tg_tags).await?;
+    let (tg_arns, health) =
+        ensure_target_groups(api, id, &plan.target_groups, &plan.instances, &tg_tags, |t| group_label(&t.name)).await?;
 
     // 5. Certificates.
     let wanted_certs: Vec<&cloudlb_provider::l7::Certificate> = plan
@@ -162,18 +165,10 @@ pub async fn ensure(
 
     // 7. Target groups no longer used (only ours: checked by tags).
     let mut candidates = previously_used;
-    if let Some(r) = record_in {
-        candidates.extend(record::target_groups(r));
-    }
+    let recorded: Option<BTreeSet<String>> = record_in.map(|r| record::target_groups(r).into_iter().collect());
+    candidates.extend(recorded.iter().flatten().cloned());
     let wanted: BTreeSet<&String> = tg_arns.values().collect();
-    let stale: Vec<String> = candidates.into_iter().filter(|a| !wanted.contains(a)).collect();
-    if !stale.is_empty() {
-        for (arn, t) in &tags::describe_elb(api, &stale).await? {
-            if tags::is_owned(id, t) && tags::has_role(t, tags::ROLE_ALB_TARGET_GROUP) {
-                target_groups::delete(api, arn).await?;
-            }
-        }
-    }
+    nlb_delete::stale_target_groups(api, id, nlb_delete::Kind::Alb, candidates, &wanted, recorded).await?;
     // 8. Certificates no longer used by any listener.
     for arn in &unused_certs {
         certificates::delete(api, arn).await?;
@@ -187,7 +182,7 @@ pub async fn ensure(
     want_tags.insert(tags::SPEC_HASH.into(), plan.spec_hash.clone());
     tags::add_elb(api, &lb.arn, &tags::missing(&want_tags, &current_tags)).await?;
 
-    let lb = wait_active(api, lb).await?;
+    let (lb, provisioning) = wait_active(api, lb).await?;
     let rec = alb_record::build(&alb_record::Made {
         lb_arn: &lb.arn,
         sg_id: Some(&sg.id),
@@ -195,7 +190,10 @@ pub async fn ensure(
         target_groups: &tg_arns,
         certificates: &cert_arns,
     });
-    Ok(status(&lb, rec, Some(plan.spec_hash)))
+    let mut st = status(&lb, rec, Some(plan.spec_hash));
+    st.provisioning = provisioning;
+    st.targets = Some(health);
+    Ok(st)
 }
 
 /// Listeners by port: created, modified or deleted, then each one's certificates and rules.
@@ -248,10 +246,5 @@ async fn converge_listeners(
 }
 
 pub fn status(lb: &Lb, record: Record, spec_hash: Option<String>) -> LoadBalancerStatus {
-    LoadBalancerStatus {
-        ingress: if lb.dns_name.is_empty() { Vec::new() } else { vec![IngressPoint::Hostname(lb.dns_name.clone())] },
-        ip_mode: IpMode::Proxy,
-        record,
-        spec_hash,
-    }
+    LoadBalancerStatus::new(crate::ensure::address(lb), IpMode::Proxy, record, spec_hash)
 }

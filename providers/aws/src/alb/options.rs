@@ -42,6 +42,7 @@ pub const SUPPORTED: &[&str] = &[
     // Ingress groups: read by the controller, which merges the members into one spec.
     "group.name",
     "group.order",
+    crate::ensure::REPLACE_FAILED,
 ];
 
 /// AWS Load Balancer Controller annotations this provider does not implement (yet): reported as
@@ -102,6 +103,8 @@ pub struct AlbOptions {
     pub target_group_attributes: BTreeMap<String, String>,
     pub lb_attributes: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
+    /// See [`crate::options::Options::replace_failed`].
+    pub replace_failed: bool,
 }
 
 impl Default for AlbOptions {
@@ -118,6 +121,7 @@ impl Default for AlbOptions {
             target_group_attributes: BTreeMap::new(),
             lb_attributes: BTreeMap::new(),
             tags: BTreeMap::new(),
+            replace_failed: false,
         }
     }
 }
@@ -308,6 +312,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> (AlbOptions, Vec<Problem>) {
             fatal: false,
         });
     }
+    out.replace_failed = p.bool(crate::ensure::REPLACE_FAILED).unwrap_or(false);
     (out, p.problems)
 }
 

@@ -20,6 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A load balancer state code and AWS's reason, forced on DescribeLoadBalancers answers.
+pub type LbState = Arc<Mutex<Option<(String, Option<String>)>>>;
+
 pub struct FaultProxy {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
@@ -27,12 +30,17 @@ pub struct FaultProxy {
     pub enabled: Arc<AtomicBool>,
     /// Actions whose response was dropped after moto applied them.
     pub lost: Arc<Mutex<Vec<String>>>,
-    /// Every query-protocol action (ELBv2, EC2) in the order it arrived.
+    /// Every action (ELBv2, EC2 by their query `Action`, JSON-protocol ones by `X-Amz-Target`) in
+    /// the order it arrived.
     pub log: Arc<Mutex<Vec<String>>>,
-    /// Each throttled request as `elbv2:Action` or `ec2:Action` (`?` for a JSON-protocol one).
+    /// Each throttled request as `elbv2:Action`, `ec2:Action`, `tagging:Action` or `acm:Action`
+    /// (`?` for one it cannot name).
     pub throttled: Arc<Mutex<Vec<String>>>,
     /// Whether first-seen mutations lose their response (else they are throttled).
     pub lose_responses: Arc<AtomicBool>,
+    /// When set, every load balancer in a DescribeLoadBalancers answer is in this state (e.g.
+    /// `provisioning`, or `failed` with AWS's reason): moto makes each active at once.
+    pub lb_state: LbState,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -53,9 +61,10 @@ impl FaultProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let throttled = Arc::new(Mutex::new(Vec::new()));
         let lose_responses = Arc::new(AtomicBool::new(true));
+        let lb_state: LbState = Arc::new(Mutex::new(None));
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
         let (r, i, e, l, g) = (requests.clone(), injected.clone(), enabled.clone(), lost.clone(), log.clone());
-        let (t, lr) = (throttled.clone(), lose_responses.clone());
+        let (t, lr, ls) = (throttled.clone(), lose_responses.clone(), lb_state.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else { return };
@@ -68,6 +77,7 @@ impl FaultProxy {
                     log: g.clone(),
                     throttled: t.clone(),
                     lose_responses: lr.clone(),
+                    lb_state: ls.clone(),
                     seen: seen.clone(),
                 };
                 tokio::spawn(async move {
@@ -75,7 +85,7 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, requests, injected, enabled, lost, log, throttled, lose_responses, task }
+        FaultProxy { addr, requests, injected, enabled, lost, log, throttled, lose_responses, lb_state, task }
     }
 
     pub fn url(&self) -> String {
@@ -96,6 +106,7 @@ struct State {
     log: Arc<Mutex<Vec<String>>>,
     throttled: Arc<Mutex<Vec<String>>>,
     lose_responses: Arc<AtomicBool>,
+    lb_state: LbState,
     seen: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -141,7 +152,15 @@ async fn handle(mut conn: TcpStream, upstream: SocketAddr, st: State) -> std::io
     }
     let is_ec2 = head.contains("/ec2/aws4_request");
     let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-    let action = body.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("").to_string();
+    // JSON-protocol services (tagging, ACM) name the action in a header: `Service_Version.Action`.
+    let json_target = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-amz-target").then(|| v.trim().to_string())
+    });
+    let action = match &json_target {
+        Some(t) => t.rsplit('.').next().unwrap_or("").to_string(),
+        None => body.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("").to_string(),
+    };
     let n = st.requests.fetch_add(1, Ordering::SeqCst) as u64;
     if !action.is_empty() {
         st.log.lock().unwrap().push(action.clone());
@@ -161,12 +180,23 @@ async fn handle(mut conn: TcpStream, upstream: SocketAddr, st: State) -> std::io
     };
     if let Fault::Throttle = fault {
         st.injected.fetch_add(1, Ordering::SeqCst);
-        let call = match (action.is_empty(), is_ec2) {
-            (true, _) => "?".to_string(),
-            (false, true) => format!("ec2:{action}"),
-            (false, false) => format!("elbv2:{action}"),
+        let call = match (&json_target, action.is_empty(), is_ec2) {
+            (Some(t), false, _) if t.starts_with("ResourceGroupsTaggingAPI") => format!("tagging:{action}"),
+            (Some(t), false, _) if t.starts_with("CertificateManager") => format!("acm:{action}"),
+            (Some(_), _, _) | (None, true, _) => "?".to_string(),
+            (None, false, true) => format!("ec2:{action}"),
+            (None, false, false) => format!("elbv2:{action}"),
         };
         st.throttled.lock().unwrap().push(call);
+        if json_target.is_some() {
+            let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+            let resp = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(resp.as_bytes()).await?;
+            return conn.shutdown().await;
+        }
         let body = if is_ec2 {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>fault</RequestID></Response>"
         } else {
@@ -197,6 +227,39 @@ async fn handle(mut conn: TcpStream, upstream: SocketAddr, st: State) -> std::io
         conn.write_all(resp.as_bytes()).await?;
         return conn.shutdown().await;
     }
+    let state = st.lb_state.lock().unwrap().clone();
+    if let (Some((code, reason)), "DescribeLoadBalancers") = (state, action.as_str()) {
+        resp = with_state(&resp, &code, reason.as_deref());
+    }
     conn.write_all(&resp).await?;
     conn.shutdown().await
+}
+
+/// `resp` (a whole HTTP answer) with every load balancer's `<State>` replaced, its
+/// Content-Length fixed.
+fn with_state(resp: &[u8], code: &str, reason: Option<&str>) -> Vec<u8> {
+    let Some(split) = find(resp, b"\r\n\r\n") else { return resp.to_vec() };
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let body = String::from_utf8_lossy(&resp[split + 4..]).to_string();
+    let reason = reason.map(|r| format!("<Reason>{r}</Reason>")).unwrap_or_default();
+    let mut out = String::new();
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("<State>") {
+        let Some(end) = rest[start..].find("</State>") else { break };
+        out.push_str(&rest[..start]);
+        out.push_str(&format!("<State><Code>{code}</Code>{reason}</State>"));
+        rest = &rest[start + end + "</State>".len()..];
+    }
+    out.push_str(rest);
+    let head: Vec<String> = head
+        .split("\r\n")
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with("content-length:") {
+                format!("Content-Length: {}", out.len())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    format!("{}\r\n\r\n{out}", head.join("\r\n")).into_bytes()
 }

@@ -426,5 +426,5 @@ pub fn status(ip: &str, record: Record, spec_hash: Option<String>) -> Result<Loa
         call: address::GET,
         message: format!("the address {ip:?} is not an IP address"),
     })?;
-    Ok(LoadBalancerStatus { ingress: vec![IngressPoint::Ip(parsed)], ip_mode: IpMode::Proxy, record, spec_hash })
+    Ok(LoadBalancerStatus::new(vec![IngressPoint::Ip(parsed)], IpMode::Proxy, record, spec_hash))
 }
