@@ -1,8 +1,10 @@
 //! `delete` and `get`: work from the record first, by name + tags second; the record is only a
 //! hint (see `record`), every resource is checked by its ownership tags before it is touched.
 //!
-//! Deletion order follows AWS's dependencies: listeners -> load balancer -> target groups ->
-//! security group. Every step treats "not found" as done, so a half-made or half-deleted load
+//! Deletion order follows AWS's dependencies: listeners -> load balancer -> node rules nobody
+//! needs any more (and the backend group after the last load balancer; `node_security.rs`) ->
+//! target groups -> security group. The node-rule sweep works from what exists, not from the
+//! record, so a repeated delete (or any later one) finishes what an interrupted one left. Every step treats "not found" as done, so a half-made or half-deleted load
 //! balancer is finished off by re-running. A resource with our name but without our tags is left
 //! alone (never deleted). Without a record, the target groups are found by scanning the
 //! account's target groups for the `-<hash>-` of this Service's names (then checked by tags),
@@ -15,7 +17,7 @@ use cloudlb_provider::{ErrorClass, LoadBalancerId, LoadBalancerStatus, ProviderE
 
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb};
-use crate::{ensure, listeners, names, record, security_group, tags, target_groups};
+use crate::{ensure, listeners, names, node_security, record, security_group, tags, target_groups};
 
 /// The load balancer the record names, when it is ours. A recorded load balancer tagged for
 /// this object under another cluster name (`--cluster-name` changed) is a Conflict: making or
@@ -111,14 +113,25 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
     // Listeners are deleted only through our own load balancer, never from the record: a
     // listener ARN there may be anyone's (and a gone load balancer took its listeners along).
 
+    // The nodes' rules this load balancer alone needed (it is gone, so it no longer counts), and
+    // the backend group if it was the last one; its error is reported after the rest is done.
+    let swept = node_security::sweep(api, &id.cluster, None, node_security::LastOne::Delete).await;
+
     // Target groups (also one an interrupted ensure never attached or recorded) and the
     // security group; finding them by tag in one call (the tagging API) is issue 14's.
-    let mut sg_ids: BTreeSet<String> = lb_security_groups.into_iter().collect();
+    let mut sg_ids: BTreeSet<String> = own_groups(api, &id.cluster, lb_security_groups);
     if let Some(sg) = rec.and_then(record::security_group) {
         sg_ids.insert(sg.to_string());
     }
     delete_groups(api, id, Kind::Nlb, tg_arns, sg_ids, &names::security_group(id)).await?;
-    Ok(())
+    swept
+}
+
+/// A load balancer's groups without the cluster's backend group (never one load balancer's to
+/// delete; `node_security::sweep` does when the last one goes).
+pub(crate) fn own_groups(api: &Api<'_>, cluster: &str, groups: Vec<String>) -> BTreeSet<String> {
+    let backend = api.node.cached_backend(cluster);
+    groups.into_iter().filter(|g| Some(g) != backend.as_ref()).collect()
 }
 
 /// Which load balancer's groups [`delete_groups`] deletes: a Service's NLB or an Ingress's ALB
@@ -174,6 +187,6 @@ pub async fn get(
     let Some((lb, t)) = find_lb(api, id, rec).await? else { return Ok(None) };
     let made: BTreeMap<u16, (String, Option<String>)> =
         listeners::list(api, &lb.arn).await?.into_iter().map(|(port, l)| (port, (l.arn, l.target_group))).collect();
-    let sg = lb.security_groups.first().map(String::as_str);
+    let sg = node_security::frontend_of(api, &id.cluster, &lb.security_groups);
     Ok(Some(ensure::status(&lb, sg, &made, t.get(tags::SPEC_HASH).cloned())))
 }

@@ -9,6 +9,8 @@
 //!                         ▼
 //!                    nodes' EC2 instances (from Node.spec.providerID)
 //!   source ranges ──▶ security group owned by the load balancer
+//!   backend group  ──▶ the cluster's, on every load balancer; the nodes' security groups admit
+//!                      it on the target groups' ports (`node_security.rs`)
 //! ```
 //!
 //! Why it is built this way:
@@ -38,6 +40,7 @@ mod inventory;
 mod listeners;
 mod load_balancer;
 pub mod names;
+mod node_security;
 pub mod options;
 pub mod plan;
 mod planned;
@@ -79,6 +82,8 @@ pub struct AwsProvider {
     limiter: Limiter,
     /// Target groups whose ownership was checked (targets-only updates trust only these).
     verified: targets::Verified,
+    /// Node security groups: caches and the lock serializing their rule changes.
+    node: node_security::NodeSecurity,
 }
 
 impl AwsProvider {
@@ -93,7 +98,7 @@ impl AwsProvider {
         }
         let limiter = Limiter::new(&config.rate_limits);
         let clients = Clients::new(&config, limiter.throttles()).await?;
-        Ok(Self { config, clients, limiter, verified: Default::default() })
+        Ok(Self { config, clients, limiter, verified: Default::default(), node: Default::default() })
     }
 
     pub fn config(&self) -> &AwsConfig {
@@ -131,6 +136,7 @@ impl AwsProvider {
             limiter: &self.limiter,
             priority,
             config: &self.config,
+            node: &self.node,
         }
     }
 }

@@ -39,6 +39,7 @@ pub const SUPPORTED: &[&str] = &[
     "attributes",
     "eip-allocations",
     "additional-resource-tags",
+    "manage-backend-security-group-rules",
 ];
 
 /// AWS Load Balancer Controller / cloud-provider-aws annotations users may bring along that this
@@ -47,7 +48,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "private-ipv4-addresses",
     "security-groups",
     "extra-security-groups",
-    "manage-backend-security-group-rules",
     "target-node-labels",
     "name",
     "load-balancer-name",
@@ -132,6 +132,9 @@ pub struct Options {
     pub lb_attributes: BTreeMap<String, String>,
     pub eip_allocations: Option<Vec<String>>,
     pub additional_tags: BTreeMap<String, String>,
+    /// `manage-backend-security-group-rules`: `Some(false)` = this load balancer gets no backend
+    /// security group and no node rules (`node_security.rs`); `None` = the provider's setting.
+    pub manage_backend_rules: Option<bool>,
 }
 
 /// How users write the key: the first prefix + key.
@@ -204,6 +207,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
     p.one_of("backend-protocol", &["tcp"]);
 
     out.scheme = scheme(&mut p, annotation);
+    out.manage_backend_rules = p.bool("manage-backend-security-group-rules");
 
     if let Some(subnets) = p.list("subnets") {
         for s in &subnets {

@@ -42,6 +42,7 @@ pub const SUPPORTED: &[&str] = &[
     // Ingress groups: read by the controller, which merges the members into one spec.
     "group.name",
     "group.order",
+    "manage-backend-security-group-rules",
 ];
 
 /// AWS Load Balancer Controller annotations this provider does not implement (yet): reported as
@@ -49,7 +50,6 @@ pub const SUPPORTED: &[&str] = &[
 pub const UNSUPPORTED: &[&str] = &[
     "load-balancer-name",
     "security-groups",
-    "manage-backend-security-group-rules",
     "ip-address-type",
     "backend-protocol",
     "backend-protocol-version",
@@ -102,6 +102,9 @@ pub struct AlbOptions {
     pub target_group_attributes: BTreeMap<String, String>,
     pub lb_attributes: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
+    /// `manage-backend-security-group-rules`: `Some(false)` = no backend security group and no
+    /// node rules for this ALB (`node_security.rs`); `None` = the provider's setting.
+    pub manage_backend_rules: Option<bool>,
 }
 
 impl Default for AlbOptions {
@@ -118,6 +121,7 @@ impl Default for AlbOptions {
             target_group_attributes: BTreeMap::new(),
             lb_attributes: BTreeMap::new(),
             tags: BTreeMap::new(),
+            manage_backend_rules: None,
         }
     }
 }
@@ -190,6 +194,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> (AlbOptions, Vec<Problem>) {
     }
 
     out.scheme = crate::options::scheme(&mut p, annotation);
+    out.manage_backend_rules = p.bool("manage-backend-security-group-rules");
 
     if let Some(subnets) = p.list("subnets") {
         for s in subnets.iter().filter(|s| !is_subnet_id(s)) {
