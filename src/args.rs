@@ -205,6 +205,28 @@ pub struct AwsArgs {
     /// needing more (source ranges x ports) is refused before anything is made.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u16).range(1..))]
     pub aws_security_group_rules_quota: u16,
+    /// AWS provider: give every load balancer the cluster's backend security group and open the
+    /// nodes' security groups to it on the node ports and health-check ports the load balancers
+    /// use (as the AWS Load Balancer Controller does). `false` for clusters whose nodes' security
+    /// groups are managed by hand: no backend group and no node rule is made.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub aws_manage_node_security_groups: bool,
+    /// AWS provider: one node security group rule per protocol for this whole port range (the
+    /// NodePort range, e.g. 30000-32767) instead of one per node port. Fewer rules (a security
+    /// group has 60 by default), but every node port in the range is open to the load balancers.
+    #[arg(long, value_name = "FROM-TO", value_parser = parse_port_range)]
+    pub aws_node_port_range_rule: Option<(u16, u16)>,
+}
+
+/// `FROM-TO`, two ports with FROM <= TO.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?} is not a port range; use FROM-TO, e.g. 30000-32767");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b) = (a.trim().parse::<u16>().map_err(|_| bad())?, b.trim().parse::<u16>().map_err(|_| bad())?);
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -400,6 +422,27 @@ mod tests {
             usize::from(run.controller.aws.aws_security_group_rules_quota),
             cloudlb_provider_aws::config::DEFAULT_SECURITY_GROUP_RULES_QUOTA
         );
+    }
+
+    #[test]
+    fn node_security_group_flags() {
+        let cli = Cli::try_parse_from(["cloudlb", "run", "--provider", "aws"]).expect("parses");
+        let Command::Run(run) = cli.command else { panic!("run") };
+        assert!(run.controller.aws.aws_manage_node_security_groups, "on by default");
+        assert_eq!(run.controller.aws.aws_node_port_range_rule, None);
+        let cli = Cli::try_parse_from([
+            "cloudlb",
+            "run",
+            "--aws-manage-node-security-groups=false",
+            "--aws-node-port-range-rule",
+            "30000-32767",
+        ])
+        .expect("parses");
+        let Command::Run(run) = cli.command else { panic!("run") };
+        assert!(!run.controller.aws.aws_manage_node_security_groups);
+        assert_eq!(run.controller.aws.aws_node_port_range_rule, Some((30000, 32767)));
+        assert!(parse_port_range("32767-30000").is_err());
+        assert!(parse_port_range("30000").is_err());
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub async fn build(args: &ControllerArgs) -> Result<Arc<dyn Provider>> {
             config.subnets = a.aws_subnets.clone();
             config.endpoint_url = a.aws_endpoint_url.clone();
             config.security_group_rules_quota = usize::from(a.aws_security_group_rules_quota);
+            config.manage_node_security_groups = a.aws_manage_node_security_groups;
+            config.node_port_range_rule = a.aws_node_port_range_rule;
             Ok(Arc::new(AwsProvider::new(config).await.map_err(err)?))
         }
         ProviderKind::Gcp => {

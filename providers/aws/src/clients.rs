@@ -117,6 +117,9 @@ pub struct Api<'a> {
     pub limiter: &'a Limiter,
     pub priority: Priority,
     pub config: &'a AwsConfig,
+    /// What the provider remembers about node security groups, and the lock that serializes
+    /// changing their rules (`node_security.rs`).
+    pub node: &'a crate::node_security::NodeSecurity,
     /// Planning (`Provider::plan`): mutating calls are recorded and skipped (see [`Api::mutate`]).
     pub dry_run: Option<&'a cloudlb_provider::DryRun>,
 }

@@ -60,6 +60,14 @@ pub struct AwsConfig {
     /// Inbound rules one security group may have (the account's quota, AWS's default 60; IPv4
     /// and IPv6 rules count separately): a spec that needs more is refused before any call.
     pub security_group_rules_quota: usize,
+    /// Give every load balancer the cluster's backend security group and open the nodes'
+    /// security groups to it on the ports its target groups use (`node_security.rs`). Off: no
+    /// backend group and no node rule is made (the nodes must already admit the load balancers).
+    pub manage_node_security_groups: bool,
+    /// One node rule per protocol for this whole port range (the NodePort range, e.g.
+    /// 30000-32767) instead of one per node port: fewer rules (a node security group has 60 by
+    /// default), at the price of opening every node port to the load balancers.
+    pub node_port_range_rule: Option<(u16, u16)>,
 }
 
 /// AWS's default quota of inbound rules per security group (per address family).
@@ -77,6 +85,8 @@ impl AwsConfig {
             call_timeout: Duration::from_secs(30),
             provisioning_retry: Duration::from_secs(10),
             security_group_rules_quota: DEFAULT_SECURITY_GROUP_RULES_QUOTA,
+            manage_node_security_groups: true,
+            node_port_range_rule: None,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! `delete` and `get`: work from the record first, by name + tags second; the record is only a
 //! hint (see `record`), every resource is checked by its ownership tags before it is touched.
 //!
-//! Deletion order follows AWS's dependencies: listeners -> load balancer -> target groups ->
-//! security group. Every step treats "not found" as done, so a half-made or half-deleted load
-//! balancer is finished off by re-running. A resource with our name but without our tags is left
+//! Deletion order follows AWS's dependencies: listeners -> load balancer -> node rules nobody
+//! needs any more (and the backend group after the last load balancer; `node_security.rs`) ->
+//! target groups -> security group. The node-rule sweep works from what exists, not from the
+//! record, so a repeated delete (or any later one) finishes what an interrupted one left. Every
+//! step treats "not found" as done, so a half-made or half-deleted load balancer is finished off
+//! by re-running. A resource with our name but without our tags is left
 //! alone (never deleted). Besides the record and the load balancer's listeners, the target
 //! groups and security groups are found by their ownership tags in one Resource Groups Tagging
 //! API call (`tagged.rs`), which also finds groups an interrupted `ensure` made but never
@@ -17,7 +20,7 @@ use cloudlb_provider::{ErrorClass, LoadBalancerId, LoadBalancerStatus, ProviderE
 
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb};
-use crate::{ensure, listeners, names, record, security_group, tagged, tags, target_groups};
+use crate::{ensure, listeners, names, node_security, record, security_group, tagged, tags, target_groups};
 
 /// The load balancer the record names, when it is ours. A recorded load balancer tagged for
 /// this object under another cluster name (`--cluster-name` changed) is a Conflict: making or
@@ -113,14 +116,25 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
     // Listeners are deleted only through our own load balancer, never from the record: a
     // listener ARN there may be anyone's (and a gone load balancer took its listeners along).
 
+    // The nodes' rules this load balancer alone needed (it is gone, so it no longer counts), and
+    // the backend group if it was the last one; its error is reported after the rest is done.
+    let swept = node_security::sweep(api, &id.cluster, None, node_security::LastOne::Delete).await;
+
     // Target groups (also one an interrupted ensure never attached or recorded) and the
     // security group.
-    let mut sg_ids: BTreeSet<String> = lb_security_groups.into_iter().collect();
+    let mut sg_ids: BTreeSet<String> = own_groups(api, &id.cluster, lb_security_groups);
     if let Some(sg) = rec.and_then(record::security_group) {
         sg_ids.insert(sg.to_string());
     }
     delete_groups(api, id, Kind::Nlb, tg_arns, sg_ids, &names::security_group(id)).await?;
-    Ok(())
+    swept
+}
+
+/// A load balancer's groups without the cluster's backend group (never one load balancer's to
+/// delete; `node_security::sweep` does when the last one goes).
+pub(crate) fn own_groups(api: &Api<'_>, cluster: &str, groups: Vec<String>) -> BTreeSet<String> {
+    let backend = api.node.cached_backend(cluster);
+    groups.into_iter().filter(|g| Some(g) != backend.as_ref()).collect()
 }
 
 /// Which load balancer's groups [`delete_groups`] deletes: a Service's NLB or an Ingress's ALB
@@ -175,7 +189,8 @@ fn of_kind(kind: Kind, t: &BTreeMap<String, String>, alb_role: &str) -> bool {
 
 /// Deletes the target groups among `candidates` and the tagging API's answer `tagged` (ARN →
 /// tags; only its target groups are used) that are `id`'s, of `kind` and not `wanted`. The
-/// candidates the tagging API did not list are checked with `DescribeTags` first.
+/// candidates the tagging API did not list are checked with `DescribeTags` first. Whether any
+/// was deleted.
 pub(crate) async fn delete_target_groups(
     api: &Api<'_>,
     id: &LoadBalancerId,
@@ -183,27 +198,29 @@ pub(crate) async fn delete_target_groups(
     candidates: BTreeSet<String>,
     wanted: &BTreeSet<&String>,
     tagged: BTreeMap<String, BTreeMap<String, String>>,
-) -> Result<(), ProviderError> {
+) -> Result<bool, ProviderError> {
     let mut found: BTreeMap<String, BTreeMap<String, String>> =
         tagged.into_iter().filter(|(a, _)| is_target_group(a) && !wanted.contains(a)).collect();
     let unknown: Vec<String> =
         candidates.into_iter().filter(|a| !wanted.contains(a) && !found.contains_key(a)).collect();
     found.extend(tags::describe_elb(api, &unknown).await?);
+    let mut deleted = false;
     for (arn, t) in found {
         if tags::is_owned(id, &t) && of_kind(kind, &t, tags::ROLE_ALB_TARGET_GROUP) {
             target_groups::delete(api, &arn).await?;
+            deleted = true;
         } else {
             tracing::warn!(arn = %arn, owner = %id, "target group is not ours; leaving it alone");
         }
     }
-    Ok(())
+    Ok(deleted)
 }
 
 /// The target groups an ensure of `id` no longer wants go: the `candidates` (what its listeners
 /// and the record named) and, when the ensure may have followed an interrupted one (no record,
 /// or a record whose target groups are not the wanted ones), every target group the tagging API
 /// lists as `id`'s: one an interrupted ensure made and never attached or recorded. An ensure that
-/// changes nothing makes no call here.
+/// changes nothing makes no call here. Whether any was deleted.
 pub(crate) async fn stale_target_groups(
     api: &Api<'_>,
     id: &LoadBalancerId,
@@ -211,7 +228,7 @@ pub(crate) async fn stale_target_groups(
     candidates: BTreeSet<String>,
     wanted: &BTreeSet<&String>,
     recorded: Option<BTreeSet<String>>,
-) -> Result<(), ProviderError> {
+) -> Result<bool, ProviderError> {
     let settled = recorded.is_some_and(|r| r.len() == wanted.len() && r.iter().all(|a| wanted.contains(a)));
     let tagged = if settled { BTreeMap::new() } else { tagged::owned(api, id, &[tagged::TARGET_GROUPS]).await? };
     delete_target_groups(api, id, kind, candidates, wanted, tagged).await
@@ -225,6 +242,6 @@ pub async fn get(
     let Some((lb, t)) = find_lb(api, id, rec).await? else { return Ok(None) };
     let made: BTreeMap<u16, (String, Option<String>)> =
         listeners::list(api, &lb.arn).await?.into_iter().map(|(port, l)| (port, (l.arn, l.target_group))).collect();
-    let sg = lb.security_groups.first().map(String::as_str);
+    let sg = node_security::frontend_of(api, &id.cluster, &lb.security_groups);
     Ok(Some(ensure::status(&lb, sg, &made, t.get(tags::SPEC_HASH).cloned())))
 }

@@ -3,11 +3,15 @@
 //!
 //! ```text
 //!   look up LB by name -> ownership + immutable checks (scheme, VPC, type, subnets)
+//!   node groups        -> the targets' node security groups (cached; ambiguity fails here)
 //!   security group     -> find|create, rules = source ranges x listener ports, tags
-//!   load balancer      -> create if missing (subnets: annotation | config | discovery)
+//!   load balancer      -> create if missing (subnets: annotation | config | discovery), groups =
+//!                         [its own, the cluster's backend group] (node_security.rs)
 //!   target groups      -> find|create by name, health check, attributes, targets (batched)
 //!   listeners          -> create | modify | delete by port
+//!   node rules         -> the node groups admit the backend group on the target groups' ports
 //!   stale target groups-> the ones our listeners (or the record) used before, no longer wanted
+//!   sweep              -> node rules nobody needs, when this load balancer's ports changed
 //!   attributes, tags   -> LB attributes, spec hash tag
 //!   state              -> provisioning => the address with `provisioning` set; failed => Failed
 //! ```
@@ -28,7 +32,7 @@ use cloudlb_provider::{
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb, State};
 use crate::plan::{self, DesiredTargetGroup};
-use crate::{delete, listeners, options, record, security_group, subnets, tags, target_groups};
+use crate::{delete, listeners, node_security, options, record, security_group, subnets, tags, target_groups};
 
 /// What `validate` reports: [`spec_problems`], then the security group's rule count against the
 /// quota (`rules_quota`), from a plan (the rules do not depend on the id).
@@ -81,6 +85,11 @@ pub async fn ensure(
     };
     let (existing, new_subnets) = look_up(api, id, &wanted, record_in).await?;
 
+    // 1b. The nodes' security groups (reads only): an ambiguous one fails here, before any change.
+    let manage = api.config.manage_node_security_groups && plan.manage_backend;
+    let node_groups =
+        if manage { node_security::node_groups(api, &id.cluster, &plan.instances).await? } else { BTreeSet::new() };
+
     // 2. Security group (source ranges).
     let sg = security_group::ensure(
         api,
@@ -92,40 +101,28 @@ pub async fn ensure(
     )
     .await?;
 
-    // 3. Load balancer.
+    // 3. Load balancer, with its own group and the cluster's backend group.
     let lb_tags = tags::desired(id, tags::ROLE_LOAD_BALANCER, &plan.additional_tags);
-    let lb = match existing {
-        Some(lb) => lb,
-        None => {
-            let subnets = new_subnets.unwrap_or_default();
-            // The spec hash tag is written only at the end, once everything implements the spec.
-            load_balancer::create(
-                api,
-                load_balancer::CreateRequest {
-                    lb_type: LoadBalancerTypeEnum::Network,
-                    name: &plan.lb_name,
-                    scheme: plan.scheme,
-                    subnets: &subnets,
-                    eip_allocations: plan.eip_allocations.as_deref(),
-                    security_group: &sg.id,
-                    tags: &lb_tags,
-                },
-            )
-            .await?
-        }
+    let create = load_balancer::CreateRequest {
+        lb_type: LoadBalancerTypeEnum::Network,
+        name: &plan.lb_name,
+        scheme: plan.scheme,
+        subnets: new_subnets.as_deref().unwrap_or_default(),
+        eip_allocations: plan.eip_allocations.as_deref(),
+        security_groups: &[],
+        tags: &lb_tags,
     };
-    if lb.security_groups.is_empty() {
-        tracing::warn!(lb = %lb.name, "load balancer has no security group (created without one); source ranges are not enforced");
-    } else if lb.security_groups != [sg.id.clone()] {
-        load_balancer::set_security_groups(api, &lb.arn, std::slice::from_ref(&sg.id)).await?;
-    }
+    // The spec hash tag is written only at the end, once everything implements the spec.
+    let attached = with_security_groups(api, &id.cluster, existing, create, &sg.id, manage).await?;
+    let lb = attached.lb.clone();
 
     // 4. Target groups.
     let tg_tags = tags::desired(id, tags::ROLE_TARGET_GROUP, &plan.additional_tags);
-    let (tg_by_name, health) = ensure_target_groups(api, id, &plan.target_groups, &plan.instances, &tg_tags, |t| {
-        group_label(&t.listener_port.to_string())
-    })
-    .await?;
+    let (tg_by_name, health, needs_changed) =
+        ensure_target_groups(api, id, &plan.target_groups, &plan.instances, &tg_tags, |t| {
+            group_label(&t.listener_port.to_string())
+        })
+        .await?;
 
     // 5. Listeners.
     let current = listeners::list(api, &lb.arn).await?;
@@ -150,10 +147,19 @@ pub async fn ensure(
         }
     }
 
+    // 5b. The nodes' rules, now that the listeners forward to the target groups needing them.
+    let needs = node_security::needs(&plan.target_groups, api.config.node_port_range_rule);
+    if let Some(backend) = &attached.backend {
+        node_security::converge(api, &id.cluster, backend, &node_groups, &needs, false).await?;
+    }
+
     // 6. Target groups no longer used (only ours: checked by tags), also unrecorded ones.
     let wanted: BTreeSet<&String> = tg_by_name.values().collect();
     let recorded = record_in.map(|r| record::target_groups(r).into_iter().collect());
-    delete::stale_target_groups(api, id, delete::Kind::Nlb, previously_used, &wanted, recorded).await?;
+    let stale_deleted =
+        delete::stale_target_groups(api, id, delete::Kind::Nlb, previously_used, &wanted, recorded).await?;
+    // 6b. Node rules nobody needs any more (ports changed, or the backend group was detached).
+    sweep_if_changed(api, &id.cluster, &attached, &needs, needs_changed || stale_deleted).await?;
 
     // 7. Attributes and tags of the load balancer (spec hash last: it says "done").
     load_balancer::converge_attributes(api, &lb.arn, &plan.lb_attributes).await?;
@@ -243,8 +249,9 @@ pub(crate) async fn look_up(
 }
 
 /// Find (ownership- and shape-checked) or create every target group, converge its health check,
-/// attributes and targets. Returns the ARN by name, and the targets' health (each group named by
-/// `label`).
+/// attributes and targets. Returns the ARN by name, the targets' health (each group named by
+/// `label`), and whether an existing group's node rules (traffic or health-check port) change
+/// (`node_security::needs_differ`).
 pub(crate) async fn ensure_target_groups(
     api: &Api<'_>,
     id: &LoadBalancerId,
@@ -252,13 +259,14 @@ pub(crate) async fn ensure_target_groups(
     instances: &BTreeSet<String>,
     tg_tags: &BTreeMap<String, String>,
     label: impl Fn(&DesiredTargetGroup) -> String,
-) -> Result<(BTreeMap<String, String>, TargetHealth), ProviderError> {
+) -> Result<(BTreeMap<String, String>, TargetHealth, bool), ProviderError> {
     let names: Vec<String> = groups.iter().map(|t| t.name.clone()).collect();
     let found = target_groups::find_by_names(api, &names).await?;
     let found_arns: Vec<String> = found.values().map(|t| t.arn.clone()).collect();
     let found_tags = tags::describe_elb(api, &found_arns).await?;
     let mut out = BTreeMap::new();
     let mut health = TargetHealth::default();
+    let mut needs_changed = false;
     for dtg in groups {
         let tg = match found.get(&dtg.name) {
             Some(tg) => {
@@ -278,6 +286,7 @@ pub(crate) async fn ensure_target_groups(
                     });
                 }
                 tags::add_elb(api, &tg.arn, &tags::missing(tg_tags, &t)).await?;
+                needs_changed |= node_security::needs_differ(tg, dtg, api.config.node_port_range_rule);
                 target_groups::converge_health(api, tg, &dtg.health).await?;
                 tg.clone()
             }
@@ -288,7 +297,69 @@ pub(crate) async fn ensure_target_groups(
         health.groups.push(registrations.health(label(dtg)));
         out.insert(dtg.name.clone(), tg.arn);
     }
-    Ok((out, health))
+    Ok((out, health, needs_changed))
+}
+
+/// A load balancer (found, or created) with its security groups.
+pub(crate) struct Attached {
+    pub lb: Lb,
+    /// The cluster's backend group, when the load balancer carries it.
+    pub backend: Option<String>,
+    /// The backend group (or any group but its own) was taken off the load balancer.
+    pub detached: bool,
+}
+
+/// Step 3 of both ensures: the load balancer (created with `create` and its groups when
+/// missing) carrying exactly its own group `frontend` and, when `manage`, the cluster's backend
+/// group (`node_security.rs`; made if missing, under the lock that keeps a sweep from deleting
+/// it before it is attached). A load balancer made without any security group cannot get one:
+/// it is left as it is, with a warning.
+pub(crate) async fn with_security_groups(
+    api: &Api<'_>,
+    cluster: &str,
+    existing: Option<Lb>,
+    create: load_balancer::CreateRequest<'_>,
+    frontend: &str,
+    manage: bool,
+) -> Result<Attached, ProviderError> {
+    let _serialized = if manage { Some(api.node.lock_changes().await) } else { None };
+    let backend = if manage { Some(node_security::ensure_backend(api, cluster).await?) } else { None };
+    let want: Vec<String> = std::iter::once(frontend.to_string()).chain(backend.clone()).collect();
+    let lb = match existing {
+        Some(lb) => lb,
+        None => load_balancer::create(api, load_balancer::CreateRequest { security_groups: &want, ..create }).await?,
+    };
+    if lb.security_groups.is_empty() {
+        tracing::warn!(
+            lb = %lb.name,
+            "load balancer has no security group (created without one); source ranges are not enforced and the \
+             nodes' security groups are not opened to it"
+        );
+        return Ok(Attached { lb, backend: None, detached: false });
+    }
+    let current: BTreeSet<&String> = lb.security_groups.iter().collect();
+    let mut detached = false;
+    if current != want.iter().collect::<BTreeSet<_>>() {
+        detached = lb.security_groups.iter().any(|g| !want.contains(g));
+        load_balancer::set_security_groups(api, &lb.arn, &want).await?;
+    }
+    Ok(Attached { lb, backend, detached })
+}
+
+/// Step 6b of both ensures: a sweep (`node_security::sweep`) when this load balancer's node
+/// rules may have lost users: its ports changed, or the backend group was taken off it.
+pub(crate) async fn sweep_if_changed(
+    api: &Api<'_>,
+    cluster: &str,
+    attached: &Attached,
+    needs: &BTreeSet<node_security::NodeRule>,
+    ports_changed: bool,
+) -> Result<(), ProviderError> {
+    if (attached.backend.is_some() && ports_changed) || attached.detached {
+        let own = attached.backend.as_ref().map(|_| needs);
+        node_security::sweep(api, cluster, own, node_security::LastOne::TryDelete).await?;
+    }
+    Ok(())
 }
 
 /// Re-read a load balancer that is still provisioning once (some backends report `active` on

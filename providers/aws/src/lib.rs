@@ -9,6 +9,8 @@
 //!                         ▼
 //!                    nodes' EC2 instances (from Node.spec.providerID)
 //!   source ranges ──▶ security group owned by the load balancer
+//!   backend group  ──▶ the cluster's, on every load balancer; the nodes' security groups admit
+//!                      it on the target groups' ports (`node_security.rs`)
 //! ```
 //!
 //! Why it is built this way:
@@ -46,6 +48,7 @@ mod inventory;
 mod listeners;
 mod load_balancer;
 pub mod names;
+mod node_security;
 mod observe;
 pub mod options;
 pub mod plan;
@@ -88,6 +91,8 @@ pub struct AwsProvider {
     limiter: Limiter,
     /// Target groups whose ownership was checked (targets-only updates trust only these).
     verified: targets::Verified,
+    /// Node security groups: caches and the lock serializing their rule changes.
+    node: node_security::NodeSecurity,
 }
 
 impl AwsProvider {
@@ -102,7 +107,7 @@ impl AwsProvider {
         }
         let limiter = Limiter::new(&config.rate_limits);
         let clients = Clients::new(&config, limiter.throttles()).await?;
-        Ok(Self { config, clients, limiter, verified: Default::default() })
+        Ok(Self { config, clients, limiter, verified: Default::default(), node: Default::default() })
     }
 
     pub fn config(&self) -> &AwsConfig {
@@ -140,6 +145,7 @@ impl AwsProvider {
             limiter: &self.limiter,
             priority,
             config: &self.config,
+            node: &self.node,
         }
     }
 }

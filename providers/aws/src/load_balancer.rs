@@ -97,6 +97,29 @@ async fn describe(api: &Api<'_>, name: Option<&str>, arn: Option<&str>) -> Resul
     }
 }
 
+/// Every load balancer of the region (one DescribeLoadBalancers per 400).
+pub async fn list_all(api: &Api<'_>) -> Result<Vec<Lb>, ProviderError> {
+    const CALL: &str = "elbv2:DescribeLoadBalancers";
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        api.permit(CALL).await;
+        let r = api
+            .elb
+            .describe_load_balancers()
+            .set_marker(next.clone())
+            .page_size(400)
+            .send()
+            .await
+            .map_err(|e| errors::map(CALL, e))?;
+        out.extend(r.load_balancers().iter().filter_map(from_aws));
+        next = r.next_marker().filter(|m| !m.is_empty()).map(String::from);
+        if next.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
 pub async fn find_by_name(api: &Api<'_>, name: &str) -> Result<Option<Lb>, ProviderError> {
     describe(api, Some(name), None).await
 }
@@ -165,7 +188,8 @@ pub struct CreateRequest<'a> {
     pub scheme: Scheme,
     pub subnets: &'a [String],
     pub eip_allocations: Option<&'a [String]>,
-    pub security_group: &'a str,
+    /// Its own group first, then the cluster's backend group (when managed).
+    pub security_groups: &'a [String],
     pub tags: &'a BTreeMap<String, String>,
 }
 
@@ -181,7 +205,7 @@ pub async fn create(api: &Api<'_>, req: CreateRequest<'_>) -> Result<Lb, Provide
             Scheme::InternetFacing => LoadBalancerSchemeEnum::InternetFacing,
         })
         .ip_address_type(IpAddressType::Ipv4)
-        .security_groups(req.security_group)
+        .set_security_groups(Some(req.security_groups.to_vec()))
         .set_tags(Some(crate::tags::to_elb(req.tags)));
     match req.eip_allocations {
         Some(eips) => {
@@ -213,7 +237,7 @@ pub async fn create(api: &Api<'_>, req: CreateRequest<'_>) -> Result<Lb, Provide
             vpc_id: api.config.vpc_id.clone(),
             state: State::Active,
             subnets: req.subnets.to_vec(),
-            security_groups: vec![req.security_group.to_string()],
+            security_groups: req.security_groups.to_vec(),
         });
     }
     let resp = b.send().await.map_err(|e| errors::map(CALL, e))?;

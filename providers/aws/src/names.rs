@@ -4,6 +4,7 @@
 //!   load balancer   k8s-<ns:6>-<name:8>-<hash:10>        (cloudlb_provider::naming::aws_name)
 //!   security group  k8ssg-<ns:6>-<name:8>-<hash:10>
 //!   target group    k8s-<name>-<hash:10>-<port><p>-<nodePort>   p = t(TCP) u(UDP) b(TCP_UDP)
+//!   backend group   cloudlb-backend-<cluster:40>-<hash of cluster:10>   one per cluster
 //! ```
 //!
 //! `<hash>` is a digest of (cluster, uid), so names never collide across clusters or Service
@@ -24,6 +25,13 @@ pub fn load_balancer(id: &LoadBalancerId) -> String {
 
 pub fn security_group(id: &LoadBalancerId) -> String {
     aws_name("k8ssg", id)
+}
+
+/// The cluster's backend security group (`node_security.rs`): one for all its load balancers.
+pub fn backend_security_group(cluster: &str) -> String {
+    let readable = sanitize(cluster, 40);
+    let hash = cloudlb_provider::naming::short_digest(cluster, 10);
+    if readable.is_empty() { format!("cloudlb-backend-{hash}") } else { format!("cloudlb-backend-{readable}-{hash}") }
 }
 
 /// The part every target group name of `id` contains: `-<hash>-`.
@@ -73,5 +81,15 @@ mod tests {
         assert_ne!(target_group(id, 80, TgProtocol::Tcp, 30080), target_group(id, 80, TgProtocol::Tcp, 30081));
         assert_ne!(target_group(id, 80, TgProtocol::Tcp, 30080), target_group(id, 80, TgProtocol::Udp, 30080));
         assert_ne!(load_balancer(id), security_group(id));
+    }
+
+    #[test]
+    fn backend_group_names_are_per_cluster_and_bounded() {
+        let a = backend_security_group("prod");
+        assert!(a.starts_with("cloudlb-backend-prod-"), "{a}");
+        assert_eq!(a, backend_security_group("prod"));
+        assert_ne!(a, backend_security_group("prod2"));
+        assert!(backend_security_group(&"x".repeat(300)).len() <= 16 + 40 + 1 + 10);
+        assert!(backend_security_group("---").starts_with("cloudlb-backend-"));
     }
 }

@@ -40,6 +40,7 @@ pub const SUPPORTED: &[&str] = &[
     "eip-allocations",
     "additional-resource-tags",
     crate::ensure::REPLACE_FAILED,
+    "manage-backend-security-group-rules",
 ];
 
 /// AWS Load Balancer Controller / cloud-provider-aws annotations users may bring along that this
@@ -48,7 +49,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "private-ipv4-addresses",
     "security-groups",
     "extra-security-groups",
-    "manage-backend-security-group-rules",
     "target-node-labels",
     "name",
     "load-balancer-name",
@@ -136,6 +136,9 @@ pub struct Options {
     /// `replace-failed-load-balancer`: a load balancer AWS could not provision is deleted and
     /// made again instead of reported.
     pub replace_failed: bool,
+    /// `manage-backend-security-group-rules`: `Some(false)` = this load balancer gets no backend
+    /// security group and no node rules (`node_security.rs`); `None` = the provider's setting.
+    pub manage_backend_rules: Option<bool>,
 }
 
 /// How users write the key: the first prefix + key.
@@ -208,6 +211,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
     p.one_of("backend-protocol", &["tcp"]);
 
     out.scheme = scheme(&mut p, annotation);
+    out.manage_backend_rules = p.bool("manage-backend-security-group-rules");
 
     if let Some(subnets) = p.list("subnets") {
         for s in &subnets {

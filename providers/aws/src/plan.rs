@@ -117,6 +117,9 @@ pub struct Plan {
     pub lb_attributes: BTreeMap<String, String>,
     pub eip_allocations: Option<Vec<String>>,
     pub additional_tags: BTreeMap<String, String>,
+    /// Whether this load balancer gets the backend security group and node rules (unless the
+    /// provider has them off): the `manage-backend-security-group-rules` annotation.
+    pub manage_backend: bool,
     pub spec_hash: String,
 }
 
@@ -384,6 +387,7 @@ pub fn build(id: &LoadBalancerId, spec: &LoadBalancerSpec, opts: &Options) -> Pl
         lb_attributes: opts.lb_attributes.clone(),
         eip_allocations: opts.eip_allocations.clone(),
         additional_tags: opts.additional_tags.clone(),
+        manage_backend: opts.manage_backend_rules.unwrap_or(true),
         spec_hash: spec.hash(),
     }
 }

@@ -7,8 +7,8 @@
 //! re-creation. Rules are converged exactly: missing ones are authorized, ours that are no longer
 //! wanted are revoked.
 //!
-//! Not done here: allowing the group into the nodes' security groups (the AWS LBC's "backend
-//! security group"); the nodes must already accept traffic on their node-port range from the VPC.
+//! The nodes' side (the cluster's backend group every load balancer also carries, and the rules
+//! on the nodes' groups admitting it) is `node_security.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -88,10 +88,12 @@ pub async fn find_by_id(api: &Api<'_>, id: &str) -> Result<Option<Sg>, ProviderE
     Ok(describe(api, Vec::new(), Some(vec![id.to_string()])).await?.into_iter().next())
 }
 
-async fn create(
+/// Create the group `name` in the configured VPC with `tags` (on create, which the IAM policy
+/// requires); a duplicate (a lost response of an earlier call) is looked up instead.
+pub(crate) async fn create(
     api: &Api<'_>,
-    id: &LoadBalancerId,
     name: &str,
+    description: &str,
     tags: &BTreeMap<String, String>,
 ) -> Result<Sg, ProviderError> {
     const CALL: &str = "ec2:CreateSecurityGroup";
@@ -107,7 +109,7 @@ async fn create(
         .ec2
         .create_security_group()
         .group_name(name)
-        .description(format!("cloudlb: load balancer of {} in cluster {}", id.owner(), id.cluster))
+        .description(description)
         .vpc_id(&api.config.vpc_id)
         .tag_specifications(spec)
         .send()
@@ -176,7 +178,10 @@ pub async fn ensure(
             }
             sg
         }
-        None => create(api, id, name, &desired_tags).await?,
+        None => {
+            let description = format!("cloudlb: load balancer of {} in cluster {}", id.owner(), id.cluster);
+            create(api, name, &description, &desired_tags).await?
+        }
     };
     let description = format!("cloudlb {}", id.owner());
     let to_add: Vec<IpPermission> = rules.difference(&sg.rules).map(|r| permission(r, &description)).collect();
@@ -206,7 +211,8 @@ pub async fn ensure(
 }
 
 /// Delete the group; gone already is success. While the deleted load balancer's network
-/// interfaces still use it, AWS answers DependencyViolation: that is retryable.
+/// interfaces still use it (or, for the backend group, another group's rule names it), AWS
+/// answers DependencyViolation: that is retryable.
 pub async fn delete(api: &Api<'_>, sg_id: &str) -> Result<(), ProviderError> {
     const CALL: &str = "ec2:DeleteSecurityGroup";
     if !api.mutate(CALL).await {

@@ -33,6 +33,10 @@ pub const ROLE_ALB_LISTENER: &str = "alb-listener";
 pub const ROLE_ALB_RULE: &str = "alb-listener-rule";
 pub const ROLE_ALB_SECURITY_GROUP: &str = "alb-security-group";
 pub const ROLE_CERTIFICATE: &str = "certificate";
+/// The cluster's backend security group (`node_security.rs`): tagged with the cluster and this
+/// role but no owner uid, since it belongs to all the cluster's load balancers (so `cloudlb gc`,
+/// which lists load balancers by owner uid, never takes it for one).
+pub const ROLE_BACKEND_SECURITY_GROUP: &str = "backend-security-group";
 
 /// Whether `tags` carry the role `role`.
 pub fn has_role(tags: &BTreeMap<String, String>, role: &str) -> bool {
@@ -64,6 +68,20 @@ pub fn desired(id: &LoadBalancerId, role: &str, additional: &BTreeMap<String, St
     tags.insert(SERVICE_NAME.into(), id.owner());
     tags.insert(cluster_key(&id.cluster), "owned".into());
     tags
+}
+
+/// Every tag the cluster's backend security group gets.
+pub fn backend_desired(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (CLUSTER.to_string(), cluster.to_string()),
+        (RESOURCE.to_string(), ROLE_BACKEND_SECURITY_GROUP.to_string()),
+        (cluster_key(cluster), "owned".to_string()),
+    ])
+}
+
+/// Whether `tags` say the group is `cluster`'s backend security group.
+pub fn is_backend(cluster: &str, tags: &BTreeMap<String, String>) -> bool {
+    tags.get(CLUSTER).map(String::as_str) == Some(cluster) && has_role(tags, ROLE_BACKEND_SECURITY_GROUP)
 }
 
 /// Whether `tags` say the resource belongs to `id`.

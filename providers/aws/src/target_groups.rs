@@ -35,6 +35,8 @@ pub struct Tg {
     pub healthy: Option<i32>,
     pub unhealthy: Option<i32>,
     pub matcher: Option<String>,
+    /// The load balancers whose listeners (or rules) forward to it.
+    pub load_balancer_arns: Vec<String>,
 }
 
 fn from_aws(t: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> Option<Tg> {
@@ -51,6 +53,7 @@ fn from_aws(t: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> Option<Tg
         healthy: t.healthy_threshold_count(),
         unhealthy: t.unhealthy_threshold_count(),
         matcher: t.matcher().and_then(|m| m.http_code()).map(String::from),
+        load_balancer_arns: t.load_balancer_arns().to_vec(),
     })
 }
 
@@ -88,6 +91,29 @@ pub async fn find_by_names(api: &Api<'_>, names: &[String]) -> Result<BTreeMap<S
         }
     }
     Ok(out)
+}
+
+/// Every target group of the region (one DescribeTargetGroups per 400).
+pub async fn list_all(api: &Api<'_>) -> Result<Vec<Tg>, ProviderError> {
+    const CALL: &str = "elbv2:DescribeTargetGroups";
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        api.permit(CALL).await;
+        let r = api
+            .elb
+            .describe_target_groups()
+            .set_marker(next.clone())
+            .page_size(400)
+            .send()
+            .await
+            .map_err(|e| errors::map(CALL, e))?;
+        out.extend(r.target_groups().iter().filter_map(from_aws));
+        next = r.next_marker().filter(|m| !m.is_empty()).map(String::from);
+        if next.is_none() {
+            return Ok(out);
+        }
+    }
 }
 
 fn hc_protocol(p: HcProtocol) -> ProtocolEnum {
@@ -141,6 +167,7 @@ pub async fn create(
             healthy: None,
             unhealthy: None,
             matcher: None,
+            load_balancer_arns: Vec::new(),
         });
     }
     let r = b.send().await.map_err(|e| errors::map(CALL, e))?;

@@ -1,7 +1,11 @@
 //! Targets-only updates ([`Provider::update_targets`](cloudlb_provider::Provider::update_targets)):
 //! when nothing but the node set changed, only the target groups' registrations change. Per
 //! target group that is one DescribeTargetHealth, and at most one RegisterTargets and one
-//! DeregisterTargets; no load balancer, listener, attribute, security-group or tag call.
+//! DeregisterTargets; no load balancer, listener, attribute or tag call. The nodes' security
+//! groups (`node_security.rs`) cost one DescribeInstances for instances the process has not seen
+//! and, only when a new node brings a node security group not known to have this load balancer's
+//! rules, one DescribeSecurityGroups and one AuthorizeSecurityGroupIngress; all before any
+//! registration, so a new node is admitted before it is a target.
 //!
 //! The target groups come from the record, which anyone who can edit the Service can edit. So
 //! each target group's ownership tags are checked once per process (one DescribeTags for all of
@@ -16,7 +20,7 @@ use std::sync::Mutex;
 use cloudlb_provider::{LoadBalancerId, LoadBalancerSpec, ProviderError, Record};
 
 use crate::clients::Api;
-use crate::{options, plan, record, tags, target_groups};
+use crate::{node_security, options, plan, record, tags, target_groups};
 
 /// Target groups whose ownership tags were checked, as (owner uid, ARN).
 #[derive(Default)]
@@ -54,7 +58,26 @@ pub async fn update(
         let Some(arn) = record::target_group(record, tg.listener_port) else { return Ok(false) };
         groups.push((arn.to_string(), tg.node_port));
     }
+    if !node_rules(api, id, plan.manage_backend, &plan.target_groups, &plan.instances).await? {
+        return Ok(false);
+    }
     update_groups(api, id, &groups, &plan.instances, verified).await
+}
+
+/// The node rules of a targets-only update (when managed): `Ok(false)` when the backend group is
+/// unknown and a full ensure must run.
+pub async fn node_rules(
+    api: &Api<'_>,
+    id: &LoadBalancerId,
+    manage_backend: bool,
+    target_groups: &[plan::DesiredTargetGroup],
+    instances: &BTreeSet<String>,
+) -> Result<bool, ProviderError> {
+    if !api.config.manage_node_security_groups || !manage_backend || instances.is_empty() {
+        return Ok(true);
+    }
+    let want = node_security::needs(target_groups, api.config.node_port_range_rule);
+    node_security::targets_only(api, &id.cluster, instances, &want).await
 }
 
 /// Converges the registrations of `groups` (target group ARN, node port) to `instances`, after

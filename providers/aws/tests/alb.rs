@@ -339,7 +339,10 @@ async fn a_rotated_secret_is_reimported_in_place_and_a_node_change_only_register
     p.update_targets_l7(&id, &spec, Some(&st.record)).await.expect("update targets");
     let calls = calls_since(&counts, &p.call_counts());
     assert_eq!(calls.get("elbv2:RegisterTargets"), Some(&3), "{calls:?}");
-    let allowed = ["elbv2:RegisterTargets", "elbv2:DescribeTargetHealth", "elbv2:DescribeTags"];
+    // The new instance's node security group (the others'): one look-up, no rule call.
+    assert_eq!(calls.get("ec2:DescribeInstances"), Some(&1), "{calls:?}");
+    let allowed =
+        ["elbv2:RegisterTargets", "elbv2:DescribeTargetHealth", "elbv2:DescribeTags", "ec2:DescribeInstances"];
     assert!(calls.keys().all(|k| allowed.contains(&k.as_str())), "{calls:?}");
     p.delete_l7(&id, Some(&st.record)).await.expect("delete");
 }
@@ -381,7 +384,8 @@ async fn plans_of_a_new_alb_and_a_new_nlb_list_every_change_and_make_nothing() {
     println!("ALB: {calls:#?}");
     assert!(plan.complete, "{calls:?}");
     let count = |call: &str| calls.iter().filter(|c| c.ends_with(call)).count();
-    assert_eq!(count("ec2:CreateSecurityGroup"), 1);
+    assert_eq!(count("ec2:CreateSecurityGroup"), 2, "the ALB's own and the cluster's backend group");
+    assert_eq!(count("ec2:AuthorizeSecurityGroupIngress"), 2, "the ALB's source ranges, the nodes' group");
     assert_eq!(count("elbv2:CreateLoadBalancer"), 1);
     assert_eq!(count("elbv2:CreateTargetGroup"), 3, "web, api, shop");
     assert_eq!(count("elbv2:CreateListener"), 2, "HTTP and HTTPS");
@@ -407,4 +411,5 @@ async fn plans_of_a_new_alb_and_a_new_nlb_list_every_change_and_make_nothing() {
     let tgs = w.elb.describe_target_groups().send().await.expect("tgs");
     assert!(tgs.target_groups().is_empty(), "a plan makes nothing");
     assert!(w.owned().await.security_groups.is_empty(), "a plan makes nothing");
+    assert!(w.owned().await.backend_security_groups.is_empty(), "a plan makes no backend group");
 }

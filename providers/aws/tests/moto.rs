@@ -86,8 +86,12 @@ async fn creates_the_nlb_target_groups_listeners_and_tags_the_spec_asks_for() {
     want.sort();
     assert_eq!(subnets, want, "one tagged public subnet per zone, lowest id");
     let sg = st.record.get("security-group").expect("security group recorded").to_string();
-    // moto 5.2.1 keeps and reports an NLB's security groups (CreateLoadBalancer SecurityGroups).
-    assert_eq!(lb.security_groups(), std::slice::from_ref(&sg));
+    // moto 5.2.1 keeps and reports an NLB's security groups (CreateLoadBalancer SecurityGroups):
+    // its own, then the cluster's backend group (node_security.rs).
+    assert_eq!(lb.security_groups().len(), 2, "{:?}", lb.security_groups());
+    assert_eq!(lb.security_groups()[0], sg);
+    let backend = w.ec2.describe_security_groups().group_ids(&lb.security_groups()[1]).send().await.unwrap();
+    assert_eq!(backend.security_groups()[0].group_name(), Some(names::backend_security_group("shape").as_str()));
 
     // Listeners: 53 is TCP_UDP (one target group), 80 is TCP.
     let ls = listeners_of(&w, &lb_arn).await;
@@ -266,12 +270,14 @@ async fn targets_only_updates_touch_only_target_registrations() {
     let st = p.ensure(&id, &a, None).await.expect("ensure");
 
     // A node joins: per target group one DescribeTargetHealth and one RegisterTargets, plus
-    // one DescribeTags for the ownership check the first time. Nothing else.
+    // one DescribeTags for the ownership check the first time, and one DescribeInstances for
+    // the new instance's node security group (the same group as the others': no rule call).
     let before = p.call_counts();
     let b = w.spec(&[(80, 30080), (443, 30443)], &[0, 1, 2]);
     p.update_targets(&id, &b, Some(&st.record)).await.expect("update targets");
     let calls = calls_since(&before, &p.call_counts());
     let want = BTreeMap::from([
+        ("ec2:DescribeInstances".to_string(), 1),
         ("elbv2:DescribeTags".to_string(), 1),
         ("elbv2:DescribeTargetHealth".to_string(), 2),
         ("elbv2:RegisterTargets".to_string(), 2),

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //!   look up ALB by name  -> ownership + immutable checks (type, scheme, VPC, subnets)
+//!   node groups          -> the targets' node security groups (cached; ambiguity fails here)
 //!   security group       -> find|create, rules = sources x listener ports
-//!   ALB                  -> create if missing
+//!   ALB                  -> create if missing; groups = [its own, the cluster's backend group]
 //!   target groups        -> find|create by name, health check, attributes, targets
 //!   certificates         -> import new Secrets, re-import rotated ones in place (same ARN)
 //!   listeners            -> create | modify (protocol, default action, policy) | delete by port
 //!     certificates       -> default, then add new SNI ones, then remove old ones
 //!     rules              -> move, modify in place, create, delete (rules.rs)
+//!   node rules           -> the node groups admit the backend group on the target groups' ports
 //!   stale target groups  -> the ones our listeners and rules used before, no longer wanted
 //!   unused certificates  -> deleted once no listener names them
 //!   attributes, tags     -> ALB attributes, spec hash tag last (it says "done")
@@ -27,9 +29,11 @@ use super::plan::{AlbAction, AlbPlan, CertRef};
 use super::{certificates, listeners as alb_listeners, options, plan, record as alb_record, rules};
 use crate::clients::Api;
 use crate::delete as nlb_delete;
-use crate::ensure::{WantedLb, ensure_target_groups, group_label, look_up, wait_active};
+use crate::ensure::{
+    WantedLb, ensure_target_groups, group_label, look_up, sweep_if_changed, wait_active, with_security_groups,
+};
 use crate::load_balancer::{self, Lb};
-use crate::{listeners, record, security_group, tags};
+use crate::{listeners, node_security, record, security_group, tags};
 
 /// Every problem `ensure_l7` refuses to start with (what `validate_l7` reports), the security
 /// group's rule count against the quota (`rules_quota`) included.
@@ -94,7 +98,12 @@ pub async fn ensure(
     };
     let (existing, new_subnets) = look_up(api, id, &wanted, record_in).await?;
 
-    // 2. Security group, 3. the ALB.
+    // 1b. The nodes' security groups (reads only): an ambiguous one fails here, before any change.
+    let manage = api.config.manage_node_security_groups && plan.manage_backend;
+    let node_groups =
+        if manage { node_security::node_groups(api, &id.cluster, &plan.instances).await? } else { BTreeSet::new() };
+
+    // 2. Security group, 3. the ALB (with the cluster's backend group).
     let sg = security_group::ensure(
         api,
         id,
@@ -105,32 +114,21 @@ pub async fn ensure(
     )
     .await?;
     let lb_tags = tags::desired(id, tags::ROLE_ALB, &plan.additional_tags);
-    let lb = match existing {
-        Some(lb) => lb,
-        None => {
-            let subnets = new_subnets.unwrap_or_default();
-            load_balancer::create(
-                api,
-                load_balancer::CreateRequest {
-                    lb_type: LoadBalancerTypeEnum::Application,
-                    name: &plan.lb_name,
-                    scheme: plan.scheme,
-                    subnets: &subnets,
-                    eip_allocations: None,
-                    security_group: &sg.id,
-                    tags: &lb_tags,
-                },
-            )
-            .await?
-        }
+    let create = load_balancer::CreateRequest {
+        lb_type: LoadBalancerTypeEnum::Application,
+        name: &plan.lb_name,
+        scheme: plan.scheme,
+        subnets: new_subnets.as_deref().unwrap_or_default(),
+        eip_allocations: None,
+        security_groups: &[],
+        tags: &lb_tags,
     };
-    if lb.security_groups != [sg.id.clone()] {
-        load_balancer::set_security_groups(api, &lb.arn, std::slice::from_ref(&sg.id)).await?;
-    }
+    let attached = with_security_groups(api, &id.cluster, existing, create, &sg.id, manage).await?;
+    let lb = attached.lb.clone();
 
     // 4. Target groups (before any rule or listener points at them).
     let tg_tags = tags::desired(id, tags::ROLE_ALB_TARGET_GROUP, &plan.additional_tags);
-    let (tg_arns, health) =
+    let (tg_arns, health, needs_changed) =
         ensure_target_groups(api, id, &plan.target_groups, &plan.instances, &tg_tags, |t| group_label(&t.name)).await?;
 
     // 5. Certificates.
@@ -163,12 +161,21 @@ pub async fn ensure(
     // 6. Listeners, their certificates and rules.
     let (made_listeners, previously_used) = converge_listeners(api, id, &lb, &plan, &tg_arns, &listener_certs).await?;
 
+    // 6b. The nodes' rules, now that listeners and rules forward to the target groups needing them.
+    let needs = node_security::needs(&plan.target_groups, api.config.node_port_range_rule);
+    if let Some(backend) = &attached.backend {
+        node_security::converge(api, &id.cluster, backend, &node_groups, &needs, false).await?;
+    }
+
     // 7. Target groups no longer used (only ours: checked by tags).
     let mut candidates = previously_used;
     let recorded: Option<BTreeSet<String>> = record_in.map(|r| record::target_groups(r).into_iter().collect());
     candidates.extend(recorded.iter().flatten().cloned());
     let wanted: BTreeSet<&String> = tg_arns.values().collect();
-    nlb_delete::stale_target_groups(api, id, nlb_delete::Kind::Alb, candidates, &wanted, recorded).await?;
+    let stale_deleted =
+        nlb_delete::stale_target_groups(api, id, nlb_delete::Kind::Alb, candidates, &wanted, recorded).await?;
+    // 7b. Node rules nobody needs any more (ports changed, or the backend group was detached).
+    sweep_if_changed(api, &id.cluster, &attached, &needs, needs_changed || stale_deleted).await?;
     // 8. Certificates no longer used by any listener.
     for arn in &unused_certs {
         certificates::delete(api, arn).await?;

@@ -43,7 +43,7 @@ use cloudlb_provider::{L7Spec, LoadBalancerId, LoadBalancerStatus, ProviderError
 use crate::clients::Api;
 use crate::load_balancer::{self, Lb};
 use crate::targets::Verified;
-use crate::{delete as nlb_delete, listeners as nlb_listeners, tags};
+use crate::{delete as nlb_delete, listeners as nlb_listeners, node_security, tags};
 
 pub use ensure::{ensure, fatal_problems};
 
@@ -74,6 +74,9 @@ pub async fn update_targets(
         let Some(arn) = record::target_group(rec, &tg.name) else { return Ok(false) };
         groups.push((arn.to_string(), tg.node_port));
     }
+    if !crate::targets::node_rules(api, id, plan.manage_backend, &plan.target_groups, &plan.instances).await? {
+        return Ok(false);
+    }
     crate::targets::update_groups(api, id, &groups, &plan.instances, verified).await
 }
 
@@ -95,8 +98,10 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
         rec.and_then(crate::record::security_group).map(String::from).into_iter().collect();
     if let Some((lb, _)) = find(api, id, rec).await? {
         load_balancer::delete(api, &lb.arn).await?;
-        sg_ids.extend(lb.security_groups);
+        sg_ids.extend(nlb_delete::own_groups(api, &id.cluster, lb.security_groups));
     }
+    // Node rules only this ALB needed (see `crate::delete`); its error after the rest is done.
+    let swept = node_security::sweep(api, &id.cluster, None, node_security::LastOne::Delete).await;
     let tg_arns = rec.map(crate::record::target_groups).unwrap_or_default().into_iter().collect();
     let sg_name = plan::security_group_name(id);
     nlb_delete::delete_groups(api, id, nlb_delete::Kind::Alb, tg_arns, sg_ids, &sg_name).await?;
@@ -111,7 +116,7 @@ pub async fn delete(api: &Api<'_>, id: &LoadBalancerId, rec: Option<&Record>) ->
     for c in tagged.iter().chain(&recorded) {
         certificates::delete(api, &c.arn).await?;
     }
-    Ok(())
+    swept
 }
 
 pub async fn get(
@@ -121,7 +126,7 @@ pub async fn get(
 ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
     let Some((lb, t)) = find(api, id, rec).await? else { return Ok(None) };
     let listeners = nlb_listeners::list(api, &lb.arn).await?.into_iter().map(|(port, l)| (port, l.arn)).collect();
-    let sg = lb.security_groups.first().map(String::as_str);
+    let sg = node_security::frontend_of(api, &id.cluster, &lb.security_groups);
     let empty = Default::default();
     let made =
         record::Made { lb_arn: &lb.arn, sg_id: sg, listeners: &listeners, target_groups: &empty, certificates: &empty };

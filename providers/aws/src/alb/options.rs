@@ -43,6 +43,7 @@ pub const SUPPORTED: &[&str] = &[
     "group.name",
     "group.order",
     crate::ensure::REPLACE_FAILED,
+    "manage-backend-security-group-rules",
 ];
 
 /// AWS Load Balancer Controller annotations this provider does not implement (yet): reported as
@@ -50,7 +51,6 @@ pub const SUPPORTED: &[&str] = &[
 pub const UNSUPPORTED: &[&str] = &[
     "load-balancer-name",
     "security-groups",
-    "manage-backend-security-group-rules",
     "ip-address-type",
     "backend-protocol",
     "backend-protocol-version",
@@ -105,6 +105,9 @@ pub struct AlbOptions {
     pub tags: BTreeMap<String, String>,
     /// See [`crate::options::Options::replace_failed`].
     pub replace_failed: bool,
+    /// `manage-backend-security-group-rules`: `Some(false)` = no backend security group and no
+    /// node rules for this ALB (`node_security.rs`); `None` = the provider's setting.
+    pub manage_backend_rules: Option<bool>,
 }
 
 impl Default for AlbOptions {
@@ -122,6 +125,7 @@ impl Default for AlbOptions {
             lb_attributes: BTreeMap::new(),
             tags: BTreeMap::new(),
             replace_failed: false,
+            manage_backend_rules: None,
         }
     }
 }
@@ -194,6 +198,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> (AlbOptions, Vec<Problem>) {
     }
 
     out.scheme = crate::options::scheme(&mut p, annotation);
+    out.manage_backend_rules = p.bool("manage-backend-security-group-rules");
 
     if let Some(subnets) = p.list("subnets") {
         for s in subnets.iter().filter(|s| !is_subnet_id(s)) {

@@ -120,6 +120,8 @@ pub struct AlbPlan {
     /// HTTPS listeners' certificates, the default first; empty without HTTPS.
     pub certificates: Vec<CertRef>,
     pub ssl_policy: String,
+    /// The `manage-backend-security-group-rules` annotation (`node_security.rs`).
+    pub manage_backend: bool,
     pub spec_hash: String,
 }
 
@@ -406,6 +408,7 @@ pub fn build(id: &LoadBalancerId, spec: &L7Spec, opts: &AlbOptions) -> (AlbPlan,
         additional_tags: opts.tags.clone(),
         certificates,
         ssl_policy: opts.ssl_policy.clone(),
+        manage_backend: opts.manage_backend_rules.unwrap_or(true),
         spec_hash: spec.hash(),
     };
     (plan, warnings)

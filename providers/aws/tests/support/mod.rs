@@ -5,7 +5,7 @@
 
 pub mod proxy;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
@@ -255,8 +255,82 @@ impl World {
             .send()
             .await
             .expect("describe sgs");
-        out.security_groups = sgs.security_groups().iter().filter_map(|g| g.group_name().map(String::from)).collect();
+        for g in sgs.security_groups() {
+            let backend = g
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some("cloudlb.io/resource") && t.value() == Some("backend-security-group"));
+            let name = g.group_name().unwrap_or_default().to_string();
+            if backend { out.backend_security_groups.push(name) } else { out.security_groups.push(name) }
+        }
         out
+    }
+
+    /// The inbound rules of security group `group` whose source is a security group, as
+    /// (protocol, from, to, source group, description).
+    pub async fn group_rules(&self, group: &str) -> BTreeSet<(String, i32, i32, String, String)> {
+        let r = self.ec2.describe_security_groups().group_ids(group).send().await.expect("describe group");
+        let mut out = BTreeSet::new();
+        for g in r.security_groups() {
+            for p in g.ip_permissions() {
+                for pair in p.user_id_group_pairs() {
+                    out.insert((
+                        p.ip_protocol().unwrap_or_default().to_string(),
+                        p.from_port().unwrap_or(-1),
+                        p.to_port().unwrap_or(-1),
+                        pair.group_id().unwrap_or_default().to_string(),
+                        pair.description().unwrap_or_default().to_string(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The security groups of instance `i`'s primary network interface.
+    pub async fn instance_groups(&self, i: usize) -> Vec<String> {
+        let r = self.ec2.describe_instances().instance_ids(&self.instances[i]).send().await.expect("describe instance");
+        let inst = &r.reservations()[0].instances()[0];
+        let eni = inst
+            .network_interfaces()
+            .iter()
+            .find(|n| n.attachment().and_then(|a| a.device_index()) == Some(0))
+            .expect("primary interface");
+        eni.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect()
+    }
+
+    /// A new instance (in the first public subnet) whose primary interface has `groups`.
+    pub async fn run_instance(&mut self, groups: &[String]) -> usize {
+        let images = self.ec2.describe_images().send().await.expect("describe images");
+        let image = images.images().iter().find_map(|i| i.image_id()).expect("a moto AMI").to_string();
+        let run = self
+            .ec2
+            .run_instances()
+            .image_id(image)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&self.public[0])
+            .set_security_group_ids(Some(groups.to_vec()))
+            .instance_type(ec2::types::InstanceType::T3Micro)
+            .send()
+            .await
+            .expect("run instance");
+        self.instances.push(run.instances()[0].instance_id().expect("instance id").to_string());
+        self.instances.len() - 1
+    }
+
+    /// A security group `name` in the VPC with `tags`.
+    pub async fn security_group(&self, name: &str, tags: &[(&str, &str)]) -> String {
+        let mut req = self.ec2.create_security_group().group_name(name).description(name).vpc_id(&self.vpc);
+        if !tags.is_empty() {
+            req = req.tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()))
+                    .build(),
+            );
+        }
+        req.send().await.expect("create security group").group_id().expect("group id").to_string()
     }
 
     pub async fn elb_tags(&self, arn: &str) -> BTreeMap<String, String> {
@@ -280,12 +354,18 @@ impl World {
 pub struct Owned {
     pub load_balancers: Vec<String>,
     pub target_groups: Vec<String>,
+    /// The load balancers' own security groups.
     pub security_groups: Vec<String>,
+    /// The cluster's backend security group (role `backend-security-group`).
+    pub backend_security_groups: Vec<String>,
 }
 
 impl Owned {
     pub fn is_empty(&self) -> bool {
-        self.load_balancers.is_empty() && self.target_groups.is_empty() && self.security_groups.is_empty()
+        self.load_balancers.is_empty()
+            && self.target_groups.is_empty()
+            && self.security_groups.is_empty()
+            && self.backend_security_groups.is_empty()
     }
 }
 
