@@ -228,18 +228,9 @@ async fn an_ingress_with_two_hosts_three_paths_and_a_tls_secret_gets_an_alb_that
 
     // Delete leaves nothing: ALB, target groups, security group, certificates.
     p.delete_l7(&id, Some(&st.record)).await.expect("delete_l7");
-    // Every call made is allowed by the documented IAM policy.
-    let policy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/aws/iam-policy.json"))
-        .expect("deploy/aws/iam-policy.json");
-    for call in p.call_counts().keys() {
-        let (service, action) = call.split_once(':').expect("service:Action");
-        let service = match service {
-            "elbv2" => "elasticloadbalancing",
-            "tagging" => "tag",
-            other => other,
-        };
-        assert!(policy.contains(&format!("\"{service}:{action}\"")), "{call} is not in deploy/aws/iam-policy.json");
-    }
+    // Every call made is allowed by the IAM policy rendered for this cluster, every mutating one
+    // only for resources (or requests) tagged for it.
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
     let owned = w.owned().await;
     assert!(owned.is_empty(), "left behind: {owned:?}");
     let left = acm.list_certificates().send().await.expect("list certs");
