@@ -4,7 +4,8 @@
 //! ```text
 //!   look up LB by name -> ownership + immutable checks (scheme, VPC, type, subnets)
 //!   security group     -> find|create, rules = source ranges x listener ports, tags
-//!   load balancer      -> create if missing (subnets: annotation | config | discovery)
+//!   load balancer      -> create if missing (subnets: annotation | config | discovery),
+//!                         else security group and IP address type in place
 //!   target groups      -> find|create by name, health check, attributes, targets (batched)
 //!   listeners          -> create | modify | delete by port
 //!   stale target groups-> the ones our listeners (or the record) used before, no longer wanted
@@ -105,6 +106,7 @@ pub async fn ensure(
                     eip_allocations: plan.eip_allocations.as_deref(),
                     security_group: &sg.id,
                     tags: &lb_tags,
+                    ip_address_type: plan.ip_address_type,
                 },
             )
             .await?
@@ -115,6 +117,7 @@ pub async fn ensure(
     } else if lb.security_groups != [sg.id.clone()] {
         load_balancer::set_security_groups(api, &lb.arn, std::slice::from_ref(&sg.id)).await?;
     }
+    load_balancer::converge_ip_address_type(api, &lb, plan.ip_address_type).await?;
 
     // 4. Target groups.
     let tg_tags = tags::desired(id, tags::ROLE_TARGET_GROUP, &plan.additional_tags);

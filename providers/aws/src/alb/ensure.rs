@@ -3,7 +3,7 @@
 //! ```text
 //!   look up ALB by name  -> ownership + immutable checks (type, scheme, VPC, subnets)
 //!   security group       -> find|create, rules = sources x listener ports
-//!   ALB                  -> create if missing
+//!   ALB                  -> create if missing, else security group and IP address type in place
 //!   target groups        -> find|create by name, health check, attributes, targets
 //!   certificates         -> import new Secrets, re-import rotated ones in place (same ARN)
 //!   listeners            -> create | modify (protocol, default action, policy) | delete by port
@@ -117,6 +117,7 @@ pub async fn ensure(
                     eip_allocations: None,
                     security_group: &sg.id,
                     tags: &lb_tags,
+                    ip_address_type: plan.ip_address_type,
                 },
             )
             .await?
@@ -125,6 +126,7 @@ pub async fn ensure(
     if lb.security_groups != [sg.id.clone()] {
         load_balancer::set_security_groups(api, &lb.arn, std::slice::from_ref(&sg.id)).await?;
     }
+    load_balancer::converge_ip_address_type(api, &lb, plan.ip_address_type).await?;
 
     // 4. Target groups (before any rule or listener points at them).
     let tg_tags = tags::desired(id, tags::ROLE_ALB_TARGET_GROUP, &plan.additional_tags);
