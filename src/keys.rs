@@ -28,6 +28,9 @@ pub const ANN_HC_HEALTHY: &str = "cloudlb.io/healthcheck-healthy-threshold";
 pub const ANN_HC_UNHEALTHY: &str = "cloudlb.io/healthcheck-unhealthy-threshold";
 /// Annotation: `k=v,k2=v2`; only nodes with all these labels are targets.
 pub const ANN_TARGET_NODE_LABELS: &str = "cloudlb.io/target-node-labels";
+/// The AWS Load Balancer Controller's name for the same (Services), read when ours is absent
+/// (for every provider; gcp refuses both, see `providers.rs`).
+pub const ANN_TARGET_NODE_LABELS_AWS: &str = "service.beta.kubernetes.io/aws-load-balancer-target-node-labels";
 
 /// Annotation `kubectl apply` keeps a copy of the whole object in; never read, never cached.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

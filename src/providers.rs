@@ -95,12 +95,12 @@ pub fn desired_config(kind: ProviderKind) -> DesiredConfig {
     let prefixes: Vec<String> = match kind {
         ProviderKind::Local => vec![cloudlb_provider_local::OPTION_PREFIX.into()],
         ProviderKind::Aws => cloudlb_provider_aws::OPTION_PREFIXES.iter().map(|p| p.to_string()).collect(),
-        // The gcp provider also sees `cloudlb.io/target-node-labels` (as the option with the empty
-        // key), which it must refuse: GCE instance groups are shared by every Service of the
-        // cluster, so one Service cannot target a subset of the nodes.
+        // The gcp provider also sees `cloudlb.io/target-node-labels` and its AWS alias (as the
+        // option with the empty key), which it must refuse: GCE instance groups are shared by every
+        // Service of the cluster, so one Service cannot target a subset of the nodes.
         ProviderKind::Gcp => cloudlb_provider_gcp::OPTION_PREFIXES
             .iter()
-            .chain(std::iter::once(&cloudlb_provider_gcp::options::TARGET_NODE_LABELS))
+            .chain([&cloudlb_provider_gcp::options::TARGET_NODE_LABELS, &crate::keys::ANN_TARGET_NODE_LABELS_AWS])
             .map(|p| p.to_string())
             .collect(),
         ProviderKind::Memory => vec!["memory.cloudlb.io/".into()],

@@ -117,6 +117,7 @@ const READ_KEYS: &[&str] = &[
     ANN_HC_HEALTHY,
     ANN_HC_UNHEALTHY,
     ANN_TARGET_NODE_LABELS,
+    ANN_TARGET_NODE_LABELS_AWS,
     ing::SOURCE_RANGES,
     ing::SSL_REDIRECT,
     ing::ALLOW_HTTP,
@@ -1138,6 +1139,7 @@ fn service_bad_annotation() -> BoxedStrategy<(String, String)> {
         pair(ANN_HC_HEALTHY, bad_number(10)),
         pair(ANN_HC_UNHEALTHY, bad_number(10)),
         pair(ANN_TARGET_NODE_LABELS, bad_labels()),
+        pair(ANN_TARGET_NODE_LABELS_AWS, bad_labels()),
     ]
     .boxed()
 }
@@ -1154,6 +1156,7 @@ fn service_valid_annotation(interval_min: u32, timeout_max: u32) -> BoxedStrateg
         pair(ANN_HC_HEALTHY, good_number(1, 10)),
         pair(ANN_HC_UNHEALTHY, good_number(1, 10)),
         pair(ANN_TARGET_NODE_LABELS, good_labels()),
+        pair(ANN_TARGET_NODE_LABELS_AWS, good_labels()),
         option_pair(),
     ]
     .boxed()

@@ -128,7 +128,18 @@ pub fn build(svc: &Service, nodes: &NodeSnapshot, cfg: &DesiredConfig) -> Result
 
     let health_check = health_check(svc, ann, &mut problems);
 
-    let targets = match ann.get(ANN_TARGET_NODE_LABELS).map(|v| parse_labels(ANN_TARGET_NODE_LABELS, v)) {
+    // The AWS controller's name counts when ours is absent; a malformed value of either is reported.
+    let aws_labels = ann.get(ANN_TARGET_NODE_LABELS_AWS).map(|v| parse_labels(ANN_TARGET_NODE_LABELS_AWS, v));
+    let labels = match ann.get(ANN_TARGET_NODE_LABELS).map(|v| parse_labels(ANN_TARGET_NODE_LABELS, v)) {
+        Some(ours) => {
+            if let Some(Err(e)) = aws_labels {
+                problems.push(e);
+            }
+            Some(ours)
+        }
+        None => aws_labels,
+    };
+    let targets = match labels {
         Some(Ok(want)) => select(&nodes.nodes, |n| want.iter().all(|(k, v)| n.labels.get(k) == Some(v))),
         Some(Err(e)) => {
             problems.push(e);

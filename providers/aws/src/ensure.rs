@@ -6,7 +6,8 @@
 //!   node groups        -> the targets' node security groups (cached; ambiguity fails here)
 //!   security group     -> find|create, rules = source ranges x listener ports, tags
 //!   load balancer      -> create if missing (subnets: annotation | config | discovery), groups =
-//!                         [its own, the cluster's backend group] (node_security.rs)
+//!                         [its own, the cluster's backend group] (node_security.rs), else
+//!                         security groups and IP address type in place
 //!   target groups      -> find|create by name, health check, attributes, targets (batched)
 //!   listeners          -> create | modify | delete by port
 //!   node rules         -> the node groups admit the backend group on the target groups' ports
@@ -111,10 +112,12 @@ pub async fn ensure(
         eip_allocations: plan.eip_allocations.as_deref(),
         security_groups: &[],
         tags: &lb_tags,
+        ip_address_type: plan.ip_address_type,
     };
     // The spec hash tag is written only at the end, once everything implements the spec.
     let attached = with_security_groups(api, &id.cluster, existing, create, &sg.id, manage).await?;
     let lb = attached.lb.clone();
+    load_balancer::converge_ip_address_type(api, &lb, plan.ip_address_type).await?;
 
     // 4. Target groups.
     let tg_tags = tags::desired(id, tags::ROLE_TARGET_GROUP, &plan.additional_tags);

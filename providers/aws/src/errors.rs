@@ -146,10 +146,7 @@ fn classify(call: &'static str, status: u16, code: &str, message: &str, body: Op
     if PERMISSION.contains(&code) {
         return ProviderError::Permission {
             call,
-            message: format!(
-                "{text} (allow {} for cloudlb's IAM role; see deploy/aws/iam-policy.json)",
-                iam_action(call)
-            ),
+            message: format!("{text} (allow {} for cloudlb's IAM role; see deploy/aws/README.md)", iam_action(call)),
         };
     }
     if is_quota(code) {

@@ -1,5 +1,5 @@
 //! The Network Load Balancer itself: look-up, creation, the few things that can change in
-//! place (security groups, attributes, tags) and deletion.
+//! place (security groups, IP address type, attributes, tags) and deletion.
 //!
 //! CreateLoadBalancer is not idempotent on every backend (moto creates a second load balancer
 //! with the same name), so it is only ever called after a look-up by name found nothing. What
@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_elasticloadbalancingv2::types::{
-    IpAddressType, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
-    SubnetMapping,
+    LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum, SubnetMapping,
 };
 use cloudlb_provider::{ProviderError, Scheme};
 
 use crate::clients::Api;
 use crate::errors;
+use crate::options::IpAddressType;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
@@ -37,6 +37,8 @@ pub struct Lb {
     pub state: State,
     pub subnets: Vec<String>,
     pub security_groups: Vec<String>,
+    /// `ipv4`, `dualstack`, ... as AWS reports it (`None`: the backend did not say).
+    pub ip_address_type: Option<String>,
 }
 
 fn from_aws(lb: &aws_sdk_elasticloadbalancingv2::types::LoadBalancer) -> Option<Lb> {
@@ -66,6 +68,7 @@ fn from_aws(lb: &aws_sdk_elasticloadbalancingv2::types::LoadBalancer) -> Option<
         state,
         subnets,
         security_groups: lb.security_groups().to_vec(),
+        ip_address_type: lb.ip_address_type().map(|t| t.as_str().to_string()),
     })
 }
 
@@ -191,6 +194,7 @@ pub struct CreateRequest<'a> {
     /// Its own group first, then the cluster's backend group (when managed).
     pub security_groups: &'a [String],
     pub tags: &'a BTreeMap<String, String>,
+    pub ip_address_type: IpAddressType,
 }
 
 pub async fn create(api: &Api<'_>, req: CreateRequest<'_>) -> Result<Lb, ProviderError> {
@@ -204,7 +208,7 @@ pub async fn create(api: &Api<'_>, req: CreateRequest<'_>) -> Result<Lb, Provide
             Scheme::Internal => LoadBalancerSchemeEnum::Internal,
             Scheme::InternetFacing => LoadBalancerSchemeEnum::InternetFacing,
         })
-        .ip_address_type(IpAddressType::Ipv4)
+        .ip_address_type(req.ip_address_type.to_aws())
         .set_security_groups(Some(req.security_groups.to_vec()))
         .set_tags(Some(crate::tags::to_elb(req.tags)));
     match req.eip_allocations {
@@ -238,9 +242,10 @@ pub async fn create(api: &Api<'_>, req: CreateRequest<'_>) -> Result<Lb, Provide
             state: State::Active,
             subnets: req.subnets.to_vec(),
             security_groups: req.security_groups.to_vec(),
+            ip_address_type: Some(req.ip_address_type.as_str().to_string()),
         });
     }
-    let resp = b.send().await.map_err(|e| errors::map(CALL, e))?;
+    let resp = b.send().await.map_err(|e| dualstack_hint(errors::map(CALL, e), req.ip_address_type))?;
     resp.load_balancers().iter().filter_map(from_aws).next().ok_or_else(|| ProviderError::Retryable {
         call: CALL,
         message: "the response contained no load balancer".into(),
@@ -259,6 +264,38 @@ pub async fn set_security_groups(api: &Api<'_>, arn: &str, groups: &[String]) ->
         .send()
         .await
         .map_err(|e| errors::map(CALL, e))?;
+    Ok(())
+}
+
+/// AWS refuses `dualstack` unless every subnet of the load balancer has an IPv6 CIDR block: say
+/// so next to AWS's own message.
+fn dualstack_hint(e: ProviderError, t: IpAddressType) -> ProviderError {
+    match e {
+        ProviderError::Invalid { call, message } if t == IpAddressType::Dualstack => ProviderError::Invalid {
+            call,
+            message: format!(
+                "{message} (annotation ip-address-type is \"dualstack\": every subnet of the load balancer needs \
+                 an IPv6 CIDR block; add them, or remove the annotation)"
+            ),
+        },
+        other => other,
+    }
+}
+
+/// Change the IP address type of `lb` when it is not `want` (no call when it is, or when the
+/// backend did not report it).
+pub async fn converge_ip_address_type(api: &Api<'_>, lb: &Lb, want: IpAddressType) -> Result<(), ProviderError> {
+    const CALL: &str = "elbv2:SetIpAddressType";
+    if lb.ip_address_type.as_deref().is_none_or(|current| current == want.as_str()) || !api.mutate(CALL).await {
+        return Ok(());
+    }
+    api.elb
+        .set_ip_address_type()
+        .load_balancer_arn(&lb.arn)
+        .ip_address_type(want.to_aws())
+        .send()
+        .await
+        .map_err(|e| dualstack_hint(errors::map(CALL, e), want))?;
     Ok(())
 }
 
@@ -337,6 +374,7 @@ mod tests {
             state: State::Active,
             subnets: vec!["subnet-1".into(), "subnet-2".into()],
             security_groups: vec![],
+            ip_address_type: Some("ipv4".into()),
         }
     }
 

@@ -5,6 +5,24 @@
 //! refuses (`ProviderError::Invalid`) on the same ones, i.e. values it would have to use. Unknown
 //! or unsupported keys are not fatal: the provider's `warnings` report them (an event and the
 //! condition's message) and `ensure` ignores them, so a typo in a key never blocks a Service.
+//!
+//! Keys carried over from the AWS Load Balancer Controller and cloud-provider-aws:
+//! - `cross-zone-load-balancing-enabled` is the load balancer attribute
+//!   `load_balancing.cross_zone.enabled`; `attributes` may set the same attribute, and when both
+//!   are set with different values that is a fatal problem naming both (neither silently wins).
+//!   Like every attribute, it is left as it is when the annotation goes away.
+//! - `ip-address-type` (`ipv4` | `dualstack`) is given at create and changed in place
+//!   (SetIpAddressType); without it the load balancer is made with, or returns to, `ipv4`. With
+//!   `dualstack`, "everyone" (`0.0.0.0/0`) in the source ranges also admits `::/0`, else IPv6
+//!   clients would be dropped by the load balancer's security group.
+//! - `target-node-labels` is read by the controller (an alias of `cloudlb.io/target-node-labels`,
+//!   which it implements for every provider); this provider only accepts the key.
+//! - `name` / `load-balancer-name` stay unsupported, reported as a warning that says why: the
+//!   load balancer's name is derived from (cluster, Service uid), so it is unique and stable, and
+//!   every look-up (ensure after a lost record, delete, gc) starts from it. A user-chosen name
+//!   would need a second way to find the load balancer, a collision check across Services and
+//!   clusters, and, since AWS cannot rename a load balancer, a re-create (new DNS name) on every
+//!   change of the annotation; none of that is worth the risk of losing track of a load balancer.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +59,10 @@ pub const SUPPORTED: &[&str] = &[
     "additional-resource-tags",
     crate::ensure::REPLACE_FAILED,
     "manage-backend-security-group-rules",
+    "cross-zone-load-balancing-enabled",
+    "ip-address-type",
+    // Read by the controller (alias of cloudlb.io/target-node-labels), which selects the targets.
+    "target-node-labels",
 ];
 
 /// AWS Load Balancer Controller / cloud-provider-aws annotations users may bring along that this
@@ -49,16 +71,63 @@ pub const UNSUPPORTED: &[&str] = &[
     "private-ipv4-addresses",
     "security-groups",
     "extra-security-groups",
-    "target-node-labels",
     "name",
     "load-balancer-name",
-    "ip-address-type",
     "alpn-policy",
     "access-log-enabled",
-    "cross-zone-load-balancing-enabled",
     "connection-draining-enabled",
     "connection-idle-timeout",
 ];
+
+/// Keys naming the load balancer, which cloudlb does not take (see the module doc).
+pub const NAME_KEYS: &[&str] = &["name", "load-balancer-name"];
+
+/// Why a name annotation is ignored (NLB and ALB).
+pub fn name_not_supported(annotation: &str) -> String {
+    format!(
+        "annotation {annotation} is not supported: cloudlb names each load balancer itself (k8s-<namespace>-<name>-<hash>, \
+         alb-... for Ingresses), unique per cluster and object, and finds it again by that name and its tags; \
+         AWS cannot rename a load balancer, so a chosen name would mean re-creating it on every change; the \
+         annotation is ignored"
+    )
+}
+
+/// The load balancer attribute `cross-zone-load-balancing-enabled` sets.
+pub const CROSS_ZONE: &str = "load_balancing.cross_zone.enabled";
+
+/// `ip-address-type`: what the load balancer's addresses are (NLB and ALB).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IpAddressType {
+    #[default]
+    Ipv4,
+    Dualstack,
+}
+
+impl IpAddressType {
+    pub const ACCEPTED: &[&str] = &["ipv4", "dualstack"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpAddressType::Ipv4 => "ipv4",
+            IpAddressType::Dualstack => "dualstack",
+        }
+    }
+
+    pub fn to_aws(self) -> aws_sdk_elasticloadbalancingv2::types::IpAddressType {
+        match self {
+            IpAddressType::Ipv4 => aws_sdk_elasticloadbalancingv2::types::IpAddressType::Ipv4,
+            IpAddressType::Dualstack => aws_sdk_elasticloadbalancingv2::types::IpAddressType::Dualstack,
+        }
+    }
+}
+
+/// `ip-address-type` (`None` when absent or invalid; an invalid value is a fatal problem).
+pub fn ip_address_type(p: &mut OptionParser<'_>) -> Option<IpAddressType> {
+    p.one_of("ip-address-type", IpAddressType::ACCEPTED).map(|v| match v.as_str() {
+        "dualstack" => IpAddressType::Dualstack,
+        _ => IpAddressType::Ipv4,
+    })
+}
 
 /// Default TLS policy for `ssl-cert` listeners (TLS 1.3 and 1.2).
 pub const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
@@ -139,6 +208,8 @@ pub struct Options {
     /// `manage-backend-security-group-rules`: `Some(false)` = this load balancer gets no backend
     /// security group and no node rules (`node_security.rs`); `None` = the provider's setting.
     pub manage_backend_rules: Option<bool>,
+    /// `ip-address-type`; absent = IPv4 (what the load balancer is made with, and returns to).
+    pub ip_address_type: IpAddressType,
 }
 
 /// How users write the key: the first prefix + key.
@@ -194,7 +265,9 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
         if SUPPORTED.contains(&key.as_str()) {
             continue;
         }
-        let message = if UNSUPPORTED.contains(&key.as_str()) {
+        let message = if NAME_KEYS.contains(&key.as_str()) {
+            name_not_supported(&annotation(key))
+        } else if UNSUPPORTED.contains(&key.as_str()) {
             format!("annotation {} is not supported by cloudlb's aws provider; remove it", annotation(key))
         } else {
             format!(
@@ -308,6 +381,24 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
         }
     }
 
+    if let Some(enabled) = p.bool("cross-zone-load-balancing-enabled") {
+        let value = enabled.to_string();
+        match out.lb_attributes.get(CROSS_ZONE) {
+            Some(other) if !other.eq_ignore_ascii_case(&value) => p.problems.push(Problem {
+                message: format!(
+                    "annotations {} ({value:?}) and {} ({CROSS_ZONE}={other:?}) disagree; set only one",
+                    annotation("cross-zone-load-balancing-enabled"),
+                    annotation("attributes")
+                ),
+                fatal: true,
+            }),
+            _ => {
+                out.lb_attributes.insert(CROSS_ZONE.into(), value);
+            }
+        }
+    }
+    out.ip_address_type = ip_address_type(&mut p).unwrap_or_default();
+
     if let Some(eips) = p.list("eip-allocations") {
         for e in &eips {
             if !is_id(e, "eipalloc-") {
@@ -411,6 +502,59 @@ mod tests {
         assert!(problems.iter().all(|p| !p.fatal));
         assert!(problems.iter().any(|p| p.message.contains("typo")));
         assert!(problems.iter().any(|p| p.message.contains("not supported")));
+    }
+
+    #[test]
+    fn cross_zone_and_ip_address_type() {
+        let (o, problems) =
+            parse(&opts(&[("cross-zone-load-balancing-enabled", "TRUE"), ("ip-address-type", "DualStack")]));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(o.lb_attributes.get(CROSS_ZONE).map(String::as_str), Some("true"));
+        assert_eq!(o.ip_address_type, IpAddressType::Dualstack);
+        let (o, problems) = parse(&opts(&[]));
+        assert!(problems.is_empty());
+        assert_eq!((o.ip_address_type, o.lb_attributes.get(CROSS_ZONE)), (IpAddressType::Ipv4, None));
+
+        // The same attribute through `attributes`: agreeing is fine, disagreeing is fatal and names both.
+        let (o, problems) = parse(&opts(&[
+            ("cross-zone-load-balancing-enabled", "false"),
+            ("attributes", "load_balancing.cross_zone.enabled=false,deletion_protection.enabled=true"),
+        ]));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(o.lb_attributes.len(), 2);
+        let (_, problems) = parse(&opts(&[
+            ("cross-zone-load-balancing-enabled", "false"),
+            ("attributes", "load_balancing.cross_zone.enabled=true"),
+        ]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].fatal);
+        let m = &problems[0].message;
+        assert!(m.contains(&annotation("cross-zone-load-balancing-enabled")) && m.contains(&annotation("attributes")));
+        assert!(m.contains("disagree"), "{m}");
+
+        for (key, value, accepted) in [
+            ("cross-zone-load-balancing-enabled", "yes", "\"true\" or \"false\""),
+            ("ip-address-type", "ipv6", "\"ipv4\", \"dualstack\""),
+        ] {
+            let (_, problems) = parse(&opts(&[(key, value)]));
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].fatal);
+            let m = &problems[0].message;
+            assert!(m.contains(&annotation(key)) && m.contains(value) && m.contains(accepted), "{m}");
+        }
+    }
+
+    #[test]
+    fn target_node_labels_is_accepted_and_a_name_is_a_warning_that_says_why() {
+        let (_, problems) = parse(&opts(&[("target-node-labels", "pool=edge")]));
+        assert!(problems.is_empty(), "read by the controller, not warned about: {problems:?}");
+        for key in NAME_KEYS {
+            let (_, problems) = parse(&opts(&[(key, "my-lb")]));
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(!problems[0].fatal);
+            let m = &problems[0].message;
+            assert!(m.contains(&annotation(key)) && m.contains("cannot rename") && m.contains("ignored"), "{m}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 
 use crate::health::{self, HealthSettings};
 use crate::names;
-use crate::options::{DEFAULT_SSL_POLICY, Options, PortRef, annotation};
+use crate::options::{DEFAULT_SSL_POLICY, IpAddressType, Options, PortRef, annotation};
 
 /// Protocol of a target group (what the NLB speaks to the nodes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -120,7 +120,21 @@ pub struct Plan {
     /// Whether this load balancer gets the backend security group and node rules (unless the
     /// provider has them off): the `manage-backend-security-group-rules` annotation.
     pub manage_backend: bool,
+    pub ip_address_type: IpAddressType,
     pub spec_hash: String,
+}
+
+/// With `dualstack`, "everyone over IPv4" (`0.0.0.0/0`) in `sources` is everyone over IPv6 too:
+/// the load balancer's security group would drop every IPv6 client otherwise (Services are
+/// IPv4-only here, so the controller's default source range is `0.0.0.0/0` alone).
+pub fn with_ip_address_type(mut sources: Vec<IpNet>, ip_address_type: IpAddressType) -> Vec<IpNet> {
+    let everyone_v4 = IpNet::V4(ipnet::Ipv4Net::default());
+    let everyone_v6 = IpNet::V6(ipnet::Ipv6Net::default());
+    if ip_address_type == IpAddressType::Dualstack && sources.contains(&everyone_v4) && !sources.contains(&everyone_v6)
+    {
+        sources.push(everyone_v6);
+    }
+    sources
 }
 
 /// Target-group attributes we always manage, with the value meaning "off" (the AWS default), so
@@ -319,6 +333,7 @@ pub fn build(id: &LoadBalancerId, spec: &LoadBalancerSpec, opts: &Options) -> Pl
     } else {
         spec.source_ranges.clone()
     };
+    let sources = with_ip_address_type(sources, opts.ip_address_type);
     for g in port_groups(spec) {
         let (tg_protocol, node_port) = match (g.tcp, g.udp) {
             (Some(t), Some(_)) => (TgProtocol::TcpUdp, t),
@@ -388,6 +403,7 @@ pub fn build(id: &LoadBalancerId, spec: &LoadBalancerSpec, opts: &Options) -> Pl
         eip_allocations: opts.eip_allocations.clone(),
         additional_tags: opts.additional_tags.clone(),
         manage_backend: opts.manage_backend_rules.unwrap_or(true),
+        ip_address_type: opts.ip_address_type,
         spec_hash: spec.hash(),
     }
 }
@@ -492,5 +508,18 @@ mod tests {
         let a = &plan.target_groups[0].attributes;
         assert_eq!(a.get(STICKINESS_ENABLED).map(String::as_str), Some("true"));
         assert_eq!(a.get(PROXY_PROTOCOL_V2).map(String::as_str), Some("true"));
+    }
+
+    #[test]
+    fn dualstack_lets_everyone_in_over_ipv6_too_and_keeps_restrictions() {
+        let id = conformance::id("ds");
+        let mut spec = conformance::spec(&[80]);
+        let dualstack = Options { ip_address_type: IpAddressType::Dualstack, ..Default::default() };
+        let cidrs = |plan: &Plan| plan.sg_rules.iter().map(|r| r.cidr.to_string()).collect::<Vec<_>>();
+        assert_eq!(cidrs(&build(&id, &spec, &Options::default())), ["0.0.0.0/0"]);
+        assert_eq!(cidrs(&build(&id, &spec, &dualstack)), ["0.0.0.0/0", "::/0"]);
+        spec.source_ranges = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(cidrs(&build(&id, &spec, &dualstack)), ["10.0.0.0/8"], "a restriction stays one");
+        assert_eq!(build(&id, &spec, &dualstack).ip_address_type, IpAddressType::Dualstack);
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! A resource found by its deterministic name is used (or deleted) only when it carries
 //! `cloudlb.io/cluster=<cluster>` and `cloudlb.io/owner-uid=<uid>`; otherwise it is a
-//! [`ProviderError::Conflict`] and left alone. The other tags are for humans, cost reports, IAM
-//! conditions (`deploy/aws/iam-policy.json` conditions mutations on `cloudlb.io/cluster`) and the
-//! tools people already use (`kubernetes.io/cluster/<name>`, `service.k8s.aws/stack`).
+//! [`ProviderError::Conflict`] and left alone. IAM leans on them too: `deploy/aws/iam-policy.json`
+//! allows changes only to resources whose `cloudlb.io/cluster` is the cluster's, and denies
+//! changing [`CLUSTER`], [`OWNER_UID`] and [`RESOURCE`] after create, so these are never re-tagged
+//! on an existing resource (`missing` only adds tags whose value differs, and ours never do).
+//! The other tags are for humans, cost reports and the tools people already use
+//! (`kubernetes.io/cluster/<name>`, `service.k8s.aws/stack`).
 //!
 //! We deliberately do not set `elbv2.k8s.aws/cluster`: the AWS Load Balancer Controller garbage
 //! collects resources carrying it, and both controllers may run in one cluster.

@@ -228,18 +228,9 @@ async fn an_ingress_with_two_hosts_three_paths_and_a_tls_secret_gets_an_alb_that
 
     // Delete leaves nothing: ALB, target groups, security group, certificates.
     p.delete_l7(&id, Some(&st.record)).await.expect("delete_l7");
-    // Every call made is allowed by the documented IAM policy.
-    let policy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/aws/iam-policy.json"))
-        .expect("deploy/aws/iam-policy.json");
-    for call in p.call_counts().keys() {
-        let (service, action) = call.split_once(':').expect("service:Action");
-        let service = match service {
-            "elbv2" => "elasticloadbalancing",
-            "tagging" => "tag",
-            other => other,
-        };
-        assert!(policy.contains(&format!("\"{service}:{action}\"")), "{call} is not in deploy/aws/iam-policy.json");
-    }
+    // Every call made is allowed by the IAM policy rendered for this cluster, every mutating one
+    // only for resources (or requests) tagged for it.
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
     let owned = w.owned().await;
     assert!(owned.is_empty(), "left behind: {owned:?}");
     let left = acm.list_certificates().send().await.expect("list certs");
@@ -412,4 +403,43 @@ async fn plans_of_a_new_alb_and_a_new_nlb_list_every_change_and_make_nothing() {
     assert!(tgs.target_groups().is_empty(), "a plan makes nothing");
     assert!(w.owned().await.security_groups.is_empty(), "a plan makes nothing");
     assert!(w.owned().await.backend_security_groups.is_empty(), "a plan makes no backend group");
+}
+
+/// `alb.ingress.kubernetes.io/ip-address-type` takes the NLB's path: given at create, changed in
+/// place with one SetIpAddressType (same ALB), a bad value refused before any call.
+#[tokio::test]
+async fn ip_address_type_is_set_at_create_and_changed_in_place() {
+    let w = World::new("ipt").await;
+    let p = w.provider().await;
+    let id = w.id("ipt");
+    let mut spec = ingress(&w, &[0]);
+    spec.listeners.pop();
+    spec.certificates.clear();
+    spec.options.insert("ip-address-type".into(), "dualstack".into());
+    assert!(p.validate_l7(&spec).is_empty(), "{:?}", p.validate_l7(&spec));
+    let st = p.ensure_l7(&id, &spec, None).await.expect("ensure");
+    let lb = alb_of(&w, &st.record).await;
+    assert_eq!(lb.ip_address_type().map(|t| t.as_str()), Some("dualstack"));
+
+    spec.options.insert("ip-address-type".into(), "ipv4".into());
+    let before = p.call_counts();
+    let st = p.ensure_l7(&id, &spec, Some(&st.record)).await.expect("changed in place");
+    let m = mutations(&before, &p.call_counts());
+    assert_eq!(m.get("elbv2:SetIpAddressType"), Some(&1), "{m:?}");
+    assert!(!m.contains_key("elbv2:CreateLoadBalancer") && !m.contains_key("elbv2:DeleteLoadBalancer"), "{m:?}");
+    let after = alb_of(&w, &st.record).await;
+    assert_eq!(after.load_balancer_arn(), lb.load_balancer_arn(), "the same ALB");
+    assert_eq!(after.ip_address_type().map(|t| t.as_str()), Some("ipv4"));
+
+    spec.options.insert("ip-address-type".into(), "IPv6".into());
+    let problems = p.validate_l7(&spec);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("alb.ingress.kubernetes.io/ip-address-type") && problems[0].contains("\"dualstack\""));
+    let before = p.call_counts();
+    assert!(p.ensure_l7(&id, &spec, Some(&st.record)).await.is_err());
+    assert!(calls_since(&before, &p.call_counts()).is_empty(), "no call at all");
+
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
+    p.delete_l7(&id, Some(&st.record)).await.expect("delete");
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
 }

@@ -362,6 +362,7 @@ async fn delete_with_a_record_also_removes_a_target_group_an_interrupted_ensure_
     let calls = calls_since(&before, &p.call_counts());
     assert_eq!(calls.get("tagging:GetResources"), Some(&1), "found by tags in one call: {calls:?}");
     assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
 }
 
 #[tokio::test]
@@ -842,6 +843,7 @@ async fn target_health_follows_the_instances_with_aws_reasons() {
     assert_eq!(p.observe(&id, None).await.expect("no record"), None);
     p.delete(&id, Some(&st.record)).await.unwrap();
     p.delete(&other, Some(&theirs.record)).await.unwrap();
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
 }
 
 /// A load balancer AWS is still provisioning: the ensure returns its DNS name at once (flagged
@@ -924,5 +926,130 @@ async fn a_failed_load_balancer_is_a_permanent_error_and_replaced_only_when_aske
     let problems = p.validate(&bad);
     assert!(problems.iter().any(|m| m.contains("replace-failed-load-balancer")), "{problems:?}");
     p.delete(&id, Some(&new.record)).await.unwrap();
+    assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
+}
+
+async fn lb_attributes(w: &World, arn: &str) -> BTreeMap<String, String> {
+    let r = w.elb.describe_load_balancer_attributes().load_balancer_arn(arn).send().await.unwrap();
+    r.attributes().iter().map(|a| (a.key().unwrap().to_string(), a.value().unwrap_or_default().to_string())).collect()
+}
+
+/// The inbound CIDRs of a security group, as moto reports them.
+async fn sg_cidrs(w: &World, sg: &str) -> BTreeSet<String> {
+    let r = w.ec2.describe_security_groups().group_ids(sg).send().await.unwrap();
+    r.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| {
+            let v4 = p.ip_ranges().iter().filter_map(|r| r.cidr_ip().map(String::from));
+            let v6 = p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6().map(String::from));
+            v4.chain(v6).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Annotations carried over from the AWS controllers: `cross-zone-load-balancing-enabled` and
+/// `ip-address-type` are set at create, changed in place (same load balancer, one call each), and
+/// a bad value, or a cross-zone setting that disagrees with `attributes`, is refused before any
+/// call. A name annotation is a warning saying why, never a problem.
+#[tokio::test]
+async fn cross_zone_and_ip_address_type_are_set_at_create_and_changed_in_place() {
+    let w = World::new("xzone").await;
+    let p = w.provider().await;
+    let id = w.id("web");
+    let mut spec = w.spec(&[(80, 30080)], &[0]);
+    spec.options.insert("cross-zone-load-balancing-enabled".into(), "true".into());
+    spec.options.insert("ip-address-type".into(), "dualstack".into());
+    spec.options.insert("target-node-labels".into(), "pool=edge".into());
+    assert!(p.validate(&spec).is_empty(), "{:?}", p.validate(&spec));
+    assert!(p.warnings(&spec).is_empty(), "target-node-labels is the controller's: {:?}", p.warnings(&spec));
+
+    let st = p.ensure(&id, &spec, None).await.expect("ensure");
+    let lb_arn = st.record.get("load-balancer").expect("recorded").to_string();
+    let sg = st.record.get("security-group").expect("recorded").to_string();
+    let lb = w.load_balancer(&names::load_balancer(&id)).await.expect("exists");
+    assert_eq!(lb.ip_address_type().map(|t| t.as_str()), Some("dualstack"));
+    assert_eq!(
+        lb_attributes(&w, &lb_arn).await.get("load_balancing.cross_zone.enabled").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(sg_cidrs(&w, &sg).await, BTreeSet::from(["0.0.0.0/0".to_string(), "::/0".to_string()]));
+
+    let before = p.call_counts();
+    p.ensure(&id, &spec, Some(&st.record)).await.expect("unchanged");
+    assert_eq!(mutations(&before, &p.call_counts()), BTreeMap::new(), "an unchanged ensure changes nothing");
+
+    // Both changed: in place, one call each (+ the rule ::/0 revoked, + the spec-hash tag).
+    spec.options.insert("cross-zone-load-balancing-enabled".into(), "false".into());
+    spec.options.insert("ip-address-type".into(), "ipv4".into());
+    let before = p.call_counts();
+    let st = p.ensure(&id, &spec, Some(&st.record)).await.expect("changed in place");
+    assert_eq!(
+        mutations(&before, &p.call_counts()),
+        BTreeMap::from([
+            ("ec2:RevokeSecurityGroupIngress".to_string(), 1),
+            ("elbv2:AddTags".to_string(), 1),
+            ("elbv2:ModifyLoadBalancerAttributes".to_string(), 1),
+            ("elbv2:SetIpAddressType".to_string(), 1),
+        ])
+    );
+    assert_eq!(st.record.get("load-balancer"), Some(lb_arn.as_str()), "the same load balancer");
+    let lb = w.load_balancer(&names::load_balancer(&id)).await.expect("exists");
+    assert_eq!(lb.ip_address_type().map(|t| t.as_str()), Some("ipv4"));
+    assert_eq!(
+        lb_attributes(&w, &lb_arn).await.get("load_balancing.cross_zone.enabled").map(String::as_str),
+        Some("false")
+    );
+    assert_eq!(sg_cidrs(&w, &sg).await, BTreeSet::from(["0.0.0.0/0".to_string()]));
+
+    // Bad values: named with what is accepted, refused before any call; the load balancer stays.
+    for (options, wanted) in [
+        (
+            vec![("ip-address-type", "ipv6")],
+            vec!["aws-load-balancer-ip-address-type", "\"ipv6\"", "\"ipv4\", \"dualstack\""],
+        ),
+        (
+            vec![("cross-zone-load-balancing-enabled", "yes")],
+            vec!["cross-zone-load-balancing-enabled", "\"yes\"", "\"true\" or \"false\""],
+        ),
+        (
+            vec![
+                ("cross-zone-load-balancing-enabled", "true"),
+                ("attributes", "load_balancing.cross_zone.enabled=false"),
+            ],
+            vec!["aws-load-balancer-cross-zone-load-balancing-enabled", "aws-load-balancer-attributes", "disagree"],
+        ),
+    ] {
+        let mut bad = spec.clone();
+        for (k, v) in options {
+            bad.options.insert(k.into(), v.into());
+        }
+        let problems = p.validate(&bad);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(wanted.iter().all(|w| problems[0].contains(w)), "{wanted:?} in {}", problems[0]);
+        let before = p.call_counts();
+        let e = p.ensure(&id, &bad, Some(&st.record)).await.expect_err("refused");
+        assert!(matches!(e, ProviderError::Invalid { .. }), "{e}");
+        assert!(
+            calls_since(&before, &p.call_counts()).is_empty(),
+            "no call at all: {:?}",
+            calls_since(&before, &p.call_counts())
+        );
+    }
+    assert!(w.load_balancer(&names::load_balancer(&id)).await.is_some(), "still there after the refusals");
+
+    // A name annotation is ignored with the reason (a warning), and changes nothing.
+    let mut named = spec.clone();
+    named.options.insert("name".into(), "my-nlb".into());
+    assert!(p.validate(&named).is_empty());
+    let warnings = p.warnings(&named);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("aws-load-balancer-name") && warnings[0].contains("cannot rename"),
+        "{warnings:?}"
+    );
+
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
+    p.delete(&id, Some(&st.record)).await.expect("delete");
     assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
 }

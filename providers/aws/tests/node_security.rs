@@ -122,6 +122,7 @@ async fn node_groups_admit_the_backend_group_on_node_and_health_check_ports() {
     // Deleting the NLB removes its rules (the ALB's stay); deleting the ALB removes the rest and
     // the backend group.
     p.delete(&id, Some(&st.record)).await.expect("delete");
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
     assert_eq!(rules_from(&w, &node_group, &backend).await, BTreeSet::from([rule("tcp", 30081), rule("tcp", 30082)]));
     assert!(backend_group(&w).await.is_some(), "kept while a load balancer carries it");
     p.delete_l7(&l7_id, Some(&l7_st.record)).await.expect("delete_l7");
@@ -250,6 +251,7 @@ async fn a_new_node_with_another_group_gets_the_rules_on_the_targets_only_path()
     assert!(calls.keys().all(|c| c.starts_with("elbv2:")), "{calls:?}");
 
     p.delete(&id, Some(&st.record)).await.expect("delete");
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
     assert!(rules_from(&w, &group_b, &backend).await.is_empty());
     assert!(w.owned().await.is_empty(), "left behind: {:?}", w.owned().await);
 }
@@ -290,6 +292,7 @@ async fn ambiguous_node_groups_fail_before_any_change() {
     assert_eq!(rules_from(&w, &b, &backend).await, BTreeSet::from([rule("tcp", 30080)]));
     assert!(rules_from(&w, &a, &backend).await.is_empty());
     p.delete(&id, Some(&st.record)).await.expect("delete");
+    support::assert_policy_allows(&p.call_counts(), &w.cluster);
     assert!(w.owned().await.is_empty(), "{:?}", w.owned().await);
 }
 

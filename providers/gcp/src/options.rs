@@ -34,6 +34,9 @@ pub const SUPPORTED: &[(&str, &str)] = &[
 /// every Service of a cluster shares the zones' instance groups (GCE lets a VM be in one
 /// load-balanced instance group only), so a Service cannot target a subset of the nodes.
 pub const TARGET_NODE_LABELS: &str = "cloudlb.io/target-node-labels";
+/// The AWS controllers' name for it, which the root crate reads too and passes the same way (for
+/// the message; the root crate's test checks it names the key the controller reads).
+pub const TARGET_NODE_LABELS_AWS: &str = "service.beta.kubernetes.io/aws-load-balancer-target-node-labels";
 
 /// GKE annotations users may bring along that this provider does not implement (reported, so
 /// nobody believes they took effect).
@@ -103,8 +106,9 @@ pub fn parse(options: &BTreeMap<String, String>) -> (Options, Vec<Problem>) {
         if key.is_empty() {
             p.problems.push(Problem {
                 message: format!(
-                    "annotation {TARGET_NODE_LABELS} is not supported by cloudlb's gcp provider: the cluster's \
-                     instance groups are shared by every Service, so all of them target the same nodes; remove it"
+                    "annotation {TARGET_NODE_LABELS} (or its AWS alias {TARGET_NODE_LABELS_AWS}) is not supported by \
+                     cloudlb's gcp provider: the cluster's instance groups are shared by every Service, so all of \
+                     them target the same nodes; remove it"
                 ),
                 fatal: true,
             });

@@ -119,6 +119,35 @@ fn target_node_labels_select_nodes() {
 }
 
 #[test]
+fn the_aws_target_node_labels_annotation_is_an_alias_ours_wins() {
+    let base = || svc(vec![port(80, "TCP", Some(30080))]);
+    let nodes = |s: &Service| ok(s).targets.iter().map(|t| t.node.clone()).collect::<Vec<_>>();
+    let aws = with_ann(base(), ANN_TARGET_NODE_LABELS_AWS, "pool=edge");
+    assert_eq!(nodes(&aws), vec!["b"]);
+    assert_eq!(nodes(&with_ann(aws.clone(), ANN_TARGET_NODE_LABELS, "pool=none")), Vec::<String>::new(), "ours wins");
+    let e = err(&with_ann(base(), ANN_TARGET_NODE_LABELS_AWS, "novalue"));
+    assert!(e.contains(ANN_TARGET_NODE_LABELS_AWS) && e.contains("is not key=value"), "{e}");
+    // Malformed, it is reported even when ours is set (and then only it is named).
+    let e = err(&with_ann(with_ann(base(), ANN_TARGET_NODE_LABELS, "pool=edge"), ANN_TARGET_NODE_LABELS_AWS, "x"));
+    assert!(
+        e.contains(ANN_TARGET_NODE_LABELS_AWS) && !e.contains(&format!("annotation {ANN_TARGET_NODE_LABELS}:")),
+        "{e}"
+    );
+}
+
+/// On gcp both keys reach the provider as the option with the empty key, which it refuses
+/// (a subset of nodes cannot be targeted there): the alias never narrows the targets silently.
+#[test]
+fn on_gcp_the_aws_alias_reaches_the_provider_to_be_refused() {
+    let s = with_ann(svc(vec![port(80, "TCP", Some(30080))]), ANN_TARGET_NODE_LABELS_AWS, "pool=edge");
+    let cfg = crate::providers::desired_config(crate::args::ProviderKind::Gcp);
+    let spec = build(&s, &NodeSnapshot::default(), &cfg).expect("valid for the builder");
+    assert_eq!(spec.options.get("").map(String::as_str), Some("pool=edge"));
+    let (_, problems) = cloudlb_provider_gcp::options::parse(&spec.options);
+    assert!(problems.iter().any(|p| p.fatal && p.message.contains(ANN_TARGET_NODE_LABELS_AWS)), "{problems:?}");
+}
+
+#[test]
 fn bad_input_table() {
     let base = || svc(vec![port(80, "TCP", Some(30080))]);
     let mut bad_range = base();

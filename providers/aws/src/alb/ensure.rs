@@ -4,7 +4,8 @@
 //!   look up ALB by name  -> ownership + immutable checks (type, scheme, VPC, subnets)
 //!   node groups          -> the targets' node security groups (cached; ambiguity fails here)
 //!   security group       -> find|create, rules = sources x listener ports
-//!   ALB                  -> create if missing; groups = [its own, the cluster's backend group]
+//!   ALB                  -> create if missing; groups = [its own, the cluster's backend group];
+//!                           else security groups and IP address type in place
 //!   target groups        -> find|create by name, health check, attributes, targets
 //!   certificates         -> import new Secrets, re-import rotated ones in place (same ARN)
 //!   listeners            -> create | modify (protocol, default action, policy) | delete by port
@@ -122,9 +123,11 @@ pub async fn ensure(
         eip_allocations: None,
         security_groups: &[],
         tags: &lb_tags,
+        ip_address_type: plan.ip_address_type,
     };
     let attached = with_security_groups(api, &id.cluster, existing, create, &sg.id, manage).await?;
     let lb = attached.lb.clone();
+    load_balancer::converge_ip_address_type(api, &lb, plan.ip_address_type).await?;
 
     // 4. Target groups (before any rule or listener points at them).
     let tg_tags = tags::desired(id, tags::ROLE_ALB_TARGET_GROUP, &plan.additional_tags);

@@ -5,6 +5,10 @@
 //! our own prefix. Like the NLB options: every value `ensure` would use is checked before any call
 //! (fatal problems), keys we do not implement are warnings and are ignored, so a typo in a key
 //! never blocks an Ingress.
+//!
+//! `ip-address-type` (`ipv4` | `dualstack`) is the NLB's code path (`crate::options::IpAddressType`:
+//! given at create, SetIpAddressType in place). `load-balancer-name` is a warning that says why,
+//! as for NLBs (`crate::options::name_not_supported`).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +16,7 @@ use cloudlb_provider::Scheme;
 use cloudlb_provider::options::{OptionParser, Problem};
 use ipnet::IpNet;
 
-use crate::options::{DEFAULT_SSL_POLICY, HcProtocol};
+use crate::options::{DEFAULT_SSL_POLICY, HcProtocol, IpAddressType};
 
 /// How users write the key (the AWS Load Balancer Controller's prefix).
 pub const PREFIX: &str = "alb.ingress.kubernetes.io/";
@@ -39,6 +43,7 @@ pub const SUPPORTED: &[&str] = &[
     "load-balancer-attributes",
     "tags",
     "additional-resource-tags",
+    "ip-address-type",
     // Ingress groups: read by the controller, which merges the members into one spec.
     "group.name",
     "group.order",
@@ -51,7 +56,6 @@ pub const SUPPORTED: &[&str] = &[
 pub const UNSUPPORTED: &[&str] = &[
     "load-balancer-name",
     "security-groups",
-    "ip-address-type",
     "backend-protocol",
     "backend-protocol-version",
     "wafv2-acl-arn",
@@ -108,6 +112,7 @@ pub struct AlbOptions {
     /// `manage-backend-security-group-rules`: `Some(false)` = no backend security group and no
     /// node rules for this ALB (`node_security.rs`); `None` = the provider's setting.
     pub manage_backend_rules: Option<bool>,
+    pub ip_address_type: IpAddressType,
 }
 
 impl Default for AlbOptions {
@@ -126,6 +131,7 @@ impl Default for AlbOptions {
             tags: BTreeMap::new(),
             replace_failed: false,
             manage_backend_rules: None,
+            ip_address_type: IpAddressType::Ipv4,
         }
     }
 }
@@ -181,7 +187,9 @@ pub fn parse(options: &BTreeMap<String, String>) -> (AlbOptions, Vec<Problem>) {
         if SUPPORTED.contains(&key.as_str()) {
             continue;
         }
-        let message = if UNSUPPORTED.contains(&key.as_str())
+        let message = if key == "load-balancer-name" {
+            crate::options::name_not_supported(&annotation(key))
+        } else if UNSUPPORTED.contains(&key.as_str())
             || key.starts_with("actions.")
             || key.starts_with("conditions.")
             || key.starts_with("auth-")
@@ -199,6 +207,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> (AlbOptions, Vec<Problem>) {
 
     out.scheme = crate::options::scheme(&mut p, annotation);
     out.manage_backend_rules = p.bool("manage-backend-security-group-rules");
+    out.ip_address_type = crate::options::ip_address_type(&mut p).unwrap_or_default();
 
     if let Some(subnets) = p.list("subnets") {
         for s in subnets.iter().filter(|s| !is_subnet_id(s)) {
@@ -342,6 +351,7 @@ mod tests {
             ("success-codes", "200,302"),
             ("tags", "team=a,env=prod"),
             ("target-group-attributes", "deregistration_delay.timeout_seconds=30"),
+            ("ip-address-type", "dualstack"),
         ]));
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(o.scheme, Some(Scheme::Internal));
@@ -356,6 +366,7 @@ mod tests {
         assert_eq!(o.health.path.as_deref(), Some("/ready"));
         assert_eq!(o.health.interval, Some(20));
         assert_eq!(o.tags.len(), 2);
+        assert_eq!(o.ip_address_type, IpAddressType::Dualstack);
     }
 
     #[test]
@@ -366,15 +377,17 @@ mod tests {
             ("inbound-cidrs", "10.0.0.0/33"),
             ("healthcheck-path", "ready"),
             ("success-codes", "600"),
+            ("ip-address-type", "ipv6"),
             ("load-balancer-name", "shared"),
             ("sceme", "internal"),
         ]));
         let fatal: Vec<&str> = problems.iter().filter(|p| p.fatal).map(|p| p.message.as_str()).collect();
         let warn: Vec<&str> = problems.iter().filter(|p| !p.fatal).map(|p| p.message.as_str()).collect();
-        assert_eq!(fatal.len(), 5, "{fatal:#?}");
+        assert_eq!(fatal.len(), 6, "{fatal:#?}");
+        assert!(fatal.iter().any(|m| m.contains("ip-address-type") && m.contains("\"dualstack\"")), "{fatal:#?}");
         assert!(fatal.iter().all(|m| m.contains("alb.ingress.kubernetes.io/")), "{fatal:#?}");
         assert_eq!(warn.len(), 2, "{warn:#?}");
-        assert!(warn[0].contains("load-balancer-name") && warn[0].contains("not supported"), "{warn:#?}");
+        assert!(warn[0].contains("load-balancer-name") && warn[0].contains("cannot rename"), "{warn:#?}");
         assert!(warn[1].contains("sceme") && warn[1].contains("typo"), "{warn:#?}");
     }
 }

@@ -117,6 +117,7 @@ pub struct AlbPlan {
     pub sg_rules: BTreeSet<SgRule>,
     pub lb_attributes: BTreeMap<String, String>,
     pub additional_tags: BTreeMap<String, String>,
+    pub ip_address_type: crate::options::IpAddressType,
     /// HTTPS listeners' certificates, the default first; empty without HTTPS.
     pub certificates: Vec<CertRef>,
     pub ssl_policy: String,
@@ -382,6 +383,7 @@ pub fn build(id: &LoadBalancerId, spec: &L7Spec, opts: &AlbOptions) -> (AlbPlan,
         None if spec.source_ranges.is_empty() => vec![IpNet::V4(ipnet::Ipv4Net::default())],
         None => spec.source_ranges.clone(),
     };
+    let sources = crate::plan::with_ip_address_type(sources, opts.ip_address_type);
     let sg_rules = listeners
         .iter()
         .flat_map(|l| sources.iter().map(move |c| SgRule { protocol: "tcp", port: l.port, cidr: c.trunc() }))
@@ -406,6 +408,7 @@ pub fn build(id: &LoadBalancerId, spec: &L7Spec, opts: &AlbOptions) -> (AlbPlan,
         sg_rules,
         lb_attributes,
         additional_tags: opts.tags.clone(),
+        ip_address_type: opts.ip_address_type,
         certificates,
         ssl_policy: opts.ssl_policy.clone(),
         manage_backend: opts.manage_backend_rules.unwrap_or(true),

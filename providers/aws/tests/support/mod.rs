@@ -391,3 +391,93 @@ pub fn mutations(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) 
 pub fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, call: &str) -> u64 {
     after.get(call).copied().unwrap_or(0) - before.get(call).copied().unwrap_or(0)
 }
+
+/// `deploy/aws/iam-policy.json` rendered for `cluster` by `deploy/aws/render-iam-policy.sh` (the
+/// command the README gives users), with a sample account, region and VPC.
+pub fn rendered_policy(cluster: &str) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/aws/render-iam-policy.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .env("CLUSTER_NAME", cluster)
+        .env("VPC_ID", "vpc-0123456789abcdef0")
+        .env("ACCOUNT_ID", "123456789012")
+        .env("REGION", REGION)
+        .env_remove("AWS_PARTITION")
+        .output()
+        .expect("run deploy/aws/render-iam-policy.sh");
+    assert!(out.status.success(), "render-iam-policy.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8 policy");
+    assert!(!text.contains("${"), "placeholders left in the rendered policy");
+    serde_json::from_str(&text).expect("the rendered policy is JSON")
+}
+
+fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a statement's condition requires the resource or the request to be tagged for
+/// `cluster`: `cloudlb.io/cluster` equal to it (resource or request tag), or, for the nodes'
+/// security groups, `kubernetes.io/cluster/<cluster>`.
+fn has_cluster_condition(statement: &serde_json::Value, cluster: &str) -> bool {
+    let Some(eq) = statement.pointer("/Condition/StringEquals").and_then(|v| v.as_object()) else { return false };
+    let ours = ["aws:ResourceTag/cloudlb.io/cluster", "aws:RequestTag/cloudlb.io/cluster"];
+    ours.iter().any(|k| strings(eq.get(*k)) == [cluster.to_string()])
+        || eq.contains_key(&format!("aws:ResourceTag/kubernetes.io/cluster/{cluster}"))
+}
+
+/// Every call in `calls` (`service:Action`, as the provider counts them) is allowed by the
+/// rendered policy, and every mutating one only by statements that require the cluster's tag;
+/// changing an ownership tag key after create is denied for ELB and EC2 resources.
+pub fn assert_policy_allows(calls: &BTreeMap<String, u64>, cluster: &str) {
+    let policy = rendered_policy(cluster);
+    let statements = policy["Statement"].as_array().expect("Statement list");
+    for call in calls.keys() {
+        let (service, action) = call.split_once(':').expect("service:Action");
+        let service = match service {
+            "elbv2" => "elasticloadbalancing",
+            "tagging" => "tag",
+            other => other,
+        };
+        let action = format!("{service}:{action}");
+        let allowing: Vec<&serde_json::Value> = statements
+            .iter()
+            .filter(|s| s["Effect"] == "Allow" && strings(s.get("Action")).contains(&action))
+            .collect();
+        assert!(!allowing.is_empty(), "{action} is not allowed by deploy/aws/iam-policy.json");
+        let read_only = ["Describe", "List", "Get"].iter().any(|p| action.split(':').nth(1).unwrap().starts_with(p));
+        if !read_only {
+            for s in allowing {
+                assert!(
+                    has_cluster_condition(s, cluster),
+                    "{action} is allowed by statement {} without requiring the cluster's tag",
+                    s["Sid"]
+                );
+            }
+        }
+    }
+    let ownership = [
+        cloudlb_provider_aws::tags::CLUSTER,
+        cloudlb_provider_aws::tags::OWNER_UID,
+        cloudlb_provider_aws::tags::RESOURCE,
+    ];
+    for action in
+        ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags", "ec2:CreateTags", "ec2:DeleteTags"]
+    {
+        let denied = statements.iter().any(|s| {
+            let keys = strings(s.pointer("/Condition/ForAnyValue:StringEquals/aws:TagKeys"));
+            s["Effect"] == "Deny"
+                && strings(s.get("Action")).iter().any(|a| a == action)
+                && ownership.iter().all(|k| keys.iter().any(|x| x == k))
+                // ... unless the tags come with a create (`<service>:CreateAction` is set then).
+                && s.pointer("/Condition/Null").and_then(|n| n.as_object()).is_some_and(|o| {
+                    let service = action.split(':').next().unwrap_or_default();
+                    o.len() == 1 && o.get(&format!("{service}:CreateAction")).and_then(|v| v.as_str()) == Some("true")
+                })
+        });
+        assert!(denied, "no Deny statement keeps {action} off the ownership tags {ownership:?} after create");
+    }
+}
