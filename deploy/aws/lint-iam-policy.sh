@@ -48,6 +48,15 @@ FALSE_POSITIVES = [
         "iam:CreateServiceLinkedRole is limited to Elastic Load Balancing's own service-linked role (its "
         "ARN and iam:AWSServiceName); AWS needs it once per account, for the first load balancer",
     ),
+    (
+        "RESOURCE_MISMATCH",
+        "detail",
+        [{"action": "ec2:CreateSecurityGroup", "required_format": "arn:*:ec2:*:*:security-group/*"}],
+        "CreateSecurityGroup is authorized on two resources, the VPC and the new group; AWS's own example "
+        "grants them in two statements (the VPC without a tag condition, since the request's tags are the "
+        "new group's), and parliament wants the group's ARN in both: statement "
+        "CreateSecurityGroupsOnlyInTheClusterVpc is the VPC half",
+    ),
 ]
 
 findings = []

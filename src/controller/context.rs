@@ -308,9 +308,19 @@ impl Context {
         lock(&self.watched).get(uid).is_some_and(|w| w.due <= Instant::now())
     }
 
-    /// Whether the cloud was still provisioning `uid`'s load balancer when last seen.
-    pub fn provisioning(&self, uid: &str) -> bool {
-        lock(&self.watched).get(uid).is_some_and(|w| w.provisioning)
+    /// Whether `uid`'s `Ready` is held (the cloud was still provisioning its load balancer, or had
+    /// given up on it, when last seen): not to be written from the spec.
+    pub fn holds_ready(&self, uid: &str) -> bool {
+        lock(&self.watched).get(uid).is_some_and(|w| w.holds_ready)
+    }
+
+    /// A pass failed for good: the next drift check waits a resync period (a sweep every tick
+    /// would repeat the same failing calls), and nothing is watched until an ensure succeeds.
+    pub fn failed_for_good(&self, uid: &str) {
+        lock(&self.watched).remove(uid);
+        if let Some(c) = lock(&self.checked).get_mut(uid) {
+            c.at = Instant::now();
+        }
     }
 
     pub fn health_reported(&self, uid: &str) -> Option<(Option<bool>, String)> {

@@ -43,8 +43,9 @@ pub async fn check<F: FrontEnd>(
                 drifted(obj, ctx, &format!("differs from its spec ({})", calls.join(", "))).await;
                 Ok(Verdict::Drifted)
             }
-            // What the ensure reports properly (a conflict, a failed load balancer).
-            Err(e) if e.class() == ErrorClass::Permanent => Ok(Verdict::Drifted),
+            // What the ensure reports properly (a conflict, a failed load balancer), or does (a
+            // failed load balancer being replaced: the planned delete was skipped).
+            Err(e) if matches!(e.class(), ErrorClass::Permanent | ErrorClass::Provisioning) => Ok(Verdict::Drifted),
             Err(e) => Err(Error::Get(e)),
         };
     }

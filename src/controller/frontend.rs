@@ -41,6 +41,12 @@ pub enum Desired {
 }
 
 impl Desired {
+    /// `externalTrafficPolicy: Local`: nodes without a ready endpoint fail the health checks by
+    /// design (see `observe`).
+    pub fn local_traffic(&self) -> bool {
+        matches!(self, Desired::L4(s) if s.health_check.target == cloudlb_provider::HealthTarget::ServiceHealthCheckNodePort)
+    }
+
     /// The same load balancer without its requested address, so that the provider keeps the
     /// recorded one (see `restore::restore`).
     pub fn as_recorded(&self) -> Desired {

@@ -24,7 +24,7 @@
 use std::time::{Duration, Instant};
 
 use super::EventType;
-use cloudlb_provider::{LbState, LoadBalancerId, Record};
+use cloudlb_provider::{HealthVerdict, LbState, LoadBalancerId, Record};
 use tracing::{info, warn};
 
 use super::context::{Context, uid};
@@ -46,22 +46,37 @@ const PROVISIONING_RECHECK: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug)]
 pub struct Watch {
     pub due: Instant,
-    /// Still provisioning: `Ready` must not be written as ready before the cloud says so.
-    pub provisioning: bool,
+    /// Still provisioning, or failed: `Ready` must not be written from the spec (as ready) before
+    /// the cloud says the load balancer is active.
+    pub holds_ready: bool,
 }
 
 /// After an ensure or a look: watch `uid` again when the cloud is provisioning (after the
 /// provider's delay) or a target is not healthy (after `--target-health-recheck`); else stop.
+/// No targets is not watched: only a node change fixes that, and it brings its own pass.
 pub fn schedule(ctx: &Context, uid: &str, provisioning: Option<Duration>, health: Option<&HealthCond>) {
     let after = match (provisioning, health) {
         (Some(after), _) => Some((after, true)),
-        (None, Some(h)) if !h.all_healthy() => Some((ctx.config.health_recheck, false)),
+        (None, Some(h)) if !h.all_healthy() && h.reason != HealthVerdict::NoTargets.reason() => {
+            Some((ctx.config.health_recheck, false))
+        }
         _ => None,
     };
     match after {
-        Some((after, provisioning)) => ctx.watch(uid, Watch { due: Instant::now() + after, provisioning }),
+        Some((after, holds_ready)) => ctx.watch(uid, Watch { due: Instant::now() + after, holds_ready }),
         None => ctx.unwatch(uid),
     }
+}
+
+/// Whether an object this process has not watched yet shows something `look` must follow (after
+/// a restart or a change of leader): the cloud still provisioning or failed, or targets that are
+/// not all healthy.
+pub fn needs_look<F: FrontEnd>(obj: &F) -> bool {
+    let held = obj
+        .condition()
+        .is_some_and(|c| !c.ready && (c.reason == reason::PROVISIONING || c.reason == reason::LOAD_BALANCER_FAILED));
+    let unhealthy = obj.health_condition().is_some_and(|h| !h.all_healthy());
+    held || unhealthy
 }
 
 /// Reports a health verdict that changed since the last one shown (the object's own condition,
@@ -104,24 +119,26 @@ pub async fn look<F: FrontEnd>(
     warnings: &[String],
 ) -> Result<()> {
     let uid = uid(obj);
-    let was_provisioning = ctx.watched(&uid).is_some_and(|w| w.provisioning);
+    let was_held = ctx.watched(&uid).is_some_and(|w| w.holds_ready) || needs_look(obj);
+    let local = desired.local_traffic();
     let observed = match ctx.provider.observe(id, record).await {
         Ok(o) => o,
-        Err(e) if was_provisioning => return Err(Error::Get(e)),
+        Err(e) if was_held => return Err(Error::Get(e)),
         Err(e) => {
             // Health is a report, not a repair: a failed read keeps the last verdict, and a
             // watched object is looked at again.
             warn!(kind = F::KIND, object = %super::context::key(obj), error = %e, "reading target health failed");
             if ctx.watched(&uid).is_some() {
-                ctx.watch(&uid, Watch { due: Instant::now() + ctx.config.health_recheck, provisioning: false });
+                ctx.watch(&uid, Watch { due: Instant::now() + ctx.config.health_recheck, holds_ready: false });
             }
             return Ok(());
         }
     };
     let Some(observed) = observed else {
+        let watched = ctx.watched(&uid).is_some();
         ctx.unwatch(&uid);
-        if was_provisioning {
-            // Gone while provisioning: the next drift check repairs it, and it is due now.
+        if watched || was_held {
+            // Gone (or not ours any more) while watched: the drift check repairs it, due now.
             ctx.expire_confirmation(&uid);
         } else {
             super::reconcile::ready_condition(obj, ctx, desired, warnings).await?;
@@ -134,7 +151,9 @@ pub async fn look<F: FrontEnd>(
             Ok(())
         }
         LbState::Failed { message } => {
-            ctx.unwatch(&uid);
+            // Held (no `Ready` from the spec) and looked at again with the drift check's period:
+            // only the user (the replace annotation, or deleting it) moves it on.
+            ctx.watch(&uid, Watch { due: Instant::now() + ctx.config.resync_period, holds_ready: true });
             let cond = Cond::not_ready(reason::LOAD_BALANCER_FAILED, message.clone());
             if !super::reconcile::condition_is(obj, ctx, &cond) {
                 ctx.event(obj, EventType::Warning, event::FAILED, "Observe", &message).await;
@@ -143,11 +162,11 @@ pub async fn look<F: FrontEnd>(
             Ok(())
         }
         LbState::Active => {
-            let health = observed.targets.as_ref().map(HealthCond::of);
+            let health = observed.targets.as_ref().map(|t| HealthCond::of(t, local));
             let all_warnings: Vec<String> = warnings.iter().cloned().chain(ctx.provider_warnings(desired)).collect();
             let cond = ready_cond(desired, &all_warnings);
             write_status(ctx, obj, None, &cond, health.as_ref()).await?;
-            if was_provisioning {
+            if was_held {
                 let note = "The cloud finished provisioning the load balancer";
                 ctx.event(obj, EventType::Normal, event::PROVISIONED, "Observe", note).await;
             }

@@ -340,6 +340,12 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
             return Ok(converged());
         }
         match confirm {
+            // First sight of an object showing a provisioning or failed load balancer, or
+            // targets not all healthy (after a restart): follow it as the last process did.
+            Confirm::NotDue if observe::needs_look(obj) => {
+                observe::look(obj, ctx, &id, record.as_ref(), &desired, &build_warnings).await?;
+                return Ok(converged());
+            }
             Confirm::NotDue => {
                 ready_condition(obj, ctx, &desired, &build_warnings).await?;
                 return Ok(converged());
@@ -403,7 +409,7 @@ async fn apply<F: FrontEnd>(obj: &F, ctx: &Context) -> Result<Action> {
         Some(_) => Cond::not_ready(reason::PROVISIONING, observe::PROVISIONING_MESSAGE),
         None => ready_cond(&desired, &warnings),
     };
-    let health = st.targets.as_ref().map(HealthCond::of);
+    let health = st.targets.as_ref().map(|t| HealthCond::of(t, desired.local_traffic()));
     write_status(ctx, obj, Some((&st, &desired)), &cond, health.as_ref()).await?;
     observe::schedule(ctx, &uid, st.provisioning, health.as_ref());
     if let Some(h) = &health {
@@ -454,7 +460,7 @@ async fn targets_changed<F: FrontEnd>(
     if !condition_is(obj, ctx, &cond) && !warnings.is_empty() {
         ctx.event(obj, EventType::Warning, event::WARNING, "Update", &warnings.join("; ")).await;
     }
-    if !ctx.provisioning(&uid) {
+    if !ctx.holds_ready(&uid) {
         write_status(ctx, obj, None, &cond, None).await?;
     }
     ctx.confirmed(&uid, hash);
@@ -564,7 +570,7 @@ pub(super) async fn ready_condition<F: FrontEnd>(
     desired: &Desired,
     warnings: &[String],
 ) -> Result<()> {
-    if ctx.provisioning(&uid(obj)) {
+    if ctx.holds_ready(&uid(obj)) {
         return Ok(());
     }
     let warnings: Vec<String> = warnings.iter().cloned().chain(ctx.provider_warnings(desired)).collect();
@@ -614,6 +620,7 @@ async fn ensure_failed<F: FrontEnd>(obj: &F, ctx: &Context, e: ProviderError) ->
             Err(Error::Ensure(e))
         }
         ErrorClass::Permanent => {
+            ctx.failed_for_good(&uid(obj));
             let cond = Cond::not_ready(e.reason(), e.to_string());
             if !condition_is(obj, ctx, &cond) {
                 let note = format!("Error syncing load balancer: {e}");

@@ -51,14 +51,17 @@ pub struct HealthCond {
 }
 
 impl HealthCond {
-    pub fn of(h: &cloudlb_provider::TargetHealth) -> Self {
-        let verdict = h.verdict();
-        Self { status: verdict.can_serve(), reason: verdict.reason().into(), message: h.message() }
+    /// `local`: `externalTrafficPolicy: Local`, whose nodes without a ready endpoint fail the
+    /// checks by design (see `TargetHealth::verdict_for`).
+    pub fn of(h: &cloudlb_provider::TargetHealth, local: bool) -> Self {
+        let verdict = h.verdict_for(local);
+        Self { status: verdict.can_serve(), reason: verdict.reason().into(), message: h.message_for(local) }
     }
 
     /// Whether all is well (no need to look again before the next drift check).
     pub fn all_healthy(&self) -> bool {
-        self.reason == cloudlb_provider::HealthVerdict::AllHealthy.reason()
+        use cloudlb_provider::HealthVerdict;
+        self.reason == HealthVerdict::AllHealthy.reason() || self.reason == HealthVerdict::EndpointNodesHealthy.reason()
     }
 
     pub fn status_word(&self) -> &'static str {
@@ -318,7 +321,7 @@ mod tests {
             groups: vec![GroupHealth { name: "port 80".into(), healthy: n, ..Default::default() }],
         };
         let svc = with_status(vec![], vec![]);
-        let h = HealthCond::of(&healthy(2));
+        let h = HealthCond::of(&healthy(2), false);
         let p = patch(&svc, None, Some(&Cond::ready("ok")), Some(&h)).expect("first write");
         let conds: Vec<Condition> = serde_json::from_value(p["status"]["conditions"].clone()).unwrap();
         assert_eq!(conds.len(), 2);
@@ -327,7 +330,7 @@ mod tests {
         let svc = with_status(vec![], conds.clone());
         assert_eq!(health_condition(&svc), Some(h.clone()));
         // A third node joining a healthy load balancer: nothing to write.
-        assert_eq!(patch(&svc, None, Some(&Cond::ready("ok")), Some(&HealthCond::of(&healthy(3)))), None);
+        assert_eq!(patch(&svc, None, Some(&Cond::ready("ok")), Some(&HealthCond::of(&healthy(3), false))), None);
         let sick = TargetHealth {
             groups: vec![GroupHealth {
                 name: "port 80".into(),
@@ -340,7 +343,7 @@ mod tests {
                 }],
             }],
         };
-        let p = patch(&svc, None, Some(&Cond::ready("ok")), Some(&HealthCond::of(&sick))).expect("a change");
+        let p = patch(&svc, None, Some(&Cond::ready("ok")), Some(&HealthCond::of(&sick, false))).expect("a change");
         let conds: Vec<Condition> = serde_json::from_value(p["status"]["conditions"].clone()).unwrap();
         let health = conds.iter().find(|c| c.type_ == CONDITION_TARGETS_HEALTHY).unwrap();
         assert_eq!((health.status.as_str(), health.reason.as_str()), ("False", "NoHealthyTargets"));

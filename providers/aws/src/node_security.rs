@@ -28,8 +28,10 @@
 //! - **Which rules**: per target group its traffic port (tcp, udp or both) and its health-check
 //!   port (tcp: health checks are TCP, HTTP or HTTPS). With `node_port_range_rule` every port in
 //!   the range is covered by one rule per protocol instead.
-//! - **Only ours are ever revoked**: a rule whose source is our backend group. Rules with any other
-//!   source (the user's, same port or not) are never read as ours, never changed.
+//! - **Only ours are ever revoked**: a rule whose source is our backend group *and* that carries
+//!   our per-cluster description. Rules with any other source (the user's, same port or not), and
+//!   rules someone else made that admit the backend group (into a database's group, say), are
+//!   never changed; the latter keep the backend group from being deleted (a warning says so).
 //! - **Reference counting from the live state**, not from bookkeeping: a rule is needed while
 //!   some load balancer carrying the backend group has a target group using its port (traffic or
 //!   health check). Node ports are unique per Service, but an ALB's node ports are its backend
@@ -623,7 +625,13 @@ pub async fn sweep(
             }
         }
     }
+    // Only rules carrying our description are ours: a rule someone else made that admits the
+    // backend group (into a database's group, say) is never revoked, and keeps the group.
+    let mine = description(cluster);
+    let mut foreign = 0usize;
     for (group, rules) in rules_referencing(api, &backend).await? {
+        let (rules, theirs): (Vec<_>, Vec<_>) = rules.into_iter().partition(|(_, d)| d.as_deref() == Some(&mine));
+        foreign += theirs.len();
         let stale: Vec<(NodeRule, Option<String>)> = rules.into_iter().filter(|(r, _)| !needed.contains(r)).collect();
         if revoke(api, &group, &backend, &stale).await?
             && let Some(k) = locked(&ns.known_rules).get_mut(&group)
@@ -633,7 +641,13 @@ pub async fn sweep(
             }
         }
     }
-    if ours.is_empty() && own.is_none() {
+    if ours.is_empty() && own.is_none() && foreign > 0 {
+        tracing::warn!(
+            group = %backend,
+            rules = foreign,
+            "backend security group not deleted: rules cloudlb did not make still admit it"
+        );
+    } else if ours.is_empty() && own.is_none() {
         match security_group::delete(api, &backend).await {
             Ok(()) => ns.forget_backend(cluster),
             Err(e) if last == LastOne::TryDelete => {

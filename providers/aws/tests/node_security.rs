@@ -207,6 +207,37 @@ async fn a_shared_rule_stays_while_a_load_balancer_needs_it_and_user_rules_are_n
     assert!(w.owned().await.is_empty());
 }
 
+/// A rule someone else made that admits the backend group (into their database's group, say)
+/// is not ours: the sweeps never revoke it, and it keeps the backend group alive.
+#[tokio::test]
+async fn a_rule_admitting_the_backend_group_that_we_did_not_make_is_never_revoked() {
+    let w = World::new("foreign").await;
+    let p = w.provider().await;
+    let id = w.id("a");
+    let st = p.ensure(&id, &udp_spec(&w, 53, 30053, &[0]), None).await.expect("ensure");
+    let (backend, _) = backend_group(&w).await.expect("backend group");
+    let database = w.security_group("database", &[]).await;
+    w.ec2
+        .authorize_security_group_ingress()
+        .group_id(&database)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(5432)
+                .to_port(5432)
+                .user_id_group_pairs(
+                    aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&backend).description("postgres").build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("the user's rule admitting the backend group");
+    p.delete(&id, Some(&st.record)).await.expect("delete");
+    assert_eq!(rules_from(&w, &database, &backend).await, BTreeSet::from([rule("tcp", 5432)]), "untouched");
+    assert!(backend_group(&w).await.is_some(), "kept while a rule we did not make admits it");
+}
+
 #[tokio::test]
 async fn a_new_node_with_another_group_gets_the_rules_on_the_targets_only_path() {
     let mut w = World::new("churn").await;

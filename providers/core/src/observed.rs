@@ -65,6 +65,9 @@ pub enum HealthVerdict {
     AllHealthy,
     /// Every group has a healthy target, some targets are unhealthy.
     SomeUnhealthy,
+    /// Every group has a healthy target, and unhealthy ones are expected: with
+    /// `externalTrafficPolicy: Local` a node without a ready endpoint fails the checks by design.
+    EndpointNodesHealthy,
     /// No target is unhealthy yet, but some group has no healthy one: first checks still running.
     Checking,
     /// Nothing is registered.
@@ -79,6 +82,7 @@ impl HealthVerdict {
         match self {
             HealthVerdict::AllHealthy => "AllTargetsHealthy",
             HealthVerdict::SomeUnhealthy => "SomeTargetsUnhealthy",
+            HealthVerdict::EndpointNodesHealthy => "EndpointNodesHealthy",
             HealthVerdict::Checking => "HealthChecksPending",
             HealthVerdict::NoTargets => "NoTargets",
             HealthVerdict::NoHealthyTargets => "NoHealthyTargets",
@@ -88,7 +92,9 @@ impl HealthVerdict {
     /// Whether the load balancer can serve: `Some(true)`, `Some(false)`, or unknown yet.
     pub fn can_serve(self) -> Option<bool> {
         match self {
-            HealthVerdict::AllHealthy | HealthVerdict::SomeUnhealthy => Some(true),
+            HealthVerdict::AllHealthy | HealthVerdict::SomeUnhealthy | HealthVerdict::EndpointNodesHealthy => {
+                Some(true)
+            }
             HealthVerdict::Checking => None,
             HealthVerdict::NoTargets | HealthVerdict::NoHealthyTargets => Some(false),
         }
@@ -107,6 +113,16 @@ impl TargetHealth {
     /// Healthy + unhealthy (pending targets are not counted).
     pub fn counted(&self) -> usize {
         self.healthy() + self.unhealthy()
+    }
+
+    /// [`Self::verdict`] for a load balancer whose unhealthy targets are expected (nodes without
+    /// a ready endpoint, `externalTrafficPolicy: Local`): serving once every group has a healthy
+    /// target, whatever the others say.
+    pub fn verdict_for(&self, unhealthy_expected: bool) -> HealthVerdict {
+        match self.verdict() {
+            HealthVerdict::SomeUnhealthy if unhealthy_expected => HealthVerdict::EndpointNodesHealthy,
+            v => v,
+        }
     }
 
     pub fn verdict(&self) -> HealthVerdict {
@@ -128,10 +144,20 @@ impl TargetHealth {
     /// object's kind); the others name the counts and up to `MAX_NAMED` unhealthy targets with the
     /// cloud's reasons, which is what a user needs to act.
     pub fn message(&self) -> String {
+        self.message_for(false)
+    }
+
+    /// [`Self::message`] for [`Self::verdict_for`].
+    pub fn message_for(&self, unhealthy_expected: bool) -> String {
         const MAX_NAMED: usize = 5;
-        let verdict = self.verdict();
+        let verdict = self.verdict_for(unhealthy_expected);
         match verdict {
             HealthVerdict::AllHealthy => return "all targets pass the load balancer's health checks".into(),
+            HealthVerdict::EndpointNodesHealthy => {
+                return "every port has a target passing the load balancer's health checks (externalTrafficPolicy: \
+                        Local: nodes without a ready endpoint fail them by design)"
+                    .into();
+            }
             HealthVerdict::NoTargets => return "no targets are registered with the load balancer".into(),
             HealthVerdict::Checking => {
                 return "the load balancer's first health checks of its targets have not finished".into();
@@ -224,6 +250,11 @@ mod tests {
         assert_eq!(NoHealthyTargets.can_serve(), Some(false));
         assert_eq!(SomeUnhealthy.can_serve(), Some(true));
         assert_eq!(Checking.can_serve(), None);
+        // externalTrafficPolicy: Local: nodes without an endpoint fail by design.
+        let local = health(vec![group("port 80", 1, 0, &["i-1", "i-2"])]);
+        assert_eq!(local.verdict_for(true), EndpointNodesHealthy);
+        assert!(!local.message_for(true).contains("of"), "no counts: {}", local.message_for(true));
+        assert_eq!(health(vec![group("port 80", 0, 0, &["i-1"])]).verdict_for(true), NoHealthyTargets);
     }
 
     #[test]

@@ -423,6 +423,16 @@ fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
 /// `cluster`: `cloudlb.io/cluster` equal to it (resource or request tag), or, for the nodes'
 /// security groups, `kubernetes.io/cluster/<cluster>`.
 fn has_cluster_condition(statement: &serde_json::Value, cluster: &str) -> bool {
+    // The VPC half of CreateSecurityGroup (AWS authorizes the VPC and the new group separately):
+    // one VPC's ARN and nothing else; the group half carries the request tag.
+    let resources = strings(statement.get("Resource"));
+    if strings(statement.get("Action")) == ["ec2:CreateSecurityGroup"]
+        && resources.len() == 1
+        && resources[0].contains(":vpc/vpc-")
+        && !resources[0].contains('*')
+    {
+        return true;
+    }
     let Some(eq) = statement.pointer("/Condition/StringEquals").and_then(|v| v.as_object()) else { return false };
     let ours = ["aws:ResourceTag/cloudlb.io/cluster", "aws:RequestTag/cloudlb.io/cluster"];
     ours.iter().any(|k| strings(eq.get(*k)) == [cluster.to_string()])
