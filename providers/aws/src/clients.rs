@@ -108,6 +108,26 @@ impl Intercept for CountThrottles {
     }
 }
 
+/// Every page of a paged describe, each after a token of `call`: `fetch(marker)` returns one
+/// page's items and the next marker (`None` or empty after the last page).
+pub async fn all_pages<T, F, Fut>(api: &Api<'_>, call: &'static str, mut fetch: F) -> Result<Vec<T>, ProviderError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), ProviderError>>,
+{
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        api.permit(call).await;
+        let (items, marker) = fetch(next.take()).await?;
+        out.extend(items);
+        next = marker.filter(|m| !m.is_empty());
+        if next.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
 /// What one provider call works with.
 pub struct Api<'a> {
     pub elb: &'a elbv2::Client,

@@ -103,24 +103,18 @@ async fn describe(api: &Api<'_>, name: Option<&str>, arn: Option<&str>) -> Resul
 /// Every load balancer of the region (one DescribeLoadBalancers per 400).
 pub async fn list_all(api: &Api<'_>) -> Result<Vec<Lb>, ProviderError> {
     const CALL: &str = "elbv2:DescribeLoadBalancers";
-    let mut out = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        api.permit(CALL).await;
+    crate::clients::all_pages(api, CALL, |marker| async move {
         let r = api
             .elb
             .describe_load_balancers()
-            .set_marker(next.clone())
+            .set_marker(marker)
             .page_size(400)
             .send()
             .await
             .map_err(|e| errors::map(CALL, e))?;
-        out.extend(r.load_balancers().iter().filter_map(from_aws));
-        next = r.next_marker().filter(|m| !m.is_empty()).map(String::from);
-        if next.is_none() {
-            return Ok(out);
-        }
-    }
+        Ok((r.load_balancers().iter().filter_map(from_aws).collect(), r.next_marker().map(String::from)))
+    })
+    .await
 }
 
 pub async fn find_by_name(api: &Api<'_>, name: &str) -> Result<Option<Lb>, ProviderError> {

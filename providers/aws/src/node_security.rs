@@ -438,31 +438,25 @@ async fn rules_of(api: &Api<'_>, backend: &str, ids: &[String]) -> Result<Rules,
 /// with those rules.
 async fn rules_referencing(api: &Api<'_>, backend: &str) -> Result<Rules, ProviderError> {
     const CALL: &str = "ec2:DescribeSecurityGroups";
-    let mut out = Rules::new();
-    let mut token: Option<String> = None;
-    loop {
-        api.permit(CALL).await;
+    let pages = crate::clients::all_pages(api, CALL, |token| async move {
         let r = api
             .ec2
             .describe_security_groups()
             .filters(Filter::builder().name("ip-permission.group-id").values(backend).build())
-            .set_next_token(token.clone())
+            .set_next_token(token)
             .send()
             .await
             .map_err(|e| errors::map(CALL, e))?;
-        for g in r.security_groups() {
-            let rules = rules_from(g, backend);
-            if let Some(id) = g.group_id()
-                && !rules.is_empty()
-            {
-                out.insert(id.to_string(), rules);
-            }
-        }
-        token = r.next_token().filter(|t| !t.is_empty()).map(String::from);
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+        let groups: Vec<(String, _)> = r
+            .security_groups()
+            .iter()
+            .filter_map(|g| Some((g.group_id()?.to_string(), rules_from(g, backend))))
+            .filter(|(_, rules)| !rules.is_empty())
+            .collect();
+        Ok((groups, r.next_token().map(String::from)))
+    })
+    .await?;
+    Ok(pages.into_iter().collect())
 }
 
 fn permission(rule: &NodeRule, backend: &str, description: Option<&str>) -> IpPermission {

@@ -96,24 +96,18 @@ pub async fn find_by_names(api: &Api<'_>, names: &[String]) -> Result<BTreeMap<S
 /// Every target group of the region (one DescribeTargetGroups per 400).
 pub async fn list_all(api: &Api<'_>) -> Result<Vec<Tg>, ProviderError> {
     const CALL: &str = "elbv2:DescribeTargetGroups";
-    let mut out = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        api.permit(CALL).await;
+    crate::clients::all_pages(api, CALL, |marker| async move {
         let r = api
             .elb
             .describe_target_groups()
-            .set_marker(next.clone())
+            .set_marker(marker)
             .page_size(400)
             .send()
             .await
             .map_err(|e| errors::map(CALL, e))?;
-        out.extend(r.target_groups().iter().filter_map(from_aws));
-        next = r.next_marker().filter(|m| !m.is_empty()).map(String::from);
-        if next.is_none() {
-            return Ok(out);
-        }
-    }
+        Ok((r.target_groups().iter().filter_map(from_aws).collect(), r.next_marker().map(String::from)))
+    })
+    .await
 }
 
 fn hc_protocol(p: HcProtocol) -> ProtocolEnum {
