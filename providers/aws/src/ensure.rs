@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   look up LB by name -> ownership + immutable checks (scheme, VPC, type, subnets)
-//!   node groups        -> the targets' node security groups (cached; ambiguity fails here)
+//!   node groups        -> the targets' node security groups (cached; an ambiguous one is skipped)
 //!   security group     -> find|create, rules = source ranges x listener ports, tags
 //!   load balancer      -> create if missing (subnets: annotation | config | discovery), groups =
 //!                         [its own, the cluster's backend group] (node_security.rs), else
@@ -86,7 +86,7 @@ pub async fn ensure(
     };
     let (existing, new_subnets) = look_up(api, id, &wanted, record_in).await?;
 
-    // 1b. The nodes' security groups (reads only): an ambiguous one fails here, before any change.
+    // 1b. The nodes' security groups (reads only): an ambiguous one is skipped with a warning.
     let manage = api.config.manage_node_security_groups && plan.manage_backend;
     let node_groups =
         if manage { node_security::node_groups(api, &id.cluster, &plan.instances).await? } else { BTreeSet::new() };

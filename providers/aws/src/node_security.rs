@@ -20,8 +20,9 @@
 //!   source admits whatever carries the group, so one rule per port serves every load balancer.
 //! - **Which node group**: the target instances' primary network interface (device index 0), from
 //!   `ec2:DescribeInstances`. One group: that one. Several: the one tagged
-//!   `kubernetes.io/cluster/<cluster>`; none or several tagged is refused before any change, naming
-//!   the instance, its groups and both ways out. Instance → group is cached for the process
+//!   `kubernetes.io/cluster/<cluster>`; with none or several tagged the instance gets no rule and
+//!   a warning log names the instance, its groups and both ways out (its failing health checks
+//!   show in `cloudlb.io/TargetsHealthy`): one such node must not stop every load balancer. Instance → group is cached for the process
 //!   (instances rarely change groups), so a node join costs one DescribeInstances for the new
 //!   instances, whichever load balancer asks first (resolution is serialized, the others find it
 //!   cached).
@@ -224,8 +225,9 @@ fn description(cluster: &str) -> String {
 
 /// The node security groups of `instances` (cached; the unknown ones are described). An instance
 /// whose primary interface has several groups and not exactly one tagged
-/// `kubernetes.io/cluster/<cluster>` is an error, before anything is changed. Instances that do
-/// not exist are left out (their registration fails on its own).
+/// `kubernetes.io/cluster/<cluster>` is left out with a warning naming both ways out (not cached:
+/// looked up again next time); failing instead would stop every load balancer of the cluster for
+/// one node. Instances that do not exist are left out (their registration fails on its own).
 pub async fn node_groups(
     api: &Api<'_>,
     cluster: &str,
@@ -273,8 +275,11 @@ pub async fn node_groups(
             }
         }
         locked(&ns.instance_groups).extend(resolved);
-        if !problems.is_empty() {
-            return Err(ProviderError::Invalid { call: "ec2:DescribeInstances", message: problems.join("; ") });
+        // One node that cannot be resolved must not stop every load balancer of the cluster:
+        // it gets no rule (and is looked up again by the next ensure); its health checks then
+        // fail, which `cloudlb.io/TargetsHealthy` shows with AWS's reason.
+        for p in problems {
+            tracing::warn!("{p}; no node rule for it");
         }
     }
     let cache = locked(&ns.instance_groups);
