@@ -205,6 +205,71 @@ async fn target_health_is_a_condition_with_an_event_on_each_change() {
     ctl.stop().await;
 }
 
+/// The load balancer's lifecycle as the controller shows it (AWS states forced by rewriting
+/// moto's answers): its address at once while `provisioning` with `Ready=False/Provisioning`,
+/// `Ready` once `active`; `failed` is `LoadBalancerFailed`, which a node change does not turn
+/// into `Ready=True`; active again, ready again.
+#[tokio::test]
+async fn provisioning_publishes_the_address_at_once_and_failed_holds_ready_until_active() {
+    use std::sync::atomic::Ordering;
+    aws_support::test_env();
+    let world = aws_support::World::new("test").await;
+    let proxy = aws_support::proxy::FaultProxy::start(world.moto.addr, usize::MAX).await;
+    proxy.enabled.store(false, Ordering::SeqCst);
+    *proxy.lb_state.lock().unwrap() = Some(("provisioning".into(), None));
+    let c = Cluster::start().await;
+    aws_env::add_nodes(&c, &world).await;
+    let moto = world.moto.url();
+    let mut args: Vec<String> =
+        aws_env::args(&world).into_iter().map(|a| if a == moto { proxy.url() } else { a }).collect();
+    args.extend(["--target-health-recheck", "1s", "--resync-period", "3s"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ctl = Controller::start_full(&c, &args, "info,cloudlb=debug", &aws_env::ENVS).await;
+    c.add_service("web", &[(80, "TCP")], json!({})).await;
+    let svc = c
+        .wait_service("web", "the address while provisioning", |s| {
+            external_ip(s).is_some() && condition(s).is_some_and(|c| c.0 == "False" && c.1 == "Provisioning")
+        })
+        .await;
+    let host = external_ip(&svc).unwrap();
+
+    *proxy.lb_state.lock().unwrap() = None;
+    c.wait_service("web", "ready once active", |s| condition(s).is_some_and(|c| c.0 == "True")).await;
+    c.wait_event("web", "LoadBalancerProvisioned").await;
+
+    *proxy.lb_state.lock().unwrap() = Some(("failed".into(), Some("InternalFailure".into())));
+    c.wait_service("web", "failed", |s| {
+        condition(s).is_some_and(|c| {
+            c.0 == "False" && c.1 == "LoadBalancerFailed" && c.2.contains("replace-failed-load-balancer")
+        })
+    })
+    .await;
+    // A node joining converges the targets but does not make a failed load balancer ready.
+    let updated = c.events("web").await.iter().filter(|e| e.0 == "UpdatedLoadBalancer").count();
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-x"},
+        "spec": {"providerID": format!("aws:///us-east-1a/{}", world.instances[0])},
+    }))
+    .unwrap();
+    c.nodes().delete("node-0", &Default::default()).await.expect("node-0 goes");
+    c.nodes().create(&Default::default(), &node).await.expect("node-x");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while c.events("web").await.iter().filter(|e| e.0 == "UpdatedLoadBalancer").count() == updated {
+        assert!(tokio::time::Instant::now() < deadline, "no targets update");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let svc = c.get("web").await;
+    assert_eq!(condition(&svc).map(|c| c.1), Some("LoadBalancerFailed".to_string()), "still failed");
+
+    *proxy.lb_state.lock().unwrap() = None;
+    c.wait_service("web", "ready again", |s| condition(s).is_some_and(|c| c.0 == "True")).await;
+    assert_eq!(external_ip(&c.get("web").await), Some(host), "the same load balancer");
+    c.services().delete("web", &Default::default()).await.expect("delete");
+    c.wait_gone("web").await;
+    assert!(world.owned().await.is_empty());
+    ctl.stop().await;
+}
+
 /// moto, the sandbox with a Node per instance, our IngressClass, `backends` (name, node port), and
 /// the controller with the aws provider.
 async fn ingress_world(backends: &[(&str, i32)]) -> (aws_support::World, Cluster, Controller) {

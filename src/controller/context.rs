@@ -315,9 +315,15 @@ impl Context {
     }
 
     /// A pass failed for good: the next drift check waits a resync period (a sweep every tick
-    /// would repeat the same failing calls), and nothing is watched until an ensure succeeds.
-    pub fn failed_for_good(&self, uid: &str) {
-        lock(&self.watched).remove(uid);
+    /// would repeat the same failing calls), and nothing is watched until an ensure succeeds;
+    /// `hold`: the cloud gave up on the load balancer, so `Ready` stays held until it is active.
+    pub fn failed_for_good(&self, uid: &str, hold: bool) {
+        if hold {
+            let due = Instant::now() + self.config.resync_period;
+            lock(&self.watched).insert(uid.to_string(), Watch { due, holds_ready: true });
+        } else {
+            lock(&self.watched).remove(uid);
+        }
         if let Some(c) = lock(&self.checked).get_mut(uid) {
             c.at = Instant::now();
         }

@@ -620,7 +620,7 @@ async fn ensure_failed<F: FrontEnd>(obj: &F, ctx: &Context, e: ProviderError) ->
             Err(Error::Ensure(e))
         }
         ErrorClass::Permanent => {
-            ctx.failed_for_good(&uid(obj));
+            ctx.failed_for_good(&uid(obj), matches!(e, ProviderError::Failed { .. }));
             let cond = Cond::not_ready(e.reason(), e.to_string());
             if !condition_is(obj, ctx, &cond) {
                 let note = format!("Error syncing load balancer: {e}");
