@@ -751,13 +751,7 @@ mod tests {
             port: Some(30053),
             health_protocol: Some("HTTP".into()),
             health_port: Some("10256".into()),
-            health_path: None,
-            interval: None,
-            timeout: None,
-            healthy: None,
-            unhealthy: None,
-            matcher: None,
-            load_balancer_arns: vec![],
+            ..Default::default()
         };
         assert!(!needs_differ(&live, &tg(TgProtocol::Udp, 30053, HcPort::Port(10256)), None));
         assert!(needs_differ(&live, &tg(TgProtocol::Udp, 30053, HcPort::TrafficPort), None));

@@ -21,7 +21,7 @@ use crate::plan::{DesiredTargetGroup, attribute_default};
 
 pub const TARGETS_PER_CALL: usize = 500;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Tg {
     pub arn: String,
     pub name: String,
@@ -153,15 +153,7 @@ pub async fn create(
             name: desired.name.clone(),
             protocol: desired.protocol.to_aws().as_str().to_string(),
             port: Some(i32::from(desired.node_port)),
-            health_protocol: None,
-            health_port: None,
-            health_path: None,
-            interval: None,
-            timeout: None,
-            healthy: None,
-            unhealthy: None,
-            matcher: None,
-            load_balancer_arns: Vec::new(),
+            ..Default::default()
         });
     }
     let r = b.send().await.map_err(|e| errors::map(CALL, e))?;

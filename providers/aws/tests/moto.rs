@@ -846,19 +846,25 @@ async fn target_health_follows_the_instances_with_aws_reasons() {
     support::assert_policy_allows(&p.call_counts(), &w.cluster);
 }
 
+/// A provider talking to moto through a proxy that injects no fault (only its forced load
+/// balancer state, when set).
+async fn behind_a_quiet_proxy(w: &World) -> (FaultProxy, AwsProvider) {
+    let proxy = FaultProxy::start(w.moto.addr, usize::MAX).await;
+    proxy.enabled.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut config = w.config();
+    config.endpoint_url = Some(proxy.url());
+    support::test_env();
+    (proxy, AwsProvider::new(config).await.expect("provider"))
+}
+
 /// A load balancer AWS is still provisioning: the ensure returns its DNS name at once (flagged
 /// `provisioning`) instead of an error, and `observe` follows it with one describe per look.
 #[tokio::test]
 async fn a_provisioning_load_balancer_is_published_at_once_and_watched_with_one_describe() {
     use cloudlb_provider::LbState;
     let w = World::new("provisioning").await;
-    let proxy = FaultProxy::start(w.moto.addr, usize::MAX).await;
-    proxy.enabled.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (proxy, p) = behind_a_quiet_proxy(&w).await;
     *proxy.lb_state.lock().unwrap() = Some(("provisioning".into(), None));
-    let mut config = w.config();
-    config.endpoint_url = Some(proxy.url());
-    support::test_env();
-    let p = AwsProvider::new(config).await.unwrap();
     let id = w.id("web");
     let st = p.ensure(&id, &w.spec(&[(80, 30080)], &[0]), None).await.expect("provisioning is not an error");
     assert!(st.provisioning.is_some(), "{st:?}");
@@ -888,12 +894,7 @@ async fn a_provisioning_load_balancer_is_published_at_once_and_watched_with_one_
 async fn a_failed_load_balancer_is_a_permanent_error_and_replaced_only_when_asked() {
     use cloudlb_provider::LbState;
     let w = World::new("failed").await;
-    let proxy = FaultProxy::start(w.moto.addr, usize::MAX).await;
-    proxy.enabled.store(false, std::sync::atomic::Ordering::SeqCst);
-    let mut config = w.config();
-    config.endpoint_url = Some(proxy.url());
-    support::test_env();
-    let p = AwsProvider::new(config).await.unwrap();
+    let (proxy, p) = behind_a_quiet_proxy(&w).await;
     let id = w.id("web");
     let spec = w.spec(&[(80, 30080)], &[0]);
     let st = p.ensure(&id, &spec, None).await.expect("ensure");
