@@ -10,7 +10,9 @@
 #   - it trusts the system CA store (rustls-native-certs) for the AWS, Google and Kubernetes
 #     APIs: /etc/ssl/certs/ca-certificates.crt is in the image;
 #   - no shell or package manager to exploit, and a smaller image than bookworm-slim.
-# The builder is Debian 12 too, so the binary's glibc symbol versions match the runtime's.
+# The builder is Debian 12 too, so the binary's glibc symbol versions match the runtime's. On
+# x86_64 its rustc links with LLD, which lays out the functions that run first
+# (link/cloudlb.order, see build.rs): about 10 MiB less resident text.
 #
 # Read-only root filesystem: cloudlb writes no file at run time (logs go to stderr; the memory
 # provider's --memory-state-file is for tests), so the pod can run with

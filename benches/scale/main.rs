@@ -92,6 +92,7 @@ async fn main() {
     }
     if !args.footprints.is_empty() {
         println!("\n## Footprint ({lat} ms per call)\n");
+        println!("{}\n", link_order_coverage());
         println!(
             "| LB Services | other Services | Nodes | converged | peak RSS | peak anonymous | peak file-backed | CPU seconds |"
         );
@@ -156,4 +157,27 @@ async fn scale_tables(args: &Args) {
             r.delete_writes.per(*n)
         );
     }
+}
+
+/// How much of `link/cloudlb.order` (the functions LLD lays out first, see build.rs) the binary
+/// under test still defines: the footprint depends on it, and a low share says the list is
+/// stale (run `link/order.sh`).
+fn link_order_coverage() -> String {
+    let binary = std::env::var("CLOUDLB_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cloudlb").to_string());
+    let listed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/link/cloudlb.order")).unwrap_or_default();
+    let nm = match std::process::Command::new("nm").args(["--defined-only", &binary]).output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => return "Link order: not known (nm failed)".into(),
+    };
+    let defined: std::collections::HashSet<&str> = nm.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    let names: Vec<&str> = listed.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let present = names.iter().filter(|n| defined.contains(*n)).count();
+    // The list holds the names of two builds (see link/merge-order.py), so neither has them all.
+    let written =
+        listed.lines().find_map(|l| l.strip_prefix("# In the binaries when written: ")).unwrap_or("not recorded");
+    format!(
+        "Link order: {present} of the {} functions listed in link/cloudlb.order are in the binary (when the list was written: {written}).",
+        names.len()
+    )
 }

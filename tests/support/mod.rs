@@ -429,8 +429,23 @@ impl Controller {
     }
 
     /// The command `start_full` runs (stderr discarded: callers that read it pipe it).
+    ///
+    /// Two variables serve `link/order.sh`, which records with valgrind which functions the
+    /// controller runs: `$CLOUDLB_TEST_BIN` runs another build of the binary (the one that
+    /// ships, `cargo build --release`), and `$CLOUDLB_TEST_WRAPPER`, a command line split at
+    /// spaces, runs it under another program.
     pub fn command(cluster: &Cluster, extra: &[&str], rust_log: &str, envs: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudlb"));
+        let binary = std::env::var("CLOUDLB_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cloudlb").to_string());
+        let wrapper = std::env::var("CLOUDLB_TEST_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut cmd = Command::new(program);
+                cmd.args(words).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.envs(envs.iter().copied());
         cmd.arg("run")
             .arg("--kubeconfig")
