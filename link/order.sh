@@ -3,7 +3,7 @@
 # first (build.rs says why). Run it when the benchmark's "link order" line shows the list
 # covering much less of the binary than it did, e.g. after a dependency update.
 #
-#   link/order.sh            # about 30 minutes on 2 cores with warm builds
+#   link/order.sh            # about 40 minutes on 2 cores
 #
 # Needs valgrind, nm and python3, and what the end-to-end tests need (moto, see .ci/run). Each
 # run is labelled; the controller runs under callgrind, which dumps every 50M basic blocks, so

@@ -382,3 +382,80 @@ async fn an_ingress_group_shares_one_load_balancer_leaves_out_an_invalid_member_
     wait_entry(&state, "b", "b's own load balancer to go", |e| e.is_none()).await;
     ctl.stop().await;
 }
+
+/// API writes by the controller for Ingresses, counted by the sandbox: the same budget as for
+/// Services (issue 12): a new load balancer <= 4, a node change 0 writes to the Ingress and at
+/// most one event, a restart on converged state 0, a delete <= 3. Counted as patches and updates
+/// of the Ingress and of its status, and events created or patched (the test itself only
+/// creates and deletes Ingresses and Nodes).
+#[tokio::test]
+async fn ingress_api_writes_stay_within_the_services_budget() {
+    #[derive(Debug, PartialEq, Clone, Copy)]
+    struct Writes {
+        ingress: u64,
+        status: u64,
+        events: u64,
+    }
+    let writes = |c: &Cluster| {
+        let s = c.sandbox.stats();
+        let both = |res: &str| s.count("patch", res) + s.count("update", res);
+        Writes {
+            ingress: both("ingresses.networking.k8s.io"),
+            status: both("ingresses.networking.k8s.io/status"),
+            events: s.count("create", "events.events.k8s.io") + s.count("patch", "events.events.k8s.io"),
+        }
+    };
+    let since = |now: Writes, before: Writes| Writes {
+        ingress: now.ingress - before.ingress,
+        status: now.status - before.status,
+        events: now.events - before.events,
+    };
+    let c = cluster().await;
+    let (ctl, _) = controller(&c, &[]).await;
+
+    let before = writes(&c);
+    c.add_ingress("web", web_spec("cloudlb"), json!({})).await;
+    c.wait_ingress_address("web").await;
+    c.wait_event("web", "EnsuredLoadBalancer").await;
+    ctl.assert_idle("a new Ingress").await;
+    let new = since(writes(&c), before);
+    // The finalizer before the first cloud call, then the record with the address and spec hash;
+    // the status; one event.
+    assert_eq!(new, Writes { ingress: 2, status: 1, events: 1 }, "a new Ingress");
+
+    let before = writes(&c);
+    c.add_node("node-c", "10.0.0.3", &[]).await;
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "update_targets"), ("layer", "l7")], "node add", |v| {
+        v >= 1.0
+    })
+    .await;
+    ctl.assert_idle("a node change").await;
+    let node = since(writes(&c), before);
+    assert_eq!((node.ingress, node.status), (0, 0), "a node change writes nothing to the Ingress: {node:?}");
+    assert!(node.events <= 1, "at most one event per load balancer on a node change: {node:?}");
+    ctl.stop().await;
+
+    // Restart on converged state, after a node change made while the controller was down.
+    c.add_node("node-d", "10.0.0.4", &[]).await;
+    let before = writes(&c);
+    let (ctl, _) = controller(&c, &[]).await;
+    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "update_targets"), ("layer", "l7")], "node add", |v| {
+        v >= 1.0
+    })
+    .await;
+    ctl.assert_idle("a restart").await;
+    let restart = since(writes(&c), before);
+    assert_eq!((restart.ingress, restart.status), (0, 0), "a restart writes nothing to the Ingress: {restart:?}");
+    assert!(restart.events <= 1, "only the node change's event: {restart:?}");
+    assert_eq!(ctl.calls("ensure").await, 0, "no full ensure on restart");
+
+    let before = writes(&c);
+    c.ingresses().delete("web", &Default::default()).await.expect("delete");
+    c.wait_ingress_gone("web").await;
+    ctl.assert_idle("a delete").await;
+    let delete = since(writes(&c), before);
+    assert!(delete.ingress + delete.status + delete.events <= 3, "a delete: {delete:?}");
+    assert_eq!(delete.status, 0, "no status write to an Ingress being deleted: {delete:?}");
+    eprintln!("Ingress writes: new {new:?}, node change {node:?}, restart {restart:?}, delete {delete:?}");
+    ctl.stop().await;
+}
