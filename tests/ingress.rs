@@ -383,6 +383,13 @@ async fn an_ingress_group_shares_one_load_balancer_leaves_out_an_invalid_member_
     ctl.stop().await;
 }
 
+/// Waits for the targets-only update a node change brings, then for the controller to be idle.
+async fn targets_updated_then_idle(ctl: &Controller, what: &str) {
+    let l7_targets = [("call", "update_targets"), ("layer", "l7")];
+    ctl.wait_metric("cloudlb_provider_calls_total", &l7_targets, what, |v| v >= 1.0).await;
+    ctl.assert_idle(what).await;
+}
+
 /// API writes by the controller for Ingresses, counted by the sandbox: the same budget as for
 /// Services (issue 12): a new load balancer <= 4, a node change 0 writes to the Ingress and at
 /// most one event, a restart on converged state 0, a delete <= 3. Counted as patches and updates
@@ -425,11 +432,7 @@ async fn ingress_api_writes_stay_within_the_services_budget() {
 
     let before = writes(&c);
     c.add_node("node-c", "10.0.0.3", &[]).await;
-    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "update_targets"), ("layer", "l7")], "node add", |v| {
-        v >= 1.0
-    })
-    .await;
-    ctl.assert_idle("a node change").await;
+    targets_updated_then_idle(&ctl, "a node change").await;
     let node = since(writes(&c), before);
     assert_eq!((node.ingress, node.status), (0, 0), "a node change writes nothing to the Ingress: {node:?}");
     assert!(node.events <= 1, "at most one event per load balancer on a node change: {node:?}");
@@ -439,11 +442,7 @@ async fn ingress_api_writes_stay_within_the_services_budget() {
     c.add_node("node-d", "10.0.0.4", &[]).await;
     let before = writes(&c);
     let (ctl, _) = controller(&c, &[]).await;
-    ctl.wait_metric("cloudlb_provider_calls_total", &[("call", "update_targets"), ("layer", "l7")], "node add", |v| {
-        v >= 1.0
-    })
-    .await;
-    ctl.assert_idle("a restart").await;
+    targets_updated_then_idle(&ctl, "a restart").await;
     let restart = since(writes(&c), before);
     assert_eq!((restart.ingress, restart.status), (0, 0), "a restart writes nothing to the Ingress: {restart:?}");
     assert!(restart.events <= 1, "only the node change's event: {restart:?}");
