@@ -62,7 +62,7 @@ async fn main() {
         ("node joins: update_targets", &[0, 1, 2], false),
         ("node leaves: update_targets", &[1, 2], false),
         ("targets already right: update_targets", &[1, 2], false),
-        ("the same change by a full ensure (for comparison)", &[1, 2], true),
+        ("full ensure, targets already right (for comparison)", &[1, 2], true),
     ];
     for (phase, nodes, full) in phases {
         let spec = w.spec(&ports, nodes);
