@@ -1,4 +1,4 @@
-//! `cargo bench --bench scale [-- --services 1000,10000 --latency-ms 50 --concurrency 64]`
+//! `cargo bench --bench scale [-- --services 1000,10000 --ingresses 1000,10000 --latency-ms 50 --concurrency 64]`
 //!
 //! Drives the real `cloudlb` binary (built by cargo for this bench, release profile) against
 //! the sandbox Kubernetes API with the memory provider, and prints a markdown table per
@@ -10,10 +10,13 @@ mod support;
 
 use std::time::Duration;
 
-use scenarios::Params;
+use scenarios::{Front, Params};
 
 struct Args {
     services: Vec<usize>,
+    /// The sizes of the Ingress runs; `--services`' when not given, so that `--services ''`
+    /// still means "no scale runs".
+    ingresses: Vec<usize>,
     nodes: usize,
     latency: Duration,
     concurrency: u16,
@@ -25,6 +28,7 @@ struct Args {
 fn parse() -> Result<Args, String> {
     let mut a = Args {
         services: vec![1000, 10000],
+        ingresses: vec![1000, 10000],
         nodes: 10,
         latency: Duration::from_millis(50),
         concurrency: 64,
@@ -32,19 +36,18 @@ fn parse() -> Result<Args, String> {
         footprints: vec![(10_000, 10_000, 1_000), (1_000, 0, 10)],
     };
     let mut footprints = Vec::new();
+    let mut ingresses = None;
     let argv: Vec<String> = std::env::args().skip(1).filter(|s| s != "--bench").collect();
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
         let num = |v: String| v.parse::<usize>().map_err(|_| format!("{flag}: {v:?} is not a number"));
+        let list = |v: String| {
+            v.split(',').filter(|v| !v.is_empty()).map(|v| num(v.to_string())).collect::<Result<Vec<usize>, String>>()
+        };
         match flag.as_str() {
-            "--services" => {
-                a.services = value()?
-                    .split(',')
-                    .filter(|v| !v.is_empty())
-                    .map(|v| num(v.to_string()))
-                    .collect::<Result<_, _>>()?
-            }
+            "--services" => a.services = list(value()?)?,
+            "--ingresses" => ingresses = Some(list(value()?)?),
             "--nodes" => a.nodes = num(value()?)?,
             "--latency-ms" => a.latency = Duration::from_millis(num(value()?)? as u64),
             "--concurrency" => a.concurrency = num(value()?)?.clamp(1, 4096) as u16,
@@ -58,6 +61,7 @@ fn parse() -> Result<Args, String> {
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
+    a.ingresses = ingresses.unwrap_or_else(|| a.services.clone());
     if !footprints.is_empty() {
         a.footprints = footprints.into_iter().filter(|&(lb, _, _)| lb > 0).collect();
     }
@@ -82,8 +86,10 @@ async fn main() {
         }
     };
     let lat = args.latency.as_millis();
-    if !args.services.is_empty() {
-        scale_tables(&args).await;
+    for (front, ns) in [(Front::Services, &args.services), (Front::Ingresses, &args.ingresses)] {
+        if !ns.is_empty() {
+            scale_tables(&args, front, ns).await;
+        }
     }
     if args.latency_samples > 0 {
         let l = scenarios::latency(args.latency_samples).await;
@@ -112,19 +118,20 @@ async fn main() {
 }
 
 /// Scenarios 1–4 for each N: the times table, then the API writes table.
-async fn scale_tables(args: &Args) {
+async fn scale_tables(args: &Args, front: Front, ns: &[usize]) {
     let lat = args.latency.as_millis();
+    let what = front.plural();
     println!(
-        "## Scale (memory provider, {lat} ms per call, {} nodes, --concurrency {})\n",
+        "## Scale: {what} (memory provider, {lat} ms per call, {} nodes, --concurrency {})\n",
         args.nodes, args.concurrency
     );
     println!(
-        "| N | converged | Services/s | create-to-status p50 | p99 | restart: mutating calls | restart: caught up | add node: calls | add node: time | exclude node: calls | exclude node: time | delete all | API requests |"
+        "| N | converged | {what}/s | create-to-status p50 | p99 | restart: mutating calls | restart: caught up | add node: calls | add node: time | exclude node: calls | exclude node: time | delete all | API requests |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut writes = Vec::new();
-    for &n in &args.services {
-        let p = Params { services: n, nodes: args.nodes, latency: args.latency, concurrency: args.concurrency };
+    for &n in ns {
+        let p = Params { front, n, nodes: args.nodes, latency: args.latency, concurrency: args.concurrency };
         let r = scenarios::scale(&p).await;
         println!(
             "| {n} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -143,11 +150,11 @@ async fn scale_tables(args: &Args) {
         );
         writes.push((n, r));
     }
-    println!("\n## API writes by the controller (Service patches / status patches / events)\n");
+    println!("\n## API writes by the controller for {what} ({} patches / status patches / events)\n", front.kind());
     println!("| N | per new LB | restart (total) | add node (total) | exclude node (total) | per deleted LB |");
     println!("|---|---|---|---|---|---|");
     for (n, r) in &writes {
-        let total = |w: &scenarios::Writes| format!("{}/{}/{}", w.services, w.status, w.events);
+        let total = |w: &scenarios::Writes| format!("{}/{}/{}", w.objects, w.status, w.events);
         println!(
             "| {n} | {} | {} | {} | {} | {} |",
             r.create_writes.per(*n),

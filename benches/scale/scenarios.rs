@@ -18,21 +18,59 @@ use std::time::{Duration, Instant};
 use cloudlb_sandbox::SandboxConfig;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::support::{Cluster, Controller, external_ip};
+use crate::support::{Cluster, Controller, INGRESS_CONTROLLER, external_ip, ingress_address, ingress_path};
 
 /// Upper bound for any one wait in a scenario: a hang fails instead of running forever.
 const LIMIT: Duration = Duration::from_secs(600);
 /// The controller's log level: quiet, but `cloudlb::app` at info (the metrics address).
 const LOG: &str = "warn,cloudlb::app=info";
 
+/// What a scale run creates N of: LoadBalancer Services, or Ingresses of our class (one load
+/// balancer each, all routing to one NodePort backend). The phases and the budget of API writes
+/// are the same for both (issue 12: "the same rules hold for Ingresses").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Front {
+    #[default]
+    Services,
+    Ingresses,
+}
+
+impl Front {
+    pub fn plural(self) -> &'static str {
+        match self {
+            Front::Services => "Services",
+            Front::Ingresses => "Ingresses",
+        }
+    }
+
+    /// The kind, as in the `kind` label of `cloudlb_reconciles_total`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Front::Services => "Service",
+            Front::Ingresses => "Ingress",
+        }
+    }
+
+    /// The resource's name in the sandbox's request counters.
+    fn resource(self) -> &'static str {
+        match self {
+            Front::Services => "services",
+            Front::Ingresses => "ingresses.networking.k8s.io",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Params {
-    pub services: usize,
+    pub front: Front,
+    /// How many load balancers (Services or Ingresses).
+    pub n: usize,
     pub nodes: usize,
     pub latency: Duration,
     pub concurrency: u16,
@@ -40,7 +78,8 @@ pub struct Params {
 
 #[derive(Debug, Default)]
 pub struct ScaleResult {
-    pub services: usize,
+    pub front: Front,
+    pub n: usize,
     pub converge: Duration,
     pub create_p50: Duration,
     pub create_p99: Duration,
@@ -61,56 +100,56 @@ pub struct ScaleResult {
 }
 
 /// The controller's writes to the API during one phase, from the sandbox's request counters:
-/// patches of Services (finalizer, annotations) and of their status, and events created or
-/// patched (a series). The harness itself only creates and deletes Services and creates and
-/// patches Nodes, so none of these are its own. Lease renewals are not counted: they do not
-/// depend on the load balancers.
+/// patches of the Services or Ingresses (finalizer, annotations) and of their status, and events
+/// created or patched (a series). The harness itself only creates and deletes objects and
+/// creates and patches Nodes, so none of these are its own. Lease renewals are not counted:
+/// they do not depend on the load balancers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Writes {
-    pub services: u64,
+    pub objects: u64,
     pub status: u64,
     pub events: u64,
 }
 
 impl Writes {
-    fn of(s: &cloudlb_sandbox::Stats) -> Writes {
+    fn of(s: &cloudlb_sandbox::Stats, front: Front) -> Writes {
         let both = |res: &str| s.count("patch", res) + s.count("update", res);
         Writes {
-            services: both("services"),
-            status: both("services/status"),
+            objects: both(front.resource()),
+            status: both(&format!("{}/status", front.resource())),
             events: s.count("create", "events.events.k8s.io") + s.count("patch", "events.events.k8s.io"),
         }
     }
 
     fn since(self, before: Writes) -> Writes {
         Writes {
-            services: self.services - before.services,
+            objects: self.objects - before.objects,
             status: self.status - before.status,
             events: self.events - before.events,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.services + self.status + self.events
+        self.objects + self.status + self.events
     }
 
-    /// `services/status/events` per load balancer, e.g. `2/1/1`.
+    /// `objects/status/events` per load balancer, e.g. `2/1/1`.
     pub fn per(&self, n: usize) -> String {
         let n = n.max(1) as f64;
         let f = |v: u64| {
             let x = v as f64 / n;
             if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.2}") }
         };
-        format!("{}/{}/{}", f(self.services), f(self.status), f(self.events))
+        format!("{}/{}/{}", f(self.objects), f(self.status), f(self.events))
     }
 }
 
-fn writes(cluster: &Cluster) -> Writes {
-    Writes::of(&cluster.sandbox.stats())
+fn writes(cluster: &Cluster, front: Front) -> Writes {
+    Writes::of(&cluster.sandbox.stats(), front)
 }
 
-/// What the harness's own watch has seen: when each Service first had an address, and which
-/// Services exist.
+/// What the harness's own watch has seen: when each object first had an address, and which
+/// objects exist.
 #[derive(Default)]
 struct Seen {
     addressed: HashMap<String, Instant>,
@@ -124,23 +163,31 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(cluster: &Cluster) -> Watch {
+    /// Watches the Services or the Ingresses of the namespace.
+    fn of(cluster: &Cluster, front: Front) -> Watch {
+        match front {
+            Front::Services => Watch::start(cluster.services(), |s| external_ip(s).is_some()),
+            Front::Ingresses => Watch::start(cluster.ingresses(), |i| ingress_address(i).is_some()),
+        }
+    }
+
+    fn start<K>(api: Api<K>, addressed: fn(&K) -> bool) -> Watch
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let changed = Arc::new(Notify::new());
         let (s, c) = (seen.clone(), changed.clone());
-        let stream = watcher(cluster.services(), watcher::Config::default()).default_backoff().touched_objects();
+        let stream = watcher(api, watcher::Config::default()).default_backoff().touched_objects();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            while let Ok(Some(svc)) = stream.try_next().await {
-                let name = svc.metadata.name.clone().unwrap_or_default();
+            while let Ok(Some(obj)) = stream.try_next().await {
+                let name = obj.meta().name.clone().unwrap_or_default();
                 let now = Instant::now();
                 {
                     let mut st = s.lock().expect("seen");
-                    if svc.metadata.deletion_timestamp.is_some() {
-                        // Gone once the finalizer goes; the DELETED event removes it below.
-                    }
                     st.existing.insert(name.clone(), ());
-                    if external_ip(&svc).is_some() {
+                    if addressed(&obj) {
                         st.addressed.entry(name).or_insert(now);
                     }
                 }
@@ -174,19 +221,74 @@ fn service(name: &str, lb: bool) -> Service {
         .expect("service json")
 }
 
-async fn create_all(cluster: &Cluster, names: &[String], lb: bool) -> HashMap<String, Instant> {
-    let api = cluster.services();
+/// An Ingress of our class with one rule to the backend `app` (see [`scale`]).
+fn ingress(name: &str) -> Ingress {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"ingressClassName": "cloudlb", "rules": [
+            {"host": format!("{name}.example"), "http": {"paths": [ingress_path("Prefix", "/", "app")]}}
+        ]}
+    }))
+    .expect("ingress json")
+}
+
+/// What [`create_all`] creates.
+#[derive(Clone, Copy)]
+enum Object {
+    LbService,
+    OtherService,
+    Ingress,
+}
+
+impl From<Front> for Object {
+    fn from(f: Front) -> Object {
+        match f {
+            Front::Services => Object::LbService,
+            Front::Ingresses => Object::Ingress,
+        }
+    }
+}
+
+async fn create(cluster: &Cluster, what: Object, name: &str) {
+    let pp = PostParams::default();
+    match what {
+        Object::Ingress => {
+            cluster.ingresses().create(&pp, &ingress(name)).await.expect("create ingress");
+        }
+        Object::LbService | Object::OtherService => {
+            let lb = matches!(what, Object::LbService);
+            cluster.services().create(&pp, &service(name, lb)).await.expect("create service");
+        }
+    }
+}
+
+async fn create_all(cluster: &Cluster, names: &[String], what: Object) -> HashMap<String, Instant> {
     futures::stream::iter(names.iter().cloned())
-        .map(|name| {
-            let api = api.clone();
-            async move {
-                api.create(&PostParams::default(), &service(&name, lb)).await.expect("create service");
-                (name, Instant::now())
-            }
+        .map(|name| async move {
+            create(cluster, what, &name).await;
+            (name, Instant::now())
         })
         .buffer_unordered(32)
         .collect()
         .await
+}
+
+async fn delete(cluster: &Cluster, front: Front, name: &str) -> Result<(), kube::Error> {
+    let dp = DeleteParams::default();
+    match front {
+        Front::Services => cluster.services().delete(name, &dp).await.map(|_| ()),
+        Front::Ingresses => cluster.ingresses().delete(name, &dp).await.map(|_| ()),
+    }
+}
+
+/// How many Services (all of them) or Ingresses exist.
+async fn count(cluster: &Cluster, front: Front) -> usize {
+    let lp = Default::default();
+    match front {
+        Front::Services => cluster.services().list_metadata(&lp).await.expect("list").items.len(),
+        Front::Ingresses => cluster.ingresses().list_metadata(&lp).await.expect("list").items.len(),
+    }
 }
 
 /// Progress on stderr, so a long run shows where it is (the table goes to stdout).
@@ -236,26 +338,32 @@ async fn calls_delta(ctl: &Controller, before: u64, want: u64, started: Instant)
     (mutating_calls(ctl).await - before, reached)
 }
 
-/// Scenarios 1-4: create N at once, restart, add a node, exclude a node, delete all.
+/// Scenarios 1-4: create N at once, restart, add a node, exclude a node, delete all; of
+/// LoadBalancer Services or of Ingresses (`p.front`).
 pub async fn scale(p: &Params) -> ScaleResult {
+    let front = p.front;
     let cluster = Cluster::start_with(sandbox_config()).await;
     add_nodes(&cluster, p.nodes).await;
+    if front == Front::Ingresses {
+        cluster.add_ingress_class("cloudlb", INGRESS_CONTROLLER, false).await;
+        cluster.add_backend("app", 30080).await;
+    }
     let state = cluster.dir.path().join("memory-state.json");
     let state = state.to_str().expect("utf-8 path").to_string();
     let latency = format!("{}ms", p.latency.as_millis());
     let concurrency = p.concurrency.to_string();
     let args = ["--memory-latency", &latency, "--memory-state-file", &state, "--concurrency", &concurrency];
     let ctl = Controller::start_logging(&cluster, &args, LOG).await;
-    let watch = Watch::start(&cluster);
-    let names: Vec<String> = (0..p.services).map(|i| format!("svc-{i:05}")).collect();
-    let mut r = ScaleResult { services: p.services, ..Default::default() };
+    let watch = Watch::of(&cluster, front);
+    let names: Vec<String> = (0..p.n).map(|i| format!("lb-{i:05}")).collect();
+    let mut r = ScaleResult { front, n: p.n, ..Default::default() };
 
     // 1. Create N at once.
-    let w = writes(&cluster);
+    let w = writes(&cluster, front);
     let started = Instant::now();
-    let created = create_all(&cluster, &names, true).await;
-    let n = p.services;
-    watch.wait("every Service to get an address", |s| s.addressed.len() >= n).await;
+    let created = create_all(&cluster, &names, front.into()).await;
+    let n = p.n;
+    watch.wait("every object to get an address", |s| s.addressed.len() >= n).await;
     r.converge = started.elapsed();
     progress(&format!("N={n}: converged in {:?}", r.converge));
     let mut lat: Vec<Duration> = {
@@ -267,14 +375,15 @@ pub async fn scale(p: &Params) -> ScaleResult {
     r.create_p99 = percentile(&lat, 0.99);
     ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
     ctl.settle_within(Duration::from_millis(500), LIMIT).await;
-    r.create_writes = writes(&cluster).since(w);
+    r.create_writes = writes(&cluster, front).since(w);
     ctl.stop().await;
 
     // 2. Restart with N converged (durable provider state): no mutating call.
-    let w = writes(&cluster);
+    let w = writes(&cluster, front);
     let started = Instant::now();
     let ctl = Controller::start_logging(&cluster, &args, LOG).await;
-    ctl.wait_metric_within("cloudlb_reconciles_total", &[], "every Service reconciled after restart", LIMIT, |v| {
+    let kind = [("kind", front.kind())];
+    ctl.wait_metric_within("cloudlb_reconciles_total", &kind, "every object reconciled after restart", LIMIT, |v| {
         v as usize >= n
     })
     .await;
@@ -282,19 +391,19 @@ pub async fn scale(p: &Params) -> ScaleResult {
     ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
     ctl.settle_within(Duration::from_millis(500), LIMIT).await;
     r.restart_mutating_calls = mutating_calls(&ctl).await + ctl.calls("delete").await;
-    r.restart_writes = writes(&cluster).since(w);
+    r.restart_writes = writes(&cluster, front).since(w);
     progress(&format!("N={n}: restart caught up in {:?}", r.restart_catch_up));
 
     // 3. Add one node, then exclude one node.
-    let w = writes(&cluster);
+    let w = writes(&cluster, front);
     let before = mutating_calls(&ctl).await;
     let started = Instant::now();
     cluster.add_node("node-new", "10.2.0.1", &[]).await;
     (r.add_node_calls, r.add_node_time) = calls_delta(&ctl, before, n as u64, started).await;
     ctl.settle_within(Duration::from_millis(500), LIMIT).await;
-    r.add_node_writes = writes(&cluster).since(w);
+    r.add_node_writes = writes(&cluster, front).since(w);
     progress(&format!("N={n}: node added, {} calls in {:?}", r.add_node_calls, r.add_node_time));
-    let w = writes(&cluster);
+    let w = writes(&cluster, front);
     let before = mutating_calls(&ctl).await;
     let started = Instant::now();
     cluster
@@ -305,33 +414,29 @@ pub async fn scale(p: &Params) -> ScaleResult {
         .await;
     (r.exclude_node_calls, r.exclude_node_time) = calls_delta(&ctl, before, n as u64, started).await;
     ctl.settle_within(Duration::from_millis(500), LIMIT).await;
-    r.exclude_node_writes = writes(&cluster).since(w);
+    r.exclude_node_writes = writes(&cluster, front).since(w);
 
-    // 4. Delete all.
-    let w = writes(&cluster);
+    // 4. Delete all (for Ingresses, the backend Service stays).
+    let w = writes(&cluster, front);
     let started = Instant::now();
-    let api = cluster.services();
-    futures::stream::iter(names.iter().cloned())
-        .map(|name| {
-            let api = api.clone();
-            async move { api.delete(&name, &DeleteParams::default()).await.map(|_| ()) }
-        })
+    futures::stream::iter(names.iter())
+        .map(|name| delete(&cluster, front, name))
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
         .await
-        .expect("delete services");
+        .expect("delete");
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
-        let left = api.list_metadata(&Default::default()).await.expect("list").items.len();
+        let left = count(&cluster, front).await;
         if left == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{left} Services still there after {LIMIT:?}");
+        assert!(tokio::time::Instant::now() < deadline, "{left} {} still there after {LIMIT:?}", front.plural());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     r.delete_all = started.elapsed();
     ctl.settle_within(Duration::from_millis(500), LIMIT).await;
-    r.delete_writes = writes(&cluster).since(w);
+    r.delete_writes = writes(&cluster, front).since(w);
     progress(&format!("N={n}: all deleted in {:?}", r.delete_all));
     r.api_requests = cluster.sandbox.stats().total;
     ctl.stop().await;
@@ -351,7 +456,7 @@ pub async fn latency(samples: usize) -> LatencyResult {
     let cluster = Cluster::start_with(sandbox_config()).await;
     add_nodes(&cluster, 3).await;
     let ctl = Controller::start_logging(&cluster, &[], LOG).await;
-    let watch = Watch::start(&cluster);
+    let watch = Watch::of(&cluster, Front::Services);
     let api = cluster.services();
     let mut lat = Vec::with_capacity(samples);
     for i in 0..samples {
@@ -432,14 +537,14 @@ pub async fn footprint(lb: usize, other: usize, nodes: usize, latency: Duration)
     let cluster = Cluster::start_with(sandbox_config()).await;
     add_nodes(&cluster, nodes).await;
     let others: Vec<String> = (0..other).map(|i| format!("other-{i:05}")).collect();
-    create_all(&cluster, &others, false).await;
+    create_all(&cluster, &others, Object::OtherService).await;
     let latency = format!("{}ms", latency.as_millis());
     let ctl = Controller::start_logging(&cluster, &["--memory-latency", &latency], LOG).await;
     let (sampler, peaks) = sample_rss(ctl.pid().expect("controller running"));
-    let watch = Watch::start(&cluster);
+    let watch = Watch::of(&cluster, Front::Services);
     let names: Vec<String> = (0..lb).map(|i| format!("svc-{i:05}")).collect();
     let started = Instant::now();
-    create_all(&cluster, &names, true).await;
+    create_all(&cluster, &names, Object::LbService).await;
     watch.wait("every LB Service to get an address", |s| s.addressed.len() >= lb).await;
     let converge = started.elapsed();
     ctl.settle_mutations_within(Duration::from_millis(1000), LIMIT).await;
