@@ -12,7 +12,7 @@
 //! windows around each page that runs (fault-around), so where the few thousand functions that
 //! run are spread over the 37 MiB of text, nearly every window they touch is resident: 13.6 MiB
 //! of text with 1,000 load balancers, against 3.5 MiB of functions that ran. Laid out together
-//! they are 3.8 MiB resident (benches/README.md). `link/order.sh` records the list (valgrind's
+//! they are 3.9 MiB resident (benches/README.md). `link/order.sh` records the list (valgrind's
 //! callgrind over the benchmark and the end-to-end tests); a function missing from it, e.g. one
 //! written since, only lands among the rest, so a stale list costs memory, never correctness.
 //! LLD is what rustc 1.90 and later link x86_64-unknown-linux-gnu with unless a linker is

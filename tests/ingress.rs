@@ -397,26 +397,7 @@ async fn targets_updated_then_idle(ctl: &Controller, what: &str) {
 /// creates and deletes Ingresses and Nodes).
 #[tokio::test]
 async fn ingress_api_writes_stay_within_the_services_budget() {
-    #[derive(Debug, PartialEq, Clone, Copy)]
-    struct Writes {
-        ingress: u64,
-        status: u64,
-        events: u64,
-    }
-    let writes = |c: &Cluster| {
-        let s = c.sandbox.stats();
-        let both = |res: &str| s.count("patch", res) + s.count("update", res);
-        Writes {
-            ingress: both("ingresses.networking.k8s.io"),
-            status: both("ingresses.networking.k8s.io/status"),
-            events: s.count("create", "events.events.k8s.io") + s.count("patch", "events.events.k8s.io"),
-        }
-    };
-    let since = |now: Writes, before: Writes| Writes {
-        ingress: now.ingress - before.ingress,
-        status: now.status - before.status,
-        events: now.events - before.events,
-    };
+    let writes = |c: &Cluster| c.writes("ingresses.networking.k8s.io");
     let c = cluster().await;
     let (ctl, _) = controller(&c, &[]).await;
 
@@ -425,16 +406,16 @@ async fn ingress_api_writes_stay_within_the_services_budget() {
     c.wait_ingress_address("web").await;
     c.wait_event("web", "EnsuredLoadBalancer").await;
     ctl.assert_idle("a new Ingress").await;
-    let new = since(writes(&c), before);
+    let new = writes(&c).since(before);
     // The finalizer before the first cloud call, then the record with the address and spec hash;
     // the status; one event.
-    assert_eq!(new, Writes { ingress: 2, status: 1, events: 1 }, "a new Ingress");
+    assert_eq!(new, Writes { objects: 2, status: 1, events: 1 }, "a new Ingress");
 
     let before = writes(&c);
     c.add_node("node-c", "10.0.0.3", &[]).await;
     targets_updated_then_idle(&ctl, "a node change").await;
-    let node = since(writes(&c), before);
-    assert_eq!((node.ingress, node.status), (0, 0), "a node change writes nothing to the Ingress: {node:?}");
+    let node = writes(&c).since(before);
+    assert_eq!((node.objects, node.status), (0, 0), "a node change writes nothing to the Ingress: {node:?}");
     assert!(node.events <= 1, "at most one event per load balancer on a node change: {node:?}");
     ctl.stop().await;
 
@@ -443,8 +424,8 @@ async fn ingress_api_writes_stay_within_the_services_budget() {
     let before = writes(&c);
     let (ctl, _) = controller(&c, &[]).await;
     targets_updated_then_idle(&ctl, "a restart").await;
-    let restart = since(writes(&c), before);
-    assert_eq!((restart.ingress, restart.status), (0, 0), "a restart writes nothing to the Ingress: {restart:?}");
+    let restart = writes(&c).since(before);
+    assert_eq!((restart.objects, restart.status), (0, 0), "a restart writes nothing to the Ingress: {restart:?}");
     assert!(restart.events <= 1, "only the node change's event: {restart:?}");
     assert_eq!(ctl.calls("ensure").await, 0, "no full ensure on restart");
 
@@ -452,8 +433,8 @@ async fn ingress_api_writes_stay_within_the_services_budget() {
     c.ingresses().delete("web", &Default::default()).await.expect("delete");
     c.wait_ingress_gone("web").await;
     ctl.assert_idle("a delete").await;
-    let delete = since(writes(&c), before);
-    assert!(delete.ingress + delete.status + delete.events <= 3, "a delete: {delete:?}");
+    let delete = writes(&c).since(before);
+    assert!(delete.total() <= 3, "a delete: {delete:?}");
     assert_eq!(delete.status, 0, "no status write to an Ingress being deleted: {delete:?}");
     eprintln!("Ingress writes: new {new:?}, node change {node:?}, restart {restart:?}, delete {delete:?}");
     ctl.stop().await;

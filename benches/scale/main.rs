@@ -170,7 +170,7 @@ async fn scale_tables(args: &Args, front: Front, ns: &[usize]) {
 /// under test still defines: the footprint depends on it, and a low share says the list is
 /// stale (run `link/order.sh`).
 fn link_order_coverage() -> String {
-    let binary = std::env::var("CLOUDLB_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cloudlb").to_string());
+    let binary = support::cloudlb_binary();
     let listed =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/link/cloudlb.order")).unwrap_or_default();
     let nm = match std::process::Command::new("nm").args(["--defined-only", &binary]).output() {

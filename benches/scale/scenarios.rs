@@ -24,6 +24,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::Notify;
 
+pub use crate::support::Writes;
 use crate::support::{Cluster, Controller, INGRESS_CONTROLLER, external_ip, ingress_address, ingress_path};
 
 /// Upper bound for any one wait in a scenario: a hang fails instead of running forever.
@@ -99,61 +100,16 @@ pub struct ScaleResult {
     pub delete_writes: Writes,
 }
 
-/// The controller's writes to the API during one phase, from the sandbox's request counters:
-/// patches of the Services or Ingresses (finalizer, annotations) and of their status, and events
-/// created or patched (a series). The harness itself only creates and deletes objects and
-/// creates and patches Nodes, so none of these are its own. Lease renewals are not counted:
-/// they do not depend on the load balancers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Writes {
-    pub objects: u64,
-    pub status: u64,
-    pub events: u64,
-}
-
-impl Writes {
-    fn of(s: &cloudlb_sandbox::Stats, front: Front) -> Writes {
-        let both = |res: &str| s.count("patch", res) + s.count("update", res);
-        Writes {
-            objects: both(front.resource()),
-            status: both(&format!("{}/status", front.resource())),
-            events: s.count("create", "events.events.k8s.io") + s.count("patch", "events.events.k8s.io"),
-        }
-    }
-
-    fn since(self, before: Writes) -> Writes {
-        Writes {
-            objects: self.objects - before.objects,
-            status: self.status - before.status,
-            events: self.events - before.events,
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.objects + self.status + self.events
-    }
-
-    /// `objects/status/events` per load balancer, e.g. `2/1/1`.
-    pub fn per(&self, n: usize) -> String {
-        let n = n.max(1) as f64;
-        let f = |v: u64| {
-            let x = v as f64 / n;
-            if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.2}") }
-        };
-        format!("{}/{}/{}", f(self.objects), f(self.status), f(self.events))
-    }
-}
-
+/// The controller's writes so far (see [`Writes`]): the harness itself only creates and deletes
+/// objects and creates and patches Nodes, so none of these are its own.
 fn writes(cluster: &Cluster, front: Front) -> Writes {
-    Writes::of(&cluster.sandbox.stats(), front)
+    cluster.writes(front.resource())
 }
 
-/// What the harness's own watch has seen: when each object first had an address, and which
-/// objects exist.
+/// What the harness's own watch has seen: when each object first had an address.
 #[derive(Default)]
 struct Seen {
     addressed: HashMap<String, Instant>,
-    existing: HashMap<String, ()>,
 }
 
 struct Watch {
@@ -186,7 +142,6 @@ impl Watch {
                 let now = Instant::now();
                 {
                     let mut st = s.lock().expect("seen");
-                    st.existing.insert(name.clone(), ());
                     if addressed(&obj) {
                         st.addressed.entry(name).or_insert(now);
                     }

@@ -320,6 +320,61 @@ pub fn memory_entry(state: &std::path::Path, kind: &str, name: &str) -> Option<V
 }
 
 /// The first address in an Ingress's status.
+/// Writes to the API, from the sandbox's request counters: patches and updates of one resource
+/// (finalizer, annotations) and of its status, and events created or patched (a series). Lease
+/// renewals are not counted: they do not depend on the load balancers. One phase's writes are
+/// the counts after it [`since`](Writes::since) the counts before.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Writes {
+    pub objects: u64,
+    pub status: u64,
+    pub events: u64,
+}
+
+impl Writes {
+    pub fn since(self, before: Writes) -> Writes {
+        Writes {
+            objects: self.objects - before.objects,
+            status: self.status - before.status,
+            events: self.events - before.events,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.objects + self.status + self.events
+    }
+
+    /// `objects/status/events` per load balancer, e.g. `2/1/1`.
+    pub fn per(&self, n: usize) -> String {
+        let n = n.max(1) as f64;
+        let f = |v: u64| {
+            let x = v as f64 / n;
+            if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.2}") }
+        };
+        format!("{}/{}/{}", f(self.objects), f(self.status), f(self.events))
+    }
+}
+
+impl Cluster {
+    /// The writes so far to `resource` (as the sandbox names it: `services`,
+    /// `ingresses.networking.k8s.io`), its status, and events.
+    pub fn writes(&self, resource: &str) -> Writes {
+        let s = self.sandbox.stats();
+        let both = |res: &str| s.count("patch", res) + s.count("update", res);
+        Writes {
+            objects: both(resource),
+            status: both(&format!("{resource}/status")),
+            events: s.count("create", "events.events.k8s.io") + s.count("patch", "events.events.k8s.io"),
+        }
+    }
+}
+
+/// The `cloudlb` binary the tests run: cargo's build, or `$CLOUDLB_TEST_BIN` (see
+/// [`Controller::command`]).
+pub fn cloudlb_binary() -> String {
+    std::env::var("CLOUDLB_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cloudlb").to_string())
+}
+
 pub fn ingress_address(ing: &Ingress) -> Option<String> {
     let first = ing.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?.first()?.clone();
     first.ip.or(first.hostname)
@@ -435,7 +490,7 @@ impl Controller {
     /// ships, `cargo build --release`), and `$CLOUDLB_TEST_WRAPPER`, a command line split at
     /// spaces, runs it under another program.
     pub fn command(cluster: &Cluster, extra: &[&str], rust_log: &str, envs: &[(&str, &str)]) -> Command {
-        let binary = std::env::var("CLOUDLB_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cloudlb").to_string());
+        let binary = cloudlb_binary();
         let wrapper = std::env::var("CLOUDLB_TEST_WRAPPER").unwrap_or_default();
         let mut words = wrapper.split_whitespace();
         let mut cmd = match words.next() {
